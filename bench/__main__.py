@@ -1,0 +1,18 @@
+"""`make bench`: every benchmark, printed as the rows of the README's numbers table."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = ["bench.mpy_size"]
+
+
+def main() -> int:
+    for name in BENCHES:
+        importlib.import_module(name).main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

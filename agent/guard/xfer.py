@@ -1,0 +1,110 @@
+# Bulk transfer, host -> board, over the REPL serial link (faster than mpremote fs cp).
+#
+# Wire format (the host side is mpguard.transfer):
+# - the payload is encoded so that Ctrl-C (0x03), which would interrupt the running code,
+#   never crosses the link: 0x03 and the escape byte 0x10 are sent as 0x10, b ^ 0x20;
+# - encoded bytes travel in frames of exactly _FRAME bytes (the last one padded);
+# - the board acks each frame with one 0x06 byte as soon as it has read it off stdin,
+#   before doing anything slow with it, and the host keeps at most _WINDOW frames unacked:
+#   so no more than _FRAME * _WINDOW bytes ever wait in the board's UART RX buffer;
+# - end-to-end integrity: the host states the payload length and SHA-256 up front; the
+#   reader checks the digest when the last byte is read, before handing it out, so a
+#   consumer (an install) never commits a corrupted stream;
+# - no data for _TIMEOUT_MS: the transfer is abandoned (GuardError "xfer_timeout") and
+#   the consumer discards what it staged; the host then restarts from the beginning.
+import binascii
+import hashlib
+import select
+import sys
+
+from micropython import const
+
+from guard import GuardError
+
+_FRAME = const(128)
+_WINDOW = const(2)
+_ESC = const(0x10)
+_TIMEOUT_MS = const(5000)
+
+# Reasons: xfer_timeout, xfer_hash (digest mismatch), xfer_format (bad escape).
+
+
+class Reader:
+    # A stream with readinto(): the decoded payload, exactly `length` bytes.
+    def __init__(self, length, sha_hex, inp=None, out=None, timeout_ms=_TIMEOUT_MS):
+        self.left = length  # payload bytes not yet handed out
+        self.want = sha_hex
+        self.h = hashlib.sha256()
+        self.inp = inp or sys.stdin.buffer
+        self.out = out or sys.stdout.buffer
+        self.poll = select.poll()
+        self.poll.register(self.inp, select.POLLIN)
+        self.tmo = timeout_ms
+        self.frame = bytearray(_FRAME)
+        self.fmv = memoryview(self.frame)
+        self.pos = _FRAME  # read position in the current frame (FRAME = exhausted)
+        self.esc = False
+
+    def _next_frame(self):
+        mv = self.fmv
+        got = 0
+        while got < _FRAME:
+            if not self.poll.poll(self.tmo):
+                raise GuardError("xfer_timeout")
+            n = self.inp.readinto(mv[got:])
+            if not n:
+                raise GuardError("xfer_timeout")
+            got += n
+        self.out.write(b"\x06")
+        self.pos = 0
+
+    def readinto(self, buf):
+        # Fill buf with decoded payload bytes; return how many (0 at the end).
+        if not self.left:
+            return 0
+        mv = memoryview(buf)
+        n = 0
+        want = min(len(mv), self.left)
+        frame = self.frame
+        while n < want:
+            if self.pos >= _FRAME:
+                self._next_frame()
+            p = self.pos
+            if self.esc:
+                b = frame[p]
+                if b != 0x23 and b != 0x30:
+                    raise GuardError("xfer_format")
+                mv[n] = b ^ 0x20
+                n += 1
+                p += 1
+                self.esc = False
+            # copy the run up to the next escape (or the frame's end) in one slice
+            e = frame.find(b"\x10", p)
+            end = _FRAME if e < 0 else e
+            k = min(end - p, want - n)
+            if k > 0:
+                mv[n : n + k] = self.fmv[p : p + k]
+                n += k
+                p += k
+            if p == e and n < want:
+                self.esc = True
+                p += 1
+            self.pos = p
+        self.h.update(mv[:n])
+        self.left -= n
+        if not self.left:
+            if binascii.hexlify(self.h.digest()).decode() != self.want:
+                raise GuardError("xfer_hash")
+            # drain the rest of the last frame so the link is clean afterwards
+            self.pos = _FRAME
+        return n
+
+    def drain(self):
+        # Read (and ack) frames until the payload's end, discarding them: used after a
+        # refusal so the host's sender finishes and the link returns to the REPL cleanly.
+        buf = bytearray(64)
+        try:
+            while self.left:
+                self.readinto(buf)
+        except GuardError:
+            pass

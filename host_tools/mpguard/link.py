@@ -1,0 +1,266 @@
+"""The host's link to a board: one API whether the port is a virtual board or a /dev/ttyUSB*.
+
+Built on mpremote's `SerialTransport` (raw REPL, raw-paste). It connects, runs code, calls
+agent functions (RPC: one framed JSON answer or a typed error), puts and gets files, resets,
+and waits for the board to come back, with timeouts and typed errors:
+
+- `NoPortError`        the port does not exist or cannot be opened;
+- `BoardNotAnswering`  the port opened but no REPL appeared in time;
+- `DeviceError`        code on the board raised (device traceback kept on the exception);
+- `DeviceRefused`      the agent refused with `GuardError(reason, detail)`.
+
+The board's output outside raw-REPL answers (boot messages, what `main.py` printed) is kept
+in `BoardLink.console` so tests and reports can show what the board printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport_serial import SerialTransport
+
+from .errors import BoardNotAnswering, DeviceError, DeviceRefused, NoPortError
+
+_RPC_OK = "\x1eRPC:"
+_RPC_ERR = "\x1eERR:"
+CONSOLE_LIMIT = 64 * 1024  # bytes of board output kept for reports
+
+# Runs on the board: call a function by dotted name with JSON arguments, answer one framed
+# JSON line. A GuardError becomes a framed refusal; anything else is a device exception.
+_RPC_CODE = """\
+import json as _j
+def _rpc():
+    from {mod} import {fn} as f
+    try:
+        r = f(*_j.loads({args!r}))
+    except Exception as e:
+        if type(e).__name__ != 'GuardError':
+            raise
+        print({err!r} + _j.dumps([str(a) if not isinstance(a, (int, str)) else a for a in e.args]))
+        return
+    print({ok!r} + _j.dumps(r))
+_rpc()
+del _rpc
+"""
+
+
+def _parse_device_exception(err: str) -> tuple[str, str]:
+    lines = [ln for ln in err.strip().split("\n") if ln.strip()]
+    if not lines:
+        return "", ""
+    name, _, msg = lines[-1].partition(":")
+    return name.strip(), msg.strip()
+
+
+class BoardLink:
+    """A connected board. Use as a context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        soft_reset: bool = False,
+    ):
+        self.port = port
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.console = b""
+        self._t: SerialTransport | None = None
+        self.connect(soft_reset=soft_reset)
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _record(self, data: bytes) -> None:
+        self.console = (self.console + data)[-CONSOLE_LIMIT:]
+
+    def connect(self, soft_reset: bool = False) -> None:
+        """Open the port and enter the raw REPL (interrupting whatever runs)."""
+        if not os.path.exists(self.port) and not self.port.startswith(("socket://", "rfc2217://")):
+            raise NoPortError(f"no such port: {self.port}")
+        try:
+            self._t = SerialTransport(self.port, baudrate=115200)
+        except TransportError as e:
+            raise NoPortError(f"cannot open {self.port}: {e}") from None
+        deadline = time.monotonic() + self.connect_timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                self._enter_raw(soft_reset, max(0.5, deadline - time.monotonic()))
+                return
+            except (TransportError, OSError) as e:
+                last = e
+                time.sleep(0.1)
+        self.close()
+        raise BoardNotAnswering(f"board on {self.port} did not answer ({last})")
+
+    def _enter_raw(self, soft_reset: bool, timeout: float) -> None:
+        t = self._t
+        assert t is not None  # internal invariant, not a security check
+        # Keep what the board printed before we took over (boot messages, main.py output).
+        n = t.serial.in_waiting
+        if n:
+            self._record(t.serial.read(n))
+        t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+
+    def close(self) -> None:
+        if self._t is not None:
+            try:
+                if self._t.in_raw_repl:
+                    self._t.exit_raw_repl()
+                self._t.close()
+            except (OSError, TransportError):
+                pass
+            self._t = None
+
+    def __enter__(self) -> BoardLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def transport(self) -> SerialTransport:
+        if self._t is None:
+            raise BoardNotAnswering(f"not connected to {self.port}")
+        return self._t
+
+    # -- running code -----------------------------------------------------------------------
+
+    def exec(
+        self,
+        code: str | bytes,
+        timeout: float | None = None,
+        data_consumer: Callable[[bytes], None] | None = None,
+    ) -> str:
+        """Run code in the raw REPL; return what it printed. Device exception -> DeviceError."""
+        t = self.transport
+        try:
+            out, err = t.exec_raw(code, timeout=timeout or self.timeout, data_consumer=data_consumer)
+        except TransportExecError as e:  # pragma: no cover - exec_raw does not raise it
+            out, err = b"", e.error_output.encode()
+        except (TransportError, OSError) as e:
+            raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+        if err:
+            text = err.decode("utf-8", "replace")
+            exc_type, msg = _parse_device_exception(text)
+            raise DeviceError(
+                f"board raised {exc_type}: {msg}" if exc_type else "board raised an exception",
+                exc_type=exc_type,
+                device_traceback=text,
+            )
+        return out.decode("utf-8", "replace")
+
+    def eval(self, expr: str, timeout: float | None = None) -> Any:
+        """Evaluate a JSON-serialisable expression on the board."""
+        out = self.exec(f"import json\nprint(json.dumps({expr}))", timeout)
+        return json.loads(out.strip().split("\n")[-1])
+
+    def call(self, func: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call agent function `func` ('guard.update.status') with JSON args; return its JSON."""
+        mod, _, fn = func.rpartition(".")
+        if not mod or not fn.isidentifier():
+            raise ValueError(f"not a dotted function name: {func!r}")
+        code = _RPC_CODE.format(mod=mod, fn=fn, args=json.dumps(list(args)), ok=_RPC_OK, err=_RPC_ERR)
+        out = self.exec(code, timeout)
+        for line in out.split("\n"):
+            line = line.rstrip("\r")
+            if line.startswith(_RPC_OK):
+                return json.loads(line[len(_RPC_OK) :])
+            if line.startswith(_RPC_ERR):
+                args_ = json.loads(line[len(_RPC_ERR) :])
+                raise DeviceRefused(str(args_[0]) if args_ else "refused", args_[1] if len(args_) > 1 else None)
+        raise DeviceError(f"{func} gave no answer", device_traceback=out)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def put(self, data: bytes, remote: str, progress: Callable[[int, int], None] | None = None) -> None:
+        self._fs(lambda t: t.fs_writefile(remote, data, progress_callback=progress), remote)
+
+    def get(self, remote: str) -> bytes:
+        return bytes(self._fs(lambda t: t.fs_readfile(remote), remote))
+
+    def listdir(self, path: str = "/") -> list[str]:
+        return [e.name for e in self._fs(lambda t: t.fs_listdir(path), path)]
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs(lambda t: t.fs_exists(path), path))
+
+    def remove(self, path: str) -> None:
+        self._fs(lambda t: t.fs_rmfile(path), path)
+
+    def mkdir(self, path: str, exist_ok: bool = True) -> None:
+        """Create `path` and its parents."""
+        parts = [p for p in path.split("/") if p]
+        cur = ""
+        for p in parts:
+            cur += "/" + p
+            if not self.exists(cur):
+                self._fs(lambda t, c=cur: t.fs_mkdir(c), cur)
+            elif not exist_ok and cur == "/" + "/".join(parts):
+                raise FileExistsError(cur)
+
+    def _fs(self, op: Callable[[SerialTransport], Any], path: str) -> Any:
+        try:
+            return op(self.transport)
+        except TransportExecError as e:
+            exc_type, msg = _parse_device_exception(e.error_output)
+            raise DeviceError(f"{path}: {exc_type}: {msg}", exc_type, e.error_output) from None
+        except TransportError as e:
+            raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+
+    # -- resets -----------------------------------------------------------------------------
+
+    def soft_reset(self) -> None:
+        """Ctrl-D in the raw REPL: boot.py runs again, then we are back in the raw REPL."""
+        t = self.transport
+        try:
+            t.serial.write(b"\x04")
+            data = t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout_overall=self.connect_timeout)
+        except (TransportError, OSError) as e:
+            raise BoardNotAnswering(f"board on {self.port} did not come back: {e}") from None
+        self._record(data)
+        if not data.endswith(b"raw REPL; CTRL-B to exit\r\n"):
+            raise BoardNotAnswering(f"board on {self.port} did not come back after soft reset")
+
+    def hard_reset(self, wait: float = 0.0, until: bytes | None = None) -> bytes:
+        """`machine.reset()`: the board reboots and runs boot.py and main.py.
+
+        Collects what the board prints for `wait` seconds (or until `until` appears), then
+        reconnects into the raw REPL (interrupting main.py) and returns the collected output.
+        """
+        t = self.transport
+        try:
+            t.exec_raw_no_follow("import machine\nmachine.reset()")
+        except (TransportError, OSError):
+            pass  # the board may go away before answering
+        return self.wait_boot(wait, until)
+
+    def wait_boot(self, wait: float = 0.0, until: bytes | None = None) -> bytes:
+        """Read the board's output for `wait` s or until `until` appears, then reconnect."""
+        t = self.transport
+        t.in_raw_repl = False
+        seen = b""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                n = t.serial.in_waiting
+                chunk = t.serial.read(n or 1) if n else b""
+            except OSError:
+                chunk = b""
+            if chunk:
+                seen += chunk
+                if until is not None and until in seen:
+                    break
+            else:
+                time.sleep(0.01)
+        self._record(seen)
+        self.close()
+        self.connect(soft_reset=False)
+        return seen

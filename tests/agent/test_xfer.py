@@ -1,0 +1,172 @@
+"""Bulk transfer (agent/guard/xfer.py + mpguard.transfer) on the real MicroPython unix port.
+
+The board side reads its stdin exactly as on a board's REPL UART; the host side is the same
+`mpguard.transfer.stream` that deploy uses, here over the process's pipes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import select
+import subprocess
+import tempfile
+
+import pytest
+
+from mpguard import agentpkg, transfer, unixport
+from mpguard.errors import BoardNotAnswering
+
+AGENT = agentpkg.agent_dir()
+
+# Board-side code: read the whole payload through the Reader, hash it independently, report.
+BOARD = """
+import sys, json, hashlib, micropython, gc
+from guard import GuardError
+from guard.xfer import Reader
+length, sha, chunk, tmo = {length}, {sha!r}, {chunk}, {tmo}
+r = Reader(length, sha, timeout_ms=tmo)
+buf = bytearray(chunk)
+h = hashlib.sha256()
+n = 0
+gc.collect()
+micropython.mem_peak()
+base = micropython.mem_current()
+try:
+    while True:
+        k = r.readinto(buf)
+        if not k:
+            break
+        h.update(memoryview(buf)[:k])
+        n += k
+    res = {{"ok": True, "n": n, "sha": "".join("%02x" % b for b in h.digest())}}
+except GuardError as e:
+    res = {{"ok": False, "reason": e.args[0], "n": n}}
+res["heap"] = micropython.mem_peak() - base
+sys.stdout.write("\\x1eRES:" + json.dumps(res) + "\\n")
+"""
+
+
+class PipeSerial:
+    """The serial API `transfer.stream` needs, over a child process's pipes."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.p = proc
+        self.fd = proc.stdout.fileno()
+        self.out = b""
+
+    def write(self, data: bytes) -> int:
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+        return len(data)
+
+    @property
+    def in_waiting(self) -> int:
+        return 1 if select.select([self.fd], [], [], 0)[0] else 0
+
+    def read(self, n: int) -> bytes:
+        if not select.select([self.fd], [], [], 0.05)[0]:
+            return b""
+        data = os.read(self.fd, n)
+        self.out += data
+        return data
+
+
+def run_transfer(payload: bytes, *, wire: bytes | None = None, announce_sha=None, tmo=2000,
+                 chunk=512, sender_timeout=10.0, heap="64K"):
+    sha = announce_sha or hashlib.sha256(payload).hexdigest()
+    code = unixport._PRELUDE.format(has_input="False") + BOARD.format(
+        length=len(payload), sha=sha, chunk=chunk, tmo=tmo)
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code)
+    env = dict(os.environ, MICROPYPATH=str(AGENT))
+    proc = subprocess.Popen([unixport.micropython_path(), "-X", f"heapsize={heap}", f.name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    ser = PipeSerial(proc)
+    console = bytearray()
+    err = None
+    try:
+        if wire is None:
+            transfer.stream(ser, payload, console=console, timeout=sender_timeout)
+        else:  # send prepared wire bytes as-is (corruption / truncation cases)
+            for i in range(0, len(wire), transfer.FRAME):
+                ser.write(wire[i:i + transfer.FRAME])
+    except BoardNotAnswering as e:
+        err = e
+    out, stderr = proc.communicate(timeout=60)
+    os.unlink(f.name)
+    text = (ser.out + out).replace(b"\x06", b"").decode("latin-1")
+    assert proc.returncode == 0, stderr.decode()
+    res = [ln for ln in text.split("\n") if ln.startswith("\x1eRES:")]
+    assert res, text
+    import json
+    return json.loads(res[-1][5:]), err
+
+
+def test_encode_never_sends_ctrl_c_and_pads_frames():
+    data = bytes(range(256)) * 3
+    enc = transfer.encode(data)
+    assert 0x03 not in enc
+    assert len(enc) % transfer.FRAME == 0
+    assert len(enc) >= len(data) + 2 * 3  # two escaped bytes per copy of range(256)
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 129, 4096, 50_000])
+def test_payload_arrives_intact(size):
+    rnd = random.Random(size)
+    # bias towards the special bytes so escapes straddle frame and chunk edges
+    payload = bytes(rnd.choice([0x03, 0x10, 0x23, 0x30, rnd.randrange(256)]) for _ in range(size))
+    res, err = run_transfer(payload)
+    assert err is None
+    assert res["ok"], res
+    assert res["n"] == size
+    assert res["sha"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_heap_does_not_grow_with_size():
+    # 300 KB through a 20 KiB heap: only possible if nothing accumulates per byte.
+    res, _ = run_transfer(os.urandom(300_000), heap="20K")
+    assert res["ok"] and res["n"] == 300_000
+
+
+def test_corrupted_byte_is_caught_before_the_last_byte_is_handed_out():
+    payload = os.urandom(3000)
+    wire = bytearray(transfer.encode(payload))
+    i = wire.index(next(b for b in wire if b not in (0x10, 0x03, 0x23, 0x30, 0x00)), 100)
+    wire[i] ^= 0x01
+    if wire[i] in (0x03, 0x10):
+        wire[i] ^= 0x02
+    res, _ = run_transfer(payload, wire=bytes(wire))
+    assert res == {"ok": False, "reason": "xfer_hash", "n": res["n"], "heap": res["heap"]}
+    assert res["n"] < len(payload)  # the last chunk was never handed to the consumer
+
+
+def test_wrong_announced_digest_is_refused():
+    payload = os.urandom(1000)
+    res, _ = run_transfer(payload, announce_sha="00" * 32)
+    assert not res["ok"] and res["reason"] == "xfer_hash"
+
+
+def test_link_lost_midway_times_out_cleanly():
+    payload = os.urandom(5000)
+    wire = transfer.encode(payload)[: 10 * transfer.FRAME]  # then the host goes silent
+    res, _ = run_transfer(payload, wire=wire, tmo=300)
+    assert res["ok"] is False and res["reason"] == "xfer_timeout"
+    assert 0 < res["n"] < len(payload)
+
+
+def test_board_that_stops_acking_is_reported_by_the_host():
+    # The board reads only what it announced as length 10 and then stops reading; the host
+    # was told a longer payload, so it must give up with a typed error instead of hanging.
+    payload = os.urandom(40 * transfer.FRAME)
+    code = "import sys,time\nsys.stdin.buffer.read(10)\ntime.sleep(3)\n"
+    proc = subprocess.Popen([unixport.micropython_path(), "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with pytest.raises(BoardNotAnswering):
+            transfer.stream(PipeSerial(proc), payload, timeout=0.5)
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -147,6 +147,7 @@ class BoardLink:
             out, err = b"", e.error_output.encode()
         except (TransportError, OSError) as e:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+        self._record(out + err)
         if err:
             text = err.decode("utf-8", "replace")
             exc_type, msg = _parse_device_exception(text)
@@ -214,6 +215,10 @@ class BoardLink:
             raise DeviceError(f"{path}: {exc_type}: {msg}", exc_type, e.error_output) from None
         except TransportError as e:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+        except OSError as e:  # mpremote turns a device OSError into a local one
+            err = DeviceError(f"{path}: {e.strerror or e}", "OSError", str(e))
+            err.errno = e.errno  # type: ignore[attr-defined]
+            raise err from None
 
     # -- resets -----------------------------------------------------------------------------
 

@@ -1,1 +1,205 @@
-"""HIL pytest plugin (registered under the pytest11 entry point as `mpguard`)."""
+"""HIL pytest plugin: one test suite, on a virtual board or a real one.
+
+Registered under the `pytest11` entry point as `mpguard`, so installing mpguard is enough.
+
+Options (each is also a fixture of the same name, which a test module may override):
+  --board sim | PORT      `sim` (default) starts a fresh virtual board; a port such as
+                          /dev/ttyUSB0 uses a real board        -> fixture `board_target`
+  --board-scope SCOPE     `function` (default) or `module`: one board per test or per module
+                                                                -> fixture `board_scope`
+  --board-kind KIND       board profile of the virtual board (boards/KIND.json), default sim
+                                                                -> fixture `board_kind`
+  --board-baud B          emulate a UART of B baud on the virtual board (default: unthrottled)
+                                                                -> fixture `board_baud`
+
+Fixtures:
+  board   a connected `mpguard.link.BoardLink`
+  sim     sim-only controls (`SimControl`: power cuts, flash counters, restart); a test that
+          needs them is skipped on a real board, with the reason printed.
+
+On failure, the report gets a section with what the board printed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .link import BoardLink
+
+_CONSOLE_KEY = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("mpguard", "mpguard hardware-in-the-loop")
+    g.addoption("--board", dest="board_target", default="sim",
+                help="'sim' for a virtual board (default) or a serial port of a real board")
+    g.addoption("--board-scope", dest="board_scope", default="function",
+                choices=["function", "module"], help="one board per test (default) or per module")
+    g.addoption("--board-kind", dest="board_kind", default="sim",
+                help="board profile for the virtual board (default: sim)")
+    g.addoption("--board-baud", dest="board_baud", type=int, default=None,
+                help="emulated UART baud rate of the virtual board (default: unthrottled)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sim_only: needs the virtual board's controls")
+    # Virtual boards of a test session live in their own folder, never among the user's sims.
+    if _is_sim(str(config.getoption("board_target"))) and "MPGUARD_SIM_DIR" not in os.environ:
+        os.environ["MPGUARD_SIM_DIR"] = tempfile.mkdtemp(prefix="mpguard-sims-")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"mpguard board: {config.getoption('board_target')}"
+
+
+@pytest.fixture(scope="session")
+def board_target(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("board_target"))
+
+
+@pytest.fixture(scope="session")
+def board_kind(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("board_kind"))
+
+
+@pytest.fixture(scope="session")
+def board_baud(pytestconfig: pytest.Config) -> int | None:
+    return pytestconfig.getoption("board_baud")
+
+
+@pytest.fixture(scope="session")
+def board_scope(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("board_scope"))
+
+
+def _is_sim(target: str) -> bool:
+    return target == "sim"
+
+
+@dataclass
+class SimControl:
+    """Controls only a virtual board has. `info` is the sim's `SimInfo`."""
+
+    info: Any
+
+    @property
+    def name(self) -> str:
+        return str(self.info.name)
+
+    @property
+    def port(self) -> str:
+        return str(self.info.port)
+
+    def stats(self) -> dict:
+        from . import sim
+        return dict(sim.stats(self.name))
+
+    def arm_power_cut(self, after: int | None = None, seed: int | None = None,
+                      torn: bool = False) -> None:
+        from . import sim
+        sim.arm_power_cut(self.name, after=after, seed=seed, torn=torn)
+
+    def restart(self) -> None:
+        """Stop and start the sim again with the same flash (a power cycle)."""
+        from . import sim
+        sim.stop(self.name)
+        self.info = sim.start(name=self.name, board=self.info.board, baud=self.info.baud)
+
+
+_seq = itertools.count(1)
+
+
+def _sim_name(node_name: str) -> str:
+    """A unique, valid sim name (1-32 chars) that still hints at the test."""
+    hint = re.sub(r"[^A-Za-z0-9_.-]+", "-", node_name).removeprefix("test_")[:14].strip("-.")
+    return f"hil{os.getpid() % 100000}-{next(_seq)}-{hint or 'board'}"
+
+
+class _BoardProvider:
+    """Creates the board for a scope and tears it down (sims are always stopped)."""
+
+    def __init__(self, request: pytest.FixtureRequest, tmp: Path):
+        self.request = request
+        self.tmp = tmp
+        self.target = request.getfixturevalue("board_target")
+        self.sim: SimControl | None = None
+        self.link: BoardLink | None = None
+
+    def start(self) -> None:
+        if _is_sim(self.target):
+            from . import sim
+            info = sim.start(
+                name=_sim_name(self.request.node.name),
+                board=self.request.getfixturevalue("board_kind"),
+                baud=self.request.getfixturevalue("board_baud"),
+            )
+            self.sim = SimControl(info)
+            port = self.sim.port
+        else:
+            port = self.target
+        self.link = BoardLink(port, timeout=30.0)
+
+    def stop(self) -> None:
+        if self.link is not None:
+            self.link.close()
+        if self.sim is not None:
+            from . import sim
+            sim.stop(self.sim.name)
+
+
+def _provider_scope(fixture_name: str, config: pytest.Config) -> str:
+    return str(config.getoption("board_scope"))
+
+
+@pytest.fixture(scope=_provider_scope)  # type: ignore[arg-type]
+def _mpguard_board(request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[_BoardProvider]:
+    prov = _BoardProvider(request, tmp_path_factory.mktemp("board"))
+    prov.start()
+    try:
+        yield prov
+    finally:
+        prov.stop()
+
+
+@pytest.fixture
+def board(_mpguard_board: _BoardProvider, request: pytest.FixtureRequest) -> Iterator[BoardLink]:
+    link = _mpguard_board.link
+    assert link is not None
+    start = len(link.console)
+    request.node.stash[_CONSOLE_KEY] = [link, start]
+    yield link
+
+
+@pytest.fixture
+def sim(request: pytest.FixtureRequest, board_target: str) -> SimControl:
+    if not _is_sim(board_target):
+        pytest.skip(f"needs the virtual board's controls; running on a real board ({board_target})")
+    prov: _BoardProvider = request.getfixturevalue("_mpguard_board")
+    assert prov.sim is not None
+    return prov.sim
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    rep = yield
+    if rep.failed and call.when in ("call", "setup"):
+        entry = item.stash.get(_CONSOLE_KEY, None)
+        if entry:
+            link, start = entry
+            text = link.console[start:].decode("utf-8", "replace")
+            rep.sections.append(("what the board printed", text or "(nothing)"))
+    return rep
+
+
+__all__ = ["SimControl", "board", "sim", "board_target", "board_kind", "board_baud",
+           "board_scope"]

@@ -1,0 +1,144 @@
+# guard.hw: the only module of the agent that touches hardware (DESIGN.md section 3).
+# In the virtual board the sim provides `_simhw`; on a chip, `machine` and `network`.
+# The eFuse map is the board profile (boards/KIND.json) installed as BOARD_FILE; without it
+# eFuse facts are unknown (None), never guessed.
+# Reasons: bad_profile (the eFuse map or board file is malformed or points outside the
+# chip's eFuse registers; nothing is read then).
+import json
+
+from micropython import const
+
+from guard import GuardError
+
+BOARD_FILE = "/lib/guard/board.json"
+FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disable")
+_WORD = const(0xFFFFFFFF)
+
+
+def _pick():
+    try:
+        return __import__("_simhw"), None
+    except ImportError:
+        import machine
+
+        return None, machine
+
+
+_sim, _mach = _pick()
+_net = None  # network module (or a test's stand-in); imported when first needed
+_prof = None  # the board profile, read once
+_read = False
+
+
+def use(sim=None, mach=None, net=None):
+    # Swap the backend (tests, or a host harness): a `_simhw`-like module, or a
+    # `machine`-like object (mem32[addr], unique_id, reset, reset_cause) plus `network`.
+    global _sim, _mach, _net, _prof, _read
+    _sim, _mach, _net, _prof, _read = sim, mach, net, None, False
+
+
+def _hw():
+    return _sim or _mach
+
+
+def board():
+    # The board profile as a dict, or None when it is not installed.
+    global _prof, _read
+    if _sim:
+        return _sim.board()
+    if not _read:
+        try:
+            with open(BOARD_FILE) as f:
+                _prof = json.load(f)
+        except OSError:
+            _prof = None
+        except ValueError:
+            raise GuardError("bad_profile", BOARD_FILE)
+        _read = True
+    return _prof
+
+
+def board_kind():
+    p = board()
+    return p.get("kind") if p else None
+
+
+def mem32(addr):
+    # One 32-bit eFuse register word, unsigned (machine.mem32 may return it signed).
+    if _sim:
+        return _sim.efuse_word(addr) & _WORD
+    return _mach.mem32[addr] & _WORD  # type: ignore[union-attr]
+
+
+def efuse(fact, prof=None):
+    # {field: value} of one posture fact's eFuse fields, or None if the map lacks it.
+    p = prof or board()
+    if not p or type(p) is not dict:
+        return None
+    spec = (p.get("efuse") or {}).get(fact)
+    if not spec:
+        return None
+    regs = p.get("efuse_regs")
+    if type(spec) is not dict or type(regs) is not dict:
+        raise GuardError("bad_profile", fact)
+    base = regs.get("base")
+    size = regs.get("size")
+    fields = spec.get("fields") or (spec,)
+    out = {}
+    for f in fields:
+        a = f.get("addr") if type(f) is dict else None
+        b = f.get("bit") if type(f) is dict else None
+        w = f.get("width") if type(f) is dict else None
+        if (type(a) is not int or type(b) is not int or type(w) is not int
+                or type(base) is not int or type(size) is not int):
+            raise GuardError("bad_profile", fact)
+        if a < base or a + 4 > base + size or a & 3 or b < 0 or w < 1 or b + w > 32:
+            raise GuardError("bad_profile", fact)
+        out[f.get("field", str(a))] = (mem32(a) >> b) & ((1 << w) - 1)  # type: ignore[union-attr]
+    return out
+
+
+def efuse_facts(prof=None):
+    # Every posture fact the eFuses measure: {fact: {field: value} or None (unknown)}.
+    p = prof or board()
+    return {fact: efuse(fact, p) for fact in FACTS}
+
+
+def unique_id():
+    return _hw().unique_id()
+
+
+def reset():
+    _hw().reset()
+
+
+def reset_cause():
+    # machine's numbering: PWRON 1, HARD 2, WDT 3, DEEPSLEEP 4, SOFT 5.
+    return _hw().reset_cause()
+
+
+def net_facts():
+    # {ap_active, ap_open, sta_connected}; None where the board has no Wi-Fi.
+    global _net
+    if _sim:
+        return _sim.net()
+    if _net is None:
+        try:
+            import network
+
+            _net = network
+        except ImportError:
+            return None
+    ap = _net.WLAN(_net.AP_IF)
+    sta = _net.WLAN(_net.STA_IF)
+    on = bool(ap.active())
+    return {
+        "ap_active": on,
+        "ap_open": on and ap.config("security") == 0,
+        "sta_connected": bool(sta.isconnected()),
+    }
+
+
+def flash_stats():
+    # Block write/erase/read counts: the virtual board only; None on a chip.
+    return _sim.flash_stats() if _sim else None

@@ -1,0 +1,232 @@
+"""Board profiles (boards/KIND.json): chip, budgets and the eFuse map posture needs.
+
+The eFuse map is never typed in by hand. `generate_profile(kind)` reads the installed
+esptool's own eFuse definitions (espefuse's per-chip `mem_definition`: the field table from
+`efuse_defs/<chip>.yaml` and the block read-register addresses) and computes, for every
+field a posture fact uses, the absolute address of the 32-bit read register that holds it,
+the first bit and the width. What esptool does not know (heap, filesystem size) sits in one
+small table below, each number with its source.
+
+    python -m mpguard.boards --write   # regenerate boards/*.json
+    python -m mpguard.boards --check   # exit 1 if a committed profile drifted
+
+Profile schema (docs/decisions/0001-interfaces.md, extended in 0004-boards-efuse.md):
+`kind`, `chip`, `heap_bytes`, `flash_bytes`, `block_size`, `efuse_regs` {`base`, `size`}
+(the eFuse register window an `espefuse --virt` file holds), `efuse` {fact: {`field`,
+`addr`, `bit`, `width`, `fields`: [{`field`, `addr`, `bit`, `width`, `on`}, ...]}} where the
+top-level `field/addr/bit/width` repeat the fact's first field, and `on` says how a value
+reads: "set" (any bit set) or "odd" (an odd number of bits set, esptool's bit counters),
+plus `esptool_version` and `generated_by`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import BoardProfileError
+
+GENERATED_BY = "python -m mpguard.boards --write"
+
+# Posture facts (DESIGN.md section 4) -> the eFuse fields that measure them, per chip,
+# with how each reads ("set": nonzero; "odd": odd popcount, as esptool's *_CRYPT_CNT and
+# SOFT_DIS_JTAG counters). Names are esptool's; generation fails if one is missing.
+# ESP32: secure boot v1 is ABS_DONE_0, v2 (chip rev >= 3) ABS_DONE_1; the host judges.
+_FACTS: dict[str, dict[str, list[tuple[str, str]]]] = {
+    "esp32": {
+        "secure_boot": [("ABS_DONE_0", "set"), ("ABS_DONE_1", "set")],
+        "flash_encryption": [("FLASH_CRYPT_CNT", "odd")],
+        "jtag_disable": [("JTAG_DISABLE", "set")],
+        "uart_download_disable": [("UART_DOWNLOAD_DIS", "set")],
+    },
+    "esp32s2": {
+        "secure_boot": [("SECURE_BOOT_EN", "set")],
+        "flash_encryption": [("SPI_BOOT_CRYPT_CNT", "odd")],
+        "jtag_disable": [("HARD_DIS_JTAG", "set"), ("SOFT_DIS_JTAG", "odd")],
+        "uart_download_disable": [("DIS_DOWNLOAD_MODE", "set"), ("ENABLE_SECURITY_DOWNLOAD", "set")],
+    },
+    "esp32s3": {
+        "secure_boot": [("SECURE_BOOT_EN", "set")],
+        "flash_encryption": [("SPI_BOOT_CRYPT_CNT", "odd")],
+        "jtag_disable": [("DIS_PAD_JTAG", "set"), ("SOFT_DIS_JTAG", "odd"), ("DIS_USB_JTAG", "set")],
+        "uart_download_disable": [("DIS_DOWNLOAD_MODE", "set"), ("ENABLE_SECURITY_DOWNLOAD", "set")],
+    },
+    "esp32c3": {
+        "secure_boot": [("SECURE_BOOT_EN", "set")],
+        "flash_encryption": [("SPI_BOOT_CRYPT_CNT", "odd")],
+        "jtag_disable": [("DIS_PAD_JTAG", "set"), ("SOFT_DIS_JTAG", "odd"), ("DIS_USB_JTAG", "set")],
+        "uart_download_disable": [("DIS_DOWNLOAD_MODE", "set"), ("ENABLE_SECURITY_DOWNLOAD", "set")],
+    },
+}
+FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disable")
+
+_KIB = 1024
+_MIB = 1024 * 1024
+# Budgets esptool does not know. kind -> (chip, heap_bytes, flash_bytes, block_size).
+# heap_bytes: MicroPython's initial GC heap on the port, MICROPY_GC_INITIAL_HEAP_SIZE in
+#   ports/esp32/mpconfigport.h (ESP32 56 KiB, ESP32-S2 without SPIRAM 36 KiB, others 64 KiB);
+#   the heap can grow later, so this is what an operation can count on.
+# flash_bytes: the `vfs` partition of the generic board's default partition table:
+#   ESP32/S2/C3 GENERIC (4 MiB flash) ports/esp32/partitions-4MiB.csv vfs 0x200000;
+#   ESP32_GENERIC_S3 (8 MiB, sdkconfig.board) ports/esp32/partitions-8MiB.csv vfs 0x600000.
+# block_size: the esp32 port's flash erase block (esp32.Partition block size, 4096).
+# sim: the virtual board (DESIGN.md section 3): ESP32 eFuse map, heap 64 KiB, 2 MiB image.
+_BUDGETS: dict[str, tuple[str, int, int, int]] = {
+    "esp32": ("esp32", 56 * _KIB, 2 * _MIB, 4096),
+    "esp32s2": ("esp32s2", 36 * _KIB, 2 * _MIB, 4096),
+    "esp32s3": ("esp32s3", 64 * _KIB, 6 * _MIB, 4096),
+    "esp32c3": ("esp32c3", 64 * _KIB, 2 * _MIB, 4096),
+    "sim": ("esp32", 64 * _KIB, 2 * _MIB, 4096),
+}
+
+
+def profile_kinds() -> list[str]:
+    """Every board kind mpguard has a profile for, sorted."""
+    return sorted(_BUDGETS)
+
+
+def boards_dir() -> Path:
+    """The boards/ folder of this checkout."""
+    return Path(__file__).resolve().parents[2] / "boards"
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _BUDGETS:
+        raise BoardProfileError(
+            f"unknown board kind {kind!r} (known: {', '.join(profile_kinds())})"
+        )
+
+
+def esptool_version() -> str:
+    import esptool
+
+    return str(esptool.__version__)
+
+
+def chip_definitions(chip: str) -> tuple[Any, Any, Any]:
+    """esptool's (registers, blocks, fields) definitions for `chip` (e.g. "esp32c3")."""
+    try:
+        mod = importlib.import_module(f"espefuse.efuse.{chip}.mem_definition")
+    except ModuleNotFoundError:
+        raise BoardProfileError(f"the installed esptool has no eFuse definitions for {chip}") from None
+    return mod.EfuseDefineRegisters, mod.EfuseDefineBlocks, mod.EfuseDefineFields(None)
+
+
+def field_spec(chip: str, name: str) -> dict[str, int | str]:
+    """Where esptool says eFuse field `name` of `chip` is: read-register address, bit, width."""
+    regs, blocks, fields = chip_definitions(chip)
+    for f in fields.EFUSES:
+        if f.name == name or name in f.alt_names:
+            break
+    else:
+        raise BoardProfileError(f"esptool {esptool_version()} has no eFuse field {name} on {chip}")
+    for b in blocks.BLOCKS:
+        blk = blocks.get(b)
+        if blk.id == f.block:
+            break
+    else:
+        raise BoardProfileError(f"{chip}: field {name} is in unknown block {f.block}")
+    if f.word is None or f.pos is None or not 0 < f.bit_len <= 32 or f.pos + f.bit_len > 32:
+        raise BoardProfileError(f"{chip}: field {name} does not fit one 32-bit word")
+    addr = blk.rd_addr + 4 * f.word
+    if not regs.DR_REG_EFUSE_BASE <= addr < regs.DR_REG_EFUSE_BASE + regs.EFUSE_MEM_SIZE:
+        raise BoardProfileError(f"{chip}: field {name} lies outside the eFuse registers")
+    return {"field": f.name, "addr": addr, "bit": f.pos, "width": f.bit_len}
+
+
+def generate_profile(kind: str) -> dict[str, Any]:
+    """Build the profile of `kind` from the installed esptool and the budget table."""
+    _check_kind(kind)
+    chip, heap, flash, block = _BUDGETS[kind]
+    regs, _, _ = chip_definitions(chip)
+    efuse: dict[str, Any] = {}
+    for fact in FACTS:
+        fields = []
+        for name, on in _FACTS[chip][fact]:
+            spec = field_spec(chip, name)
+            spec["on"] = on
+            fields.append(spec)
+        first = fields[0]
+        efuse[fact] = {k: first[k] for k in ("field", "addr", "bit", "width")}
+        efuse[fact]["fields"] = fields
+    return {
+        "kind": kind,
+        "chip": chip,
+        "heap_bytes": heap,
+        "flash_bytes": flash,
+        "block_size": block,
+        "efuse_regs": {"base": regs.DR_REG_EFUSE_BASE, "size": regs.EFUSE_MEM_SIZE},
+        "efuse": efuse,
+        "esptool_version": esptool_version(),
+        "generated_by": GENERATED_BY,
+    }
+
+
+def dumps(profile: dict[str, Any]) -> str:
+    """The committed text form of a profile (stable, so regeneration compares byte for byte)."""
+    return json.dumps(profile, indent=2) + "\n"
+
+
+def load_profile(kind: str, directory: Path | None = None) -> dict[str, Any]:
+    """The committed profile boards/KIND.json."""
+    _check_kind(kind)
+    path = (directory or boards_dir()) / f"{kind}.json"
+    try:
+        profile = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BoardProfileError(f"board profile {path} is missing ({GENERATED_BY})") from None
+    except ValueError as e:
+        raise BoardProfileError(f"board profile {path} is not valid JSON: {e}") from None
+    if not isinstance(profile, dict) or profile.get("kind") != kind or "efuse" not in profile:
+        raise BoardProfileError(f"board profile {path} is malformed")
+    return profile
+
+
+def write_profiles(directory: Path | None = None) -> list[Path]:
+    out = directory or boards_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind in profile_kinds():
+        path = out / f"{kind}.json"
+        path.write_text(dumps(generate_profile(kind)))
+        paths.append(path)
+    return paths
+
+
+def drifted_profiles(directory: Path | None = None) -> list[str]:
+    """Kinds whose committed JSON differs from what the installed esptool generates."""
+    out = directory or boards_dir()
+    bad = []
+    for kind in profile_kinds():
+        path = out / f"{kind}.json"
+        if not path.exists() or path.read_text() != dumps(generate_profile(kind)):
+            bad.append(kind)
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mpguard.boards", description=__doc__.split("\n")[0])
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--write", action="store_true", help="regenerate boards/*.json")
+    g.add_argument("--check", action="store_true", help="exit 1 if a profile drifted")
+    p.add_argument("--dir", type=Path, default=None, help="profiles folder (default boards/)")
+    args = p.parse_args(argv)
+    if args.write:
+        for path in write_profiles(args.dir):
+            print(path)
+        return 0
+    bad = drifted_profiles(args.dir)
+    if bad:
+        print(f"board profiles drifted from esptool {esptool_version()}: {', '.join(bad)} "
+              f"(run {GENERATED_BY})", file=sys.stderr)
+        return 1
+    print(f"board profiles match esptool {esptool_version()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The HIL plugin as a user meets it: entry point, options as fixtures, skips, failure reports."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def test_plugin_is_registered_by_entry_point(pytester):
+    pytester.makepyfile("def test_x(board_target, board_kind, board_scope, board_baud):\n"
+                        "    assert (board_target, board_kind, board_scope, board_baud) == "
+                        "('sim', 'sim', 'function', None)\n")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1)
+    assert "mpguard board: sim" in res.stdout.str()
+
+
+def test_options_reach_fixtures_and_fixtures_can_be_overridden(pytester):
+    pytester.makeconftest("import pytest\n@pytest.fixture(scope='session')\n"
+                          "def board_kind():\n    return 'esp32'\n")
+    pytester.makepyfile("def test_x(board_target, board_kind):\n"
+                        "    assert board_target == '/dev/ttyFAKE0'\n"
+                        "    assert board_kind == 'esp32'\n")
+    res = pytester.runpytest("--board", "/dev/ttyFAKE0", "--board-kind", "sim")
+    res.assert_outcomes(passed=1)
+
+
+def test_sim_only_test_is_skipped_on_a_real_board_with_reason(pytester):
+    pytester.makepyfile("def test_needs_sim(sim):\n    pass\n")
+    res = pytester.runpytest("--board", "/dev/ttyUSB9", "-rs")
+    res.assert_outcomes(skipped=1)
+    assert "needs the virtual board's controls; running on a real board (/dev/ttyUSB9)" in (
+        res.stdout.str())
+
+
+def test_unreachable_real_board_is_a_clear_setup_error(pytester):
+    pytester.makepyfile("def test_x(board):\n    pass\n")
+    res = pytester.runpytest("--board", "/dev/ttyUSB9")
+    res.assert_outcomes(errors=1)
+    assert "NoPortError: no such port: /dev/ttyUSB9" in res.stdout.str()
+
+
+@pytest.mark.timeout(120)
+def test_failure_report_shows_what_the_board_printed(pytester):
+    pytester.makepyfile(
+        "def test_fails(board):\n"
+        "    board.exec(\"print('hello from the board')\")\n"
+        "    assert False\n")
+    res = pytester.runpytest()
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "what the board printed" in out
+    assert "hello from the board" in out
+
+
+@pytest.mark.timeout(120)
+def test_module_scope_shares_one_board(pytester):
+    pytester.makepyfile(
+        "def test_a(board):\n    board.exec('seen = 1')\n"
+        "def test_b(board):\n    assert board.eval(\"'seen' in globals()\") is True\n")
+    res = pytester.runpytest("--board-scope", "module")
+    res.assert_outcomes(passed=2)
+    res2 = pytester.runpytest()
+    res2.assert_outcomes(passed=1, failed=1)

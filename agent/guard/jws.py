@@ -1,0 +1,161 @@
+# JWS compact serialization (RFC 7515) with ES256 only (RFC 7518 3.4); kid is the RFC 7638
+# JWK thumbprint of the signer's key.
+#
+# verify(token, keys, max_len), in order; nothing is decoded before the size checks:
+#   1. token is bytes, bytearray, memoryview or str and at most max_len bytes   (too_large)
+#   2. exactly three parts (RFC 7515 7.1); protected header at most _MAX_HEADER (jws_format,
+#      too_large)
+#   3. header: strict base64url (RFC 7515 2, no padding), a JSON object          (jws_format)
+#   4. "alg" is exactly "ES256" (4.1.1): "none" and every other value refused   (jws_alg)
+#   5. "crit" (4.1.11): no extension is understood, so any "crit" is refused    (jws_crit)
+#   6. "kid" (4.1.4) is a string naming one of `keys`                          (unknown_key)
+#   7. signature: strict base64url of exactly 64 bytes R || S (RFC 7518 3.4)     (bad_sig)
+#   8. ECDSA P-256 over SHA-256(ASCII(header "." payload)) (RFC 7515 5.2 step 8)  (bad_sig)
+#   9. only then is the payload decoded (strict base64url)                       (jws_format)
+# Returns (header dict, payload bytes).
+#
+# Reasons (GuardError args[0]): too_large, jws_format, jws_alg, jws_crit, unknown_key,
+# bad_sig, bad_key (a key in `keys` or given to sign/thumbprint is not a valid P-256 point)
+import json
+from binascii import a2b_base64, b2a_base64
+from hashlib import sha256
+
+from micropython import const
+
+from guard import GuardError
+from guard import p256
+
+_MAX_TOKEN = const(16384)
+_MAX_HEADER = const(1024)  # base64url characters of the protected header
+_SIG_B64 = const(86)  # base64url characters of 64 bytes
+_CHUNK = const(256)  # base64url characters decoded at a time (a multiple of 4)
+_ALG = "ES256"
+
+
+def b64u_enc(b):
+    # base64url without padding (RFC 7515 2, RFC 4648 5) -> bytes
+    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+
+
+def b64u_dec(s):
+    # strict: only the base64url alphabet, no padding, canonical trailing bits. Decoded in
+    # chunks so the heap holds the input, the output and one chunk, not copies of the input.
+    if isinstance(s, str):
+        s = s.encode()
+    n = len(s)
+    if n % 4 == 1:
+        raise GuardError("jws_format")
+    out = bytearray(n * 3 // 4)
+    mv = memoryview(s)
+    o = 0
+    for i in range(0, n, _CHUNK):
+        c = bytes(mv[i : i + _CHUNK])
+        if c.find(b"+") >= 0 or c.find(b"/") >= 0 or c.find(b"=") >= 0:
+            raise GuardError("jws_format")
+        c = c.replace(b"-", b"+").replace(b"_", b"/") + b"=" * (-len(c) % 4)
+        try:
+            d = a2b_base64(c)
+        except ValueError:
+            raise GuardError("jws_format")
+        # a2b_base64 skips characters outside its alphabet and ignores trailing bits:
+        # the round trip catches both
+        if b2a_base64(d, newline=False) != c:
+            raise GuardError("jws_format")
+        out[o : o + len(d)] = d
+        o += len(d)
+    return bytes(out)
+
+
+def thumbprint(pub65):
+    # RFC 7638 3.2: SHA-256 of the required members in lexicographic order, no whitespace
+    if not isinstance(pub65, (bytes, bytearray, memoryview)) or len(pub65) != 65:
+        raise GuardError("bad_key")
+    p256.decode_point(pub65)
+    h = sha256(b'{"crv":"P-256","kty":"EC","x":"')
+    h.update(b64u_enc(pub65[1:33]))
+    h.update(b'","y":"')
+    h.update(b64u_enc(pub65[33:65]))
+    h.update(b'"}')
+    return b64u_enc(h.digest()).decode()
+
+
+def _dots(tok, n):
+    # positions of the two '.' separators; more or fewer -> jws_format
+    d1 = d2 = -1
+    for i in range(n):
+        if tok[i] == 46:
+            if d1 < 0:
+                d1 = i
+            elif d2 < 0:
+                d2 = i
+            else:
+                raise GuardError("jws_format")
+    if d2 < 0:
+        raise GuardError("jws_format")
+    return d1, d2
+
+
+def verify(token, keys, max_len=_MAX_TOKEN):
+    if isinstance(token, str):
+        token = token.encode()
+    if not isinstance(token, (bytes, bytearray, memoryview)):
+        raise GuardError("jws_format")
+    n = len(token)
+    if n > max_len:
+        raise GuardError("too_large")
+    if isinstance(token, memoryview):
+        d1, d2 = _dots(token, n)
+    else:
+        d1 = token.find(b".")
+        d2 = token.find(b".", d1 + 1) if d1 >= 0 else -1
+        if d2 < 0 or token.find(b".", d2 + 1) >= 0:
+            raise GuardError("jws_format")
+    if d1 > _MAX_HEADER:
+        raise GuardError("too_large")
+    if not d1 or n - d2 - 1 != _SIG_B64:
+        raise GuardError("jws_format" if not d1 else "bad_sig")
+    mv = memoryview(token)
+    try:
+        hdr = json.loads(b64u_dec(mv[:d1]))
+    except ValueError:
+        raise GuardError("jws_format")
+    if not isinstance(hdr, dict):
+        raise GuardError("jws_format")
+    if hdr.get("alg") != _ALG:
+        raise GuardError("jws_alg")
+    if "crit" in hdr:
+        raise GuardError("jws_crit")
+    kid = hdr.get("kid")
+    if not isinstance(kid, str) or kid not in keys:
+        raise GuardError("unknown_key")
+    try:
+        sig = b64u_dec(mv[d2 + 1 :])
+    except GuardError:
+        raise GuardError("bad_sig")
+    h = sha256(mv[:d2])
+    if not p256.verify(keys[kid], h.digest(), sig):
+        raise GuardError("bad_sig")
+    return hdr, b64u_dec(mv[d1 + 1 : d2])
+
+
+def _header_json(hdr):
+    # compact JSON, keys sorted: what mpguard.jose produces for the same header
+    out = []
+    for k in sorted(hdr):
+        out.append(json.dumps(k) + ":" + json.dumps(hdr[k]))
+    return "{" + ",".join(out) + "}"
+
+
+def sign(payload, d, pub65, header=None):
+    # -> token bytes; header members are added to {"alg": "ES256", "kid": thumbprint(pub65)}
+    hdr = {"alg": _ALG, "kid": thumbprint(pub65)}
+    if header:
+        for k in header:
+            hdr[k] = header[k]
+    if hdr["alg"] != _ALG:
+        raise GuardError("jws_alg")
+    if "crit" in hdr:
+        raise GuardError("jws_crit")
+    inp = b64u_enc(_header_json(hdr).encode()) + b"." + b64u_enc(payload)
+    sig = p256.sign(d, sha256(inp).digest())
+    return inp + b"." + b64u_enc(sig)

@@ -1,0 +1,178 @@
+"""JWS compact serialization (RFC 7515), ES256 only, on `cryptography`: the host twin of guard.jws.
+
+Signing is deterministic (RFC 6979), so the host and the board produce byte-identical tokens
+for the same key, payload and (flat) header: the header is compact JSON with sorted keys.
+
+verify(token, keys) checks, in order (each refusal is a JoseError whose `reason` is the
+board's reason string):
+  1. size at most `max_len` before any decoding                               too_large
+  2. three parts (RFC 7515 7.1), header at most MAX_HEADER characters        jws_format/too_large
+  3. header strict base64url, a JSON object without duplicate members        jws_format
+  4. "alg" exactly "ES256" (4.1.1) - "none" and everything else refused      jws_alg
+  5. any "crit" (4.1.11) refused: no extension is understood                 jws_crit
+  6. "kid" (4.1.4) names one of `keys`                                       unknown_key
+  7. signature strict base64url, 64 bytes R || S (RFC 7518 3.4), verifies    bad_sig
+  8. payload strict base64url                                                jws_format
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from .errors import JoseError, KeyStoreError
+
+ALG = "ES256"
+MAX_TOKEN = 16384  # the board's default limit (guard.jws._MAX_TOKEN)
+MAX_HEADER = 1024
+REASONS = {
+    "too_large": "token larger than the limit",
+    "jws_format": "not a well-formed JWS compact token",
+    "jws_alg": "algorithm is not ES256",
+    "jws_crit": "critical header extension not understood",
+    "unknown_key": "signed by a key that is not trusted here",
+    "bad_sig": "signature does not verify",
+    "bad_key": "not a valid P-256 key",
+}
+_B64U = re.compile(rb"^[A-Za-z0-9_-]*$")
+
+
+def _fail(reason: str) -> JoseError:
+    return JoseError(reason, REASONS[reason])
+
+
+def b64u_enc(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_dec(text: str | bytes) -> bytes:
+    """Strict base64url without padding: alphabet, length and canonical trailing bits."""
+    raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
+    if len(raw) % 4 == 1 or not _B64U.match(raw):
+        raise _fail("jws_format")
+    try:
+        out = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        raise _fail("jws_format") from None
+    if b64u_enc(out).encode() != raw:
+        raise _fail("jws_format")
+    return out
+
+
+def _public(key: Any) -> ec.EllipticCurvePublicKey:
+    from .keys import _p256_public
+
+    try:
+        return _p256_public(key)
+    except KeyStoreError:
+        raise _fail("bad_key") from None
+
+
+def thumbprint(key: Any) -> str:
+    """RFC 7638 thumbprint of a P-256 key (private, public, or 33/65-byte point)."""
+    nums = _public(key).public_numbers()
+    # RFC 7638 3.2: required members only, lexicographic order, no whitespace
+    jwk = {
+        "crv": "P-256",
+        "kty": "EC",
+        "x": b64u_enc(nums.x.to_bytes(32, "big")),
+        "y": b64u_enc(nums.y.to_bytes(32, "big")),
+    }
+    return b64u_enc(hashlib.sha256(header_json(jwk)).digest())
+
+
+def header_json(header: Mapping[str, Any]) -> bytes:
+    return json.dumps(dict(header), sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign(payload: bytes, private_key: ec.EllipticCurvePrivateKey, header: Mapping[str, Any] | None = None) -> str:
+    """A compact JWS of `payload`, ES256 with an RFC 6979 nonce, kid = thumbprint."""
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not isinstance(
+        private_key.curve, ec.SECP256R1
+    ):
+        raise _fail("bad_key")
+    hdr: dict[str, Any] = {"alg": ALG, "kid": thumbprint(private_key)}
+    hdr.update(header or {})
+    if hdr["alg"] != ALG:
+        raise _fail("jws_alg")
+    if "crit" in hdr:
+        raise _fail("jws_crit")
+    signing_input = b64u_enc(header_json(hdr)) + "." + b64u_enc(bytes(payload))
+    der = private_key.sign(
+        signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+    )
+    r, s = decode_dss_signature(der)
+    return signing_input + "." + b64u_enc(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _fail("jws_format")
+        out[k] = v
+    return out
+
+
+def verify(
+    token: str | bytes, keys: Mapping[str, Any], max_len: int = MAX_TOKEN
+) -> tuple[dict[str, Any], bytes]:
+    """Check a compact JWS against `keys` (kid -> public key or 65-byte point)."""
+    if isinstance(token, str):
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise _fail("jws_format") from None
+    elif isinstance(token, (bytes, bytearray, memoryview)):
+        raw = bytes(token)
+    else:
+        raise _fail("jws_format")
+    if len(raw) > max_len:
+        raise _fail("too_large")
+    parts = raw.split(b".")
+    if len(parts) != 3:
+        raise _fail("jws_format")
+    h64, p64, s64 = parts
+    if len(h64) > MAX_HEADER:
+        raise _fail("too_large")
+    if not h64:
+        raise _fail("jws_format")
+    try:
+        header = json.loads(b64u_dec(h64), object_pairs_hook=_no_duplicates)
+    except (ValueError, UnicodeDecodeError):
+        raise _fail("jws_format") from None
+    if not isinstance(header, dict):
+        raise _fail("jws_format")
+    if header.get("alg") != ALG:
+        raise _fail("jws_alg")
+    if "crit" in header:
+        raise _fail("jws_crit")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or kid not in keys:
+        raise _fail("unknown_key")
+    pub = _public(keys[kid])
+    try:
+        sig = b64u_dec(s64)
+    except JoseError:
+        raise _fail("bad_sig") from None
+    if len(sig) != 64:
+        raise _fail("bad_sig")
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    try:
+        pub.verify(der, h64 + b"." + p64, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise _fail("bad_sig") from None
+    return header, b64u_dec(p64)

@@ -10,6 +10,8 @@
 # - end-to-end integrity: the host states the payload length and SHA-256 up front; the
 #   reader checks the digest when the last byte is read, before handing it out, so a
 #   consumer (an install) never commits a corrupted stream;
+# - a consumer that refuses early calls abort(): the board sends NAK (0x15), the host stops
+#   and sends one abort frame (ESC 0x00 ...), the board drops frames up to it;
 # - no data for _TIMEOUT_MS: the transfer is abandoned (GuardError "xfer_timeout") and
 #   the consumer discards what it staged; the host then restarts from the beginning.
 import binascii
@@ -45,7 +47,7 @@ class Reader:
         self.pos = _FRAME  # read position in the current frame (FRAME = exhausted)
         self.esc = False
 
-    def _next_frame(self):
+    def _next_frame(self, ack=True):
         mv = self.fmv
         got = 0
         while got < _FRAME:
@@ -55,7 +57,8 @@ class Reader:
             if not n:
                 raise GuardError("xfer_timeout")
             got += n
-        self.out.write(b"\x06")
+        if ack:
+            self.out.write(b"\x06")
         self.pos = 0
 
     def readinto(self, buf):
@@ -99,12 +102,20 @@ class Reader:
             self.pos = _FRAME
         return n
 
-    def drain(self):
-        # Read (and ack) frames until the payload's end, discarding them: used after a
-        # refusal so the host's sender finishes and the link returns to the REPL cleanly.
-        buf = bytearray(64)
+    def abort(self):
+        # Stop a transfer early (the consumer refused): send NAK; the host stops and answers
+        # with one abort frame (it starts with ESC 0x00, which data never does); read and drop
+        # what was in flight up to it, so the link returns to the REPL clean.
+        if not self.left:
+            return
+        self.out.write(b"\x15")
+        self.left = 0
+        f = self.frame
         try:
-            while self.left:
-                self.readinto(buf)
+            while True:
+                self.pos = _FRAME
+                self._next_frame(False)
+                if f[0] == _ESC and f[1] == 0:
+                    return
         except GuardError:
             pass

@@ -234,7 +234,8 @@ class BoardLink:
         if not data.endswith(b"raw REPL; CTRL-B to exit\r\n"):
             raise BoardNotAnswering(f"board on {self.port} did not come back after soft reset")
 
-    def hard_reset(self, wait: float = 0.0, until: bytes | None = None) -> bytes:
+    def hard_reset(self, wait: float = 0.0, until: bytes | None = None,
+                   until_any: tuple[bytes, ...] = ()) -> bytes:
         """`machine.reset()`: the board reboots and runs boot.py and main.py.
 
         Collects what the board prints for `wait` seconds (or until `until` appears), then
@@ -245,10 +246,13 @@ class BoardLink:
             t.exec_raw_no_follow("import machine\nmachine.reset()")
         except (TransportError, OSError):
             pass  # the board may go away before answering
-        return self.wait_boot(wait, until)
+        return self.wait_boot(wait, until, until_any)
 
-    def wait_boot(self, wait: float = 0.0, until: bytes | None = None) -> bytes:
-        """Read the board's output for `wait` s or until `until` appears, then reconnect."""
+    def wait_boot(self, wait: float = 0.0, until: bytes | None = None,
+                  until_any: tuple[bytes, ...] = ()) -> bytes:
+        """Read the board's output for `wait` s or until `until` (or any of `until_any`)
+        appears, then reconnect."""
+        marks = until_any + ((until,) if until is not None else ())
         t = self.transport
         t.in_raw_repl = False
         seen = b""
@@ -261,7 +265,7 @@ class BoardLink:
                 chunk = b""
             if chunk:
                 seen += chunk
-                if until is not None and until in seen:
+                if any(m in seen for m in marks):
                     break
             else:
                 time.sleep(0.01)

@@ -21,6 +21,8 @@ FRAME = 128  # must equal agent/guard/xfer.py _FRAME
 WINDOW = 2  # must equal agent/guard/xfer.py _WINDOW
 ESC = 0x10
 ACK = 0x06
+NAK = 0x15  # the board refused early: stop, send ABORT_FRAME
+ABORT_FRAME = bytes([ESC, 0x00]) + bytes(FRAME - 2)
 _SPECIAL = (0x03, ESC)
 
 
@@ -58,19 +60,21 @@ def stream(
     progress: Callable[[int, int], None] | None = None,
     timeout: float = 10.0,
     console: bytearray | None = None,
-) -> None:
+) -> bool:
     """Send `data` (already announced to a waiting board Reader) frame by frame.
 
-    Bytes the board prints other than acks are appended to `console`.
-    Raises BoardNotAnswering if no ack arrives for `timeout` seconds.
+    Returns True when every frame was acknowledged, False when the board refused early
+    (NAK; the abort frame has then been sent). Bytes the board prints other than acks are
+    appended to `console`. Raises BoardNotAnswering if no ack arrives for `timeout` seconds.
     """
     enc = encode(data)
     frames = len(enc) // FRAME
     sent = acked = 0
     last = time.monotonic()
+    nak = False
 
     def pump(block: bool) -> None:
-        nonlocal acked, last
+        nonlocal acked, last, nak
         n = ser.in_waiting
         if not n and not block:
             return
@@ -80,10 +84,15 @@ def stream(
         for b in chunk:
             if b == ACK:
                 acked += 1
+            elif b == NAK:
+                nak = True
             elif console is not None:
                 console.append(b)
 
     while acked < frames:
+        if nak:
+            ser.write(ABORT_FRAME)
+            return False
         if sent < frames and sent - acked < WINDOW:
             ser.write(enc[sent * FRAME : (sent + 1) * FRAME])
             sent += 1
@@ -97,3 +106,4 @@ def stream(
             raise BoardNotAnswering(
                 f"board stopped acknowledging after {acked} of {frames} frames"
             )
+    return True

@@ -170,3 +170,31 @@ def test_board_that_stops_acking_is_reported_by_the_host():
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_early_refusal_stops_the_sender_and_leaves_the_link_clean():
+    # The board refuses after 1000 bytes: NAK; the host must stop early and send the abort
+    # frame; the board drops what was in flight, and what the host sends next (here: a
+    # line the board reads after the transfer) arrives intact, as the next REPL input would.
+    payload = os.urandom(100 * transfer.FRAME)
+    code = unixport._PRELUDE.format(has_input="False") + (
+        "import sys\nfrom guard.xfer import Reader\n"
+        f"r = Reader({len(payload)}, {hashlib.sha256(payload).hexdigest()!r})\n"
+        "buf = bytearray(1000)\nr.readinto(buf)\nr.abort()\n"
+        "line = sys.stdin.buffer.readline()\n"
+        "sys.stdout.write('\\x1eRES:' + line.decode().strip() + '\\n')\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code)
+    proc = subprocess.Popen([unixport.micropython_path(), "-X", "heapsize=64K", f.name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MICROPYPATH=str(AGENT)))
+    ser = PipeSerial(proc)
+    try:
+        done = transfer.stream(ser, payload, timeout=5)
+        ser.write(b"next command\n")
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        os.unlink(f.name)
+    assert done is False
+    text = (ser.out + out).replace(b"\x06", b"").replace(b"\x15", b"").decode("latin-1")
+    assert "\x1eRES:next command" in text, text

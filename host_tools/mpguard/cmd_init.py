@@ -1,0 +1,49 @@
+"""`mpguard init [DIR]`: a project folder with config, release key and trust anchors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from . import project
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "init",
+        help="make a project folder: config, release signing key, trust anchors",
+        description="Make DIR (default: the current folder) an mpguard project. The release "
+        "key is encrypted with a passphrase from $MPGUARD_PASSPHRASE or a prompt, unless "
+        "--no-passphrase is given.",
+    )
+    p.add_argument("dir", nargs="?", default=".", help="project folder (default: .)")
+    p.add_argument("--target", action="append", metavar="KIND",
+                   help="board kind the project's releases are for (repeatable; default esp32)")
+    p.add_argument("--no-passphrase", action="store_true",
+                   help="store the release key unencrypted (not recommended)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    pw = None if args.no_passphrase else project.ask_passphrase(confirm=True)
+    proj = project.init(args.dir, passphrase=pw, targets=args.target)
+    entry = proj.key_entry()
+    info = {
+        "project": str(proj.root),
+        "config": str(proj.root / project.CONFIG_NAME),
+        "release_key": str(proj.root / entry["path"]),
+        "kid": entry["kid"],
+        "encrypted": entry["encrypted"],
+        "anchors": str(proj.anchors_path),
+        "targets": proj.targets,
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"mpguard project in {info['project']}")
+        print(f"  release key  {info['release_key']} (kid {info['kid']}, "
+              f"{'encrypted' if info['encrypted'] else 'NOT encrypted'})")
+        print(f"  trust anchors {info['anchors']} (install on boards)")
+        print(f"  targets      {', '.join(info['targets'])}")
+    return 0

@@ -1,0 +1,284 @@
+"""An mpguard project folder: config, release signing key, trust anchors, release record.
+
+Layout made by `mpguard init DIR` (docs/init.md)::
+
+    DIR/mpguard.json          config (JSON): targets, min agent version, file names below
+    DIR/keys/release-1.pem    release signing key (ES256), PEM, encrypted unless opted out
+    DIR/anchors.json          the trust-anchor set a board holds: {"v": 1, "keys": {kid: b64u}}
+    DIR/releases.json         every bundle built: the sequence record (never goes back)
+
+Commands find the project from the current folder upwards, or from `--project DIR`.
+Sequence numbers are one counter for the whole project, so they are monotonic per app and
+a board moved from one app of the project to another never sees a rollback.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ProjectError
+
+CONFIG_NAME = "mpguard.json"
+CONFIG_VERSION = 1
+DEFAULT_TARGETS = ("esp32",)
+DEFAULT_MIN_AGENT = "0.1.0"
+PASSPHRASE_ENV = "MPGUARD_PASSPHRASE"
+
+
+def _b64u(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def _unb64u(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to `path` through a temp file and os.replace (never half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProjectError(f"{what} missing: {path}") from None
+    except (OSError, ValueError) as e:
+        raise ProjectError(f"{what} unreadable: {path}: {e}") from None
+
+
+@dataclass
+class Project:
+    root: Path
+    config: dict[str, Any]
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.config["targets"])
+
+    @property
+    def min_agent(self) -> str:
+        return str(self.config.get("min_agent", DEFAULT_MIN_AGENT))
+
+    @property
+    def anchors_path(self) -> Path:
+        return self.root / self.config["anchors"]
+
+    @property
+    def releases_path(self) -> Path:
+        return self.root / self.config["releases"]
+
+    def key_entry(self, kid: str | None = None) -> dict[str, Any]:
+        """The release key's config entry: the first one, or the one with `kid`."""
+        keys = self.config["release_keys"]
+        for k in keys:
+            if kid is None or k["kid"] == kid:
+                return dict(k)
+        raise ProjectError(f"no release key with kid {kid}")
+
+    def release_key(self, passphrase: bytes | None) -> Any:
+        """Load the release signing key (the passphrase is needed if it is encrypted)."""
+        from . import keys
+
+        entry = self.key_entry()
+        if entry.get("encrypted") and not passphrase:
+            raise ProjectError(
+                f"the release key is encrypted: set {PASSPHRASE_ENV} or type the passphrase")
+        return keys.load_private(self.root / entry["path"],
+                                 passphrase if entry.get("encrypted") else None)
+
+    def anchors(self) -> dict[str, bytes]:
+        """The trust-anchor set: kid -> 65-byte uncompressed P-256 public key."""
+        return load_anchor_file(self.anchors_path)
+
+    def releases(self) -> dict[str, Any]:
+        if not self.releases_path.exists():
+            return {"last_seq": 0, "apps": {}}
+        data = _read_json(self.releases_path, "release record")
+        if not isinstance(data, dict) or not isinstance(data.get("last_seq"), int):
+            raise ProjectError(f"release record is malformed: {self.releases_path}")
+        return data
+
+    def next_sequence(self, app: str) -> int:
+        """The sequence number the next bundle gets: above every one issued before."""
+        return int(self.releases()["last_seq"]) + 1
+
+    def record_release(self, app: str, seq: int, version: str, manifest_sha256: str) -> None:
+        """Remember a built bundle; its sequence must be above every earlier one."""
+        rec = self.releases()
+        if seq <= rec["last_seq"]:
+            raise ProjectError(
+                f"sequence {seq} is not above the last issued ({rec['last_seq']})")
+        rec["last_seq"] = seq
+        hist = rec["apps"].setdefault(app, [])
+        hist.append({"seq": seq, "version": version, "manifest_sha256": manifest_sha256,
+                     "time": int(time.time())})
+        write_json_atomic(self.releases_path, rec)
+
+
+def load_anchor_file(path: Path) -> dict[str, bytes]:
+    """Read a trust-anchor set file ({"v": 1, "keys": {kid: base64url(65 bytes)}})."""
+    data = _read_json(path, "trust anchors")
+    try:
+        if data["v"] != 1:
+            raise ValueError("version")
+        out = {str(k): _unb64u(v) for k, v in data["keys"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ProjectError(f"trust anchors malformed: {path}: {e}") from None
+    for kid, pub in out.items():
+        if len(pub) != 65 or pub[0] != 4:
+            raise ProjectError(f"trust anchor {kid} is not a 65-byte P-256 public key")
+    return out
+
+
+def anchor_set(public_keys: list[bytes]) -> dict[str, Any]:
+    """The JSON a board holds as /guard/anchors.json for these 65-byte public keys."""
+    from . import jose
+
+    return {"v": 1, "keys": {jose.thumbprint(p): _b64u(p) for p in public_keys}}
+
+
+def init(
+    directory: str | Path = ".",
+    *,
+    passphrase: bytes | None,
+    targets: list[str] | None = None,
+    min_agent: str = DEFAULT_MIN_AGENT,
+) -> Project:
+    """Make `directory` an mpguard project (refuses one that already is).
+
+    `passphrase` encrypts the release key; None stores it unencrypted (only on request).
+    """
+    from . import keys
+
+    root = Path(directory).resolve()
+    if (root / CONFIG_NAME).exists():
+        raise ProjectError(f"{root} is already an mpguard project ({CONFIG_NAME} exists)")
+    if passphrase is not None and not passphrase:
+        raise ProjectError("an empty passphrase is not allowed (use --no-passphrase)")
+    targets = list(targets or DEFAULT_TARGETS)
+    for t in targets:
+        if not t or len(t) > 32 or not all(c.isalnum() or c in "-_." for c in t):
+            raise ProjectError(f"bad target board kind {t!r}")
+    key_rel = "keys/release-1.pem"
+    if (root / key_rel).exists():
+        raise ProjectError(f"{root / key_rel} exists; not overwriting a key")
+    root.mkdir(parents=True, exist_ok=True)
+    key = keys.generate()
+    pub = keys.public_bytes(key)
+    (root / "keys").mkdir(exist_ok=True)
+    keys.save_private(key, root / key_rel, passphrase, allow_plaintext=passphrase is None)
+    anchors = anchor_set([pub])
+    kid = next(iter(anchors["keys"]))
+    config = {
+        "mpguard": CONFIG_VERSION,
+        "targets": targets,
+        "min_agent": min_agent,
+        "release_keys": [{"kid": kid, "path": key_rel, "encrypted": passphrase is not None}],
+        "anchors": "anchors.json",
+        "releases": "releases.json",
+    }
+    write_json_atomic(root / "anchors.json", anchors)
+    write_json_atomic(root / CONFIG_NAME, config)  # last: a project exists once complete
+    return Project(root, config)
+
+
+def load(root: Path) -> Project:
+    config = _read_json(root / CONFIG_NAME, "project config")
+    if not isinstance(config, dict) or config.get("mpguard") != CONFIG_VERSION:
+        raise ProjectError(f"{root / CONFIG_NAME} is not an mpguard project config")
+    for k in ("targets", "release_keys", "anchors", "releases"):
+        if k not in config:
+            raise ProjectError(f"{root / CONFIG_NAME} lacks {k!r}")
+    return Project(root, config)
+
+
+def find(explicit: str | Path | None = None, start: str | Path | None = None) -> Project:
+    """The project at `explicit`, or the first folder from `start` (cwd) upwards with one."""
+    if explicit is not None:
+        root = Path(explicit).resolve()
+        if not (root / CONFIG_NAME).exists():
+            raise ProjectError(f"{root} is not an mpguard project (no {CONFIG_NAME})")
+        return load(root)
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_NAME).is_file():
+            return load(d)
+    raise ProjectError(
+        f"no mpguard project in {here} or above (run `mpguard init`, or pass --project DIR)")
+
+
+def ask_passphrase(confirm: bool = False) -> bytes:
+    """The passphrase from $MPGUARD_PASSPHRASE, else typed at a prompt (never echoed)."""
+    from . import keys
+
+    return keys.passphrase("release key passphrase: ", confirm=confirm)
+
+
+def build_release(
+    proj: Project,
+    appdir: str | Path,
+    version: str,
+    out: str | Path,
+    *,
+    passphrase: bytes | None,
+    app: str | None = None,
+    targets: list[str] | None = None,
+    seq: int | None = None,
+    expires: int | None = None,
+    confirm_after: int = 0,
+    remove: list[str] | None = None,
+) -> dict[str, Any]:
+    """Sign the app in `appdir` as bundle `out`; the sequence is the project's next one.
+
+    An explicit `seq` must still be above every sequence issued before. Nothing is written
+    (bundle or record) unless the bundle builds. Returns a summary (out, app, version, seq,
+    kid, size, files, manifest_sha256, targets).
+    """
+    import hashlib
+
+    from . import bundle
+
+    name = app or Path(appdir).resolve().name
+    files = bundle.collect(appdir)
+    last = proj.releases()["last_seq"]
+    if seq is None:
+        seq = last + 1
+    elif seq <= last:
+        raise ProjectError(f"sequence {seq} is not above the last issued ({last})")
+    key = proj.release_key(passphrase)
+    targets = targets or proj.targets
+    data = bundle.build(
+        files, key, app=name, version=version, seq=seq, targets=targets,
+        min_agent=proj.min_agent, remove=remove or [], expires=expires,
+        confirm_after=confirm_after,
+    )
+    token, _ = bundle.split(data)
+    digest = hashlib.sha256(token).hexdigest()
+    proj.record_release(name, seq, version, digest)  # reserve the sequence first
+    outp = Path(out)
+    tmp = outp.with_name(f".{outp.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, outp)
+    return {
+        "out": str(outp), "app": name, "version": version, "seq": seq,
+        "kid": proj.key_entry()["kid"], "size": len(data),
+        "files": [[p, len(d)] for p, d in files], "manifest_sha256": digest,
+        "targets": targets,
+    }

@@ -1,0 +1,146 @@
+"""guard.update on MicroPython over littlefs2: install, trial boot, confirm, rollback, status."""
+
+from __future__ import annotations
+
+from test_update_board import (  # noqa: F401  (fixtures)
+    agent_mpy,
+    app,
+    fboard,
+    manifest_hashes,
+    other_signer,
+    signer,
+)
+
+STATUS = "OUT(U.status())"
+
+
+def test_install_boot_confirm(fboard, signer):
+    v1 = app("1.0")
+    b1 = signer.bundle(v1, seq=1)
+    r = fboard.out("OUT(install(0))", [b1])
+    assert r == {"status": "installed", "reason": None, "slot": "a", "seq": 1}
+    # Installed on trial: nothing confirmed yet, the sequence has not advanced.
+    st = fboard.out(STATUS)
+    assert st["active"] is None and st["seq"] == 0
+    assert st["trial"]["slot"] == "a" and st["trial"]["seq"] == 1 and st["trial"]["boots"] == 0
+    assert st["last"]["result"] == "installed"
+    assert fboard.out("OUT(app_files('a'))") == manifest_hashes(v1)
+    # First boot: the trial app runs and confirms itself.
+    res = fboard.run("OUT(boot())\nOUT(U.status())")
+    assert "APP demo 1.0" in res.stdout and "CONFIRMED True" in res.stdout
+    booted, st = res.outputs
+    assert booted == ["a", False]
+    assert st["active"] == "a" and st["seq"] == 1 and st["trial"] is None
+    assert st["last"]["result"] == "confirmed" and st["app"] == "demo" and st["ver"] == "1.0.1"
+    assert len(st["digest"]) == 64
+    # Second release goes to the other slot; the first stays as it was.
+    v2 = app("2.0", extra=5000)
+    r = fboard.out("OUT(install(0))", [signer.bundle(v2, seq=2)])
+    assert r["status"] == "installed" and r["slot"] == "b"
+    assert fboard.out("OUT([app_files('a'), app_files('b')])") == [
+        manifest_hashes(v1), manifest_hashes(v2)]
+    res = fboard.run("OUT(boot())\nOUT(U.status())")
+    assert "APP demo 2.0" in res.stdout
+    assert res.outputs[1]["active"] == "b" and res.outputs[1]["seq"] == 2
+
+
+def test_crashing_update_rolls_back_after_max_boots(fboard, signer):
+    fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
+    fboard.run("boot()")
+    r = fboard.out("OUT(install(0))", [signer.bundle(app("2.0", crash=True), seq=2)])
+    assert r["status"] == "installed"
+    for n in (1, 2, 3):  # each trial boot crashes; the board resets
+        res = fboard.run("OUT(boot())\nOUT(U.status())")
+        assert "APP demo 2.0" in res.stdout and "app crashed" in res.stdout
+        assert res.outputs[0] == [None, True]  # the run ended in guard.hw.reset()
+        assert res.outputs[1]["trial"]["boots"] == n
+    res = fboard.run("OUT(boot())\nOUT(U.status())")
+    assert "APP demo 1.0" in res.stdout and "2.0" not in res.stdout
+    st = res.outputs[1]
+    assert st["active"] == "a" and st["seq"] == 1 and st["trial"] is None
+    assert st["last"] == {"result": "rolled_back", "seq": 2, "app": "demo", "ver": "1.0.2",
+                          "boots": 3}
+    # The rolled-back sequence never advanced: a fixed release with seq 3 installs fine,
+    # and so would the same seq 2 again (it was never confirmed).
+    r = fboard.out("OUT(install(0))", [signer.bundle(app("2.1"), seq=2)])
+    assert r["status"] == "installed" and r["slot"] == "b"
+
+
+def test_unconfirmed_app_rolls_back(fboard, signer):
+    fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
+    fboard.run("boot()")
+    fboard.run("OUT(install(0))", [signer.bundle(app("2.0", confirm=False), seq=2)])
+    for _ in range(3):  # runs, never confirms; each reset is a failed trial boot
+        assert "APP demo 2.0" in fboard.run("boot()").stdout
+    res = fboard.run("boot()\nOUT(U.status())")
+    assert "APP demo 1.0" in res.stdout
+    assert res.out["last"]["result"] == "rolled_back" and res.out["seq"] == 1
+
+
+def test_confirm_outside_trial_and_before_boot(fboard, signer):
+    assert fboard.out("OUT(guard.confirm())") is False  # nothing installed
+    fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
+    # Installed but never booted: nothing has shown it is healthy.
+    assert fboard.out("OUT(guard.confirm())") is False
+    assert fboard.out(STATUS)["seq"] == 0
+
+
+def test_auto_confirm_after_healthy_time(fboard, signer):
+    fboard.run("OUT(install(0))", [signer.bundle(app("1.0", confirm=False), seq=1,
+                                                confirm_after=1)])
+    code = (
+        "import time\n"
+        "boot()\n"
+        "OUT(U.poll())\n"  # too early
+        "time.sleep_ms(1100)\n"
+        "OUT(U.poll())\n"
+        "OUT(U.status())\n"
+    )
+    res = fboard.run(code)
+    early, late, st = res.outputs
+    assert early is False and late is True
+    assert st["active"] == "a" and st["seq"] == 1 and st["last"]["result"] == "confirmed"
+
+
+def test_remove_list_and_carry_over(fboard, signer):
+    v1 = app("1.0") + [("cfg.json", b'{"a": 1}'), ("old.py", b"x = 1\n")]
+    fboard.run("OUT(install(0))", [signer.bundle(v1, seq=1)])
+    fboard.run("boot()")
+    v2 = app("2.0")  # ships main.py and lib/helper.py only
+    fboard.run("OUT(install(0))", [signer.bundle(v2, seq=2, remove=["old.py"])])
+    files = fboard.out("OUT(app_files('b'))")
+    want = manifest_hashes(v2)
+    want["cfg.json"] = manifest_hashes(v1)["cfg.json"]  # carried over from the running app
+    assert files == want
+
+
+def test_status_keeps_last_refusal_in_ram_only(fboard, signer, other_signer):
+    res = fboard.run("OUT(install(0))\nOUT(U.status())",
+                    [other_signer.bundle(app("1.0"), seq=1)])
+    r, st = res.outputs
+    assert r == {"status": "refused", "reason": "unknown_key"}
+    assert st["refused"] == r and st["last"] is None
+    assert fboard.out(STATUS)["refused"] is None  # a new boot: refusals never hit flash
+
+
+def test_max_boots_is_configurable(fboard, signer):
+    fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
+    fboard.run("boot()")
+    res = fboard.run("U.configure(1)\ntry:\n    U.configure(0)\nexcept guard.GuardError as e:\n"
+                     "    OUT(e.args[0])")
+    assert res.out == "bad_arg"
+    fboard.run("OUT(install(0))", [signer.bundle(app("2.0", crash=True), seq=2)])
+    assert "APP demo 2.0" in fboard.run("boot()").stdout  # the one trial boot allowed
+    res = fboard.run("boot()\nOUT(U.status())")
+    assert "APP demo 1.0" in res.stdout and res.out["last"]["result"] == "rolled_back"
+
+
+def test_boot_without_app_or_with_damaged_state_reaches_the_repl(fboard, signer):
+    assert fboard.out("OUT(boot())") == [None, False]  # nothing installed: REPL
+    fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
+    fboard.run("boot()")
+    code = ("with open('/guard/state.json', 'w') as f:\n    f.write('{broken')\n"
+            "OUT(boot())\nOUT(install(0))")
+    res = fboard.run(code, [signer.bundle(app("2.0"), seq=2)])
+    assert "guard: state bad_state" in res.stdout and "APP" not in res.stdout
+    assert res.outputs == [[None, False], {"status": "refused", "reason": "bad_state"}]

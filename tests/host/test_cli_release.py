@@ -1,0 +1,124 @@
+"""`mpguard init` and `mpguard release build|verify` through the real command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mpguard import cli
+
+PW = "a passphrase nobody guesses"
+
+
+@pytest.fixture
+def proj(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPGUARD_PASSPHRASE", PW)
+    root = tmp_path / "proj"
+    assert cli.main(["init", str(root), "--target", "sim", "--json"]) == 0
+    app = root / "apps" / "blinky"
+    app.mkdir(parents=True)
+    (app / "main.py").write_text("print('blink')\n")
+    monkeypatch.chdir(app)  # commands find the project upwards from here
+    return root
+
+
+def _secrets_absent(text, root):
+    assert PW not in text
+    assert "PRIVATE KEY" not in text
+    pem = (root / "keys" / "release-1.pem").read_text()
+    body = "".join(pem.splitlines()[1:-1])
+    assert body[:40] not in text
+
+
+def test_init_json_and_human(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MPGUARD_PASSPHRASE", PW)
+    assert cli.main(["init", str(tmp_path / "p"), "--json"]) == 0
+    out = capsys.readouterr().out
+    info = json.loads(out)
+    assert info["encrypted"] is True and info["targets"] == ["esp32"]
+    assert (tmp_path / "p" / "anchors.json").exists()
+    _secrets_absent(out, tmp_path / "p")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "q", "--no-passphrase"]) == 0
+    out = capsys.readouterr().out
+    assert "NOT encrypted" in out
+    _secrets_absent(out, tmp_path / "q")
+
+
+def test_init_twice_is_a_clear_error(proj, capsys):
+    capsys.readouterr()
+    assert cli.main(["init", str(proj)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mpguard: ") and "already an mpguard project" in err
+
+
+def test_init_without_passphrase_source_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MPGUARD_PASSPHRASE", raising=False)
+    assert cli.main(["init", str(tmp_path / "p")]) != 0  # no terminal under pytest
+    assert "MPGUARD_PASSPHRASE" in capsys.readouterr().err
+    assert not (tmp_path / "p" / "mpguard.json").exists()
+
+
+def test_build_then_verify(proj, capsys):
+    capsys.readouterr()
+    assert cli.main(["release", "build", ".", "--version", "1.0", "-o", "b1.mpgb", "--json"]) == 0
+    out = capsys.readouterr().out
+    r1 = json.loads(out)
+    _secrets_absent(out, proj)
+    assert r1["app"] == "blinky" and r1["seq"] == 1 and r1["targets"] == ["sim"]
+    assert cli.main(["release", "build", ".", "--version", "1.1", "-o", "b2.mpgb",
+                     "--confirm-after", "30", "--expires-days", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "sequence 2" in out and "blinky 1.1" in out
+    assert cli.main(["release", "verify", "b2.mpgb"]) == 0
+    out = capsys.readouterr().out
+    assert "VERIFIED" in out and "NOT VERIFIED" not in out
+    assert "after 30s healthy" in out and "main.py" in out and ": valid" in out
+    assert cli.main(["release", "verify", "b1.mpgb", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["ok"] and rep["manifest"]["seq"] == 1
+
+
+def test_verify_tampered_and_foreign(proj, tmp_path, capsys):
+    assert cli.main(["release", "build", ".", "--version", "1.0", "-o", "b.mpgb"]) == 0
+    data = bytearray((proj / "apps" / "blinky" / "b.mpgb").read_bytes())
+    data[-2] ^= 1
+    bad = tmp_path / "bad.mpgb"
+    bad.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert cli.main(["release", "verify", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "NOT VERIFIED" in out and "do not match its SHA-256" in out
+    # a bundle from another project: unknown key, against this project's anchors
+    assert cli.main(["init", str(tmp_path / "other"), "--target", "sim"]) == 0
+    other_app = tmp_path / "oapp"
+    other_app.mkdir()
+    (other_app / "main.py").write_text("")
+    assert cli.main(["release", "build", str(other_app), "--version", "1", "-o",
+                     str(tmp_path / "o.mpgb"), "--project", str(tmp_path / "other")]) == 0
+    capsys.readouterr()
+    assert cli.main(["release", "verify", str(tmp_path / "o.mpgb"), "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["signature"] == "unknown_key"
+    assert cli.main(["release", "verify", str(tmp_path / "o.mpgb"), "--anchors",
+                     str(tmp_path / "other" / "anchors.json")]) == 0
+
+
+def test_errors_are_one_line(proj, tmp_path, capsys, monkeypatch):
+    capsys.readouterr()
+    assert cli.main(["release", "build", "nowhere", "--version", "1", "-o", "x.mpgb"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mpguard: ") and "not a folder" in err and "Traceback" not in err
+    assert cli.main(["release", "verify", "missing.mpgb"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["release", "build", str(proj / "apps" / "blinky"), "--version", "1",
+                     "-o", "x.mpgb"]) == 2
+    assert "no mpguard project" in capsys.readouterr().err
+    monkeypatch.setenv("MPGUARD_PASSPHRASE", "wrong")
+    assert cli.main(["release", "build", str(proj / "apps" / "blinky"), "--version", "1",
+                     "-o", "x.mpgb", "--project", str(proj)]) != 0
+    err = capsys.readouterr().err
+    assert "passphrase" in err and "wrong" not in err.replace("wrong passphrase", "")
+    assert not (tmp_path / "x.mpgb").exists()

@@ -25,9 +25,9 @@ from micropython import const
 
 from guard import GuardError
 
-STATE = "/guard/state.json"
-_TMP = "/guard/state.tmp"
-ANCHORS = "/guard/anchors.json"
+STATE = "/mpguard/state.json"
+_TMP = "/mpguard/state.tmp"
+ANCHORS = "/mpguard/anchors.json"
 APP = "/app"
 _CHUNK = const(1024)
 _MAX_BOOTS = const(3)  # failed trial boots before rollback (state "max_boots" overrides)
@@ -65,7 +65,7 @@ def load_state():
 def _save(st):
     # Atomic: a power cut leaves either the old or the new state.json.
     try:
-        os.mkdir("/guard")
+        os.mkdir("/mpguard")
     except OSError:
         pass
     with open(_TMP, "w") as f:
@@ -74,7 +74,7 @@ def _save(st):
 
 
 def load_anchors():
-    # /guard/anchors.json: {"v": 1, "keys": {kid: base64url(65-byte public key)}}
+    # /mpguard/anchors.json: {"v": 1, "keys": {kid: base64url(65-byte public key)}}
     from guard import jws
 
     try:
@@ -211,7 +211,7 @@ def _install(stream, length):
         for p, n in carry:
             _mkdirs(dst, p)
             _copy(buf, src + "/" + p, dst + "/" + p, n, None)
-    except Exception as e:
+    except BaseException as e:  # also KeyboardInterrupt: the host broke off the transfer
         _rmtree(dst)
         if isinstance(e, OSError):
             raise GuardError("io_error")
@@ -275,7 +275,10 @@ def select():
         st["last"] = {"result": "rolled_back", "seq": t["seq"], "app": t["app"],
                       "ver": t["ver"], "boots": t["boots"] - 1}
         _save(st)
+        # deploy watches the console for these "guard: ..." lines
+        print("guard: rolled back", t["app"], t["ver"], "seq", t["seq"])
         return st["active"], False
+    print("guard: trial", t["app"], t["ver"], "seq", t["seq"], "boot", t["boots"])
     _save(st)
     return t["slot"], True
 
@@ -294,6 +297,7 @@ def confirm():
     st["trial"] = None
     st["last"] = {"result": "confirmed", "seq": t["seq"], "app": t["app"], "ver": t["ver"]}
     _save(st)
+    print("guard: confirmed", t["app"], t["ver"], "seq", t["seq"])
     return True
 
 

@@ -16,7 +16,11 @@ from .errors import MpguardError
 
 # Subcommand modules, each with add_parser(subparsers). Order is the --help order.
 COMMANDS = [
+    "mpguard.cmd_init",
     "mpguard.sim.cli",
+    "mpguard.cmd_agent",
+    "mpguard.cmd_release",
+    "mpguard.cmd_deploy",
 ]
 
 

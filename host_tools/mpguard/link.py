@@ -15,6 +15,8 @@ in `BoardLink.console` so tests and reports can show what the board printed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
@@ -29,6 +31,8 @@ from .errors import BoardNotAnswering, DeviceError, DeviceRefused, NoPortError
 _RPC_OK = "\x1eRPC:"
 _RPC_ERR = "\x1eERR:"
 CONSOLE_LIMIT = 64 * 1024  # bytes of board output kept for reports
+_READ_TIMEOUT = 2.0  # s: longest single blocking read on the port
+_ATTEMPT = 3.0  # s: one try at entering the raw REPL
 
 # Runs on the board: call a function by dotted name with JSON arguments, answer one framed
 # JSON line. A GuardError becomes a framed refusal; anything else is a device exception.
@@ -88,11 +92,16 @@ class BoardLink:
             self._t = SerialTransport(self.port, baudrate=115200)
         except TransportError as e:
             raise NoPortError(f"cannot open {self.port}: {e}") from None
+        # mpremote opens the port with no read timeout and, on a pty, blocks in read(1): a
+        # board that swallowed our Ctrl-A (e.g. code reading stdin raced the Ctrl-C) would
+        # hang us forever. A read timeout lets each attempt end; the next attempt sends
+        # Ctrl-C + Ctrl-A again.
+        self._t.serial.timeout = _READ_TIMEOUT
         deadline = time.monotonic() + self.connect_timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                self._enter_raw(soft_reset, max(0.5, deadline - time.monotonic()))
+                self._enter_raw(soft_reset, max(0.5, min(_ATTEMPT, deadline - time.monotonic())))
                 return
             except (TransportError, OSError) as e:
                 last = e
@@ -107,7 +116,13 @@ class BoardLink:
         n = t.serial.in_waiting
         if n:
             self._record(t.serial.read(n))
-        t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+        noise = io.StringIO()  # mpremote prints what it got when it fails: keep it, quietly
+        try:
+            with contextlib.redirect_stdout(noise):
+                t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+        finally:
+            if noise.getvalue():
+                self._record(noise.getvalue().encode())
 
     def close(self) -> None:
         if self._t is not None:

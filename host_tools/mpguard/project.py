@@ -148,7 +148,7 @@ def load_anchor_file(path: Path) -> dict[str, bytes]:
 
 
 def anchor_set(public_keys: list[bytes]) -> dict[str, Any]:
-    """The JSON a board holds as /guard/anchors.json for these 65-byte public keys."""
+    """The JSON a board holds as /mpguard/anchors.json for these 65-byte public keys."""
     from . import jose
 
     return {"v": 1, "keys": {jose.thumbprint(p): _b64u(p) for p in public_keys}}

@@ -111,7 +111,7 @@ def bad_bundles(signer, other) -> list[tuple[str, bytes, str]]:
         ("remove a shipped file",
          _edit(signer, files, lambda m: m.update(remove=["main.py"])), "dup_path"),
         ("remove an absolute path",
-         _edit(signer, files, lambda m: m.update(remove=["/guard/state.json"])), "bad_path"),
+         _edit(signer, files, lambda m: m.update(remove=["/mpguard/state.json"])), "bad_path"),
         ("no files", _edit(signer, files, lambda m: m.update(files=[])), "too_many_files"),
         ("too many files", _edit(signer, files, lambda m: m.update(
             files=[[f"f{i}.py", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]
@@ -188,7 +188,7 @@ def test_payload_hash_mismatch_discards_the_slot(fboard, signer, where):
     i = len(good) - 1 if where == "last byte" else len(good) - 3000 - 20
     bad = good[:i] + bytes([good[i] ^ 1]) + good[i + 1:]
     code = (
-        "keep = lambda: [snap('/app/a'), snap('/guard')]\n"
+        "keep = lambda: [snap('/app/a'), snap('/mpguard')]\n"
         "before = keep()\n"
         "r = install(0)\n"
         "OUT([r, keep() == before, list(snap('/app/b')), U.status()])"

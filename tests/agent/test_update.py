@@ -139,7 +139,7 @@ def test_boot_without_app_or_with_damaged_state_reaches_the_repl(fboard, signer)
     assert fboard.out("OUT(boot())") == [None, False]  # nothing installed: REPL
     fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
     fboard.run("boot()")
-    code = ("with open('/guard/state.json', 'w') as f:\n    f.write('{broken')\n"
+    code = ("with open('/mpguard/state.json', 'w') as f:\n    f.write('{broken')\n"
             "OUT(boot())\nOUT(install(0))")
     res = fboard.run(code, [signer.bundle(app("2.0"), seq=2)])
     assert "guard: state bad_state" in res.stdout and "APP" not in res.stdout

@@ -1,7 +1,7 @@
 """A board for update tests: the compiled agent on MicroPython over a real littlefs2 flash.
 
 The flash is a file-backed block device (4 KiB blocks, as on an ESP32) mounted at `/` inside
-the MicroPython unix port, so board paths are real (`/guard/state.json`, `/app/a/...`), free
+the MicroPython unix port, so board paths are real (`/mpguard/state.json`, `/app/a/...`), free
 space runs out as on a board, and every block write (program or erase) is counted and can be
 cut: from the N-th write on the device raises `Cut` and nothing more reaches the flash, as
 when power fails. A cut board is then "booted" again by mounting the image afresh.
@@ -108,10 +108,10 @@ def setup(data):
 
 def provision(anchors):
     try:
-        os.mkdir("/guard")
+        os.mkdir("/mpguard")
     except OSError:
         pass
-    with open("/guard/anchors.json", "w") as f:
+    with open("/mpguard/anchors.json", "w") as f:
         f.write(anchors)
 
 _SB = bytearray(512)

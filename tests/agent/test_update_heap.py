@@ -55,8 +55,8 @@ src = open(IN["bundle"], "rb") if IN["bundle"] else None
 os.VfsLfs2.mkfs(fl)
 os.umount("/")
 os.mount(os.VfsLfs2(fl), "/")
-os.mkdir("/guard")
-with open("/guard/anchors.json", "w") as f:
+os.mkdir("/mpguard")
+with open("/mpguard/anchors.json", "w") as f:
     f.write(IN["anchors"])
 IN = None
 gc.collect()

@@ -1,0 +1,52 @@
+"""Small pieces every CLI command shares: port resolution, progress, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from .errors import CommandError
+
+
+def resolve_port(port: str | None) -> str:
+    """A serial port, or `sim:NAME` for a running virtual board."""
+    if not port:
+        raise CommandError("give the board's port with --port (e.g. /dev/ttyUSB0 or sim:NAME)")
+    if port.startswith("sim:"):
+        from . import sim
+
+        info = sim.get(port[4:])
+        if not info.running or not info.port:
+            raise CommandError(f"virtual board {port[4:]!r} is not running (mpguard sim start)")
+        return info.port
+    return port
+
+
+class Progress:
+    """A one-line progress meter on stderr (only when stderr is a terminal, or forced)."""
+
+    def __init__(self, label: str, enabled: bool | None = None):
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-6)
+        pct = 100 * done // max(total, 1)
+        sys.stderr.write(f"\r{self.label}: {done}/{total} B {pct:3d}% {rate / 1024:7.1f} KiB/s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,115 @@
+"""`mpguard deploy`: send a signed bundle to a board, let the agent install it, reboot, and
+report the board's answer: installed (and confirmed), refused with the reason, or rolled back.
+
+Steps:
+1. the agent must be on the board (`mpguard agent install`); a soft reset first gives the
+   install the whole heap;
+2. the bundle streams over the bulk transfer (mpguard.transfer / guard.xfer) straight into
+   `guard.update.install`, which verifies the manifest before it writes anything; a refusal
+   stops the transfer early;
+3. when installed, the board is reset and boots the new app on trial; deploy watches what
+   the board prints (without interrupting it) until the agent reports the trial confirmed or
+   rolled back, or `wait` seconds pass, then reads `guard.update.status()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import transfer
+from .errors import BoardNotAnswering, DeviceError, LinkError
+from .link import BoardLink
+
+_MARK = "\x1eDEPLOY:"
+CONFIRMED = b"guard: confirmed"
+ROLLED_BACK = b"guard: rolled back"
+
+_CODE = """\
+import json
+from guard import xfer, update
+_r = xfer.Reader({n}, {sha!r})
+try:
+    _res = update.install(_r, {n})
+except Exception:
+    _r.abort()
+    raise
+_r.abort()
+print({mark!r} + json.dumps(_res))
+"""
+
+
+@dataclass
+class DeployResult:
+    outcome: str  # installed | confirmed | refused | rolled_back | trial
+    reason: str | None = None
+    detail: Any = None
+    seconds: float = 0.0
+    bytes: int = 0
+    status: dict = field(default_factory=dict)
+    console: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def send(link: BoardLink, data: bytes, progress: Callable[[int, int], None] | None = None,
+         timeout: float = 30.0) -> dict:
+    """Stream `data` into guard.update.install on the board; return its answer."""
+    t = link.transport
+    code = _CODE.format(n=len(data), sha=hashlib.sha256(data).hexdigest(), mark=_MARK)
+    console = bytearray()
+    ser = t.serial
+    old = ser.timeout
+    try:
+        t.exec_raw_no_follow(code)
+        ser.timeout = 0.05
+        transfer.stream(ser, data, progress=progress, timeout=timeout, console=console)
+    except OSError as e:
+        raise BoardNotAnswering(f"link to {link.port} failed during transfer: {e}") from None
+    finally:
+        ser.timeout = old
+    try:
+        out, err = t.follow(timeout)
+    except Exception as e:  # mpremote raises its TransportError on a timeout
+        raise BoardNotAnswering(f"board on {link.port} gave no answer: {e}") from None
+    text = (bytes(console) + out).decode("utf-8", "replace")
+    link._record(bytes(console) + out + err)
+    if err:
+        raise DeviceError("the agent failed during install", "", err.decode("utf-8", "replace"))
+    for line in text.split("\n"):
+        i = line.find(_MARK)
+        if i >= 0:
+            return dict(json.loads(line[i + len(_MARK):]))
+    raise DeviceError("the agent gave no install answer", "", text)
+
+
+def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None] | None = None,
+           wait: float = 30.0, timeout: float = 30.0) -> DeployResult:
+    """Deploy `data`; `wait` bounds the trial watch, `timeout` any silence of the board."""
+    t0 = time.monotonic()
+    link.soft_reset()  # a fresh heap for the install (boot.py runs, main.py does not)
+    try:
+        link.exec("import guard.update, guard.xfer")
+    except DeviceError as e:
+        raise LinkError("the agent is not on the board: run `mpguard agent install` first "
+                        f"({e.exc_type})") from None
+    answer = send(link, data, progress, timeout)
+    if answer.get("status") != "installed":
+        return DeployResult("refused", answer.get("reason"), answer.get("detail"),
+                            time.monotonic() - t0, len(data))
+    out = link.hard_reset(wait=wait, until_any=(CONFIRMED, ROLLED_BACK))
+    status = link.call("guard.update.status")
+    last = (status.get("last") or {}).get("result")
+    if CONFIRMED in out or (last == "confirmed" and status.get("seq") == answer.get("seq")):
+        outcome = "confirmed"
+    elif ROLLED_BACK in out or last == "rolled_back":
+        outcome = "rolled_back"
+    else:
+        outcome = "trial"
+    return DeployResult(outcome, None, None, time.monotonic() - t0, len(data), status,
+                        out.decode("utf-8", "replace"))

@@ -1,0 +1,125 @@
+"""`mpguard sim start|list|stop|stats|cut`: thin wrappers over mpguard.sim.core."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import CommandError
+from . import core
+
+
+def _start(args: argparse.Namespace) -> int:
+    info = core.start(
+        args.name,
+        image=args.image,
+        efuse=args.efuse,
+        board=args.board,
+        baud=args.baud,
+        power_cut_after=args.power_cut_after,
+        power_cut_seed=args.power_cut_seed,
+        torn=args.torn,
+    )
+    print(f"sim {info.name} running (pid {info.pid}, board {info.board}, image {info.image})")
+    print(info.port)  # the last line of stdout is the port, for scripts
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    sims = core.list_sims()
+    if args.json:
+        print(json.dumps([s.as_dict() for s in sims], indent=2))
+        return 0
+    if not sims:
+        print("no sims")
+        return 0
+    rows = [("NAME", "STATE", "PORT", "BOARD", "BAUD", "IMAGE")]
+    for s in sims:
+        rows.append((s.name, "running" if s.running else "stopped", s.port or "-", s.board,
+                     str(s.baud or "-"), s.image))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    if args.all:
+        for s in core.stop_all():
+            print(f"stopped {s.name}")
+        return 0
+    if not args.name:
+        raise CommandError("name a sim to stop, or use --all")
+    core.stop(args.name)
+    print(f"stopped {args.name}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    st: dict[str, Any] = core.stats(args.name)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    for k in ("writes", "erases", "reads", "boots", "soft_resets", "hard_resets", "power_cuts",
+              "formats", "crashes"):
+        print(f"{k:12} {st.get(k, 0)}")
+    bw = st.get("block_writes") or {}
+    if bw:
+        hot = max(bw.items(), key=lambda kv: kv[1])
+        print(f"{'hottest':12} block {hot[0]}: {hot[1]} writes")
+    return 0
+
+
+def _cut(args: argparse.Namespace) -> int:
+    if args.off:
+        core.disarm_power_cut(args.name)
+        print(f"power cut of {args.name} disarmed")
+        return 0
+    n, pm = core.arm_power_cut(args.name, after=args.after, seed=args.seed, torn=args.torn)
+    part = f", {pm / 10:g}% of that write lands" if pm < 1000 else ""
+    print(f"power of {args.name} will be cut at block write {n} from now{part}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("sim", help="virtual ESP32 boards that mpremote drives",
+                       description="Virtual ESP32 boards (see docs/sim.md).")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+    ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+
+    s = ss.add_parser("start", help="start a sim in the background; prints its port last")
+    s.add_argument("--name", help="sim name (default: the first free simN)")
+    s.add_argument("--image", help="flash image file (littlefs2; created blank if missing)")
+    s.add_argument("--efuse", help="eFuse file of `espefuse --virt --path-efuse-file F`")
+    s.add_argument("--board", default=core.DEFAULT_BOARD, help="board kind (boards/KIND.json)")
+    s.add_argument("--baud", type=int, help="limit the port to a UART's byte rate (baud/10 B/s)")
+    s.add_argument("--power-cut-after", type=int, metavar="N",
+                   help="cut the power at the N-th flash block write")
+    s.add_argument("--power-cut-seed", type=int, metavar="S",
+                   help="cut the power at a random block write (1..64) drawn with seed S")
+    s.add_argument("--torn", action="store_true",
+                   help="the cut write is torn: only part of it reaches flash")
+    s.set_defaults(func=_start)
+
+    s = ss.add_parser("list", help="list sims (running and stopped)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=_list)
+
+    s = ss.add_parser("stop", help="stop a sim (its flash is kept)")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--all", action="store_true", help="stop every running sim")
+    s.set_defaults(func=_stop)
+
+    s = ss.add_parser("stats", help="flash wear and reset counters of a sim")
+    s.add_argument("name")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_stats)
+
+    s = ss.add_parser("cut", help="arm a power cut on a running sim")
+    s.add_argument("name")
+    s.add_argument("--after", type=int, metavar="N", help="at the N-th block write from now")
+    s.add_argument("--seed", type=int, metavar="S", help="at a random write drawn with seed S")
+    s.add_argument("--torn", action="store_true", help="only part of that write lands")
+    s.add_argument("--off", action="store_true", help="disarm")
+    s.set_defaults(func=_cut)

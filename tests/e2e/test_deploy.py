@@ -1,0 +1,224 @@
+"""Signed updates end to end on a board (virtual by default; `--board PORT` for a real one):
+init, agent install, deploy v1, v2, a crashing v3 rolled back, forged bundles refused with
+the board unchanged, a broken link restarted cleanly, and power cuts at every flash block
+write of an install (virtual board)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import mpguard.sim as simlib
+from mpguard import agent_install, bundle, deploy, jose, keys, project
+from mpguard.errors import BoardNotAnswering, LinkError
+from mpguard.link import BoardLink
+
+pytestmark = pytest.mark.timeout(300)
+
+GOOD = 'import guard\nprint("app {v} running")\nguard.confirm()\n'
+BROKEN = 'print("app {v} starting")\nraise RuntimeError("{v} is broken")\n'
+
+# On the board: every file under / with its SHA-256 (the board's whole state).
+SNAPSHOT = """\
+import os, json, hashlib, binascii, gc
+gc.collect()
+_b = bytearray(256)
+def _walk(d, out):
+    for e in os.ilistdir(d):
+        p = (d if d != '/' else '') + '/' + e[0]
+        if e[1] == 0x4000:
+            _walk(p, out)
+        else:
+            h = hashlib.sha256()
+            with open(p, 'rb') as f:
+                while True:
+                    n = f.readinto(_b)
+                    if not n:
+                        break
+                    h.update(memoryview(_b)[:n])
+            out[p] = binascii.hexlify(h.digest()).decode()
+    return out
+print(json.dumps(_walk('/', {})))
+"""
+
+
+def snapshot(link: BoardLink) -> dict[str, str]:
+    import json
+    link.soft_reset()  # a fresh heap: the agent's modules from a deploy are still loaded
+    return json.loads(link.exec(SNAPSHOT).strip().split("\n")[-1])
+
+
+class Releases:
+    """A project in tmp_path and the bundles it signs (release key stored unencrypted)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.proj = project.init(root / "proj", passphrase=None, targets=["sim"])
+
+    def build(self, version: str, src: str, **kw) -> bytes:
+        app = self.root / f"app-{version}"
+        app.mkdir(exist_ok=True)
+        (app / "main.py").write_text(src.format(v=version))
+        for name, data in kw.pop("extra", {}).items():
+            (app / name).write_bytes(data)
+        out = self.root / f"{version}.bundle"
+        project.build_release(self.proj, app, version, out, passphrase=None, app="demo", **kw)
+        return out.read_bytes()
+
+    def anchors(self) -> dict:
+        return project.anchor_set(list(self.proj.anchors().values()))
+
+
+@pytest.fixture
+def rel(tmp_path) -> Releases:
+    return Releases(tmp_path)
+
+
+def install_agent(board: BoardLink, rel: Releases) -> None:
+    agent_install.install(board, rel.anchors(), force=True)
+
+
+def test_story_install_update_rollback(board, rel):
+    install_agent(board, rel)
+    r1 = deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20)
+    assert r1.outcome == "confirmed", r1
+    assert "app 1.0.0 running" in r1.console
+    r2 = deploy.deploy(board, rel.build("2.0.0", GOOD), wait=20)
+    assert (r2.outcome, r2.status["ver"], r2.status["seq"]) == ("confirmed", "2.0.0", 2)
+    # v3 crashes on every trial boot: after max_boots the board rolls back to v2
+    r3 = deploy.deploy(board, rel.build("3.0.0", BROKEN), wait=30)
+    assert r3.outcome == "rolled_back", r3
+    assert r3.console.count("app 3.0.0 starting") == 3
+    assert (r3.status["ver"], r3.status["seq"]) == ("2.0.0", 2)
+    assert r3.status["last"]["result"] == "rolled_back"
+    # the sequence advanced only on confirm: a fixed v4 (seq 4) installs
+    r4 = deploy.deploy(board, rel.build("4.0.0", GOOD), wait=20)
+    assert (r4.outcome, r4.status["seq"]) == ("confirmed", 4)
+
+
+def test_deploy_without_agent_is_a_clear_error(board, rel):
+    board.exec("import os\nfor d in ('/lib/guard', '/lib'):\n"
+               "    try:\n        [os.remove(d + '/' + f) for f in os.listdir(d)]\n"
+               "        os.rmdir(d)\n    except OSError:\n        pass")
+    with pytest.raises(LinkError, match="agent install"):
+        deploy.deploy(board, rel.build("1.0.0", GOOD))
+
+
+def _forged(rel: Releases, good: bytes) -> dict[str, bytes]:
+    """Bundles an attacker could make from a genuine one (names -> bytes)."""
+    token, _files = bundle.split(good)
+    hdr_len = len(good) - len(_files) - len(token) if False else None  # noqa: F841
+    attacker = keys.generate()
+    payload = bundle._unverified_payload(token)
+    forged_unknown = bundle.assemble(jose.sign(__import__("json").dumps(payload).encode(),
+                                               attacker), [good[-len(_files):]] if False else
+                                     [bytes(good[len(good) - len(_files):])])
+    tampered_sig = bytearray(good)
+    # flip one character of the manifest's signature part (JWS's third segment)
+    i = good.index(token) + len(token) - 5
+    tampered_sig[i] = ord("A") if tampered_sig[i] != ord("A") else ord("B")
+    tampered_payload = bytearray(good)
+    tampered_payload[-3] ^= 0x01
+    return {
+        "signed by an unknown key": forged_unknown,
+        "signature tampered": bytes(tampered_sig),
+        "payload byte flipped (replayed manifest)": bytes(tampered_payload),
+        "truncated": good[: len(good) // 2],
+    }
+
+
+def test_forged_bundles_are_refused_and_change_nothing(board, rel):
+    install_agent(board, rel)
+    assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+    good = rel.build("2.0.0", GOOD)
+    before = snapshot(board)
+    reasons = {}
+    for name, data in _forged(rel, good).items():
+        res = deploy.deploy(board, data, wait=5)
+        assert res.outcome == "refused", (name, res)
+        reasons[name] = res.reason
+        assert snapshot(board) == before, f"{name}: the board's files changed"
+    assert reasons["signed by an unknown key"] == "unknown_key"
+    assert reasons["signature tampered"] == "bad_sig"
+    assert reasons["truncated"] in ("xfer_timeout", "truncated", "bad_len", "bad_hash")
+    # the genuine bundle still installs afterwards
+    assert deploy.deploy(board, good, wait=20).outcome == "confirmed"
+
+
+def test_link_lost_mid_transfer_then_clean_restart(board, rel):
+    install_agent(board, rel)
+    assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+    big = rel.build("2.0.0", GOOD, extra={"data.bin": bytes(range(256)) * 600})
+    before = snapshot(board)
+
+    def pull_the_cable(done: int, total: int) -> None:
+        if done > total // 3:
+            raise BoardNotAnswering("cable pulled")
+
+    with pytest.raises(BoardNotAnswering):
+        deploy.send(board, big, progress=pull_the_cable)
+    board.close()
+    board.connect()  # interrupts the board's waiting reader; nothing was committed
+    assert snapshot(board) == before
+    res = deploy.deploy(board, big, wait=20)
+    assert res.outcome == "confirmed", res
+    assert res.status["ver"] == "2.0.0"
+
+
+def _restore(name: str, image: Path, golden: Path) -> simlib.SimInfo:
+    simlib.stop(name)
+    shutil.copyfile(golden, image)
+    return simlib.start(name=name)
+
+
+@pytest.mark.slow
+def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
+    """Every cut point of a small install: the board boots a complete old or new app and a
+    later deploy works. Runs on the virtual board only (`sim`)."""
+    install_agent(board, rel)
+    assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+    v2 = rel.build("2.0.0", GOOD)
+    v3 = rel.build("3.0.0", GOOD)
+    name, image = sim.name, Path(sim.info.image)
+    board.close()
+    simlib.stop(name)
+    golden = rel.root / "golden.img"
+    shutil.copyfile(image, golden)
+
+    # the writes a complete install + trial boot + confirm takes, from the golden image
+    info = simlib.start(name=name)
+    with BoardLink(info.port) as link:
+        w0 = simlib.stats(name)["writes"]
+        assert deploy.deploy(link, v2, wait=20).outcome == "confirmed"
+        total = simlib.stats(name)["writes"] - w0
+    assert total > 5
+    print(f"\nan install of {len(v2)} B + trial boot + confirm: {total} block writes")
+
+    outcomes = {"old": 0, "new": 0}
+    for n in range(1, total + 1):
+        info = _restore(name, image, golden)
+        cuts = simlib.stats(name)["power_cuts"]
+        with BoardLink(info.port) as link:
+            simlib.arm_power_cut(name, after=n, torn=(n % 2 == 0))
+            try:
+                deploy.deploy(link, v2, wait=5, timeout=3)
+            except Exception:
+                pass  # the board lost power under us
+        st = simlib.wait_for(name, "power_cuts", cuts + 1, timeout=30)
+        assert st["power_cuts"] == cuts + 1, f"cut {n}: power was not cut once"
+        with BoardLink(info.port, connect_timeout=20) as link:
+            status = link.call("guard.update.status")
+            ver = status["ver"]
+            assert ver in ("1.0.0", "2.0.0"), (n, status)
+            # the app that runs is complete: it imports and runs from its slot
+            out = link.exec(f"exec(open('/app/{status['active']}/main.py').read())")
+            assert f"app {ver} running" in out, (n, out)
+            outcomes["old" if ver == "1.0.0" else "new"] += 1
+            # and a later deploy still works
+            res = deploy.deploy(link, v3, wait=20)
+            assert (res.outcome, res.status["ver"]) == ("confirmed", "3.0.0"), (n, res)
+    print(f"\npower cut tried at {total} block writes (every one of the install): "
+          f"{outcomes['old']} booted the old app, {outcomes['new']} the new")
+    assert outcomes["old"] and outcomes["new"]

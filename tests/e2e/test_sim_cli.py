@@ -1,0 +1,124 @@
+"""`mpguard sim start|list|stop` as scripts use it: shape of output, exit codes, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import mpguard.sim as simlib
+
+MPGUARD = str(Path(sys.executable).parent / "mpguard")
+pytestmark = pytest.mark.timeout(120)
+
+
+def cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MPGUARD, "sim", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def test_start_list_stop_restart_keeps_flash(sim_dir, mpr, tmp_path):
+    r = cli("start", "--name", "desk", "--baud", "115200")
+    assert r.returncode == 0, r.stderr
+    port = r.stdout.strip().splitlines()[-1]
+    assert port.startswith("/dev/pts/") and os.path.exists(port)
+    assert os.path.realpath(sim_dir / "desk" / "tty") == port
+    mpr(port, "exec", "with open('/f', 'w') as f:\n    f.write('kept')")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    listed = json.loads(cli("list", "--json", cwd=str(other)).stdout)  # from any folder
+    assert [(s["name"], s["running"], s["port"], s["baud"]) for s in listed] == [("desk", True, port, 115200)]
+    again = cli("start", "--name", "desk")
+    assert again.returncode == 2 and "already running" in again.stderr
+    assert cli("stop", "desk", cwd=str(other)).returncode == 0
+    assert json.loads(cli("list", "--json").stdout)[0]["running"] is False
+    assert not (sim_dir / "desk" / "tty").exists()
+    port2 = cli("start", "--name", "desk").stdout.strip().splitlines()[-1]
+    assert mpr(port2, "fs", "cat", ":f").stdout == "kept"
+    assert cli("stop", "--all").returncode == 0
+    assert not any(s.running for s in simlib.list_sims())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["start", "--board", "nope"], "unknown board kind"),
+        (["start", "--name", "../x"], "bad sim name"),
+        (["start", "--baud", "5"], "out of range"),
+        (["start", "--efuse", "/no/such/efuse.bin"], "does not exist"),
+        (["stop", "ghost"], "no sim named"),
+        (["stop"], "name a sim"),
+    ],
+    ids=["unknown-board", "bad-name", "bad-baud", "missing-efuse", "stop-unknown", "stop-nothing"],
+)
+def test_bad_input_is_refused_clearly(sim_dir, args, message):
+    r = cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.startswith("mpguard: ") and message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not any(s.running for s in simlib.list_sims())
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x00" * 8192 * 4, "not a littlefs image"),
+        (b"\xff" * 1000, "not a multiple"),
+    ],
+    ids=["garbage", "bad-size"],
+)
+def test_image_that_is_not_littlefs_is_refused_untouched(sim_dir, tmp_path, content, message):
+    img = tmp_path / "img.bin"
+    img.write_bytes(content)
+    r = cli("start", "--image", str(img))
+    assert r.returncode == 2 and message in r.stderr
+    assert img.read_bytes() == content
+
+
+def test_own_image_file_is_used_and_kept(sim_dir, tmp_path, mpr):
+    img = tmp_path / "board.img"
+    port = cli("start", "--name", "a", "--image", str(img)).stdout.strip().splitlines()[-1]
+    mpr(port, "exec", "with open('/x', 'w') as f:\n    f.write('x')")
+    cli("stop", "a")
+    assert img.stat().st_size == 2 * 1024 * 1024
+    assert img.read_bytes()[8:16] == b"littlefs"
+    port = cli("start", "--name", "b", "--image", str(img)).stdout.strip().splitlines()[-1]
+    assert mpr(port, "fs", "cat", ":x").stdout == "x"
+    r = cli("start", "--name", "c", "--image", str(img))
+    assert r.returncode == 2 and "in use by sim 'b'" in r.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_killed_supervisor_leaves_no_orphan_interpreter(sim_factory):
+    info = sim_factory()
+    children = Path(f"/proc/{info.pid}/task/{info.pid}/children").read_text().split()
+    assert len(children) == 1
+    child = int(children[0])
+    os.kill(info.pid, signal.SIGKILL)
+    end = time.monotonic() + 10
+    while (_alive(child) or simlib.get("t").running) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert not _alive(child) and not simlib.get("t").running
+
+
+def test_deleted_sim_folder_stops_its_supervisor(sim_factory, sim_dir):
+    import shutil
+
+    info = sim_factory()
+    shutil.rmtree(sim_dir / "t")
+    end = time.monotonic() + 10
+    while _alive(info.pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not _alive(info.pid)

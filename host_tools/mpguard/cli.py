@@ -21,6 +21,7 @@ COMMANDS = [
     "mpguard.cmd_agent",
     "mpguard.cmd_release",
     "mpguard.cmd_deploy",
+    "mpguard.cmd_demo",
 ]
 
 

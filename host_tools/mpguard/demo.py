@@ -1,17 +1,118 @@
-"""`make demo`: the mpguard story. Until the virtual board exists, it runs the agent
-on the MicroPython unix port and shows what it reports."""
+"""`make demo` / `mpguard demo`: the mpguard story on a virtual board, through the real CLI.
+
+1. start a virtual ESP32 (`mpguard sim start`);
+2. `mpguard init` a project (release key encrypted with a demo passphrase);
+3. `mpguard agent install` onto the board;
+4. build and deploy app v1, then v2 (both confirm themselves);
+5. deploy a broken v3: it crashes on every trial boot and the board rolls back to v2;
+6. deploy a forged bundle (v4 signed by a key the board does not trust): refused, nothing
+   written.
+
+Everything happens in ./demo-project (recreated each run); the virtual board lives in a
+temporary sims folder and is stopped at the end.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
-from . import agentpkg, unixport
+GOOD = 'import guard\nprint("hello from app {v}")\nguard.confirm()\n'
+BROKEN = 'print("app {v} starting")\nraise RuntimeError("app {v} is broken")\n'
 
 
-def main() -> int:
-    print("mpguard demo: running the agent on the MicroPython unix port (heap 64 KiB)")
-    res = unixport.run("import guard.info\nOUT(guard.info.facts())", path=[agentpkg.agent_dir()])
-    print(json.dumps(res.out, indent=2))
+def _mpguard() -> list[str]:
+    exe = Path(sys.executable).parent / "mpguard"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mpguard"]
+
+
+class Story:
+    def __init__(self, root: Path, env: dict[str, str]):
+        self.root = root
+        self.env = env
+
+    def run(self, *args: str, ok: tuple[int, ...] = (0,), quiet: bool = False) -> str:
+        shown = " ".join(shlex.quote(a) for a in args)
+        print(f"\n$ mpguard {shown}", flush=True)
+        proc = subprocess.run(_mpguard() + list(args), cwd=self.root, env=self.env,
+                              capture_output=True, text=True)
+        out = proc.stdout + proc.stderr
+        if not quiet:
+            print(out.rstrip())
+        print(f"  (exit code {proc.returncode})")
+        if proc.returncode not in ok:
+            raise SystemExit(f"demo: step failed: mpguard {shown}")
+        return proc.stdout
+
+    def app(self, name: str, src: str, version: str) -> str:
+        d = self.root / name
+        d.mkdir(exist_ok=True)
+        (d / "main.py").write_text(src.format(v=version))
+        return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mpguard demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="demo-project", help="where to put the demo project")
+    args = ap.parse_args(argv)
+    return run(Path(args.dir))
+
+
+def run(root: Path) -> int:
+    root = root.resolve()
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    sims = tempfile.mkdtemp(prefix="mpguard-demo-sims-")
+    env = dict(os.environ, MPGUARD_SIM_DIR=sims, MPGUARD_PASSPHRASE="demo passphrase")
+    s = Story(root, env)
+    print("mpguard demo: signed updates on a virtual ESP32 board")
+    print(f"(project in {root}; the demo passphrase comes from MPGUARD_PASSPHRASE)")
+    try:
+        s.run("sim", "start", "--name", "demo")
+        s.run("init", ".", "--target", "sim")
+        s.run("agent", "install", "--port", "sim:demo")
+
+        print("\n== 1. app v1 and v2: genuine, new, meant for this board -> installed, confirmed")
+        for v in ("1.0.0", "2.0.0"):
+            s.app(f"app-{v}", GOOD, v)
+            s.run("release", "build", f"app-{v}", "--app", "demo", "--version", v,
+                  "-o", f"demo-{v}.bundle")
+            s.run("deploy", "--port", "sim:demo", f"demo-{v}.bundle")
+
+        print("\n== 2. app v3 crashes on every trial boot -> the board rolls back to v2")
+        s.app("app-3.0.0", BROKEN, "3.0.0")
+        s.run("release", "build", "app-3.0.0", "--app", "demo", "--version", "3.0.0",
+              "-o", "demo-3.0.0.bundle")
+        out = s.run("deploy", "--port", "sim:demo", "demo-3.0.0.bundle", "--json",
+                    ok=(5,), quiet=True)
+        res = json.loads(out)
+        for line in res["console"].splitlines():
+            if line.startswith(("guard:", "app ", "hello", "RuntimeError")):
+                print(f"  board | {line}")
+        print(f"  outcome: {res['outcome']}; the board runs {res['status']['app']} "
+              f"{res['status']['ver']} (seq {res['status']['seq']})")
+
+        print("\n== 3. a forged v4, signed by a key the board does not trust -> refused")
+        forged = root / "attacker"
+        s.run("init", str(forged), "--target", "sim", "--no-passphrase", quiet=True)
+        s.app("app-4.0.0", GOOD, "4.0.0")
+        s.run("release", "build", "app-4.0.0", "--app", "demo", "--version", "4.0.0",
+              "--project", str(forged), "--seq", "100", "-o", "forged-4.0.0.bundle")
+        s.run("release", "verify", "forged-4.0.0.bundle", ok=(0, 1, 2, 4))
+        s.run("deploy", "--port", "sim:demo", "forged-4.0.0.bundle", ok=(4,))
+        print("\nThe board still runs the confirmed v2; every refusal left its files unchanged.")
+    finally:
+        subprocess.run(_mpguard() + ["sim", "stop", "--all"], env=env, capture_output=True)
+        shutil.rmtree(sims, ignore_errors=True)
     return 0
 
 

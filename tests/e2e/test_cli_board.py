@@ -1,0 +1,110 @@
+"""`mpguard agent install` and `mpguard deploy` as a user runs them, against a virtual board,
+and `make demo`'s story."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mpguard.sim as simlib
+from mpguard import demo
+
+pytestmark = pytest.mark.timeout(300)
+MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ, MPGUARD_SIM_DIR=str(tmp_path / "sims"), MPGUARD_PASSPHRASE="pw")
+    yield e
+    subprocess.run(MPGUARD + ["sim", "stop", "--all"], env=e, capture_output=True)
+
+
+def cli(env, cwd, *args):
+    return subprocess.run(MPGUARD + list(args), env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def board_files(env, name):
+    """Every file on the board with its SHA-256 (read with the real mpremote)."""
+    os.environ["MPGUARD_SIM_DIR"] = env["MPGUARD_SIM_DIR"]
+    try:
+        port = simlib.get(name).port
+    finally:
+        del os.environ["MPGUARD_SIM_DIR"]
+    code = ("import os,hashlib,binascii\n"
+            "def w(d):\n for e in os.ilistdir(d):\n  p=d.rstrip('/')+'/'+e[0]\n"
+            "  if e[1]==0x4000: w(p)\n  else: print(p, binascii.hexlify(hashlib.sha256("
+            "open(p,'rb').read()).digest()).decode())\nw('/')")
+    out = subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect", port,
+                          "exec", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return sorted(out.stdout.split("\n"))
+
+
+def test_agent_install_idempotent_and_refusals(env, tmp_path):
+    assert cli(env, tmp_path, "sim", "start", "--name", "b").returncode == 0
+    assert cli(env, tmp_path, "init", "p1", "--target", "sim").returncode == 0
+    assert cli(env, tmp_path, "init", "p2", "--target", "sim").returncode == 0
+    r = cli(env, tmp_path / "p1", "agent", "install", "--port", "sim:b", "--json")
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout)
+    assert first["format"] == "mpy" and first["board_kind"] == "sim"
+    assert "/lib/guard/update.mpy" in first["written"] and "/main.py" in first["written"]
+    again = json.loads(cli(env, tmp_path / "p1", "agent", "install", "--port", "sim:b",
+                           "--json").stdout)
+    assert again["written"] == [] and len(again["unchanged"]) == len(first["written"])
+
+    before = board_files(env, "b")
+    # another project's anchors are refused; the board is unchanged
+    r = cli(env, tmp_path / "p2", "agent", "install", "--port", "sim:b")
+    assert r.returncode == 2
+    assert "other trust anchors" in r.stderr and r.stderr.startswith("mpguard: ")
+    assert board_files(env, "b") == before
+    # --force replaces them
+    r = cli(env, tmp_path / "p2", "agent", "install", "--port", "sim:b", "--force", "--json")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["written"] == ["/mpguard/anchors.json"]
+
+
+def test_agent_install_refuses_a_users_own_main_py(env, tmp_path):
+    cli(env, tmp_path, "sim", "start", "--name", "c")
+    cli(env, tmp_path, "init", "p", "--target", "sim")
+    os.environ["MPGUARD_SIM_DIR"] = env["MPGUARD_SIM_DIR"]
+    try:
+        port = simlib.get("c").port
+    finally:
+        del os.environ["MPGUARD_SIM_DIR"]
+    (tmp_path / "main.py").write_text("print('my own app')\n")
+    subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect", port, "fs", "cp",
+                    str(tmp_path / "main.py"), ":/main.py"], check=True, capture_output=True)
+    before = board_files(env, "c")
+    r = cli(env, tmp_path / "p", "agent", "install", "--port", "sim:c")
+    assert r.returncode == 2 and "its own /main.py" in r.stderr
+    assert board_files(env, "c") == before
+
+
+def test_bad_ports_and_files_are_clear_errors(env, tmp_path):
+    cli(env, tmp_path, "init", "p", "--target", "sim")
+    r = cli(env, tmp_path / "p", "agent", "install", "--port", "sim:nope")
+    assert r.returncode == 2 and r.stderr.startswith("mpguard: ") and "nope" in r.stderr
+    r = cli(env, tmp_path / "p", "deploy", "--port", "/dev/ttyNOPE", str(tmp_path / "x.bundle"))
+    assert r.returncode == 2 and "cannot read" in r.stderr
+    (tmp_path / "x.bundle").write_bytes(b"MPGB")
+    r = cli(env, tmp_path / "p", "deploy", "--port", "/dev/ttyNOPE", str(tmp_path / "x.bundle"))
+    assert r.returncode == 3 and "no such port" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_demo_tells_the_whole_story(tmp_path, capsys):
+    assert demo.run(tmp_path / "demo") == 0
+    out = capsys.readouterr().out
+    assert out.count("confirmed: board runs demo") == 2
+    assert "guard: rolled back demo 3.0.0" in out
+    assert "outcome: rolled_back; the board runs demo 2.0.0 (seq 2)" in out
+    assert "refused by the board: unknown_key" in out

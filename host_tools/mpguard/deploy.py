@@ -73,12 +73,19 @@ def send(link: BoardLink, data: bytes, progress: Callable[[int, int], None] | No
         raise BoardNotAnswering(f"link to {link.port} failed during transfer: {e}") from None
     finally:
         ser.timeout = old
+    # The board may answer before the last ack is read: what stream() collected counts too.
+    got = bytes(console)
     try:
-        out, err = t.follow(timeout)
-    except Exception as e:  # mpremote raises its TransportError on a timeout
+        while got.count(b"\x04") < 2:
+            chunk = t.read_until(1, b"\x04", timeout=timeout)
+            if not chunk.endswith(b"\x04"):
+                raise BoardNotAnswering(f"board on {link.port} gave no answer")
+            got += chunk
+    except OSError as e:
         raise BoardNotAnswering(f"board on {link.port} gave no answer: {e}") from None
-    text = (bytes(console) + out).decode("utf-8", "replace")
-    link._record(bytes(console) + out + err)
+    out, err, _rest = got.split(b"\x04", 2)
+    text = out.decode("utf-8", "replace")
+    link._record(out + err)
     if err:
         raise DeviceError("the agent failed during install", "", err.decode("utf-8", "replace"))
     for line in text.split("\n"):

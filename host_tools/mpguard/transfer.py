@@ -74,20 +74,24 @@ def stream(
     nak = False
 
     def pump(block: bool) -> None:
+        # One byte at a time, and never past the last ack (or a NAK): what the board prints
+        # after that (its answer, the raw REPL's EOF markers and prompt) stays on the port
+        # for the caller.
         nonlocal acked, last, nak
-        n = ser.in_waiting
-        if not n and not block:
-            return
-        chunk = ser.read(n or 1)
-        if chunk:
+        while acked < frames and not nak:
+            if not block and not ser.in_waiting:
+                return
+            b = ser.read(1)
+            if not b:
+                return
+            block = False
             last = time.monotonic()
-        for b in chunk:
-            if b == ACK:
+            if b[0] == ACK:
                 acked += 1
-            elif b == NAK:
+            elif b[0] == NAK:
                 nak = True
             elif console is not None:
-                console.append(b)
+                console.append(b[0])
 
     while acked < frames:
         if nak:

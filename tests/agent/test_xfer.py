@@ -198,3 +198,38 @@ def test_early_refusal_stops_the_sender_and_leaves_the_link_clean():
     assert done is False
     text = (ser.out + out).replace(b"\x06", b"").replace(b"\x15", b"").decode("latin-1")
     assert "\x1eRES:next command" in text, text
+
+
+class _EagerBoard:
+    """A board that acks each frame and, with the last ack, has already printed its answer
+    (a fast install): the sender must leave the answer on the port for the caller."""
+
+    def __init__(self, frames: int):
+        self.frames = frames
+        self.got = 0
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.got += 1
+        self.pending += b"noise" if self.got == 1 else b""
+        self.pending.append(transfer.ACK)
+        if self.got == self.frames:
+            self.pending += b"ANSWER\x04\x04>"
+        return len(data)
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.pending)
+
+    def read(self, n: int) -> bytes:
+        out, self.pending = bytes(self.pending[:n]), self.pending[n:]
+        return out
+
+
+def test_sender_never_reads_past_the_last_ack():
+    payload = os.urandom(10 * transfer.FRAME - 7)
+    board = _EagerBoard(len(transfer.encode(payload)) // transfer.FRAME)
+    console = bytearray()
+    assert transfer.stream(board, payload, console=console) is True
+    assert bytes(board.pending) == b"ANSWER\x04\x04>"  # left for the raw REPL's follow()
+    assert bytes(console) == b"noise"

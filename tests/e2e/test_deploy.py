@@ -222,3 +222,17 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
     print(f"\npower cut tried at {total} block writes (every one of the install): "
           f"{outcomes['old']} booted the old app, {outcomes['new']} the new")
     assert outcomes["old"] and outcomes["new"]
+
+
+def test_automatic_confirm_after_the_healthy_time(board, rel):
+    """A bundle built with --confirm-after: an app that never calls guard.confirm() is
+    confirmed by the agent once it has run that long (machine.Timer on the board)."""
+    install_agent(board, rel)
+    quiet = 'import time\nprint("app {v} running, never confirms")\nwhile True:\n    time.sleep_ms(50)\n'
+    res = deploy.deploy(board, rel.build("1.0.0", quiet, confirm_after=1), wait=20)
+    assert res.outcome == "confirmed", res
+    assert "guard: confirmed demo 1.0.0" in res.console
+    # without a healthy time such an app stays on trial
+    res2 = deploy.deploy(board, rel.build("2.0.0", quiet), wait=3)
+    assert res2.outcome == "trial", res2
+    assert res2.status["trial"]["ver"] == "2.0.0" and res2.status["ver"] == "1.0.0"

@@ -17,3 +17,42 @@ reset_cause = _simhw.reset_cause
 
 def freq(hz=None):
     return 160000000
+
+
+class Timer:
+    # machine.Timer as on an ESP32 (virtual timers, mode/period/callback), on a thread that
+    # only sleeps and hands the callback to micropython.schedule: the callback runs in the
+    # main thread between bytecodes, as a soft timer callback does on a board. The unix port
+    # has no GIL, so the thread allocates nothing.
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id=-1, **kw):
+        self._gen = 0
+        if kw:
+            self.init(**kw)
+
+    def init(self, mode=1, period=-1, callback=None, freq=None):
+        import _thread
+
+        if freq:
+            period = 1000 // freq
+        self._gen += 1
+        self._cb = callback
+        _thread.start_new_thread(self._run, (self._gen, mode, period))
+
+    def _run(self, gen, mode, period):
+        import micropython
+        import time
+
+        while True:
+            time.sleep_ms(period)
+            if gen != self._gen:
+                return
+            if self._cb:
+                micropython.schedule(self._cb, self)
+            if mode == 0:
+                return
+
+    def deinit(self):
+        self._gen += 1

@@ -2,6 +2,9 @@
 # and the unix port lacks (reset, soft_reset, unique_id, reset_cause and its constants).
 from machine import *  # noqa: F403  (the built-in module, imported before this one replaces it)
 import _simhw
+import _thread
+import micropython as _mp
+import time as _time
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -19,40 +22,45 @@ def freq(hz=None):
     return 160000000
 
 
+_timers = []  # live timers: the main thread keeps them (and their callbacks) reachable
+
+
+def _tick(t, gen, mode, period, sleep=_time.sleep_ms, schedule=_mp.schedule):
+    # The timer's thread. The unix port runs threads without a GIL, so this must not
+    # allocate or import: it only sleeps, compares and hands the callback to
+    # micropython.schedule, which runs it in the main thread between bytecodes.
+    while True:
+        sleep(period)
+        if gen != t._gen:
+            return
+        schedule(t._cb, t)
+        if mode == 0:
+            return
+
+
 class Timer:
-    # machine.Timer as on an ESP32 (virtual timers, mode/period/callback), on a thread that
-    # only sleeps and hands the callback to micropython.schedule: the callback runs in the
-    # main thread between bytecodes, as a soft timer callback does on a board. The unix port
-    # has no GIL, so the thread allocates nothing.
+    # machine.Timer as on an ESP32 (virtual timers: mode, period, callback); callbacks run
+    # in the main thread between bytecodes, as soft timer callbacks do on a board.
     ONE_SHOT = 0
     PERIODIC = 1
 
     def __init__(self, id=-1, **kw):
         self._gen = 0
+        self._cb = None
         if kw:
             self.init(**kw)
 
     def init(self, mode=1, period=-1, callback=None, freq=None):
-        import _thread
-
         if freq:
             period = 1000 // freq
         self._gen += 1
         self._cb = callback
-        _thread.start_new_thread(self._run, (self._gen, mode, period))
-
-    def _run(self, gen, mode, period):
-        import micropython
-        import time
-
-        while True:
-            time.sleep_ms(period)
-            if gen != self._gen:
-                return
-            if self._cb:
-                micropython.schedule(self._cb, self)
-            if mode == 0:
-                return
+        if self not in _timers:
+            _timers.append(self)
+        if callback is not None:
+            _thread.start_new_thread(_tick, (self, self._gen, mode, period))
 
     def deinit(self):
         self._gen += 1
+        if self in _timers:
+            _timers.remove(self)

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import transfer
-from .errors import BoardNotAnswering, DeviceError, LinkError
+from .errors import BoardNotAnswering, CommandError, DeviceError
 from .link import BoardLink
 
 _MARK = "\x1eDEPLOY:"
@@ -103,7 +103,7 @@ def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None]
     try:
         link.exec("import guard.update, guard.xfer")
     except DeviceError as e:
-        raise LinkError("the agent is not on the board: run `mpguard agent install` first "
+        raise CommandError("the agent is not on the board: run `mpguard agent install` first "
                         f"({e.exc_type})") from None
     answer = send(link, data, progress, timeout)
     if answer.get("status") != "installed":

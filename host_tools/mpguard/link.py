@@ -27,6 +27,7 @@ from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 from .errors import BoardNotAnswering, DeviceError, DeviceRefused, NoPortError
+from .unixport import parse_traceback
 
 _RPC_OK = "\x1eRPC:"
 _RPC_ERR = "\x1eERR:"
@@ -51,14 +52,6 @@ def _rpc():
 _rpc()
 del _rpc
 """
-
-
-def _parse_device_exception(err: str) -> tuple[str, str]:
-    lines = [ln for ln in err.strip().split("\n") if ln.strip()]
-    if not lines:
-        return "", ""
-    name, _, msg = lines[-1].partition(":")
-    return name.strip(), msg.strip()
 
 
 class BoardLink:
@@ -165,7 +158,7 @@ class BoardLink:
         self._record(out + err)
         if err:
             text = err.decode("utf-8", "replace")
-            exc_type, msg = _parse_device_exception(text)
+            exc_type, msg = parse_traceback(text)
             raise DeviceError(
                 f"board raised {exc_type}: {msg}" if exc_type else "board raised an exception",
                 exc_type=exc_type,
@@ -226,7 +219,7 @@ class BoardLink:
         try:
             return op(self.transport)
         except TransportExecError as e:
-            exc_type, msg = _parse_device_exception(e.error_output)
+            exc_type, msg = parse_traceback(e.error_output)
             raise DeviceError(f"{path}: {exc_type}: {msg}", exc_type, e.error_output) from None
         except TransportError as e:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None

@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m mpguard.demo
+	$(BIN)/mpguard demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check host_tools tests bench

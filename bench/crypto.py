@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
-from mpguard import agentpkg, jose, keys, unixport
+from mpguard import jose, keys, unixport
+from mpguard.agent import package as agentpkg
 from mpguard.errors import DeviceError
 
 CRYPTO = ["guard/ec.py", "guard/p256.py", "guard/mac.py", "guard/jws.py"]

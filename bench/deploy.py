@@ -13,8 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mpguard import agent_install, deploy, project, sim
+from mpguard import project, sim
+from mpguard.agent import install as agent_install
 from mpguard.link import BoardLink
+from mpguard.updates import deploy, release
 
 CASES = [(64 * 1024, None), (64 * 1024, 115200), (1024 * 1024, None)]
 APP = 'import guard\nguard.confirm()\n'
@@ -31,7 +33,7 @@ def measure(size: int, baud: int | None) -> dict[str, float]:
                 (app / "main.py").write_text(APP)
                 if extra:
                     (app / "data.bin").write_bytes(os.urandom(extra))
-                project.build_release(proj, app, v, Path(d) / f"{v}.bundle", passphrase=None,
+                release.build_release(proj, app, v, Path(d) / f"{v}.bundle", passphrase=None,
                                       app="bench")
             info = sim.start(name="bench-deploy", baud=baud)
             try:

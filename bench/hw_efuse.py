@@ -9,7 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mpguard import agentpkg, boards, efuse, unixport
+from mpguard import boards, efuse, unixport
+from mpguard.agent import package as agentpkg
 
 _ROUNDS = 200
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from mpguard import agentpkg
+from mpguard.agent import package as agentpkg
 
 
 def main() -> None:

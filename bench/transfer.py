@@ -15,7 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mpguard import agentpkg, sim, transfer
+from mpguard import sim
+from mpguard import xfer as transfer
+from mpguard.agent import package as agentpkg
 from mpguard.link import BoardLink
 
 BAUD = 115200

@@ -1,6 +1,6 @@
 # Bulk transfer, host -> board, over the REPL serial link (faster than mpremote fs cp).
 #
-# Wire format (the host side is mpguard.transfer):
+# Wire format (the host side is mpguard.xfer):
 # - the payload is encoded so that Ctrl-C (0x03), which would interrupt the running code,
 #   never crosses the link: 0x03 and the escape byte 0x10 are sent as 0x10, b ^ 0x20;
 # - encoded bytes travel in frames of exactly _FRAME bytes (the last one padded);

@@ -1,16 +1,23 @@
-"""The one tree of host-side errors. The CLI maps each to `mpguard: message` and an exit code."""
+"""The one tree of host-side errors. The CLI maps each to `mpguard: message` and an exit code.
+
+Exit codes and the messages of refusal reasons live in mpguard.reasons (a leaf module).
+"""
+
+from __future__ import annotations
+
+from . import reasons as _r
 
 
 class MpguardError(Exception):
     """Base of every error mpguard raises on purpose."""
 
-    exit_code = 1
+    exit_code = _r.EXIT_ERROR
 
 
 class CommandError(MpguardError):
     """A command was used wrongly or its input is bad."""
 
-    exit_code = 2
+    exit_code = _r.EXIT_USAGE
 
 
 class MicroPythonNotFound(MpguardError):
@@ -33,19 +40,19 @@ class DeviceError(MpguardError):
 class BoardProfileError(MpguardError):
     """A board profile is unknown, malformed, or drifted from the installed esptool."""
 
-    exit_code = 2
+    exit_code = _r.EXIT_USAGE
 
 
 class EfuseError(MpguardError):
     """An eFuse file or field spec is missing, malformed or does not fit the board profile."""
 
-    exit_code = 2
+    exit_code = _r.EXIT_USAGE
 
 
 class LinkError(MpguardError):
     """Base of board-link failures."""
 
-    exit_code = 3
+    exit_code = _r.EXIT_LINK
 
 
 class NoPortError(LinkError):
@@ -59,9 +66,10 @@ class BoardNotAnswering(LinkError):
 class DeviceRefused(DeviceError):
     """The agent refused an operation with a `GuardError(reason, detail)`."""
 
+    exit_code = _r.EXIT_REFUSED
+
     def __init__(self, reason: str, detail: object = None):
-        msg = reason if detail in (None, "") else f"{reason} ({detail})"
-        super().__init__(msg, exc_type="GuardError")
+        super().__init__(_r.message(reason, detail), exc_type="GuardError")
         self.reason = reason
         self.detail = detail
 
@@ -69,12 +77,10 @@ class DeviceRefused(DeviceError):
 class BundleError(MpguardError):
     """An update bundle cannot be built or read; `reason` is the board's reason name."""
 
-    exit_code = 2
+    exit_code = _r.EXIT_USAGE
 
     def __init__(self, reason: str, detail: str | None = None):
-        from .bundle import REASONS
-
-        msg = REASONS.get(reason, reason)
+        msg = _r.message(reason)
         super().__init__(f"{msg}: {detail}" if detail else msg)
         self.reason = reason
         self.detail = detail
@@ -83,7 +89,7 @@ class BundleError(MpguardError):
 class ProjectError(MpguardError):
     """No mpguard project here, or its files (config, keys, anchors, sequences) are bad."""
 
-    exit_code = 2
+    exit_code = _r.EXIT_USAGE
 
 
 class KeyStoreError(MpguardError):
@@ -98,5 +104,11 @@ class JoseError(MpguardError):
     """A JWS was refused; `reason` is the same snake_case reason the board uses."""
 
     def __init__(self, reason: str, message: str = ""):
-        super().__init__(message or reason)
+        super().__init__(message or _r.message(reason))
         self.reason = reason
+
+
+class SimError(MpguardError):
+    """A virtual board cannot be started, found or controlled."""
+
+    exit_code = _r.EXIT_USAGE

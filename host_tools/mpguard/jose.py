@@ -38,20 +38,11 @@ from .errors import JoseError, KeyStoreError
 ALG = "ES256"
 MAX_TOKEN = 16384  # the board's default limit (guard.jws._MAX_TOKEN)
 MAX_HEADER = 1024
-REASONS = {
-    "too_large": "token larger than the limit",
-    "jws_format": "not a well-formed JWS compact token",
-    "jws_alg": "algorithm is not ES256",
-    "jws_crit": "critical header extension not understood",
-    "unknown_key": "signed by a key that is not trusted here",
-    "bad_sig": "signature does not verify",
-    "bad_key": "not a valid P-256 key",
-}
 _B64U = re.compile(rb"^[A-Za-z0-9_-]*$")
 
 
 def _fail(reason: str) -> JoseError:
-    return JoseError(reason, REASONS[reason])
+    return JoseError(reason)
 
 
 def b64u_enc(data: bytes) -> str:

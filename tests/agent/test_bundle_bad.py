@@ -21,7 +21,8 @@ from test_update_board import (  # noqa: F401  (fixtures)
     signer,
 )
 
-from mpguard import bundle, jose
+from mpguard import jose
+from mpguard.updates import bundle
 
 SEQ = 5  # the board's confirmed sequence
 

@@ -23,7 +23,8 @@ from test_update_board import (  # noqa: F401  (fixtures)
     signer,
 )
 
-from mpguard import bundle, jose
+from mpguard import jose, reasons
+from mpguard.updates import bundle
 
 SEQ = 5
 CASES = 300
@@ -34,7 +35,7 @@ NASTY = ["", "/", "..", "a/../b", "/etc/passwd", "guard/x.py", "lib/guard/y.py",
 VALUES = [None, -1, 0, 1, 2**53, 2**64, 1.5, True, "", "x", "9.9.9", [], {}, ["sim"], [[]],
           "x" * 40]
 
-KNOWN = set(bundle.REASONS) | {"jws_format", "jws_alg", "jws_crit", "bad_key"}
+KNOWN = set(reasons.REASONS)
 
 FUZZ = """
 class Window:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from mpguard import agentpkg, bundle, jose, keys, project
+from mpguard import jose, keys, project
+from mpguard.agent import package as agentpkg
+from mpguard.updates import bundle
 
 KIND = "sim"
 BS = 4096

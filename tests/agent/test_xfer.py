@@ -15,7 +15,8 @@ import tempfile
 
 import pytest
 
-from mpguard import agentpkg, transfer, unixport
+from mpguard import unixport, xfer as transfer
+from mpguard.agent import package as agentpkg
 from mpguard.errors import BoardNotAnswering
 
 AGENT = agentpkg.agent_dir()

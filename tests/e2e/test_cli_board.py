@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import mpguard.sim as simlib
-from mpguard import demo
+from mpguard.cli import demo
 
 pytestmark = pytest.mark.timeout(300)
 MPGUARD = [str(Path(sys.executable).parent / "mpguard")]

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 import mpguard.sim as simlib
-from mpguard import agent_install, bundle, deploy, jose, keys, project
+from mpguard import jose, keys, project
+from mpguard.agent import install as agent_install
 from mpguard.errors import BoardNotAnswering, CommandError
 from mpguard.link import BoardLink
+from mpguard.updates import bundle, deploy, release
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -64,7 +66,7 @@ class Releases:
         for name, data in kw.pop("extra", {}).items():
             (app / name).write_bytes(data)
         out = self.root / f"{version}.bundle"
-        project.build_release(self.proj, app, version, out, passphrase=None, app="demo", **kw)
+        release.build_release(self.proj, app, version, out, passphrase=None, app="demo", **kw)
         return out.read_bytes()
 
     def anchors(self) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mpguard import agentpkg
+from mpguard.agent import package as agentpkg
 
 pytestmark = pytest.mark.timeout(120)
 

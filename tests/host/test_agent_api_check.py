@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mpguard import agentpkg
+from mpguard.agent import package as agentpkg
 
 ROOT = Path(__file__).resolve().parents[2]
 STUBS = ROOT / ".venv" / "mpstubs"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mpguard import agent_install
+from mpguard.agent import install as agent_install
 from mpguard.errors import CommandError
 
 

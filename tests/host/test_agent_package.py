@@ -2,7 +2,7 @@
 
 import json
 
-from mpguard import agentpkg
+from mpguard.agent import package as agentpkg
 
 
 def test_every_module_compiles_and_fits_budget(tmp_path):
@@ -30,4 +30,4 @@ def test_broken_module_is_reported(tmp_path, monkeypatch):
 
 def test_package_json_lists_every_module():
     on_disk = json.loads((agentpkg.agent_dir() / "package.json").read_text())
-    assert on_disk == agentpkg.package_json(), "run: python -m mpguard.agentpkg"
+    assert on_disk == agentpkg.package_json(), "run: python -m mpguard.agent.package"

@@ -9,8 +9,10 @@ import re
 import pytest
 from jwcrypto import jwk, jws
 
-from mpguard import agentpkg, bundle, jose, keys
+from mpguard import jose, keys
+from mpguard.agent import package as agentpkg
 from mpguard.errors import BundleError
+from mpguard.updates import bundle
 
 FILES = [("main.py", b"print('hi')\n"), ("lib/util.py", b"X = 1\n"), ("data/a.bin", bytes(300))]
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from mpguard import bundle, jose, keys, project
+from mpguard import jose, keys, project
 from mpguard.errors import PassphraseError, ProjectError
+from mpguard.updates import bundle, release
 
 PW = b"correct horse battery staple"
 
@@ -89,7 +90,7 @@ def test_sequence_is_monotonic_across_apps(tmp_path):
     a, b = _app(tmp_path / "a"), _app(tmp_path / "b")
     seqs = []
     for d, v in ((a, "1.0"), (a, "1.1"), (b, "0.1"), (a, "1.2")):
-        r = project.build_release(p, d, v, tmp_path / f"{d.name}-{v}.mpgb", passphrase=PW)
+        r = release.build_release(p, d, v, tmp_path / f"{d.name}-{v}.mpgb", passphrase=PW)
         seqs.append(r["seq"])
     assert seqs == [1, 2, 3, 4]
     rec = json.loads(p.releases_path.read_text())
@@ -98,16 +99,16 @@ def test_sequence_is_monotonic_across_apps(tmp_path):
     assert [h["version"] for h in rec["apps"]["b"]] == ["0.1"]
     # an explicit sequence must still go up; a refused one writes nothing
     with pytest.raises(ProjectError, match="not above"):
-        project.build_release(p, a, "1.3", tmp_path / "x.mpgb", passphrase=PW, seq=4)
+        release.build_release(p, a, "1.3", tmp_path / "x.mpgb", passphrase=PW, seq=4)
     assert not (tmp_path / "x.mpgb").exists()
-    r = project.build_release(p, a, "1.3", tmp_path / "x.mpgb", passphrase=PW, seq=10)
+    r = release.build_release(p, a, "1.3", tmp_path / "x.mpgb", passphrase=PW, seq=10)
     assert r["seq"] == 10 and p.next_sequence("b") == 11
 
 
 def test_release_verifies_against_the_project_anchors(tmp_path):
     p = project.init(tmp_path / "proj", passphrase=PW, targets=["sim"])
     out = tmp_path / "demo.mpgb"
-    r = project.build_release(p, _app(tmp_path / "demo"), "2.0", out, passphrase=PW,
+    r = release.build_release(p, _app(tmp_path / "demo"), "2.0", out, passphrase=PW,
                               confirm_after=60, remove=["old.py"])
     assert r["app"] == "demo" and r["seq"] == 1 and r["targets"] == ["sim"]
     rep = bundle.inspect(out.read_bytes(), p.anchors())
@@ -125,7 +126,7 @@ def test_bad_app_folder_leaves_the_record_alone(tmp_path):
     (bad / "main.py").write_text("")
     (bad / "guard.py").write_text("")
     with pytest.raises(bundle.BundleError) as ei:
-        project.build_release(p, bad, "1.0", tmp_path / "o.mpgb", passphrase=PW)
+        release.build_release(p, bad, "1.0", tmp_path / "o.mpgb", passphrase=PW)
     assert ei.value.reason == "reserved_path"
     assert p.next_sequence("bad") == 1 and not (tmp_path / "o.mpgb").exists()
 

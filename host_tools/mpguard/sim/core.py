@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MpguardError
+from ..errors import MpguardError, SimError
 from . import state
 
 DEFAULT_BOARD = "sim"
@@ -37,12 +37,6 @@ FIRMWARE_HEAP = 30 * 1024
 _FALLBACK = {"kind": "sim", "chip": "esp32", "heap_bytes": 65536, "flash_bytes": 2 << 20,
              "block_size": 4096, "efuse": {}}
 DEFAULT_CUT_WINDOW = 64
-
-
-class SimError(MpguardError):
-    """A virtual board cannot be started, found or controlled."""
-
-    exit_code = 2
 
 
 @dataclass

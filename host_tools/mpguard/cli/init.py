@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import project
+from .. import project
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import deploy
-from .cliutil import Progress, print_json, resolve_port
-from .errors import CommandError
-from .link import BoardLink
+from ..errors import CommandError
+from ..link import BoardLink
+from ..updates import deploy
+from .common import Progress, print_json, resolve_port
 
 # Exit codes a script can rely on.
 EXIT_OK = 0  # installed and confirmed (or still on trial with --no-wait semantics)

@@ -11,17 +11,17 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .errors import MpguardError
+from .. import __version__
+from ..errors import MpguardError
 
 # Subcommand modules, each with add_parser(subparsers). Order is the --help order.
 COMMANDS = [
-    "mpguard.cmd_init",
-    "mpguard.sim.cli",
-    "mpguard.cmd_agent",
-    "mpguard.cmd_release",
-    "mpguard.cmd_deploy",
-    "mpguard.cmd_demo",
+    "mpguard.cli.init",
+    "mpguard.cli.sim",
+    "mpguard.cli.agent",
+    "mpguard.cli.release",
+    "mpguard.cli.deploy",
+    "mpguard.cli.demo",
 ]
 
 
@@ -34,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mpguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue  # command not built yet
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

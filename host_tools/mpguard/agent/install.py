@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import agentpkg, boards
-from .errors import CommandError
-from .link import BoardLink
+from .. import boards
+from . import package as agentpkg
+from ..errors import CommandError
+from ..link import BoardLink
 
 AGENT_DIR = "/lib/guard"
 ANCHORS = "/mpguard/anchors.json"

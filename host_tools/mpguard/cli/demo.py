@@ -58,12 +58,12 @@ class Story:
         return name
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mpguard demo", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", default="demo-project", help="where to put the demo project")
-    args = ap.parse_args(argv)
-    return run(Path(args.dir))
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the mpguard story on a virtual board (init, agent, "
+                       "updates, rollback, a forged bundle refused)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dir", default="demo-project", help="project folder (recreated)")
+    p.set_defaults(func=lambda a: run(Path(a.dir)))
 
 
 def run(root: Path) -> int:
@@ -114,7 +114,3 @@ def run(root: Path) -> int:
         subprocess.run(_mpguard() + ["sim", "stop", "--all"], env=env, capture_output=True)
         shutil.rmtree(sims, ignore_errors=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

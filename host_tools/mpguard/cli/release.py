@@ -7,8 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from . import bundle, project
-from .errors import CommandError, MpguardError
+from .. import project, reasons
+from ..errors import CommandError, MpguardError
+from ..updates import bundle, release
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +55,7 @@ def run_build(args: argparse.Namespace) -> int:
         if args.expires_days <= 0:
             raise CommandError("--expires-days must be positive")
         expires = int(time.time() + args.expires_days * 86400)
-    res = project.build_release(
+    res = release.build_release(
         proj, args.appdir, args.version, args.output, passphrase=pw, app=args.app,
         targets=args.target, seq=args.seq, expires=expires,
         confirm_after=args.confirm_after, remove=args.remove,
@@ -107,7 +108,6 @@ def run_verify(args: argparse.Namespace) -> int:
         for p in m.get("remove") or []:
             print(f"  remove              {p}")
     for reason, detail in rep["problems"]:
-        msg = bundle.REASONS.get(reason, reason)
-        print(f"  problem: {msg}" + (f" ({detail})" if detail else ""))
+        print(f"  problem: {reasons.message(reason, detail)}")
     print("  VERIFIED" if rep["ok"] else "  NOT VERIFIED")
     return 0 if rep["ok"] else 1

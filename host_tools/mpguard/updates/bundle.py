@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import BundleError
+from ..errors import BundleError
 
 MAGIC = b"MPGB"
 FORMAT = 1
@@ -50,30 +50,6 @@ RESERVED = ("guard", "guard.py", "guard.mpy", "_simhw.py", "_simhw.mpy")
 # Names never taken from an app folder into a bundle.
 SKIP_NAMES = ("__pycache__",)
 
-# Board / inspect reasons -> what they mean (the CLI's messages).
-REASONS = {
-    "bad_header": "not an mpguard bundle (bad magic, format or manifest length)",
-    "truncated": "the bundle is cut short",
-    "too_large": "a size limit is exceeded",
-    "bad_length": "the bundle's length does not match its manifest",
-    "bad_manifest": "the manifest is malformed",
-    "bad_sig": "the manifest signature does not verify",
-    "unknown_key": "the manifest is signed by a key that is not a trust anchor",
-    "no_anchors": "no trust anchors to verify against",
-    "wrong_target": "the bundle is not meant for this board kind",
-    "rollback": "the bundle is older than the installed app (sequence rolled back)",
-    "replay": "the bundle has the same sequence number as the installed app",
-    "expired": "the bundle has expired",
-    "agent_too_old": "the board's agent is older than the bundle requires",
-    "too_many_files": "too many files (or none)",
-    "bad_path": "a file path is not allowed",
-    "reserved_path": "a file path would shadow the agent",
-    "dup_path": "a file path appears twice",
-    "no_space": "not enough free flash on the board",
-    "bad_hash": "a file's contents do not match its SHA-256",
-    "io_error": "the board could not write its flash",
-    "bad_app": "the app folder cannot be bundled",
-}
 
 
 def check_path(path: str) -> None:
@@ -211,7 +187,7 @@ def build(
     `manifest` takes the keyword arguments of `make_manifest` (app, version, seq, targets,
     min_agent, remove, expires, confirm_after, issued_at).
     """
-    from . import jose
+    from .. import jose
 
     m = make_manifest(files, **manifest)
     payload = json.dumps(m, separators=(",", ":")).encode()
@@ -262,7 +238,7 @@ def inspect(bundle: bytes, anchors: Mapping[str, Any] | None = None) -> dict[str
     the report's `ok` is False and `problems` lists (reason, detail) pairs. The manifest
     shown is the signed one only when `signature` is "valid".
     """
-    from . import jose
+    from .. import jose
 
     report: dict[str, Any] = {"size": len(bundle), "ok": False, "problems": []}
     problems: list[list[str]] = report["problems"]

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from .errors import CommandError
+from ..errors import CommandError
 
 
 def resolve_port(port: str | None) -> str:
@@ -15,7 +15,7 @@ def resolve_port(port: str | None) -> str:
     if not port:
         raise CommandError("give the board's port with --port (e.g. /dev/ttyUSB0 or sim:NAME)")
     if port.startswith("sim:"):
-        from . import sim
+        from .. import sim
 
         info = sim.get(port[4:])
         if not info.running or not info.port:

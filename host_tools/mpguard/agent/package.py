@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MpguardError
+from ..errors import MpguardError
 
 # DESIGN.md section 6: the agent on flash, all modules as .mpy.
 FLASH_BUDGET = 32 * 1024
@@ -20,7 +20,7 @@ FLASH_BUDGET = 32 * 1024
 
 def agent_dir() -> Path:
     """The agent/ folder of this checkout (device code is never imported by the host)."""
-    here = Path(__file__).resolve().parents[2] / "agent"
+    here = Path(__file__).resolve().parents[3] / "agent"
     if (here / "guard" / "__init__.py").exists():
         return here
     raise MpguardError(f"agent sources not found at {here}")
@@ -79,7 +79,7 @@ def compile_agent(outdir: Path, opt: int = 2, exe: str | None = None) -> list[Co
 def package_json() -> dict:
     """The mip package.json that lists every agent module (regenerated, never hand-kept)."""
     urls = [[str(rel), str(rel)] for rel in agent_modules()]  # relative to package.json
-    from . import __version__
+    from .. import __version__
 
     return {"urls": urls, "version": __version__}
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..errors import CommandError
-from . import core
+from ..sim import core
 
 
 def _start(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ report the board's answer: installed (and confirmed), refused with the reason, o
 Steps:
 1. the agent must be on the board (`mpguard agent install`); a soft reset first gives the
    install the whole heap;
-2. the bundle streams over the bulk transfer (mpguard.transfer / guard.xfer) straight into
+2. the bundle streams over the bulk transfer (mpguard.xfer / guard.xfer) straight into
    `guard.update.install`, which verifies the manifest before it writes anything; a refusal
    stops the transfer early;
 3. when installed, the board is reset and boots the new app on trial; deploy watches what
@@ -22,9 +22,9 @@ from typing import Any
 
 from mpremote.transport import TransportError
 
-from . import transfer
-from .errors import BoardNotAnswering, CommandError, DeviceError
-from .link import BoardLink
+from .. import xfer
+from ..errors import BoardNotAnswering, CommandError, DeviceError
+from ..link import BoardLink
 
 _MARK = "\x1eDEPLOY:"
 CONFIRMED = b"guard: confirmed"
@@ -62,14 +62,14 @@ def send(link: BoardLink, data: bytes, progress: Callable[[int, int], None] | No
          timeout: float = 30.0) -> dict:
     """Stream `data` into guard.update.install on the board; return its answer."""
     t = link.transport
-    code = _CODE.format(n=len(data), sha=transfer.digest(data), mark=_MARK)
+    code = _CODE.format(n=len(data), sha=xfer.digest(data), mark=_MARK)
     console = bytearray()
     ser = t.serial
     old = ser.timeout
     try:
         t.exec_raw_no_follow(code)
         ser.timeout = 0.05
-        transfer.stream(ser, data, progress=progress, timeout=timeout, console=console)
+        xfer.stream(ser, data, progress=progress, timeout=timeout, console=console)
     except OSError as e:
         raise BoardNotAnswering(f"link to {link.port} failed during transfer: {e}") from None
     finally:

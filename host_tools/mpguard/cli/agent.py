@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from . import agent_install, project
-from .cliutil import print_json, resolve_port
-from .link import BoardLink
+from .. import project
+from ..agent import install as agent_install
+from ..link import BoardLink
+from .common import print_json, resolve_port
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,97 @@
+"""Reasons -> messages -> exit codes: the one table every part of mpguard reads.
+
+A leaf module (it imports nothing of mpguard), so errors, the CLI, bundle and JOSE code can
+all import it without cycles. A *reason* is the short snake_case string the board's agent
+raises (`GuardError(reason, detail)`) and the host uses for the same refusal; each has a
+message (what happened) and a hint (what to do). tests/host/test_reasons.py checks that
+every reason the agent can raise is here.
+"""
+
+from __future__ import annotations
+
+# Exit codes of every `mpguard` command (`--help` of each command lists the ones it uses).
+EXIT_OK = 0
+EXIT_ERROR = 1  # an unexpected failure (a bug, or the board raised something unexpected)
+EXIT_USAGE = 2  # bad input: arguments, files, project, keys, passphrase
+EXIT_LINK = 3  # the board could not be reached, or stopped answering
+EXIT_REFUSED = 4  # the board (or a verifier) refused the input; nothing was changed
+EXIT_ROLLED_BACK = 5  # deploy: installed, the app failed its trial, the board rolled back
+EXIT_TRIAL = 6  # deploy: installed, still on trial when the wait ended
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_ERROR: "unexpected failure",
+    EXIT_USAGE: "bad input (arguments, files, project, keys)",
+    EXIT_LINK: "board not reachable or stopped answering",
+    EXIT_REFUSED: "refused; nothing was changed",
+    EXIT_ROLLED_BACK: "installed, failed its trial, rolled back",
+    EXIT_TRIAL: "installed, still on trial",
+}
+
+_REBUILD = "build the bundle again with `mpguard release build`"
+
+# reason: (message, hint)
+REASONS: dict[str, tuple[str, str]] = {
+    # bundle header and length
+    "bad_header": ("not an mpguard bundle (bad magic, format or manifest length)",
+                   "give a file made by `mpguard release build`"),
+    "truncated": ("the bundle is cut short", "copy the bundle again; check the transfer"),
+    "too_large": ("a size limit is exceeded", "fewer or smaller files (docs/bundle-format.md)"),
+    "bad_length": ("the bundle's length does not match its manifest", _REBUILD),
+    # manifest
+    "bad_manifest": ("the manifest is malformed", _REBUILD),
+    "wrong_target": ("the bundle is not meant for this board kind",
+                     "build it with --target for this board's kind"),
+    "rollback": ("the bundle is older than what the board has accepted (sequence rolled back)",
+                 "build a new release: its sequence number will be above the board's"),
+    "replay": ("the board has already accepted this sequence number",
+               "build a new release (a new sequence number)"),
+    "expired": ("the bundle has expired", "build a new release, with a later --expires-days"),
+    "agent_too_old": ("the board's agent is older than the bundle requires",
+                      "update the agent: `mpguard agent install --port P`"),
+    "too_many_files": ("too many files (or none)", "at most 32 files, at least main.py"),
+    "bad_path": ("a file path is not allowed",
+                 "relative paths of letters, digits, '.', '_', '-'; at most 4 levels"),
+    "reserved_path": ("a file path would shadow the agent", "rename it: 'guard' is the agent's"),
+    "dup_path": ("a file path appears twice", _REBUILD),
+    "bad_app": ("the app folder cannot be bundled", "the folder needs a main.py"),
+    # JWS (RFC 7515) and keys
+    "jws_format": ("not a well-formed JWS compact token", "the token is damaged"),
+    "jws_alg": ("algorithm is not ES256", "mpguard signs and accepts ES256 only"),
+    "jws_crit": ("critical header extension not understood", "sign without a crit header"),
+    "unknown_key": ("signed by a key that is not trusted here",
+                    "sign with the project's release key, or install its anchors on the board"),
+    "bad_sig": ("the signature does not verify", "the file was altered or forged"),
+    "bad_key": ("not a valid P-256 key", "use keys made by `mpguard init`"),
+    "bad_digest": ("a digest is not 32 bytes", "internal: report this"),
+    "no_anchors": ("no trust anchors to verify against",
+                   "install them with `mpguard agent install --port P`"),
+    # board state and install
+    "no_space": ("not enough free flash on the board", "remove files or ship a smaller app"),
+    "bad_hash": ("a file's contents do not match its SHA-256", "copy the bundle again"),
+    "io_error": ("the board could not write its flash", "check the board's filesystem"),
+    "bad_state": ("the agent's state file is unreadable",
+                  "reinstall the agent (`mpguard agent install --force`)"),
+    "bad_arg": ("an argument is out of range", "see the command's --help"),
+    "bad_profile": ("the board profile is malformed",
+                    "reinstall the agent with the right --board"),
+    # bulk transfer
+    "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
+    "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),
+    "xfer_format": ("the transfer's framing is broken", "run again"),
+}
+
+
+def message(reason: str, detail: object = None) -> str:
+    """`message (detail)` for a reason; an unknown reason is shown as itself."""
+    msg = REASONS.get(reason, (reason, ""))[0]
+    return f"{msg} ({detail})" if detail not in (None, "") else msg
+
+
+def hint(reason: str) -> str:
+    return REASONS.get(reason, ("", ""))[1]
+
+
+def epilog(*codes: int) -> str:
+    """The 'exit codes' paragraph of a command's --help."""
+    return "exit codes: " + "; ".join(f"{c} {EXIT_CODES[c]}" for c in sorted(set(codes)))

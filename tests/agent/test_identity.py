@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
-from idboard import AGENT_SRC, IdBoard, HostCA, b64u, compile_board, unb64u
+from idboard import AGENT_SRC, HostCA, IdBoard, b64u, compile_board, unb64u
 
 from mpguard.identity import csr as csrcheck
 

@@ -21,6 +21,9 @@ COMMANDS = [
     "mpguard.cli.agent",
     "mpguard.cli.release",
     "mpguard.cli.deploy",
+    "mpguard.cli.ca",
+    "mpguard.cli.provision",
+    "mpguard.cli.devices",
     "mpguard.cli.demo",
 ]
 

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         "kid": entry["kid"],
         "encrypted": entry["encrypted"],
         "anchors": str(proj.anchors_path),
+        "device_ca": str(proj.root / "devices-ca.pem"),
         "targets": proj.targets,
     }
     if args.json:
@@ -45,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  release key  {info['release_key']} (kid {info['kid']}, "
               f"{'encrypted' if info['encrypted'] else 'NOT encrypted'})")
         print(f"  trust anchors {info['anchors']} (install on boards)")
+        print(f"  device CA    {info['device_ca']} (key {'encrypted' if info['encrypted'] else 'NOT encrypted'})")
         print(f"  targets      {', '.join(info['targets'])}")
     return 0

@@ -1,0 +1,93 @@
+"""`mpguard ca init|show|crl`: the project's device CA (made by `mpguard init`; `ca init`
+adds one to a project made before device identities existed)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cryptography.hazmat.primitives import hashes
+
+from .. import project, reasons
+from ..identity import ca as device_ca
+from ..identity import records
+from .common import print_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE)
+    p = sub.add_parser("ca", help="the project's device CA: make one, show it, sign its CRL")
+    cs = p.add_subparsers(dest="ca_command", metavar="ACTION")
+    s = cs.add_parser("init", help="make the device CA of a project that has none",
+                      description="Make keys/device-ca.pem (encrypted with the passphrase from "
+                      "$MPGUARD_PASSPHRASE or a prompt, unless --no-passphrase), devices-ca.pem "
+                      "and an empty CRL. Never replaces an existing CA.", epilog=codes)
+    s.add_argument("--no-passphrase", action="store_true",
+                   help="store the CA key unencrypted (not recommended)")
+    s.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=run_init)
+
+    s = cs.add_parser("show", help="the CA certificate and CRL", epilog=codes)
+    s.add_argument("--project", metavar="DIR")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=run_show)
+
+    s = cs.add_parser("crl", help="sign the CRL again from the inventory (before it expires)",
+                      epilog=codes)
+    s.add_argument("--db", metavar="URL", help="inventory database (default: the project's)")
+    s.add_argument("--project", metavar="DIR")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=run_crl)
+    p.set_defaults(func=lambda a: p.print_help() or 2)
+
+
+def _info(root) -> dict:
+    cert = device_ca.certificate(root)
+    crl = device_ca.crl(root)
+    return {
+        "certificate": str(root / device_ca.CERT_PATH),
+        "subject": cert.subject.rfc4514_string(),
+        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "key": str(root / device_ca.KEY_PATH),
+        "encrypted": device_ca.is_encrypted(root),
+        "crl": str(root / device_ca.CRL_PATH),
+        "crl_revoked": len(list(crl)),
+        "crl_next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+    }
+
+
+def _print(info: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(info)
+        return
+    print(f"device CA    {info['certificate']}")
+    print(f"  subject    {info['subject']}")
+    print(f"  sha256     {info['sha256']}")
+    print(f"  valid to   {info['not_after']}")
+    print(f"  key        {info['key']} ({'encrypted' if info['encrypted'] else 'NOT encrypted'})")
+    print(f"  CRL        {info['crl']}: {info['crl_revoked']} revoked, "
+          f"next update {info['crl_next_update']}")
+
+
+def run_init(args: argparse.Namespace) -> int:
+    proj = project.find(args.project)
+    pw = None if args.no_passphrase else project.ask_passphrase(confirm=True)
+    device_ca.create(proj.root, pw)
+    _print(_info(proj.root), args.json)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    _print(_info(project.find(args.project).root), args.json)
+    return 0
+
+
+def run_crl(args: argparse.Namespace) -> int:
+    proj = project.find(args.project)
+    pw = project.ask_passphrase() if device_ca.is_encrypted(proj.root) else None
+    ca = device_ca.DeviceCA(proj.root, pw)
+    with records.open_inventory(proj.root, args.db) as inv:
+        records.write_crl(ca, inv)
+    _print(_info(proj.root), args.json)
+    return 0

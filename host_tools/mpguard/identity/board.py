@@ -1,0 +1,88 @@
+"""Every call `mpguard provision` (and `devices`) makes to a board's agent, in one place.
+
+Each function names one agent function of `guard.identity`; arguments and answers are JSON
+(bytes as base64url). The board refuses with `DeviceRefused(reason)`; nothing here ever
+asks for or receives the private key. When the board RPC gets its dispatcher (guard.rpc),
+only `_call` changes.
+
+    identity.status()                    -> {state, ueid, uid, pub, kid, cert_sha256,
+                                             pending_pub, pending_kid, store}
+    identity.begin(entropy_b64u, force)  -> status()   (makes or keeps the pending key)
+    identity.csr(challenge, pending)     -> base64url DER of a PKCS#10 request
+    identity.install(cert_b64u, [ca])    -> status()
+    identity.certificate()               -> {cert, ca} base64url DER
+    info.facts()                         -> {agent, micropython, ...}  (agent version)
+    hw.board_kind()                      -> the installed board profile's kind, or None
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from ..errors import CommandError, DeviceError
+from ..link import BoardLink
+
+TIMEOUT = 60.0  # s: key generation and signing on a slow chip
+
+
+def _call(link: BoardLink, name: str, *args: Any) -> Any:
+    mod, _, fn = name.rpartition(".")
+    return link.call(f"guard.{mod or 'identity'}.{fn}", *args, timeout=TIMEOUT)
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def has_identity_agent(link: BoardLink) -> bool:
+    """Whether the board's agent has guard.identity (else the agent must be installed)."""
+    try:
+        link.exec("import guard.identity")
+    except DeviceError as e:
+        if e.exc_type in ("ImportError", "ModuleNotFoundError"):
+            return False
+        raise
+    return True
+
+
+def status(link: BoardLink) -> dict[str, Any]:
+    st = _call(link, "status")
+    if not isinstance(st, dict) or "state" not in st:
+        raise CommandError(f"the board's agent answered identity.status with {st!r}")
+    return st
+
+
+def begin(link: BoardLink, entropy: bytes, force: bool) -> dict[str, Any]:
+    return dict(_call(link, "begin", b64u(entropy), force))
+
+
+def csr(link: BoardLink, challenge: str, pending: bool = True) -> bytes:
+    return unb64u(str(_call(link, "csr", challenge, pending)))
+
+
+def install(link: BoardLink, cert_der: bytes, ca_der: bytes) -> dict[str, Any]:
+    return dict(_call(link, "install", b64u(cert_der), [b64u(ca_der)]))
+
+
+def certificate(link: BoardLink) -> tuple[bytes, bytes]:
+    got = _call(link, "certificate")
+    return unb64u(got["cert"]), unb64u(got["ca"])
+
+
+def agent_version(link: BoardLink) -> str:
+    return str(_call(link, "info.facts").get("agent"))
+
+
+def board_kind(link: BoardLink) -> str | None:
+    kind = _call(link, "hw.board_kind")
+    return str(kind) if kind else None
+
+
+def reset_heap(link: BoardLink) -> None:
+    """A soft reset: key generation and signing get the board's whole heap."""
+    link.soft_reset()

@@ -10,6 +10,10 @@ import pytest
 
 import mpguard.sim as simlib
 
+# The HIL board: tests/inventory_db.py defines another `board` fixture for the inventory's
+# tests, which would shadow the plugin's here.
+from mpguard.pytest_plugin import board  # noqa: F401
+
 BIN = Path(sys.executable).parent
 MPREMOTE = str(BIN / "mpremote")
 

@@ -72,7 +72,8 @@ def provision(link: BoardLink, proj: project_mod.Project, *, passphrase: bytes |
               kind: str | None = None, by: str | None = None) -> Provisioned:
     t0 = time.monotonic()
     ca = device_ca.DeviceCA(proj.root, passphrase)
-    days = int(days or proj.config.get("device_cert_days", device_ca.DEFAULT_DAYS))
+    days = int(days if days is not None
+               else proj.config.get("device_cert_days", device_ca.DEFAULT_DAYS))
     if not 1 <= days <= device_ca.MAX_DAYS:
         raise IdentityError("bad_days", str(days))
     inv = inventory if inventory is not None else records.open_inventory(proj.root, db)

@@ -121,7 +121,8 @@ class IdentityError(MpguardError):
     exit_code = _r.EXIT_REFUSED
 
     def __init__(self, reason: str, detail: object = None):
-        super().__init__(_r.message(reason, detail))
+        hint = _r.hint(reason)
+        super().__init__(_r.message(reason, detail) + (f"; {hint}" if hint else ""))
         self.reason = reason
         self.detail = detail
 

@@ -112,7 +112,11 @@ def certificate(root: Path) -> x509.Certificate:
 
 
 def is_encrypted(root: Path) -> bool:
-    return keys.is_encrypted(Path(root) / KEY_PATH)
+    """Whether the CA key needs the passphrase (CAError no_ca when there is no CA)."""
+    path = Path(root) / KEY_PATH
+    if not path.exists():
+        raise CAError("no_ca", str(path))
+    return keys.is_encrypted(path)
 
 
 class DeviceCA:

@@ -108,3 +108,6 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert "guard: rolled back demo 3.0.0" in out
     assert "outcome: rolled_back; the board runs demo 2.0.0 (seq 2)" in out
     assert "refused by the board: unknown_key" in out
+    # the provisioning step: an identity, then "already provisioned"; the deploys recorded
+    assert "provisioned: " in out and "already provisioned with a matching record" in out
+    assert out.count("  deploy       ") == 4

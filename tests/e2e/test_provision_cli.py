@@ -103,6 +103,12 @@ def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tm
     forced = cli.json("provision", "--port", "sim:b", "--force")
     assert forced["outcome"] == "reprovisioned" and forced["revoked"] == [first["serial"]]
 
+    # deploy records its outcome in the board's history
+    (cli.cwd / "app").mkdir()
+    (cli.cwd / "app" / "main.py").write_text("import guard\nguard.confirm()\n")
+    cli("release", "build", "app", "--version", "1.0.0", "-o", "app.bundle")
+    assert cli.json("deploy", "--port", "sim:b", "app.bundle")["outcome"] == "confirmed"
+
     rows = cli.json("devices", "list")
     assert [(r["ueid"], r["serial"], r["state"], r["batch"]) for r in rows] == [
         (first["ueid"], forced["serial"], "valid", "b-1")]
@@ -111,7 +117,9 @@ def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tm
     assert first["ueid"] in csv_text
     shown = cli.json("devices", "show", first["ueid"])
     assert [c["state"] for c in shown["certificates"]] == ["revoked", "valid"]
-    assert [e["kind"] for e in shown["events"]] == ["provision", "reprovision"]
+    assert [e["kind"] for e in shown["events"]] == ["provision", "reprovision", "deploy"]
+    dep = shown["events"][-1]["data"]
+    assert dep["outcome"] == "confirmed" and dep["runs"] == {"app": "app", "ver": "1.0.0", "seq": 1}
     assert cli("devices", "show", "AgAAAAAAAAAA", code=2).stderr.startswith("mpguard: no board")
 
     # what export writes, openssl verifies (and its CRL check refuses a revoked one)

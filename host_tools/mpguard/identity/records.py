@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandError
+from ..errors import CommandError, DeviceError
 from . import ca as device_ca
 
 if TYPE_CHECKING:
@@ -58,3 +58,25 @@ def find_device(inv: Any, ident: str) -> Any:
     if dev is None:
         raise CommandError(f"no board {ident!r} in the inventory (give its UEID or key id)")
     return dev
+
+
+def record_board_event(link: Any, root: Path, kind: str, data: dict[str, Any],
+                       db: str | None = None) -> str | None:
+    """Append a history row (deploy, ...) for the board on `link`, if it has an identity
+    this inventory knows; returns its UEID (base64url), or None when there is nothing to
+    record it against. Inventory failures propagate (InventoryError)."""
+    from . import board
+
+    try:
+        st = board.status(link)
+    except (DeviceError, CommandError):  # an agent without guard.identity
+        return None
+    if st.get("state") != "complete" or not st.get("ueid"):
+        return None
+    ueid = board.unb64u(st["ueid"])
+    with open_inventory(root, db) as inv:
+        dev = inv.device(ueid)
+        if dev is None or dev.thumbprint != st.get("kid"):
+            return None
+        inv.add_event(ueid, kind, data)
+    return str(st["ueid"])

@@ -2,8 +2,11 @@
 # and read the certificate the host returns. Definite lengths of at most 2 bytes, minimal
 # encodings only; anything else is refused, never guessed.
 #
+# certificate(der) reads the fields of an X.509 certificate (RFC 5280 4.1) the identity checks.
+#
 # Reasons (GuardError args[0]):
-#   bad_der  truncated, indefinite or non-minimal length, wrong tag, trailing bytes
+#   bad_der   truncated, indefinite or non-minimal length, wrong tag, trailing bytes
+#   bad_cert  a certificate not signed ecdsa-with-SHA256
 from micropython import const
 
 from guard import GuardError
@@ -15,6 +18,7 @@ BITS = const(0x03)
 OCTETS = const(0x04)
 OID = const(0x06)
 UTF8 = const(0x0C)
+ECDSA_SHA256 = b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02"  # AlgorithmIdentifier
 
 
 def tlv(tag, body):
@@ -75,3 +79,40 @@ def uint_bytes(buf, start, stop, size):
     if len(b) > size:
         raise GuardError("bad_der")
     return bytes(size - len(b)) + b
+
+
+def certificate(der):
+    # (tbs, issuer, subject, spki, sig64) of an X.509 certificate (RFC 5280 4.1), parsed strictly
+    r = read
+    n = len(der)
+    _, s, e = r(der, 0, n, SEQ)
+    if e != n:
+        raise GuardError("bad_der")
+    _, ts, te = r(der, s, e, SEQ)
+    tbs = der[s:te]
+    p = ts
+    t, _, q = r(der, p, te)
+    if t == 0xA0:  # [0] EXPLICIT version
+        p = q
+    p = r(der, p, te, INT)[2]  # serialNumber
+    p = r(der, p, te, SEQ)[2]  # signature
+    _, _, q = r(der, p, te, SEQ)
+    issuer = der[p:q]
+    p = r(der, q, te, SEQ)[2]  # validity
+    _, _, q = r(der, p, te, SEQ)
+    subject = der[p:q]
+    _, _, p = r(der, q, te, SEQ)
+    spki = der[q:p]
+    _, a, b = r(der, te, e, SEQ)
+    if der[te:b] != ECDSA_SHA256:
+        raise GuardError("bad_cert", "algorithm")
+    _, a, b = r(der, b, e, BITS)
+    if b != e or a >= b or der[a] != 0:
+        raise GuardError("bad_der")
+    _, a, b = r(der, a + 1, b, SEQ)
+    _, x, y = r(der, a, b, INT)
+    sig = uint_bytes(der, x, y, 32)
+    _, x, y = r(der, y, b, INT)
+    if y != b:
+        raise GuardError("bad_der")
+    return tbs, issuer, subject, spki, sig + uint_bytes(der, x, y, 32)

@@ -38,7 +38,6 @@ _SPKI_HEAD = const(26)
 _SPKI_LEN = const(91)  # _SPKI_HEAD + 65
 _CN = b"\x06\x03\x55\x04\x03"  # id-at-commonName
 _CHALLENGE = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x09\x07"  # PKCS#9 challengePassword
-_ECDSA_SHA256 = b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02"
 _MAX_CERT = const(2048)
 _MAX_CHALLENGE = const(128)
 _ENTROPY = const(32)
@@ -195,44 +194,7 @@ def csr(challenge, pending=True):
     sig = p256.sign(d, sha256(info).digest())
     d = 0
     bits = asn1.tlv(asn1.BITS, b"\x00" + asn1.seq(asn1.uint(sig[:32]), asn1.uint(sig[32:])))
-    return b64u_enc(asn1.seq(info, _ECDSA_SHA256, bits)).decode()
-
-
-def _cert(der):
-    # (tbs, issuer, subject, spki, sig64) of an X.509 certificate (RFC 5280 4.1), parsed strictly
-    r = asn1.read
-    n = len(der)
-    _, s, e = r(der, 0, n, asn1.SEQ)
-    if e != n:
-        raise GuardError("bad_der")
-    _, ts, te = r(der, s, e, asn1.SEQ)
-    tbs = der[s:te]
-    p = ts
-    t, _, q = r(der, p, te)
-    if t == 0xA0:  # [0] EXPLICIT version
-        p = q
-    p = r(der, p, te, asn1.INT)[2]  # serialNumber
-    p = r(der, p, te, asn1.SEQ)[2]  # signature
-    _, _, q = r(der, p, te, asn1.SEQ)
-    issuer = der[p:q]
-    p = r(der, q, te, asn1.SEQ)[2]  # validity
-    _, _, q = r(der, p, te, asn1.SEQ)
-    subject = der[p:q]
-    _, _, p = r(der, q, te, asn1.SEQ)
-    spki = der[q:p]
-    _, a, b = r(der, te, e, asn1.SEQ)
-    if der[te:b] != _ECDSA_SHA256:
-        raise GuardError("bad_cert", "algorithm")
-    _, a, b = r(der, b, e, asn1.BITS)
-    if b != e or a >= b or der[a] != 0:
-        raise GuardError("bad_der")
-    _, a, b = r(der, a + 1, b, asn1.SEQ)
-    _, x, y = r(der, a, b, asn1.INT)
-    sig = asn1.uint_bytes(der, x, y, 32)
-    _, x, y = r(der, y, b, asn1.INT)
-    if y != b:
-        raise GuardError("bad_der")
-    return tbs, issuer, subject, spki, sig + asn1.uint_bytes(der, x, y, 32)
+    return b64u_enc(asn1.seq(info, asn1.ECDSA_SHA256, bits)).decode()
 
 
 def install(cert, chain):
@@ -253,12 +215,12 @@ def install(cert, chain):
     if p256.public_key(d) != pub:
         raise GuardError("bad_store")
     d = 0
-    tbs, issuer, subject, spki, sig = _cert(c)
+    tbs, issuer, subject, spki, sig = asn1.certificate(c)
     if spki != _SPKI + pub:
         raise GuardError("cert_mismatch")
     if subject != _name(ueid()):
         raise GuardError("ueid_mismatch")
-    _, ca_issuer, ca_subject, ca_spki, _ = _cert(ca)
+    _, _, ca_subject, ca_spki, _ = asn1.certificate(ca)
     if issuer != ca_subject or len(ca_spki) != _SPKI_LEN or ca_spki[:_SPKI_HEAD] != _SPKI:
         raise GuardError("bad_cert", "issuer")
     if not p256.verify(bytes(ca_spki[_SPKI_HEAD:]), sha256(tbs).digest(), sig):

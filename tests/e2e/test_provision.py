@@ -222,3 +222,43 @@ def test_certificate_on_the_board_is_the_inventorys_byte_for_byte(board, p):
     with p.inventory() as inv:
         der = inv.device(idboard.unb64u(res.ueid)).certificate.der
     assert hashlib.sha256(der).hexdigest() == st["cert_sha256"]
+
+
+def _tampered_csr(kind: str, orig):
+    """A board (or a man in the middle) answering with a bad certificate request."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import AttributeOID, NameOID
+
+    def csr(link, challenge, pending=True):
+        der = bytearray(orig(link, challenge, pending))
+        if kind == "wrong signature":
+            der[-3] ^= 0x01
+        elif kind == "key not on the curve":
+            i = der.find(b"\x03\x42\x00\x04") + 4
+            der[i + 63] ^= 0x01  # last byte of Y
+        elif kind == "UEID mismatch":
+            key = ec.generate_private_key(ec.SECP256R1())
+            der = bytearray(x509.CertificateSigningRequestBuilder().subject_name(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "AgAAAAAAAA")]))
+                .add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode())
+                .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+        return bytes(der)
+
+    return csr
+
+
+@pytest.mark.parametrize("kind,reason", [("wrong signature", "bad_sig"),
+                                         ("key not on the curve", "bad_key"),
+                                         ("UEID mismatch", "ueid_mismatch")])
+def test_bad_certificate_request_from_the_board_issues_nothing(board, p, monkeypatch, kind,
+                                                               reason):
+    monkeypatch.setattr(idboard, "csr", _tampered_csr(kind, idboard.csr))
+    with pytest.raises(IdentityError) as e:
+        run(board, p)
+    assert e.value.reason == reason
+    monkeypatch.undo()
+    assert p.state() == {"devices": [], "certs": {}, "events": []}
+    st = idboard.status(board)
+    assert st["state"] == "pending"  # a key without a certificate: no identity
+    assert run(board, p).kid == st["pending_kid"]  # an honest run then finishes

@@ -17,7 +17,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_REFUSED)
+    codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_REFUSED,
+                           reasons.EXIT_INVENTORY)
     p = sub.add_parser("devices", help="provisioned boards: list, show, export certificates, revoke")
     ds = p.add_subparsers(dest="devices_command", metavar="ACTION")
 

@@ -6,7 +6,8 @@
 #   "id"      the identity: SEC1 ECPrivateKey DER (RFC 5915) || certificate DER || CA DER
 #   "id.new"  a pending key (SEC1 DER alone) that has no certificate on the board yet
 #   "ueid"    a RAND UEID (profile "ueid": "rand"), made once, never rewritten
-# A power cut leaves "id" absent or complete (old or new); "id.new" is resumable.
+# A power cut leaves "id" absent or complete (old or new); "id.new" is resumable. A record
+# that does not parse is reported ("damaged"), never guessed at; a forced begin replaces it.
 #
 # install(cert, chain), in order; any refusal changes nothing:
 #   1. a pending key exists (no_pending); sizes within _MAX_CERT, one CA cert (bad_cert)
@@ -66,6 +67,7 @@ def _key(rec):
 
 def _parts(rec):
     # [key, cert, ca] slices of the identity record (each a whole DER element)
+    _key(rec)
     out = []
     pos = 0
     while pos < len(rec):
@@ -118,26 +120,38 @@ def _b64(s, reason, what):
     raise GuardError(reason, what)
 
 
-def _pub_info(rec):
-    if rec is None:
-        return None, None
-    pub = _key(rec)[1]
-    return b64u_enc(pub).decode(), thumbprint(pub)
+def _pub_info(rec, whole=False):
+    # (pub b64u, kid, cert sha256 hex) of a record; Nones when absent or damaged
+    try:
+        if rec is not None:
+            pub = _key(rec)[1]
+            c = None
+            if whole:
+                from binascii import hexlify
+
+                c = hexlify(sha256(_parts(rec)[1]).digest()).decode()
+            return b64u_enc(pub).decode(), thumbprint(pub), c
+    except GuardError:
+        pass
+    return None, None, None
 
 
 def status():
     # What the host may know: state, UEID, public keys, certificate digest. Never the key.
+    # "damaged": an identity record that does not parse (only a forced begin replaces it).
     rec = hw.store_read(_ID)
     new = _pending(rec)
     u = ueid()
-    pub, kid = _pub_info(rec)
-    npub, nkid = _pub_info(new)
+    pub, kid, cert = _pub_info(rec, True)
+    npub, nkid, _ = _pub_info(new)
     from binascii import hexlify
 
-    cert = hexlify(sha256(_parts(rec)[1]).digest()).decode() if rec is not None else None
+    if rec is not None:
+        state = "complete" if cert else "damaged"
+    else:
+        state = "pending" if npub else "none"
     return {
-        "state": "complete" if rec is not None else ("pending" if new is not None else "none"),
-        "ueid": b64u_enc(u).decode() if u else None,
+        "state": state, "ueid": b64u_enc(u).decode() if u else None,
         "pub": pub, "kid": kid, "cert_sha256": cert,
         "pending_pub": npub, "pending_kid": nkid, "store": hw.STORE,
         "uid": hexlify(hw.unique_id()).decode(),
@@ -153,8 +167,8 @@ def begin(entropy, force=False):
         raise GuardError("bad_arg", "entropy")
     rec = hw.store_read(_ID)
     new = _pending(rec)
-    if new is not None and not force:
-        _key(new)
+    if new is not None and not force and _pub_info(new)[0]:
+        pass  # keep the pending key (a damaged one, never certified on the board, is replaced)
     else:
         if rec is not None and not force:
             raise GuardError("identity_exists")

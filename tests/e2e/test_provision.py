@@ -262,3 +262,16 @@ def test_bad_certificate_request_from_the_board_issues_nothing(board, p, monkeyp
     st = idboard.status(board)
     assert st["state"] == "pending"  # a key without a certificate: no identity
     assert run(board, p).kid == st["pending_kid"]  # an honest run then finishes
+
+
+def test_damaged_identity_record_needs_force_and_is_replaced(board, p):
+    first = run(board, p)
+    board.put(b"\x30\x03\x02\x01\x00" * 4, "/mpguard/id")  # the record no longer parses
+    files, inv_state = snapshot(board), p.state()
+    with pytest.raises(IdentityError) as e:
+        run(board, p)
+    assert e.value.reason == "bad_store" and "--force" in str(e.value)
+    assert snapshot(board) == files and p.state() == inv_state
+    res = run(board, p, force=True)
+    assert res.outcome == "reprovisioned" and res.revoked == [first.serial]
+    assert idboard.status(board)["state"] == "complete"

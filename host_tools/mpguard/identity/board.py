@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ..errors import CommandError, DeviceError
+from ..errors import CommandError, DeviceError, DeviceRefused
 from ..link import BoardLink
 
 
@@ -40,11 +40,16 @@ def unb64u(text: str) -> bytes:
 
 
 def has_identity_agent(link: BoardLink) -> bool:
-    """Whether the board's agent has guard.identity (else the agent must be installed)."""
+    """Whether the board's agent has guard.identity (else the agent must be installed):
+    an agent without it cannot import it (or, behind guard.rpc, does not know the name)."""
     try:
-        link.exec("import guard.identity")
+        _call(link, "status")
+    except DeviceRefused as e:
+        if e.reason == "bad_call":
+            return False
+        raise
     except DeviceError as e:
-        if e.exc_type in ("ImportError", "ModuleNotFoundError"):
+        if e.exc_type in ("ImportError", "ModuleNotFoundError", "AttributeError"):
             return False
         raise
     return True

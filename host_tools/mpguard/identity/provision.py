@@ -7,7 +7,7 @@ anywhere leaves the board with no identity or a complete one, and a re-run finis
  3. a board with an identity: its certificate must name the UEID the board reports (else a
     cloned flash image: ueid_mismatch) and carry its key; with a matching inventory record
     and a fresh proof of possession it is "already" provisioned: nothing changes. A record
-    with another key (key_mismatch), or no record, needs --force.
+    with another key (key_mismatch), or no record, or a damaged one (bad_store) needs --force.
  4. a pending key already recorded (cut short after step 7): prove possession, install the
     recorded certificate ("resumed")
  5. else make (or keep) the pending key: `begin` with 32 bytes of host entropy
@@ -126,6 +126,8 @@ class _Run:
             self._prove(st, pending=True)  # step 4: resume
             self._install(rec.certificate.der, st["pending_kid"])
             return self._result("resumed", rec.certificate.der, st)
+        if st["state"] == "damaged" and not self.force:
+            raise IdentityError("bad_store", "the board's identity record does not parse")
         if rec is not None and not self.force:
             raise IdentityError("identity_known", f"UEID {st['ueid']} has key {rec.thumbprint}, "
                                 "the board has none of it")

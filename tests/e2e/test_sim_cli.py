@@ -33,8 +33,12 @@ def test_start_list_stop_restart_keeps_flash(sim_dir, mpr, tmp_path):
     other.mkdir()
     listed = json.loads(cli("list", "--json", cwd=str(other)).stdout)  # from any folder
     assert [(s["name"], s["running"], s["port"], s["baud"]) for s in listed] == [("desk", True, port, 115200)]
-    again = cli("start", "--name", "desk")
-    assert again.returncode == 2 and "already running" in again.stderr
+    again = cli("start", "--name", "desk")  # running already: its port again, nothing changed
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout and again.stdout.strip().splitlines()[-1] == port
+    other_baud = cli("start", "--name", "desk", "--baud", "9600")
+    assert other_baud.returncode == 2 and "stop it to start it with other settings (--baud)" in other_baud.stderr
+    assert simlib.get("desk").baud == 115200
     assert cli("stop", "desk", cwd=str(other)).returncode == 0
     assert json.loads(cli("list", "--json").stdout)[0]["running"] is False
     assert not (sim_dir / "desk" / "tty").exists()

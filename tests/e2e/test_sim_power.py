@@ -44,7 +44,7 @@ def test_power_cut_then_board_boots_and_mounts(sim_factory, mpr, mpremote_bin, k
     st = _write_until_cut(port, mpremote_bin, "t")
     assert st["power_cuts"] == 1
     cut = st["last_cut"]
-    n, pm = simlib.core.cut_plan(kw.get("power_cut_after"), kw.get("power_cut_seed"), kw.get("torn", False))
+    n, pm = simlib.cut_plan(kw.get("power_cut_after"), kw.get("power_cut_seed"), kw.get("torn", False))
     assert st["writes"] == w0 + n  # the N-th block write since power-on was the last
     if pm < 1000:
         assert 0 <= cut["bytes_written"] < 4096

@@ -120,7 +120,7 @@ def _board() -> None:
         sim.stop(info.name)
     print(f"  soft reset (raw REPL, Ctrl-D)   {statistics.median(resets) * 1000:7.1f} ms (median of 20)")
     print(f"  heap free to code at the REPL   {free:7d} B (profile heap "
-          f"{sim.lifecycle.profile('sim')['heap_bytes']} B)")
+          f"{sim.hardware.profile('sim')['heap_bytes']} B)")
     print(f"  heap the firmware holds         {alloc:7d} B in the raw REPL after a soft reset, "
           f"{friendly} B at the friendly REPL after power-on")
     print(f"  heap peak of a boot             {peak:7d} B (micropython.mem_peak(), raw REPL boot "

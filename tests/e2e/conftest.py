@@ -45,7 +45,8 @@ def sim_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MPGUARD_SIM_DIR", str(d))
     yield d
     for s in simlib.list_sims():
-        simlib.rm(s.name, force=True)
+        if not Path(s.state_dir).is_symlink():  # a test's decoy, not a sim
+            simlib.rm(s.name, force=True)
 
 
 @pytest.fixture

@@ -24,20 +24,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MpguardError, SimError
+from ..errors import SimError
 from . import folder
 from .control import cut_plan
-from .image import blank_image, check_image
+from .hardware import blank_image, check_image, efuse_words, profile
 
 DEFAULT_BOARD = "sim"
 # What the firmware itself keeps on the heap (its code, the REPLs' buffers), added to the
 # profile's heap so user code sees about the board's heap. Measured: bench/sim.py.
 FIRMWARE_HEAP = 30 * 1024
-# Fallback when mpguard.boards is missing (a partial checkout).
-_FALLBACK = {"kind": "sim", "chip": "esp32", "heap_bytes": 65536, "flash_bytes": 2 << 20,
-             "block_size": 4096, "efuse": {}}
-
-
 @dataclass
 class SimInfo:
     name: str
@@ -51,20 +46,6 @@ class SimInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def profile(kind: str) -> dict[str, Any]:
-    """The board profile (boards/KIND.json) a sim of that kind runs with."""
-    try:
-        from .. import boards
-    except ImportError:  # pragma: no cover - only in a partial checkout
-        if kind != "sim":
-            raise SimError(f"unknown board kind {kind!r}") from None
-        return dict(_FALLBACK)
-    try:
-        return boards.load_profile(kind)
-    except MpguardError as e:
-        raise SimError(str(e)) from None
 
 
 def _info(d: Path) -> SimInfo:
@@ -103,21 +84,6 @@ def _default_name() -> str:
         if not folder.is_running(root / name):
             return name
         i += 1
-
-
-def _efuse_words(efuse: str | os.PathLike[str], prof: dict[str, Any]) -> dict[str, int]:
-    try:
-        from .. import efuse as efuse_mod
-    except ImportError:  # pragma: no cover
-        raise SimError("eFuse support (mpguard.efuse) is not installed") from None
-    path = Path(efuse)
-    if not path.exists():
-        raise SimError(f"eFuse file {path} does not exist (create it with espefuse --virt --path-efuse-file)")
-    try:
-        words = efuse_mod.efuse_words(path, prof)
-    except MpguardError as e:
-        raise SimError(f"eFuse file {path}: {e}") from None
-    return {str(a): int(w) for a, w in words.items()}
 
 
 def _already_running(d: Path, board: str | None, image: Path | None, baud: int | None,
@@ -179,7 +145,7 @@ def start(
     else:
         blank_image(img, int(prof["flash_bytes"]))
         blocks = int(prof["flash_bytes"]) // bs
-    words = _efuse_words(efuse, prof) if efuse else {}
+    words = efuse_words(efuse, prof) if efuse else {}
     cut = None
     if power_cut_after is not None or power_cut_seed is not None:
         cut = cut_plan(power_cut_after, power_cut_seed, torn)

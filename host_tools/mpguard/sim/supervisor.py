@@ -1,7 +1,7 @@
 """The supervisor of one virtual board: `python -m mpguard.sim.supervisor SIM_DIR READY_FD`.
 
-One detached process per sim. It holds the sim's `lock` (flock) while it lives: that is how
-`list` and `stop` know it runs. It
+One detached process per sim, holding the sim's `lock` (flock) while it lives (that is how
+`list` and `stop` know it runs). It
 - owns the board's serial port (terminal.py: a pty, optionally at a UART's byte rate);
 - runs the firmware on the MicroPython unix port, one child per boot (child.py), so every
   boot has a fresh heap, and boots it again after a soft reset, hard reset or power cut,
@@ -14,6 +14,7 @@ SIGTERM stops it (the child dies with it); SIGUSR1 asks for an up-to-date stats.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -170,10 +171,8 @@ class Supervisor:
             data = data[i + 1 :]
 
     def _forget(self, fd: Any) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(fd)
-        except (KeyError, ValueError):
-            pass
 
     def send_ready(self, msg: str) -> None:
         if self.ready_sent:
@@ -188,11 +187,13 @@ class Supervisor:
     # --- main loop --------------------------------------------------------------------
 
     def write_stats(self) -> None:
+        # Cleared first: a SIGUSR1 that comes while we write asks for another write (cleared
+        # after, it was lost, and its caller waited in vain).
+        self.want_stats = False
         if self.child is not None:
             self.apply(self.child.events())  # every event sent so far is counted
-        folder.write_stats(self.d, self.board.stats)
         self.dirty = False
-        self.want_stats = False
+        folder.write_stats(self.d, self.board.stats)
 
     def run(self) -> None:
         wake_r, wake_w = os.pipe()
@@ -213,6 +214,7 @@ class Supervisor:
         self.sel.register(wake_r, selectors.EVENT_READ, "wake")
         port = self.term.open(self.d / folder.TTY_LINK)
         self.sel.register(self.term.master, selectors.EVENT_READ, "pty")
+        self.write_stats()  # stamped now: a stats.json of before is never taken for an answer
         folder.write_json(self.d / folder.STATE_FILE, {"pid": os.getpid(), "port": port, "started": time.time()})
         self.boot(1, True)
         last_stats = time.monotonic()
@@ -263,10 +265,8 @@ class Supervisor:
             return
         self.write_stats()
         self.term.unlink(self.d / folder.TTY_LINK)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             (self.d / folder.STATE_FILE).unlink()
-        except FileNotFoundError:
-            pass
         if not self.ready_sent:
             self.send_ready("error the sim stopped before the board booted")
 
@@ -283,6 +283,8 @@ def main(argv: list[str]) -> int:
     except BlockingIOError:
         os.write(ready_fd, b"error already running\n")
         return 1
+    with contextlib.suppress(FileNotFoundError):  # left by a killed supervisor: a stale pid
+        (d / folder.STATE_FILE).unlink()
     sup = Supervisor(d, ready_fd)
     sup.lock_ino = os.fstat(lock).st_ino
     try:

@@ -174,7 +174,10 @@ def hard_reset():
 
 
 def kbd(c):
-    event(_simev.KBD_ON if c == 3 else _simev.KBD_OFF)
+    if c == 3:
+        event(_simev.KBD_ON)
+    else:
+        event(_simev.KBD_OFF)
 
 
 flash_stats = _simflash.stats

@@ -22,7 +22,8 @@ DEFAULT_CUT_WINDOW = 64
 
 
 def stats(name: str, timeout: float = 10.0) -> dict[str, Any]:
-    """Flash wear (block writes, erases, reads; per-block counts) and reset counters."""
+    """Flash wear (block writes, erases, reads; per-block counts) and reset counters; of a
+    running sim, as they were at this call or later (SimError if it does not answer)."""
     d = folder.existing(name)
     t0 = time.monotonic()
     if folder.is_running(d):

@@ -157,9 +157,8 @@ class Held:
     """The sim's lock, taken by a caller that must keep a supervisor from starting (rm)."""
 
     def __init__(self, d: Path):
-        self.fd = -1
+        self.fd = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            self.fd = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.fd)

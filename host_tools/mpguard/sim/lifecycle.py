@@ -255,7 +255,10 @@ def _remove(d: Path) -> None:
 
     Only the folder goes: a flash image or eFuse file the user gave from elsewhere stays.
     """
-    held = folder.Held(d)
+    try:
+        held = folder.Held(d)
+    except OSError as e:
+        raise SimError(f"cannot remove sim {d.name!r}: {e}") from None
     if not held.ok:
         raise SimError(f"sim {d.name!r} is running")
     try:

@@ -7,6 +7,7 @@
 #   _simraw    the raw REPL and raw-paste, byte for byte as mpremote expects
 #   _simrepl   the friendly REPL
 #   _simev     the side channel's events, one table shared with the supervisor
+# (_simhw, _simmachine and _simmp are the hardware that code on the board imports.)
 # Boot: 1. mount the image at "/" (a blank or unmountable image is formatted, as the esp32
 # port's inisetup does), so paths are the board's paths; 2. run /boot.py, then /main.py if
 # the REPL is in friendly mode; 3. friendly or raw REPL; 4. a soft reset (Ctrl-D,

@@ -127,11 +127,33 @@ def _board() -> None:
           f"+ this measurement; FIRMWARE_HEAP {sim.lifecycle.FIRMWARE_HEAP} B)")
 
 
+def _smallest_boot_heap() -> int:
+    """The smallest interpreter heap the firmware boots in (blank flash: formats it first)."""
+    prof = int(sim.hardware.profile("sim")["heap_bytes"])
+    saved = sim.lifecycle.FIRMWARE_HEAP
+    lo, hi, i = 16 * 1024, 160 * 1024, 0
+    try:
+        while hi - lo > 512:
+            mid = (lo + hi) // 2
+            sim.lifecycle.FIRMWARE_HEAP = mid - prof
+            i += 1
+            try:
+                sim.stop(sim.start(f"minheap{i}").name)
+                hi = mid
+            except sim.SimError:
+                lo = mid
+    finally:
+        sim.lifecycle.FIRMWARE_HEAP = saved
+    return hi
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         os.environ["MPGUARD_SIM_DIR"] = d
         print("## virtual board (mpguard sim)")
         _board()
+        print(f"  smallest heap it boots in       {_smallest_boot_heap():7d} B (every profile's heap "
+              f"+ FIRMWARE_HEAP must be above it)")
         nominal = 115200 / 10
         out, inn = _rates(115200)
         print(f"  --baud 115200 device->host      {out:9.0f} B/s = {out / nominal:5.1%} of {nominal:.0f} B/s")

@@ -186,12 +186,15 @@ def add_board(inv: Inventory, n: int, ident: BoardIdentity | None = None, **fiel
 
 
 @pytest.fixture(scope="session")
-def board():
-    """The helpers above, for tests: board.add(inv, n), board.identity(n), board.ueid(n)."""
-    return _Board()
+def fleet():
+    """Board helpers for tests: fleet.add(inv, n), .identity(n), .ueid(n), .mac(n).
+
+    Not `board`: that is the HIL plugin's fixture (a link to a real or virtual board).
+    """
+    return _Fleet()
 
 
-class _Board:
+class _Fleet:
     add = staticmethod(add_board)
     identity = staticmethod(make_identity)
     ueid = staticmethod(ueid)

@@ -124,7 +124,9 @@ def translated(url: sa.URL) -> Iterator[None]:
         yield
     except sa_exc.IntegrityError as e:
         raise _integrity(e) from None
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as e:
+    except sa_exc.ProgrammingError:
+        raise  # a bug in mpguard's SQL: keep its traceback
+    except (sa_exc.DatabaseError, sa_exc.InterfaceError) as e:  # locked, unreachable, corrupt
         raise _unavailable(url, e) from None
 
 

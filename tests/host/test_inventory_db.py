@@ -194,6 +194,23 @@ def test_the_password_is_masked_in_errors_and_repr(tmp_path, pg_server):
             assert secret not in repr(inv) and secret not in inv.url and "***" in inv.url
 
 
+def test_a_dropped_connection_fails_once_then_reconnects(pg_server, fleet):
+    """PostgreSQL only: the server ends the pooled connection (a restart, an admin)."""
+    import psycopg
+
+    with Inventory.open(pg_server.new_schema()) as inv:
+        fleet.add(inv, 1)
+        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = 'inventory' AND pid <> pg_backend_pid()")
+        with pytest.raises(InventoryUnavailable) as e:
+            fleet.add(inv, 2)
+        assert e.value.reason == "inventory_unreachable"
+        fleet.add(inv, 2)  # the pool reconnected; the failed write left nothing behind
+        assert [d.ueid for d in inv.devices()] == [fleet.ueid(1), fleet.ueid(2)]
+        assert len(inv.events()) == 2
+
+
 def test_concurrent_writers_lose_nothing(inventory_url, fleet):
     """Four stations (own connections) add 15 boards each at once: all 60 are there, once."""
     idents = {n: fleet.identity(n) for n in range(60)}

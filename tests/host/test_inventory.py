@@ -23,13 +23,14 @@ def counts(inv):
 
 def test_add_and_look_up_a_board(inventory, fleet):
     ident = fleet.identity(1)
-    dev = fleet.add(inventory, 1, ident, batch="B-7", station="line-1")
+    dev = fleet.add(inventory, 1, ident, batch="B-7", station="line-1",
+                    provisioned_by="Alice <alice@line-1>")
     kid = jose.thumbprint(ident.key)
     assert dev.ueid == fleet.ueid(1) and dev.thumbprint == kid and dev.mac == fleet.mac(1)
     assert dev.public_key == ident.public_key and dev.batch == "B-7" and dev.station == "line-1"
     assert dev.certificate.serial == ident.serial and dev.certificate.der == ident.cert_der
     assert dev.certificate.not_after == ident.not_after and not dev.certificate.revoked
-    assert dev.provisioned_at.tzinfo is not None and dev.provisioned_by == "tester@line-1"
+    assert dev.provisioned_at.tzinfo is not None and dev.provisioned_by == "Alice <alice@line-1>"
     assert inventory.device(fleet.ueid(1)) == dev
     assert inventory.device(bytes.fromhex(fleet.ueid(1).upper())) == dev  # bytes or any-case hex
     assert inventory.device_by_thumbprint(kid) == dev

@@ -43,6 +43,7 @@ BAD_DEVICE = {
     "board kind with a newline": ({"kind": "esp32\nx"}, "bad_record"),
     "chip name too long": ({"chip": "E" * 33}, "bad_record"),
     "no operator": ({"provisioned_by": ""}, "bad_record"),
+    "operator over two lines": ({"provisioned_by": "alice\nbob"}, "bad_record"),
     "agent version not text": ({"agent_version": 1}, "bad_record"),
     "batch name too long": ({"batch": "b" * 65}, "bad_record"),
     "public key compressed": (lambda f: {"public_key": f.identity(2).public_key[:33]}, "bad_key"),

@@ -109,7 +109,7 @@ class Inventory:
             "chip": records.text("chip", chip, s.CHIP),
             "mac": records.mac(mac),
             "agent_version": records.text("agent_version", agent_version, s.VERSION),
-            "provisioned_by": records.text("provisioned_by", provisioned_by, s.WHO),
+            "provisioned_by": records.who(provisioned_by),
             "batch": records.text("batch", batch, s.NAME, optional=True),
             "station": records.text("station", station, s.NAME, optional=True),
         }
@@ -142,7 +142,7 @@ class Inventory:
         and an event of kind `event` appended; the old certificates and history stay.
         """
         u = records.ueid(ueid)
-        by = records.text("provisioned_by", provisioned_by, s.WHO)
+        by = records.who(provisioned_by)
         version = records.text("agent_version", agent_version, s.VERSION, optional=True)
         station = records.text("station", station, s.NAME, optional=True)
         note = records.note(note)

@@ -9,6 +9,8 @@ import pytest
 from mpguard import unixport
 from mpguard.errors import DeviceError
 
+pytest_plugins = ["inventory_db"]  # PostgreSQL server + inventory fixtures (both backends)
+
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "agent"
 # Standard test vectors, vendored with their licence and source (tests/vectors/*/README.md).

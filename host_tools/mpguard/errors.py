@@ -114,3 +114,29 @@ class SimError(MpguardError):
     """A virtual board cannot be started, found or controlled."""
 
     exit_code = _r.EXIT_USAGE
+
+
+class InventoryError(MpguardError):
+    """The inventory refused a record or a request; `reason` names why (mpguard.reasons).
+
+    Raised before anything is written, or with the transaction rolled back: nothing changed.
+    """
+
+    exit_code = _r.EXIT_USAGE
+
+    def __init__(self, reason: str, detail: object = None):
+        super().__init__(_r.message(reason, detail))
+        self.reason = reason
+        self.detail = detail
+
+
+class DuplicateIdentity(InventoryError):
+    """The UEID or the public key already belongs to a board: a second one is a clone."""
+
+    exit_code = _r.EXIT_REFUSED
+
+
+class InventoryUnavailable(InventoryError):
+    """The inventory is locked past its timeout, or its database cannot be reached."""
+
+    exit_code = _r.EXIT_INVENTORY

@@ -17,6 +17,7 @@ EXIT_LINK = 3  # the board could not be reached, or stopped answering
 EXIT_REFUSED = 4  # the board (or a verifier) refused the input; nothing was changed
 EXIT_ROLLED_BACK = 5  # deploy: installed, the app failed its trial, the board rolled back
 EXIT_TRIAL = 6  # deploy: installed, still on trial when the wait ended
+EXIT_INVENTORY = 7  # the inventory is locked or unreachable; nothing was changed (retry later)
 
 EXIT_CODES = {
     EXIT_OK: "success",
@@ -26,6 +27,7 @@ EXIT_CODES = {
     EXIT_REFUSED: "refused; nothing was changed",
     EXIT_ROLLED_BACK: "installed, failed its trial, rolled back",
     EXIT_TRIAL: "installed, still on trial",
+    EXIT_INVENTORY: "inventory locked or unreachable; nothing was changed",
 }
 
 _REBUILD = "build the bundle again with `mpguard release build`"
@@ -79,6 +81,36 @@ REASONS: dict[str, tuple[str, str]] = {
     "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
     "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),
     "xfer_format": ("the transfer's framing is broken", "run again"),
+    # inventory (host only: mpguard.inventory)
+    "duplicate_ueid": ("a board with this UEID is already in the inventory",
+                       "re-provision it with --force (revokes its certificate, keeps its history)"),
+    "duplicate_key": ("this public key belongs to another board (a cloned board?)",
+                      "set the board aside: two boards never share a key"),
+    "duplicate_serial": ("a certificate with this serial number is already in the inventory",
+                         "issue the certificate again (a new serial number)"),
+    "unknown_device": ("no board with this UEID in the inventory", "provision it first"),
+    "unknown_certificate": ("no certificate with this serial number in the inventory",
+                            "check the serial (hex or decimal)"),
+    "already_revoked": ("the certificate is already revoked", "nothing to do"),
+    "bad_revoke_reason": ("not an RFC 5280 revocation reason",
+                          "one of: unspecified, keyCompromise, superseded, cessationOfOperation, ..."),
+    "bad_record": ("a value for the inventory is malformed", "see docs/inventory.md for each field"),
+    "bad_certificate": ("the certificate is not DER X.509 or does not match the board's key",
+                        "issue the certificate for this board's public key"),
+    "bad_event": ("the event is malformed (kind or JSON data)",
+                  "a lowercase kind and a JSON object of at most 64 KiB"),
+    "private_data": ("refusing to store a password or a private key in the inventory",
+                     "record what happened, never the secret itself"),
+    "bad_db_url": ("the inventory database URL is not usable",
+                   "sqlite:///PATH or postgresql://USER@HOST:PORT/DB"),
+    "schema_too_new": ("the inventory was upgraded by a newer mpguard",
+                       "upgrade mpguard on this machine"),
+    "inventory_locked": ("the inventory is locked by another writer",
+                         "wait for the other mpguard command to finish, then run again"),
+    "inventory_unreachable": ("the inventory database cannot be reached",
+                              "check the server (or the file's folder) and the URL (--db)"),
+    "inventory_unavailable": ("the inventory database failed",
+                              "check the database's disk and logs, then run again"),
 }
 
 

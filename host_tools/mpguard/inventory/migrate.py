@@ -1,0 +1,93 @@
+"""Schema migrations (Alembic), run when an inventory is opened.
+
+1. Read the database's revision (alembic_version); at head: nothing to do, no lock taken.
+2. A revision this mpguard does not know: refuse (the inventory was upgraded by a newer one).
+3. Otherwise, in one write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: plus an advisory
+   lock, so stations opening a new inventory at once migrate it once), read the revision
+   again and upgrade to head. Both backends have transactional DDL: a failed upgrade leaves
+   the previous schema as it was.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+
+from ..errors import InventoryError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_PG_LOCK = 0x6D7067756172  # "mpguar": the advisory lock id migrations take on PostgreSQL
+
+
+def config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(config())
+
+
+def head() -> str:
+    h = _script().get_current_head()
+    assert h is not None  # the package ships at least the initial migration
+    return h
+
+
+def current(conn: sa.Connection) -> str | None:
+    """The database's revision (None: an empty database, or one without our tables yet)."""
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _known(rev: str | None) -> bool:
+    if rev is None:
+        return True
+    try:
+        return _script().get_revision(rev) is not None
+    except CommandError:
+        return False
+
+
+def upgrade(engine: sa.Engine) -> list[str]:
+    """Bring the schema to head; returns the revisions applied (empty: it was at head)."""
+    with engine.connect() as conn:
+        rev = current(conn)
+    if rev == head():
+        return []
+    if not _known(rev):
+        raise InventoryError("schema_too_new", f"revision {rev}, this mpguard knows up to {head()}")
+    with engine.connect().execution_options(mpguard_write=True) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+        rev = current(conn)  # another process may have migrated while we waited
+        if not _known(rev):
+            raise InventoryError("schema_too_new", f"revision {rev}")
+        todo = _pending(rev)
+        if todo:
+            cfg = config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    return todo
+
+
+def _pending(rev: str | None) -> list[str]:
+    """Revisions from `rev` (exclusive) to head, oldest first."""
+    revs = _script().iterate_revisions(head(), rev)
+    return [r.revision for r in reversed(list(revs))]
+
+
+def downgrade(engine: sa.Engine, to: str = "base") -> None:
+    """For tests and developers: take the schema down to `to` (drops data with the tables)."""
+    with engine.connect().execution_options(mpguard_write=True) as conn, conn.begin():
+        cfg = config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, to)

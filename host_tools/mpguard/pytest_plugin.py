@@ -18,6 +18,10 @@ Fixtures:
           needs them is skipped on a real board, with the reason printed.
 
 On failure, the report gets a section with what the board printed.
+
+Virtual boards of a test session never join the user's sims: each board fixture's sim lives
+in that fixture's tmp folder and is removed at teardown; a sim a test starts by itself
+(mpguard.sim, `mpguard sim`) lives in a temp folder of the session, removed at its end.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +56,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="emulated UART baud rate of the virtual board (default: unthrottled)")
 
 
+_SIMS_KEY = pytest.StashKey[tuple[pytest.MonkeyPatch, Path]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sim_only: needs the virtual board's controls")
-    # Virtual boards of a test session live in their own folder, never among the user's sims.
-    if _is_sim(str(config.getoption("board_target"))) and "MPGUARD_SIM_DIR" not in os.environ:
-        os.environ["MPGUARD_SIM_DIR"] = tempfile.mkdtemp(prefix="mpguard-sims-")
+    # The session's sims folder: named now, created by the first sim that starts in it.
+    root = Path(tempfile.gettempdir()) / f"mpguard-sims-{uuid.uuid4().hex[:12]}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MPGUARD_SIM_DIR", str(root))
+    config.stash[_SIMS_KEY] = (mp, root)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    got = config.stash.get(_SIMS_KEY, None)
+    if got is None:
+        return
+    mp, root = got
+    _remove_sims(root)
+    mp.undo()
+
+
+def _remove_sims(root: Path) -> None:
+    """Stop and remove every sim under `root`, then `root` itself."""
+    if not root.is_dir():
+        return
+    from . import sim
+    old = os.environ.get("MPGUARD_SIM_DIR")
+    os.environ["MPGUARD_SIM_DIR"] = str(root)
+    try:
+        for s in sim.list_sims():
+            try:
+                sim.rm(s.name, force=True)
+            except sim.SimError:
+                pass  # gone already; the folder goes below anyway
+    finally:
+        if old is None:
+            del os.environ["MPGUARD_SIM_DIR"]
+        else:
+            os.environ["MPGUARD_SIM_DIR"] = old
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -125,7 +166,9 @@ def _sim_name(node_name: str) -> str:
 
 
 class _BoardProvider:
-    """Creates the board for a scope and tears it down (sims are always stopped)."""
+    """Creates the board for a scope and tears it down. A virtual board lives in `tmp`
+    (MPGUARD_SIM_DIR points there while the board lives, so a test's own mpguard.sim calls
+    find it) and is stopped and removed at teardown."""
 
     def __init__(self, request: pytest.FixtureRequest, tmp: Path):
         self.request = request
@@ -133,10 +176,12 @@ class _BoardProvider:
         self.target = request.getfixturevalue("board_target")
         self.sim: SimControl | None = None
         self.link: BoardLink | None = None
+        self.env = pytest.MonkeyPatch()
 
     def start(self) -> None:
         if _is_sim(self.target):
             from . import sim
+            self.env.setenv("MPGUARD_SIM_DIR", str(self.tmp / "sims"))
             info = sim.start(
                 name=_sim_name(self.request.node.name),
                 board=self.request.getfixturevalue("board_kind"),
@@ -149,11 +194,13 @@ class _BoardProvider:
         self.link = BoardLink(port, timeout=30.0)
 
     def stop(self) -> None:
-        if self.link is not None:
-            self.link.close()
-        if self.sim is not None:
-            from . import sim
-            sim.stop(self.sim.name)
+        try:
+            if self.link is not None:
+                self.link.close()
+        finally:
+            if _is_sim(self.target):
+                _remove_sims(self.tmp / "sims")
+            self.env.undo()
 
 
 def _provider_scope(fixture_name: str, config: pytest.Config) -> str:
@@ -164,8 +211,8 @@ def _provider_scope(fixture_name: str, config: pytest.Config) -> str:
 def _mpguard_board(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[_BoardProvider]:
     prov = _BoardProvider(request, tmp_path_factory.mktemp("board"))
-    prov.start()
     try:
+        prov.start()
         yield prov
     finally:
         prov.stop()

@@ -20,7 +20,7 @@ from test_update_board import (  # noqa: F401  (fixtures)
 from mpguard import unixport
 from mpguard.errors import DeviceError
 
-BUDGET = 24 * 1024  # DESIGN.md 6: agent heap peak for any operation
+BUDGET = 24 * 1024  # docs/architecture.md 7: agent heap peak for any operation
 
 # The smallest board: a littlefs2 flash, the agent, a board kind. Nothing else on the heap.
 BARE = """

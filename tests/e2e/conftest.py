@@ -10,10 +10,6 @@ import pytest
 
 import mpguard.sim as simlib
 
-# The HIL board: tests/inventory_db.py defines another `board` fixture for the inventory's
-# tests, which would shadow the plugin's here.
-from mpguard.pytest_plugin import board  # noqa: F401
-
 BIN = Path(sys.executable).parent
 MPREMOTE = str(BIN / "mpremote")
 
@@ -43,13 +39,14 @@ def mpremote_bin() -> str:
 
 @pytest.fixture
 def sim_dir(tmp_path, monkeypatch):
-    """A private sims folder (MPGUARD_SIM_DIR); every sim left running in it is stopped."""
+    """A private sims folder (MPGUARD_SIM_DIR) in the test's tmp folder; every sim in it is
+    stopped and removed afterwards."""
     d = tmp_path / "sims"
     monkeypatch.setenv("MPGUARD_SIM_DIR", str(d))
     yield d
     for s in simlib.list_sims():
-        if s.running:
-            simlib.stop(s.name)
+        if not Path(s.state_dir).is_symlink():  # a test's decoy, not a sim
+            simlib.rm(s.name, force=True)
 
 
 @pytest.fixture

@@ -19,10 +19,12 @@ MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, monkeypatch):
     e = dict(os.environ, MPGUARD_SIM_DIR=str(tmp_path / "sims"), MPGUARD_PASSPHRASE="pw")
+    monkeypatch.setenv("MPGUARD_SIM_DIR", e["MPGUARD_SIM_DIR"])  # mpguard.sim in this process
     yield e
-    subprocess.run(MPGUARD + ["sim", "stop", "--all"], env=e, capture_output=True)
+    for s in simlib.list_sims():
+        simlib.rm(s.name, force=True)
 
 
 def cli(env, cwd, *args):
@@ -32,11 +34,7 @@ def cli(env, cwd, *args):
 
 def board_files(env, name):
     """Every file on the board with its SHA-256 (read with the real mpremote)."""
-    os.environ["MPGUARD_SIM_DIR"] = env["MPGUARD_SIM_DIR"]
-    try:
-        port = simlib.get(name).port
-    finally:
-        del os.environ["MPGUARD_SIM_DIR"]
+    port = simlib.get(name).port
     code = ("import os,hashlib,binascii\n"
             "def w(d):\n for e in os.ilistdir(d):\n  p=d.rstrip('/')+'/'+e[0]\n"
             "  if e[1]==0x4000: w(p)\n  else: print(p, binascii.hexlify(hashlib.sha256("
@@ -75,11 +73,7 @@ def test_agent_install_idempotent_and_refusals(env, tmp_path):
 def test_agent_install_refuses_a_users_own_main_py(env, tmp_path):
     cli(env, tmp_path, "sim", "start", "--name", "c")
     cli(env, tmp_path, "init", "p", "--target", "sim")
-    os.environ["MPGUARD_SIM_DIR"] = env["MPGUARD_SIM_DIR"]
-    try:
-        port = simlib.get("c").port
-    finally:
-        del os.environ["MPGUARD_SIM_DIR"]
+    port = simlib.get("c").port
     (tmp_path / "main.py").write_text("print('my own app')\n")
     subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect", port, "fs", "cp",
                     str(tmp_path / "main.py"), ":/main.py"], check=True, capture_output=True)
@@ -107,7 +101,7 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert out.count("confirmed: board runs demo") == 2
     assert "guard: rolled back demo 3.0.0" in out
     assert "outcome: rolled_back; the board runs demo 2.0.0 (seq 2)" in out
-    assert "refused by the board: unknown_key" in out
+    assert "refused by the board: signed by a key that is not trusted here" in out
     # the provisioning step: an identity, then "already provisioned"; the deploys recorded
     assert "provisioned: " in out and "already provisioned with a matching record" in out
     assert out.count("  deploy       ") == 4

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -171,6 +174,45 @@ def _restore(name: str, image: Path, golden: Path) -> simlib.SimInfo:
     return simlib.start(name=name)
 
 
+# One deploy attempt, in its own process so that the test can end it the moment the power is
+# cut. Its timeouts only bound a board that hangs: no passing run ever reaches them.
+_DEPLOY_UNTIL_CUT = """\
+import sys
+import mpguard.sim as simlib
+from mpguard.link import BoardLink
+from mpguard.updates import deploy
+port, name, n, bundle = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+with BoardLink(port, timeout=120, connect_timeout=120) as link:
+    simlib.arm_power_cut(name, after=n, torn=(n % 2 == 0))
+    print(deploy.deploy(link, open(bundle, "rb").read(), wait=120, timeout=120).outcome)
+"""
+
+
+def _deploy_until_cut(name: str, port: str, n: int, bundle_file: Path) -> dict:
+    """Arm a cut at block write `n` and deploy until the power is cut; returns the stats.
+
+    The attempt ends on the cut (an event), never on a timer: a host that gave up after a few
+    seconds of silence left the install unfinished under load, so write `n` never came and
+    the cut never happened (the old flake). If the deploy ends by itself without a cut, the
+    stats (exact when read) say so and the test fails with what the deploy printed.
+    """
+    cuts = simlib.stats(name)["power_cuts"]
+    proc = subprocess.Popen([sys.executable, "-c", _DEPLOY_UNTIL_CUT, port, name, str(n), str(bundle_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while True:
+            ended = proc.poll() is not None
+            st = simlib.stats(name)  # every event the board sent until now is counted
+            if st["power_cuts"] > cuts or ended:
+                break
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        out = proc.communicate()[0]
+    assert st["power_cuts"] == cuts + 1, f"cut {n}: the deploy ended without one power cut:\n{out}"
+    return st
+
+
 @pytest.mark.slow
 def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
     """Every cut point of a small install: the board boots a complete old or new app and a
@@ -197,15 +239,7 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
     outcomes = {"old": 0, "new": 0}
     for n in range(1, total + 1):
         info = _restore(name, image, golden)
-        cuts = simlib.stats(name)["power_cuts"]
-        with BoardLink(info.port) as link:
-            simlib.arm_power_cut(name, after=n, torn=(n % 2 == 0))
-            try:
-                deploy.deploy(link, v2, wait=5, timeout=3)
-            except Exception:
-                pass  # the board lost power under us
-        st = simlib.wait_for(name, "power_cuts", cuts + 1, timeout=30)
-        assert st["power_cuts"] == cuts + 1, f"cut {n}: power was not cut once"
+        _deploy_until_cut(name, str(info.port), n, rel.root / "2.0.0.bundle")
         with BoardLink(info.port, connect_timeout=20) as link:
             status = link.call("guard.update.status")
             ver = status["ver"]

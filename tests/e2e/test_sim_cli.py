@@ -33,8 +33,12 @@ def test_start_list_stop_restart_keeps_flash(sim_dir, mpr, tmp_path):
     other.mkdir()
     listed = json.loads(cli("list", "--json", cwd=str(other)).stdout)  # from any folder
     assert [(s["name"], s["running"], s["port"], s["baud"]) for s in listed] == [("desk", True, port, 115200)]
-    again = cli("start", "--name", "desk")
-    assert again.returncode == 2 and "already running" in again.stderr
+    again = cli("start", "--name", "desk")  # running already: its port again, nothing changed
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout and again.stdout.strip().splitlines()[-1] == port
+    other_baud = cli("start", "--name", "desk", "--baud", "9600")
+    assert other_baud.returncode == 2 and "stop it to start it with other settings (--baud)" in other_baud.stderr
+    assert simlib.get("desk").baud == 115200
     assert cli("stop", "desk", cwd=str(other)).returncode == 0
     assert json.loads(cli("list", "--json").stdout)[0]["running"] is False
     assert not (sim_dir / "desk" / "tty").exists()
@@ -122,3 +126,77 @@ def test_deleted_sim_folder_stops_its_supervisor(sim_factory, sim_dir):
     while _alive(info.pid) and time.monotonic() < end:
         time.sleep(0.05)
     assert not _alive(info.pid)
+
+
+def _port(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
+def test_rm_refuses_a_running_sim_then_force_stops_and_removes_it(sim_dir, mpr):
+    _port(cli("start", "--name", "a"))
+    r = cli("rm", "a")
+    assert r.returncode == 2 and "is running" in r.stderr and "--force" in r.stderr
+    assert simlib.get("a").running and (sim_dir / "a" / "flash.img").exists()
+    r = cli("rm", "a", "--force")
+    assert r.returncode == 0, r.stderr
+    assert not (sim_dir / "a").exists()
+    assert json.loads(cli("list", "--json").stdout) == []
+
+
+def test_rm_keeps_an_image_the_user_gave(sim_dir, tmp_path, mpr):
+    img = tmp_path / "mine.img"
+    port = _port(cli("start", "--name", "a", "--image", str(img)))
+    mpr(port, "exec", "with open('/x', 'w') as f:\n    f.write('mine')")
+    assert cli("stop", "a").returncode == 0
+    before = img.read_bytes()
+    r = cli("rm", "a")
+    assert r.returncode == 0, r.stderr
+    assert not (sim_dir / "a").exists() and img.read_bytes() == before
+    port = _port(cli("start", "--name", "b", "--image", str(img)))
+    assert mpr(port, "fs", "cat", ":x").stdout == "mine"
+
+
+def test_prune_removes_every_stopped_sim_and_only_those(sim_dir):
+    for name in ("a", "b", "c"):
+        _port(cli("start", "--name", name))
+    assert cli("stop", "a").returncode == 0 and cli("stop", "b").returncode == 0
+    dry = cli("prune", "--dry-run")
+    assert dry.returncode == 0
+    assert [ln.split()[:3] for ln in dry.stdout.splitlines()] == [["would", "remove", "a"],
+                                                                   ["would", "remove", "b"]]
+    assert (sim_dir / "a").exists() and (sim_dir / "b").exists()
+    r = cli("prune")
+    assert r.returncode == 0
+    assert [ln.split()[:2] for ln in r.stdout.splitlines()] == [["removed", "a"], ["removed", "b"]]
+    assert sorted(p.name for p in sim_dir.iterdir()) == ["c"]
+    assert simlib.get("c").running
+    assert cli("prune").stdout.strip() == "no stopped sims"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["rm", "ghost"], "no sim named 'ghost'"),
+        (["rm", "../sims"], "bad sim name"),
+        (["rm", "link"], "is a symbolic link"),
+    ],
+    ids=["unknown", "path-in-name", "symlinked-folder"],
+)
+def test_rm_of_what_is_not_a_sim_changes_nothing(sim_dir, tmp_path, args, message):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "config.json").write_text("{}")  # looks like a sim's folder
+    sim_dir.mkdir()
+    (sim_dir / "link").symlink_to(elsewhere)
+    r = cli(*args)
+    assert r.returncode == 2 and r.stderr.startswith("mpguard: ") and message in r.stderr
+    assert (elsewhere / "config.json").exists() and (sim_dir / "link").is_symlink()
+
+
+@pytest.mark.parametrize("sub", ["start", "list", "stop", "rm", "prune", "stats", "cut"])
+def test_every_sim_subcommand_lists_its_exit_codes(sub):
+    r = subprocess.run([MPGUARD, "sim", sub, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "exit codes: 0 success; 1 unexpected failure; 2 bad input" in text

@@ -44,7 +44,7 @@ def test_power_cut_then_board_boots_and_mounts(sim_factory, mpr, mpremote_bin, k
     st = _write_until_cut(port, mpremote_bin, "t")
     assert st["power_cuts"] == 1
     cut = st["last_cut"]
-    n, pm = simlib.core.cut_plan(kw.get("power_cut_after"), kw.get("power_cut_seed"), kw.get("torn", False))
+    n, pm = simlib.cut_plan(kw.get("power_cut_after"), kw.get("power_cut_seed"), kw.get("torn", False))
     assert st["writes"] == w0 + n  # the N-th block write since power-on was the last
     if pm < 1000:
         assert 0 <= cut["bytes_written"] < 4096
@@ -95,3 +95,41 @@ def test_several_sims_at_once_each_with_its_own_flash(sim_factory, mpr):
     assert len(uids) == 3
     infos = {s.name: s for s in simlib.list_sims()}
     assert {infos[f"line{i}"].image for i in range(3)} == {str(infos[f"line{i}"].state_dir) + "/flash.img" for i in range(3)}
+
+
+def test_armed_cut_is_counted_from_the_arming_across_soft_resets(sim_factory, mpr, mpremote_bin):
+    """N counts block writes from the arming, over soft resets (each mpremote command is
+    one): the firmware reports which write it chose and the next boot keeps it."""
+    port = sim_factory().port
+    small = "with open('/s.txt', 'w') as f:\n    f.write('s' * 100)"
+    w = simlib.stats("t")["writes"]
+    mpr(port, "exec", small)
+    per_small = simlib.stats("t")["writes"] - w
+    assert per_small >= 1
+    w0 = simlib.stats("t")["writes"]
+    n = per_small + 4
+    simlib.arm_power_cut("t", after=n)
+    mpr(port, "exec", small)  # fewer writes than n, then a soft reset
+    st = simlib.stats("t")
+    assert st["power_cuts"] == 0 and st["writes"] - w0 < n
+    st = _write_until_cut(port, mpremote_bin, "t")
+    assert st["writes"] == w0 + n
+
+
+_WRITE_FOREVER = "while True:\n    with open('/w.bin', 'wb') as f:\n        f.write(bytes(6000))\n"
+
+
+def test_cut_armed_while_the_board_writes_still_happens(sim_factory, mpremote_bin):
+    """Arming races with writes the host has not been told of yet: the cut is counted by the
+    firmware from the first write that sees it, so it cannot fall behind and never come."""
+    port = sim_factory().port
+    for i in range(1, 4):  # one cut per arming, each at the next block write
+        writer = subprocess.Popen([mpremote_bin, "connect", port, "exec", _WRITE_FOREVER],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            simlib.wait_for("t", "writes", simlib.stats("t")["writes"] + 20, timeout=30)
+            simlib.arm_power_cut("t", after=1, torn=True)
+            assert simlib.wait_for("t", "power_cuts", i, timeout=30)["power_cuts"] == i
+        finally:
+            writer.kill()  # mpremote waits for an answer the dead board will never send
+            writer.communicate()

@@ -16,8 +16,8 @@ from mpguard.inventory import InventoryError
 
 
 @pytest.fixture(scope="module")
-def inv(module_inventory, board):
-    board.add(module_inventory, 1)
+def inv(module_inventory, fleet):
+    fleet.add(module_inventory, 1)
     return module_inventory
 
 
@@ -25,12 +25,12 @@ def snapshot(inv):
     return (inv.devices(), inv.events(), inv.revoked(), inv.certificates(inv.devices()[0].ueid))
 
 
-def _other_key_cert(board):
+def _other_key_cert(fleet):
     """Board 2's certificate offered with board 3's key."""
-    return {"public_key": board.identity(3).public_key, "cert_der": board.identity(2).cert_der}
+    return {"public_key": fleet.identity(3).public_key, "cert_der": fleet.identity(2).cert_der}
 
 
-# name: (overrides of add_device's arguments, or a callable(board) giving them; reason)
+# name: (overrides of add_device's arguments, or a callable(fleet) giving them; reason)
 BAD_DEVICE = {
     "UEID not hex": ({"ueid": "zz" * 8}, "bad_record"),
     "UEID too short": ({"ueid": "02aabbcc"}, "bad_record"),
@@ -43,13 +43,14 @@ BAD_DEVICE = {
     "board kind with a newline": ({"kind": "esp32\nx"}, "bad_record"),
     "chip name too long": ({"chip": "E" * 33}, "bad_record"),
     "no operator": ({"provisioned_by": ""}, "bad_record"),
+    "operator over two lines": ({"provisioned_by": "alice\nbob"}, "bad_record"),
     "agent version not text": ({"agent_version": 1}, "bad_record"),
     "batch name too long": ({"batch": "b" * 65}, "bad_record"),
-    "public key compressed": (lambda b: {"public_key": b.identity(2).public_key[:33]}, "bad_key"),
-    "public key off the curve": (lambda b: {"public_key": b"\x04" + b"\x01" * 64}, "bad_key"),
-    "thumbprint of another key": (lambda b: {"thumbprint": "A" * 43}, "bad_record"),
+    "public key compressed": (lambda f: {"public_key": f.identity(2).public_key[:33]}, "bad_key"),
+    "public key off the curve": (lambda f: {"public_key": b"\x04" + b"\x01" * 64}, "bad_key"),
+    "thumbprint of another key": (lambda f: {"thumbprint": "A" * 43}, "bad_record"),
     "certificate not DER": ({"cert_der": b"-----BEGIN CERTIFICATE-----"}, "bad_certificate"),
-    "certificate truncated": (lambda b: {"cert_der": b.identity(2).cert_der[:-10]},
+    "certificate truncated": (lambda f: {"cert_der": f.identity(2).cert_der[:-10]},
                               "bad_certificate"),
     "certificate of another key": (_other_key_cert, "bad_certificate"),
     "serial not the certificate's": ({"cert_serial": 42}, "bad_certificate"),
@@ -60,12 +61,12 @@ BAD_DEVICE = {
 
 
 @pytest.mark.parametrize("case", BAD_DEVICE)
-def test_bad_board_record_is_refused(inv, board, case):
+def test_bad_board_record_is_refused(inv, fleet, case):
     fields, reason = BAD_DEVICE[case]
-    fields = fields(board) if callable(fields) else fields
+    fields = fields(fleet) if callable(fields) else fields
     before = snapshot(inv)
     with pytest.raises(InventoryError) as e:
-        board.add(inv, 2, **fields)
+        fleet.add(inv, 2, **fields)
     assert e.value.reason == reason, str(e.value)
     assert e.value.exit_code == reasons.EXIT_USAGE
     assert snapshot(inv) == before
@@ -88,51 +89,51 @@ BAD_EVENT = {
 
 
 @pytest.mark.parametrize("case", BAD_EVENT)
-def test_bad_event_is_refused(inv, board, case):
+def test_bad_event_is_refused(inv, fleet, case):
     (kind, data), reason = BAD_EVENT[case]
     before = snapshot(inv)
     with pytest.raises(InventoryError) as e:
-        inv.add_event(board.ueid(1), kind, data)
+        inv.add_event(fleet.ueid(1), kind, data)
     assert e.value.reason == reason, str(e.value)
     assert snapshot(inv) == before
 
 
 BAD_CALLS = {
     "event at without a timezone": (
-        lambda inv, b: inv.add_event(b.ueid(1), "deploy", {}, at=dt.datetime(2026, 1, 1)),
+        lambda inv, f: inv.add_event(f.ueid(1), "deploy", {}, at=dt.datetime(2026, 1, 1)),
         "bad_record"),
     "events since without a timezone": (
-        lambda inv, b: inv.events(since=dt.datetime(2026, 1, 1)), "bad_record"),
-    "look up a malformed UEID": (lambda inv, b: inv.device("not hex"), "bad_record"),
+        lambda inv, f: inv.events(since=dt.datetime(2026, 1, 1)), "bad_record"),
+    "look up a malformed UEID": (lambda inv, f: inv.device("not hex"), "bad_record"),
     "revoke with a made-up reason": (
-        lambda inv, b: inv.revoke(inv.device(b.ueid(1)).certificate.serial, "lost it"),
+        lambda inv, f: inv.revoke(inv.device(f.ueid(1)).certificate.serial, "lost it"),
         "bad_revoke_reason"),
-    "revoke serial 0": (lambda inv, b: inv.revoke(0), "unknown_certificate"),
+    "revoke serial 0": (lambda inv, f: inv.revoke(0), "unknown_certificate"),
     "replace with a made-up reason": (
-        lambda inv, b: inv.replace_identity(
-            b.ueid(1), public_key=b.identity(9).public_key, cert_der=b.identity(9).cert_der,
+        lambda inv, f: inv.replace_identity(
+            f.ueid(1), public_key=f.identity(9).public_key, cert_der=f.identity(9).cert_der,
             provisioned_by="op", reason="because"), "bad_revoke_reason"),
     "replace with a bad event kind": (
-        lambda inv, b: inv.replace_identity(
-            b.ueid(1), public_key=b.identity(9).public_key, cert_der=b.identity(9).cert_der,
+        lambda inv, f: inv.replace_identity(
+            f.ueid(1), public_key=f.identity(9).public_key, cert_der=f.identity(9).cert_der,
             provisioned_by="op", event="Re provision"), "bad_event"),
     "replace with a note of many lines": (
-        lambda inv, b: inv.replace_identity(
-            b.ueid(1), public_key=b.identity(9).public_key, cert_der=b.identity(9).cert_der,
+        lambda inv, f: inv.replace_identity(
+            f.ueid(1), public_key=f.identity(9).public_key, cert_der=f.identity(9).cert_der,
             provisioned_by="op", note="a\nb"), "bad_record"),
     "replace with a P-384 key's certificate": (
-        lambda inv, b: inv.replace_identity(
-            b.ueid(1), public_key=b.identity(9).public_key,
-            cert_der=b.identity(9, key=ec.generate_private_key(ec.SECP384R1())).cert_der,
+        lambda inv, f: inv.replace_identity(
+            f.ueid(1), public_key=f.identity(9).public_key,
+            cert_der=f.identity(9, key=ec.generate_private_key(ec.SECP384R1())).cert_der,
             provisioned_by="op"), "bad_certificate"),
 }
 
 
 @pytest.mark.parametrize("case", BAD_CALLS)
-def test_bad_call_is_refused(inv, board, case):
+def test_bad_call_is_refused(inv, fleet, case):
     call, reason = BAD_CALLS[case]
     before = snapshot(inv)
     with pytest.raises(InventoryError) as e:
-        call(inv, board)
+        call(inv, fleet)
     assert e.value.reason == reason, str(e.value)
     assert snapshot(inv) == before

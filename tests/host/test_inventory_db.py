@@ -34,7 +34,7 @@ def engine_for(url: str) -> sa.Engine:
     return db.create_engine(db.resolve_url(url, None), busy_timeout=2, connect_timeout=5)
 
 
-def test_migrations_from_empty_to_head_and_a_second_open_is_a_no_op(inventory_url, board):
+def test_migrations_from_empty_to_head_and_a_second_open_is_a_no_op(inventory_url, fleet):
     eng = engine_for(inventory_url)
     try:
         assert set(sa.inspect(eng).get_table_names()) == set()
@@ -45,11 +45,31 @@ def test_migrations_from_empty_to_head_and_a_second_open_is_a_no_op(inventory_ur
         assert migrate.upgrade(eng) == []  # at head: nothing applied
         with Inventory.open(inventory_url) as inv:  # opening again changes nothing either
             assert inv.schema_version == migrate.head()
-            board.add(inv, 1)
+            fleet.add(inv, 1)
         with Inventory.open(inventory_url) as inv:
-            assert [d.ueid for d in inv.devices()] == [board.ueid(1)]
+            assert [d.ueid for d in inv.devices()] == [fleet.ueid(1)]
     finally:
         eng.dispose()
+
+
+def test_stations_opening_a_new_inventory_together_migrate_it_once(inventory_url):
+    start = threading.Barrier(4)
+    results: list[object] = []
+
+    def station() -> None:
+        start.wait()
+        try:
+            with Inventory.open(inventory_url, busy_timeout=30) as inv:
+                results.append(inv.schema_version)
+        except BaseException as e:  # reported below, in the test's thread
+            results.append(e)
+
+    threads = [threading.Thread(target=station) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [migrate.head()] * 4
 
 
 def test_downgrade_to_empty_and_up_again(inventory_url):
@@ -102,21 +122,21 @@ def hold_write_lock(inventory_url: str):
     return lambda: (other.rollback(), other.close())
 
 
-def test_a_locked_inventory_is_unavailable_and_nothing_changes(inventory_url, board):
+def test_a_locked_inventory_is_unavailable_and_nothing_changes(inventory_url, fleet):
     with Inventory.open(inventory_url) as inv:
-        board.add(inv, 1)
+        fleet.add(inv, 1)
     release = hold_write_lock(inventory_url)
     try:
         with Inventory.open(inventory_url, busy_timeout=0.2) as inv:
             with pytest.raises(InventoryUnavailable) as e:
-                board.add(inv, 2)
+                fleet.add(inv, 2)
     finally:
         release()
     assert e.value.reason == "inventory_locked" and e.value.exit_code == reasons.EXIT_INVENTORY
     assert "locked by another writer" in str(e.value)
     assert ("inventory.db" if inventory_url.startswith("sqlite") else "/inventory") in str(e.value)
     with Inventory.open(inventory_url) as inv:
-        assert [d.ueid for d in inv.devices()] == [board.ueid(1)]
+        assert [d.ueid for d in inv.devices()] == [fleet.ueid(1)]
         assert len(inv.events()) == 1
 
 
@@ -134,15 +154,28 @@ def unreachable_url(backend: str, tmp_path, password: str) -> str:
     return f"postgresql://station:{password}@127.0.0.1:{closed_port()}/inventory"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_an_unreachable_inventory_is_a_clear_error(backend, tmp_path):
-    url = unreachable_url(backend, tmp_path, "pw")
+UNREACHABLE = {
+    "sqlite: file in a missing folder": ("inventory_unreachable", "no-such-folder"),
+    "sqlite: not a database file": ("inventory_unavailable", "not a database"),
+    "postgresql: nothing listens on the port": ("inventory_unreachable", "station:***@127.0.0.1"),
+    "postgresql: no such database": ("inventory_unreachable", "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", UNREACHABLE)
+def test_an_unreachable_inventory_is_a_clear_error(case, tmp_path, request):
+    reason, shown = UNREACHABLE[case]
+    if case.startswith("sqlite: not"):
+        (tmp_path / "inventory.db").write_bytes(b"this is not a SQLite file" * 100)
+        url = f"sqlite:///{tmp_path / 'inventory.db'}"
+    elif case.startswith("postgresql: no such"):
+        url = request.getfixturevalue("pg_server").url().replace("/inventory?", "/nope?")
+    else:
+        url = unreachable_url(case.split(":")[0], tmp_path, "pw")
     with pytest.raises(InventoryUnavailable) as e:
         Inventory.open(url, connect_timeout=2)
-    assert e.value.reason == "inventory_unreachable" and e.value.exit_code == reasons.EXIT_INVENTORY
-    assert "cannot be reached" in str(e.value)
-    where = "no-such-folder" if backend == "sqlite" else "127.0.0.1"
-    assert where in str(e.value)
+    assert e.value.reason == reason and e.value.exit_code == reasons.EXIT_INVENTORY
+    assert shown in str(e.value), str(e.value)
     assert not (tmp_path / "no-such-folder").exists()
 
 
@@ -161,9 +194,26 @@ def test_the_password_is_masked_in_errors_and_repr(tmp_path, pg_server):
             assert secret not in repr(inv) and secret not in inv.url and "***" in inv.url
 
 
-def test_concurrent_writers_lose_nothing(inventory_url, board):
+def test_a_dropped_connection_fails_once_then_reconnects(pg_server, fleet):
+    """PostgreSQL only: the server ends the pooled connection (a restart, an admin)."""
+    import psycopg
+
+    with Inventory.open(pg_server.new_schema()) as inv:
+        fleet.add(inv, 1)
+        with psycopg.connect(pg_server.url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = 'inventory' AND pid <> pg_backend_pid()")
+        with pytest.raises(InventoryUnavailable) as e:
+            fleet.add(inv, 2)
+        assert e.value.reason == "inventory_unreachable"
+        fleet.add(inv, 2)  # the pool reconnected; the failed write left nothing behind
+        assert [d.ueid for d in inv.devices()] == [fleet.ueid(1), fleet.ueid(2)]
+        assert len(inv.events()) == 2
+
+
+def test_concurrent_writers_lose_nothing(inventory_url, fleet):
     """Four stations (own connections) add 15 boards each at once: all 60 are there, once."""
-    idents = {n: board.identity(n) for n in range(60)}
+    idents = {n: fleet.identity(n) for n in range(60)}
     Inventory.open(inventory_url).close()  # migrated before the race starts
     start = threading.Barrier(4)
     errors: list[BaseException] = []
@@ -173,7 +223,7 @@ def test_concurrent_writers_lose_nothing(inventory_url, board):
             with Inventory.open(inventory_url, busy_timeout=30) as inv:
                 start.wait()
                 for n in range(k, 60, 4):
-                    board.add(inv, n, idents[n], station=f"st-{k}")
+                    fleet.add(inv, n, idents[n], station=f"st-{k}")
         except BaseException as e:  # reported below, in the test's thread
             errors.append(e)
 
@@ -185,14 +235,14 @@ def test_concurrent_writers_lose_nothing(inventory_url, board):
     assert errors == []
     with Inventory.open(inventory_url) as inv:
         devs = inv.devices()
-        assert sorted(d.ueid for d in devs) == sorted(board.ueid(n) for n in range(60))
+        assert sorted(d.ueid for d in devs) == sorted(fleet.ueid(n) for n in range(60))
         assert len(inv.events(kind="provision")) == 60
         assert {d.station for d in devs} == {f"st-{k}" for k in range(4)}
 
 
-def test_concurrent_same_board_exactly_one_wins(inventory_url, board):
+def test_concurrent_same_board_exactly_one_wins(inventory_url, fleet):
     """Four stations offer the same UEID at once: one is recorded, three get DuplicateIdentity."""
-    idents = [board.identity(500 + k) for k in range(4)]
+    idents = [fleet.identity(500 + k) for k in range(4)]
     Inventory.open(inventory_url).close()
     start = threading.Barrier(4)
     results: list[object] = []
@@ -201,7 +251,7 @@ def test_concurrent_same_board_exactly_one_wins(inventory_url, board):
         with Inventory.open(inventory_url, busy_timeout=30) as inv:
             start.wait()
             try:
-                results.append(board.add(inv, 7, idents[k]))
+                results.append(fleet.add(inv, 7, idents[k]))
             except DuplicateIdentity as e:
                 results.append(e.reason)
 
@@ -215,14 +265,14 @@ def test_concurrent_same_board_exactly_one_wins(inventory_url, board):
         assert len(inv.devices()) == 1 and len(inv.events()) == 1
 
 
-def test_url_from_the_project_config_and_the_default_file(inventory_url, tmp_path, board):
+def test_url_from_the_project_config_and_the_default_file(inventory_url, tmp_path, fleet):
     (tmp_path / "mpguard.json").write_text(json.dumps({
         "mpguard": 1, "targets": ["esp32"], "release_keys": [], "anchors": "anchors.json",
         "releases": "releases.json", "inventory": inventory_url}))
     with Inventory.open(project_root=tmp_path) as inv:
-        board.add(inv, 1)
+        fleet.add(inv, 1)
     with Inventory.open(inventory_url) as inv:  # the same database
-        assert inv.device(board.ueid(1)) is not None
+        assert inv.device(fleet.ueid(1)) is not None
     bare = tmp_path / "bare"
     bare.mkdir()
     with Inventory.open(project_root=bare) as inv:  # no config: <project>/inventory.db, WAL

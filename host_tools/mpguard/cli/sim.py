@@ -1,4 +1,4 @@
-"""`mpguard sim start|list|stop|stats|cut`: thin wrappers over mpguard.sim.core."""
+"""`mpguard sim start|list|stop|rm|prune|stats|cut`: thin wrappers over mpguard.sim."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ import argparse
 import json
 from typing import Any
 
+from .. import sim
 from ..errors import CommandError
-from ..sim import core
+from ..reasons import EXIT_ERROR, EXIT_OK, EXIT_USAGE, epilog
+from ..sim import lifecycle
+
+# Every sim subcommand: 0 done; 2 bad input, or the sim is not in the state it needs to be
+# (SimError); 1 anything unexpected.
+_EPILOG = epilog(EXIT_OK, EXIT_USAGE, EXIT_ERROR)
 
 
 def _start(args: argparse.Namespace) -> int:
-    info = core.start(
+    was = args.name is not None and any(s.name == args.name and s.running for s in sim.list_sims())
+    info = sim.start(
         args.name,
         image=args.image,
         efuse=args.efuse,
@@ -21,13 +28,14 @@ def _start(args: argparse.Namespace) -> int:
         power_cut_seed=args.power_cut_seed,
         torn=args.torn,
     )
-    print(f"sim {info.name} running (pid {info.pid}, board {info.board}, image {info.image})")
+    state = "already running" if was else "running"
+    print(f"sim {info.name} {state} (pid {info.pid}, board {info.board}, image {info.image})")
     print(info.port)  # the last line of stdout is the port, for scripts
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    sims = core.list_sims()
+    sims = sim.list_sims()
     if args.json:
         print(json.dumps([s.as_dict() for s in sims], indent=2))
         return 0
@@ -46,18 +54,34 @@ def _list(args: argparse.Namespace) -> int:
 
 def _stop(args: argparse.Namespace) -> int:
     if args.all:
-        for s in core.stop_all():
+        for s in sim.stop_all():
             print(f"stopped {s.name}")
         return 0
     if not args.name:
         raise CommandError("name a sim to stop, or use --all")
-    core.stop(args.name)
+    sim.stop(args.name)
     print(f"stopped {args.name}")
     return 0
 
 
+def _rm(args: argparse.Namespace) -> int:
+    info = sim.rm(args.name, force=args.force)
+    print(f"removed {info.name} ({info.state_dir})")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    gone = sim.prune(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for s in gone:
+        print(f"{verb} {s.name} ({s.state_dir})")
+    if not gone:
+        print("no stopped sims")
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
-    st: dict[str, Any] = core.stats(args.name)
+    st: dict[str, Any] = sim.stats(args.name)
     if args.json:
         print(json.dumps(st, indent=2))
         return 0
@@ -73,10 +97,10 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _cut(args: argparse.Namespace) -> int:
     if args.off:
-        core.disarm_power_cut(args.name)
+        sim.disarm_power_cut(args.name)
         print(f"power cut of {args.name} disarmed")
         return 0
-    n, pm = core.arm_power_cut(args.name, after=args.after, seed=args.seed, torn=args.torn)
+    n, pm = sim.arm_power_cut(args.name, after=args.after, seed=args.seed, torn=args.torn)
     part = f", {pm / 10:g}% of that write lands" if pm < 1000 else ""
     print(f"power of {args.name} will be cut at block write {n} from now{part}")
     return 0
@@ -84,15 +108,21 @@ def _cut(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("sim", help="virtual ESP32 boards that mpremote drives",
-                       description="Virtual ESP32 boards (see docs/sim.md).")
+                       description="Virtual ESP32 boards (see docs/sim.md).", epilog=_EPILOG)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
     ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
 
-    s = ss.add_parser("start", help="start a sim in the background; prints its port last")
+    def cmd(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        return ss.add_parser(name, help=help, description=description or help, epilog=_EPILOG)
+
+    s = cmd("start", "start a sim in the background; prints its port last",
+            "Start a sim in the background and print its port on the last line. A sim that "
+            "runs already is left as it is and its port printed again.")
     s.add_argument("--name", help="sim name (default: the first free simN)")
     s.add_argument("--image", help="flash image file (littlefs2; created blank if missing)")
     s.add_argument("--efuse", help="eFuse file of `espefuse --virt --path-efuse-file F`")
-    s.add_argument("--board", default=core.DEFAULT_BOARD, help="board kind (boards/KIND.json)")
+    s.add_argument("--board", help="board kind (boards/KIND.json; default: the sim's board "
+                   f"before, else {lifecycle.DEFAULT_BOARD})")
     s.add_argument("--baud", type=int, help="limit the port to a UART's byte rate (baud/10 B/s)")
     s.add_argument("--power-cut-after", type=int, metavar="N",
                    help="cut the power at the N-th flash block write")
@@ -102,21 +132,32 @@ def add_parser(sub: Any) -> None:
                    help="the cut write is torn: only part of it reaches flash")
     s.set_defaults(func=_start)
 
-    s = ss.add_parser("list", help="list sims (running and stopped)")
+    s = cmd("list", "list sims (running and stopped)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_list)
 
-    s = ss.add_parser("stop", help="stop a sim (its flash is kept)")
+    s = cmd("stop", "stop a sim (its flash is kept)")
     s.add_argument("name", nargs="?")
     s.add_argument("--all", action="store_true", help="stop every running sim")
     s.set_defaults(func=_stop)
 
-    s = ss.add_parser("stats", help="flash wear and reset counters of a sim")
+    s = cmd("rm", "remove a stopped sim and its folder (flash, counters, log)",
+            "Remove a stopped sim: its folder goes, with the flash image in it. An image or "
+            "eFuse file given with --image/--efuse from elsewhere is never touched.")
+    s.add_argument("name")
+    s.add_argument("--force", action="store_true", help="stop the sim first if it runs")
+    s.set_defaults(func=_rm)
+
+    s = cmd("prune", "remove every stopped sim")
+    s.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    s.set_defaults(func=_prune)
+
+    s = cmd("stats", "flash wear and reset counters of a sim")
     s.add_argument("name")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_stats)
 
-    s = ss.add_parser("cut", help="arm a power cut on a running sim")
+    s = cmd("cut", "arm a power cut on a running sim")
     s.add_argument("name")
     s.add_argument("--after", type=int, metavar="N", help="at the N-th block write from now")
     s.add_argument("--seed", type=int, metavar="S", help="at a random write drawn with seed S")

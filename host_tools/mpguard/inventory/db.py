@@ -6,7 +6,7 @@
   `BEGIN IMMEDIATE`, so two writers queue on the lock instead of one failing at its first write
   (a deferred transaction cannot wait to upgrade a read lock in WAL mode).
 - PostgreSQL: a connect timeout, and `lock_timeout` = the busy timeout, so a locked table is an
-  error after the same wait as on SQLite; connections are checked before use (pre-ping).
+  error after the same wait as on SQLite; pooled connections are renewed after RECYCLE seconds.
 - Every message names the database with its password masked (`***`), never the password.
 """
 
@@ -27,6 +27,7 @@ from ..errors import DuplicateIdentity, InventoryError, InventoryUnavailable
 DEFAULT_FILE = "inventory.db"
 CONFIG_KEY = "inventory"
 BACKENDS = ("sqlite", "postgresql")
+RECYCLE = 300  # seconds a pooled PostgreSQL connection is reused
 # unique constraint -> reason (names from schema.NAMING; SQLite reports table.column)
 _UNIQUE = {
     "ueid": "duplicate_ueid",
@@ -95,8 +96,11 @@ def create_engine(url: sa.URL, *, busy_timeout: float, connect_timeout: float) -
     options = f"-c lock_timeout={int(busy_timeout * 1000)}"
     if "options" in url.query:
         options = f"{url.query['options']} {options}"
+    # No pre-ping: it costs three of a lookup's six round trips. A connection the server dropped
+    # fails its next use once (InventoryUnavailable, nothing written) and the pool reconnects;
+    # connections idle longer than RECYCLE seconds are replaced before use.
     return sa.create_engine(
-        url, pool_pre_ping=True, json_serializer=_dumps,
+        url, pool_recycle=RECYCLE, json_serializer=_dumps,
         connect_args={"connect_timeout": max(1, round(connect_timeout)), "options": options})
 
 
@@ -124,7 +128,9 @@ def translated(url: sa.URL) -> Iterator[None]:
         yield
     except sa_exc.IntegrityError as e:
         raise _integrity(e) from None
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as e:
+    except sa_exc.ProgrammingError:
+        raise  # a bug in mpguard's SQL: keep its traceback
+    except (sa_exc.DatabaseError, sa_exc.InterfaceError) as e:  # locked, unreachable, corrupt
         raise _unavailable(url, e) from None
 
 

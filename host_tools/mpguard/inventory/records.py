@@ -140,13 +140,20 @@ def text(name: str, value: Any, limit: int, *, optional: bool = False) -> str | 
     return value
 
 
-def note(value: Any) -> str | None:
-    """A free-text note (for people): printable, at most 200 characters."""
+def note(value: Any, name: str = "note", limit: int = 200) -> str | None:
+    """Free text for people (a note, who provisioned): one printable line."""
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > 200 or not value.isprintable():
-        raise InventoryError("bad_record", "note: at most 200 printable characters")
+    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
+        raise InventoryError("bad_record", f"{name}: 1..{limit} printable characters, one line")
     return value
+
+
+def who(value: Any) -> str:
+    """Who provisioned a board: an operator and/or host, e.g. `Alice <alice@line-1>`."""
+    if value is None:
+        raise InventoryError("bad_record", "provisioned_by is required")
+    return note(value, "provisioned_by", s.WHO) or ""
 
 
 def when(name: str, value: Any) -> datetime:

@@ -67,64 +67,71 @@ def event_of(row: Any) -> Event:
                  station=m["station"])
 
 
-def devices_query() -> sa.Select[Any]:
-    return sa.select(*DEVICE_COLUMNS, *CERT_COLUMNS).select_from(
-        _d.join(_c, _c.c.serial == _d.c.cert_serial))
+# Statements are built once, with bound parameters: building one costs more than running it.
+_owned = _c.join(_d, _c.c.device_id == _d.c.id)
+DEVICES = sa.select(*DEVICE_COLUMNS, *CERT_COLUMNS).select_from(
+    _d.join(_c, _c.c.serial == _d.c.cert_serial))
+CERTS = sa.select(_d.c.ueid, *CERT_COLUMNS).select_from(_owned)
+_DEVICE_BY = {col: DEVICES.where(_d.c[col] == sa.bindparam("v"))
+              for col in ("id", "ueid", "thumbprint")}
+_UEID_TAKEN = sa.select(_d.c.provisioned_at, _d.c.provisioned_by).where(
+    _d.c.ueid == sa.bindparam("ueid"))
+_KEY_NOW = sa.select(_d.c.ueid).where(_d.c.thumbprint == sa.bindparam("kid"),
+                                      _d.c.id != sa.bindparam("own"))
+_KEY_EVER = sa.select(_d.c.ueid).select_from(_owned).where(
+    _c.c.thumbprint == sa.bindparam("kid"), _d.c.id != sa.bindparam("own")).limit(1)
+_SERIAL_TAKEN = sa.select(_c.c.id).where(_c.c.serial == sa.bindparam("serial"))
+INSERT_DEVICE = sa.insert(_d).returning(_d.c.id)
+_INSERT_CERT = sa.insert(_c)
+_INSERT_EVENT = sa.insert(_e).returning(_e.c.id)
 
 
-def certs_query() -> sa.Select[Any]:
-    return sa.select(_d.c.ueid, *CERT_COLUMNS).select_from(_c.join(_d, _c.c.device_id == _d.c.id))
-
-
-def find_device(conn: sa.Connection, where: Any) -> Device | None:
-    row = conn.execute(devices_query().where(where)).first()
+def find_device(conn: sa.Connection, column: str, value: Any) -> Device | None:
+    """The board whose `column` (id, ueid or thumbprint) is `value`, or None."""
+    row = conn.execute(_DEVICE_BY[column], {"v": value}).first()
     return None if row is None else device_of(row)
 
 
-def device(conn: sa.Connection, where: Any) -> Device:
-    found = find_device(conn, where)
+def device(conn: sa.Connection, column: str, value: Any) -> Device:
+    found = find_device(conn, column, value)
     if found is None:
         raise InventoryError("unknown_device")
     return found
 
 
 def refuse_taken(conn: sa.Connection, ident: records.Identity, *, ueid: str | None = None,
-                 own: int | None = None) -> None:
-    """DuplicateIdentity if the UEID, or the key (now or ever), is another board's.
+                 own: int = 0) -> None:
+    """DuplicateIdentity if the UEID, or the key (now or ever), is a board's other than `own`.
 
     Also refuses a certificate serial already recorded. The unique constraints catch what a
     concurrent writer slips in between this check and the insert (db.translated maps them).
     """
     if ueid is not None:
-        row = conn.execute(sa.select(_d.c.provisioned_at, _d.c.provisioned_by)
-                           .where(_d.c.ueid == ueid)).first()
+        row = conn.execute(_UEID_TAKEN, {"ueid": ueid}).first()
         if row is not None:
             raise DuplicateIdentity("duplicate_ueid", f"{ueid}, provisioned "
                                     f"{row.provisioned_at:%Y-%m-%d %H:%M} UTC by "
                                     f"{row.provisioned_by}")
-    others = _d.c.id != own if own is not None else sa.true()
-    owner = conn.execute(sa.select(_d.c.ueid).where(_d.c.thumbprint == ident.thumbprint, others)
-                         ).scalar()
-    owner = owner or conn.execute(
-        sa.select(_d.c.ueid).select_from(_c.join(_d, _c.c.device_id == _d.c.id))
-        .where(_c.c.thumbprint == ident.thumbprint, others).limit(1)).scalar()
+    who = {"kid": ident.thumbprint, "own": own}  # ids start at 1: own=0 excludes no board
+    owner = conn.execute(_KEY_NOW, who).scalar() or conn.execute(_KEY_EVER, who).scalar()
     if owner is not None:
         raise DuplicateIdentity("duplicate_key", f"key {ident.thumbprint} is or was board {owner}'s")
     sx = records.serial_hex(ident.serial)
-    if conn.execute(sa.select(_c.c.id).where(_c.c.serial == sx)).first() is not None:
+    if conn.execute(_SERIAL_TAKEN, {"serial": sx}).first() is not None:
         raise InventoryError("duplicate_serial", sx)
 
 
 def insert_cert(conn: sa.Connection, device_id: int, ident: records.Identity,
                 at: datetime) -> None:
-    conn.execute(sa.insert(_c).values(
-        serial=records.serial_hex(ident.serial), device_id=device_id,
-        public_key=ident.public_key, thumbprint=ident.thumbprint, der=ident.der,
-        not_before=ident.not_before, not_after=ident.not_after, issued_at=at))
+    conn.execute(_INSERT_CERT, {
+        "serial": records.serial_hex(ident.serial), "device_id": device_id,
+        "public_key": ident.public_key, "thumbprint": ident.thumbprint, "der": ident.der,
+        "not_before": ident.not_before, "not_after": ident.not_after, "issued_at": at,
+        "revoked_at": None, "revoke_reason": None})
 
 
 def insert_event(conn: sa.Connection, device_id: int | None, kind: str, data: dict[str, Any],
                  at: datetime, station: str | None) -> int:
-    return int(conn.execute(sa.insert(_e).values(
-        device_id=device_id, kind=kind, at=at, station=station, data=data,
-    ).returning(_e.c.id)).scalar_one())
+    return int(conn.execute(_INSERT_EVENT, {
+        "device_id": device_id, "kind": kind, "at": at, "station": station, "data": data,
+    }).scalar_one())

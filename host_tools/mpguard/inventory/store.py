@@ -109,7 +109,7 @@ class Inventory:
             "chip": records.text("chip", chip, s.CHIP),
             "mac": records.mac(mac),
             "agent_version": records.text("agent_version", agent_version, s.VERSION),
-            "provisioned_by": records.text("provisioned_by", provisioned_by, s.WHO),
+            "provisioned_by": records.who(provisioned_by),
             "batch": records.text("batch", batch, s.NAME, optional=True),
             "station": records.text("station", station, s.NAME, optional=True),
         }
@@ -118,17 +118,17 @@ class Inventory:
         at = records.now()
         with self._write() as conn:
             rows.refuse_taken(conn, ident, ueid=u)
-            device_id = conn.execute(sa.insert(_d).values(
-                ueid=u, public_key=ident.public_key, thumbprint=ident.thumbprint,
-                cert_serial=records.serial_hex(ident.serial), provisioned_at=at, updated_at=at,
-                **fields).returning(_d.c.id)).scalar_one()
+            device_id = conn.execute(rows.INSERT_DEVICE, {
+                "ueid": u, "public_key": ident.public_key, "thumbprint": ident.thumbprint,
+                "cert_serial": records.serial_hex(ident.serial), "provisioned_at": at,
+                "updated_at": at, **fields}).scalar_one()
             rows.insert_cert(conn, device_id, ident, at)
             rows.insert_event(conn, device_id, "provision", {
                 "serial": records.serial_hex(ident.serial), "thumbprint": ident.thumbprint,
                 "kind": fields["kind"], "mac": fields["mac"], "by": fields["provisioned_by"],
                 "agent_version": fields["agent_version"], "batch": fields["batch"]},
                 at, fields["station"])
-            return rows.device(conn, _d.c.id == device_id)
+            return rows.device(conn, "id", device_id)
 
     def replace_identity(self, ueid: str | bytes, *, public_key: bytes, cert_der: bytes,
                          provisioned_by: str, thumbprint: str | None = None,
@@ -142,7 +142,7 @@ class Inventory:
         and an event of kind `event` appended; the old certificates and history stay.
         """
         u = records.ueid(ueid)
-        by = records.text("provisioned_by", provisioned_by, s.WHO)
+        by = records.who(provisioned_by)
         version = records.text("agent_version", agent_version, s.VERSION, optional=True)
         station = records.text("station", station, s.NAME, optional=True)
         note = records.note(note)
@@ -174,21 +174,21 @@ class Inventory:
                 "serial": records.serial_hex(ident.serial), "thumbprint": ident.thumbprint,
                 "old_thumbprint": old.thumbprint, "revoked": sorted(revoked), "reason": reason,
                 "by": by, "note": note}, at, station)
-            return rows.device(conn, _d.c.id == old.id)
+            return rows.device(conn, "id", old.id)
 
     def device(self, ueid: str | bytes) -> Device | None:
         u = records.ueid(ueid)
         with self._read() as conn:
-            return rows.find_device(conn, _d.c.ueid == u)
+            return rows.find_device(conn, "ueid", u)
 
     def device_by_thumbprint(self, kid: str) -> Device | None:
         """The board whose *current* key has this RFC 7638 thumbprint (a JWS `kid`)."""
         with self._read() as conn:
-            return rows.find_device(conn, _d.c.thumbprint == kid)
+            return rows.find_device(conn, "thumbprint", kid)
 
     def devices(self, *, batch: str | None = None, station: str | None = None) -> list[Device]:
         """Every board (of a batch / last handled by a station), in provisioning order."""
-        q = rows.devices_query()
+        q = rows.DEVICES
         if batch is not None:
             q = q.where(_d.c.batch == batch)
         if station is not None:
@@ -204,7 +204,7 @@ class Inventory:
         with self._read() as conn:
             if conn.execute(sa.select(_d.c.id).where(_d.c.ueid == u)).first() is None:
                 raise InventoryError("unknown_device", u)
-            found = conn.execute(rows.certs_query().where(_d.c.ueid == u).order_by(_c.c.id))
+            found = conn.execute(rows.CERTS.where(_d.c.ueid == u).order_by(_c.c.id))
             return [rows.certificate_of(r) for r in found]
 
     def revoke(self, serial: int, reason: str = "unspecified", *,
@@ -227,12 +227,12 @@ class Inventory:
                 raise InventoryError("already_revoked", sx)
             rows.insert_event(conn, row.device_id, "revoke",
                                {"serial": sx, "reason": reason, "note": note}, at, None)
-            q = rows.certs_query().where(_c.c.serial == sx)
+            q = rows.CERTS.where(_c.c.serial == sx)
             return rows.certificate_of(conn.execute(q).one())
 
     def revoked(self) -> list[Certificate]:
         """Every revoked certificate, in order of revocation: the entries of a CRL."""
-        q = (rows.certs_query().where(_c.c.revoked_at.is_not(None))
+        q = (rows.CERTS.where(_c.c.revoked_at.is_not(None))
              .order_by(_c.c.revoked_at, _c.c.id))
         with self._read() as conn:
             return [rows.certificate_of(r) for r in conn.execute(q)]

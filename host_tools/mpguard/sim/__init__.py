@@ -1,26 +1,27 @@
-"""The virtual ESP32 board (`mpguard sim`, DESIGN.md section 3). See docs/sim.md."""
+"""The virtual ESP32 board (`mpguard sim`, docs/architecture.md section 3). See docs/sim.md.
 
-from .core import (
-    SimError,
-    SimInfo,
-    arm_power_cut,
-    disarm_power_cut,
-    get,
-    list_sims,
-    start,
-    stats,
-    stop,
-    stop_all,
-    wait_for,
-)
+    lifecycle.py   start, list, stop, rm, prune (the library behind `mpguard sim`)
+    control.py     counters (stats, wait_for) and power cuts of a running sim
+    folder.py      a sim's folder and its files; image.py its flash image
+    supervisor.py  the process behind each running sim: terminal.py (the port), child.py
+                   (one boot of the firmware), events.py (what the firmware reports)
+    firmware/      the board's firmware, run by the MicroPython unix port
+"""
+
+from ..errors import SimError
+from .control import arm_power_cut, cut_plan, disarm_power_cut, stats, wait_for
+from .lifecycle import SimInfo, get, list_sims, prune, rm, start, stop, stop_all
 
 __all__ = [
     "SimError",
     "SimInfo",
     "arm_power_cut",
+    "cut_plan",
     "disarm_power_cut",
     "get",
     "list_sims",
+    "prune",
+    "rm",
     "start",
     "stats",
     "stop",

@@ -1,182 +1,66 @@
-"""The supervisor of one virtual board: `python -m mpguard.sim.supervisor STATE_DIR READY_FD`.
+"""The supervisor of one virtual board: `python -m mpguard.sim.supervisor SIM_DIR READY_FD`.
 
-One detached process per sim. It owns a pseudo-terminal (the board's serial port) and runs
-the firmware (`firmware/simboot.py`) on the MicroPython unix port as a child with pipes:
-- bytes from the terminal go to the child's stdin, bytes from its stdout to the terminal,
-  optionally at `baud / 10` bytes per second each way (a UART, 8N1);
-- a Ctrl-C byte while user code runs (and kbd_intr is on) becomes SIGINT to the child,
-  otherwise it passes through as data (the REPL reads it), as a board's UART ISR does;
-- the child reports events on a side pipe (see firmware/_simfw.py); the supervisor keeps
-  the flash wear counters in `stats.json` and restarts the child on soft reset, hard reset
-  and power cut (with what a board prints), so every boot has a fresh heap;
-- it holds `lock` (flock) while it lives: that is how `list` and `stop` know it runs.
-SIGTERM stops it (the child dies with it: PR_SET_PDEATHSIG); SIGUSR1 asks for stats.json.
+One detached process per sim, holding the sim's `lock` (flock) while it lives (that is how
+`list` and `stop` know it runs). It
+- owns the board's serial port (terminal.py: a pty, optionally at a UART's byte rate);
+- runs the firmware on the MicroPython unix port, one child per boot (child.py), so every
+  boot has a fresh heap, and boots it again after a soft reset, hard reset or power cut,
+  printing what a board prints;
+- keeps what the firmware's events tell (events.py): the wear counters in `stats.json`,
+  and whether a Ctrl-C byte interrupts (only while user code runs and kbd_intr is on does it
+  become SIGINT; otherwise it passes through as data, as a board's UART ISR does).
+SIGTERM stops it (the child dies with it); SIGUSR1 asks for an up-to-date stats.json.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
+import contextlib
 import fcntl
 import json
 import os
 import selectors
 import signal
-import subprocess
 import sys
 import time
-import tty
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from . import state
+from . import folder
+from .child import Child
+from .events import Board, ev
+from .terminal import Terminal
 
 _ROM_BANNER = (
     "ets Jul 29 2019 12:21:46\r\n\r\nrst:{rst},boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
     "mpguard virtual board {name}: {kind}, flash {flash} KiB, heap {heap} KiB\r\n"
 )
 _RST = {1: "0x1 (POWERON_RESET)", 2: "0xc (SW_CPU_RESET)"}
-_OUT_MAX = 256 * 1024  # device output kept while nobody reads the port; older is dropped
-_CHUNK = 4096
-
-
-def _pdeathsig() -> None:
-    # The child dies with the supervisor, whatever kills it (no orphan interpreters).
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class _Bucket:
-    """A token bucket: `rate` bytes per second (None: unlimited)."""
-
-    def __init__(self, rate: float | None):
-        self.rate = rate
-        self.tokens = 0.0
-        self.t = time.monotonic()
-        self.cap = max(16.0, rate / 100) if rate else 0.0
-
-    def allow(self, want: int) -> int:
-        if not self.rate:
-            return want
-        now = time.monotonic()
-        self.tokens = min(self.cap, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-        n = min(want, int(self.tokens))
-        self.tokens -= n
-        return n
-
-    def wait(self) -> float:
-        if not self.rate:
-            return 0.0
-        return max(0.0, (1 - self.tokens) / self.rate)
+_EXIT_SOFT = (64, 65)  # firmware/_simfw.py: soft reset from the friendly / raw REPL
 
 
 class Supervisor:
     def __init__(self, d: Path, ready_fd: int):
         self.d = d
         self.ready_fd = ready_fd
-        self.cfg = json.loads((d / state.CONFIG).read_text())
-        self.stats = state.read_stats(d)
-        self.stats_gen = self.stats.get("gen", 0)
+        self.cfg = json.loads((d / folder.CONFIG).read_text())
+        stats = folder.read_stats(d)
+        stats.pop("gen", None)  # stats.json of an older mpguard
+        self.board = Board(stats)
+        self.term = Terminal(self.cfg.get("baud"))
         self.sel = selectors.DefaultSelector()
-        self.out: deque[bytes] = deque()  # device -> terminal
-        self.out_len = 0
-        self.inq = bytearray()  # terminal -> device
-        rate = self.cfg["baud"] / 10 if self.cfg.get("baud") else None
-        self.tx = _Bucket(rate)
-        self.rx = _Bucket(rate)
-        self.child: subprocess.Popen[bytes] | None = None
-        self.ctl_r = -1
-        self.ctl_buf = b""
-        self.up = False
-        self.busy = False
-        self.kbd = True
-        self.pending: str | None = None  # "cut" or "reset" announced before the child dies
-        self.raw = False
-        self.cause = 1
+        self.child: Child | None = None
+        self.printed = b""  # the tail of what this boot printed (for a boot that fails)
+        self.raw = False  # the REPL's mode, kept across a soft reset
+        self.cause = 1  # reset cause of this boot: 1 power on, 2 hard reset
         self.stop = False
         self.want_stats = False
         self.dirty = False
         self.ready_sent = False
         self.boot_times: deque[float] = deque(maxlen=5)
-        self.boot_reads = 0
         self.lock_ino = -1
 
-    # --- terminal ---------------------------------------------------------------------
-
-    def open_pty(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.port = os.ttyname(self.slave)
-        link = self.d / state.TTY_LINK
-        try:
-            link.unlink()
-        except FileNotFoundError:
-            pass
-        link.symlink_to(self.port)
-        self.sel.register(self.master, selectors.EVENT_READ, "pty")
-
-    def emit(self, data: bytes) -> None:
-        if not data:
-            return
-        self.out.append(data)
-        self.out_len += len(data)
-        while self.out_len > _OUT_MAX:
-            self.out_len -= len(self.out.popleft())
-
-    def flush_out(self) -> None:
-        while self.out:
-            n = self.tx.allow(len(self.out[0]))
-            if n <= 0:
-                return
-            chunk = self.out[0][:n]
-            try:
-                w = os.write(self.master, chunk)
-            except BlockingIOError:
-                self.tx.tokens += n
-                return
-            except OSError as e:
-                if e.errno == errno.EIO:
-                    return
-                raise
-            self.tx.tokens += n - w
-            self.out_len -= w
-            if w == len(self.out[0]):
-                self.out.popleft()
-            else:
-                self.out[0] = self.out[0][w:]
-
-    def feed_child(self) -> None:
-        if not self.inq or self.child is None or self.child.stdin is None:
-            return
-        n = self.rx.allow(len(self.inq))
-        if n <= 0:
-            return
-        data = bytes(self.inq[:n])
-        del self.inq[:n]
-        while data:
-            i = data.find(b"\x03")
-            if i < 0 or not (self.up and self.busy and self.kbd):
-                self._write_child(data)
-                return
-            self._write_child(data[:i])
-            self.child.send_signal(signal.SIGINT)  # the byte is consumed by the interrupt
-            data = data[i + 1 :]
-
-    def _write_child(self, data: bytes) -> None:
-        if not data or self.child is None or self.child.stdin is None:
-            return
-        try:
-            self.child.stdin.write(data)
-            self.child.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the child is going down; its exit is handled below
-
-    # --- the MicroPython child --------------------------------------------------------
+    # --- boots ------------------------------------------------------------------------
 
     def boot(self, cause: int | None, banner: bool) -> None:
         """Power on (cause 1), hard reset (2) or soft reset (None: keep the cause)."""
@@ -185,170 +69,110 @@ class Supervisor:
             self.raw = False
         if banner:
             prof = self.cfg["board"]
-            self.emit(
-                _ROM_BANNER.format(
-                    rst=_RST.get(self.cause, _RST[2]),
-                    name=self.cfg["name"],
-                    kind=prof["kind"],
-                    flash=self.cfg["blocks"] * self.cfg["block_size"] // 1024,
-                    heap=prof["heap_bytes"] // 1024,
-                ).encode()
-            )
-        ctl_r, ctl_w = os.pipe()
+            self.term.emit(_ROM_BANNER.format(
+                rst=_RST.get(self.cause, _RST[2]),
+                name=self.cfg["name"],
+                kind=prof["kind"],
+                flash=self.cfg["blocks"] * self.cfg["block_size"] // 1024,
+                heap=prof["heap_bytes"] // 1024,
+            ).encode())
+        st = self.board.stats
         bootcfg = {
             "image": self.cfg["image"],
             "block_size": self.cfg["block_size"],
             "blocks": self.cfg["blocks"],
-            "cut_file": str(self.d / state.CUT_FILE),
-            "ctl_fd": ctl_w,
+            "cut_file": str(self.d / folder.CUT_FILE),
             "raw": self.raw,
             "cause": self.cause,
             "efuse": self.cfg["efuse"],
             "uid": self.cfg["uid"],
             "board": self.cfg["board"],
             "net": self.cfg["net"],
-            "stats_base": [self.stats["writes"], self.stats["erases"], self.stats["reads"]],
+            "stats_base": [st["writes"], st["erases"], st["reads"]],
+            "cut": self.board.cut,
+            # armed by `start`: counted from the moment the board first answers
+            "cut_now": None if self.ready_sent else self.cfg.get("cut_on_start"),
         }
-        (self.d / state.BOOT_FILE).write_text(json.dumps(bootcfg))
-        env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
-        self.child = subprocess.Popen(
-            [
-                self.cfg["micropython"],
-                "-X",
-                f"heapsize={self.cfg['heapsize']}",
-                str(state.firmware_dir() / "simboot.py"),
-                str(self.d / state.BOOT_FILE),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=(ctl_w,),
-            env=env,
-            cwd=str(self.d),
-            preexec_fn=_pdeathsig,
-        )
-        os.close(ctl_w)
-        self.ctl_r = ctl_r
-        self.ctl_buf = b""
-        self.up = self.busy = False
-        self.kbd = True
-        self.pending = None
-        assert self.child.stdout is not None
-        os.set_blocking(self.child.stdout.fileno(), False)
+        self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg)
+        self.printed = b""
         self.sel.register(self.child.stdout, selectors.EVENT_READ, "out")
-        self.sel.register(ctl_r, selectors.EVENT_READ, "ctl")
-        self.stats["boots"] += 1
+        self.sel.register(self.child.ctl, selectors.EVENT_READ, "ctl")
+        self.board.booting()
         self.boot_times.append(time.monotonic())
         self.dirty = True
 
-    def on_ctl(self) -> None:
-        try:
-            data = os.read(self.ctl_r, 65536)
-        except BlockingIOError:
-            return
-        if not data:
-            self.sel.unregister(self.ctl_r)
-            os.close(self.ctl_r)
-            self.ctl_r = -1
-            return
-        self.ctl_buf += data
-        *lines, self.ctl_buf = self.ctl_buf.split(b"\n")
-        st = self.stats
+    def apply(self, lines: list[bytes]) -> None:
         for ln in lines:
-            p = ln.split()
-            if not p:
-                continue
-            k = p[0]
-            if k == b"W":
-                st["writes"] += 1
-                b = p[1].decode()
-                st["block_writes"][b] = st["block_writes"].get(b, 0) + 1
-            elif k == b"E":
-                st["erases"] += 1
-                b = p[1].decode()
-                st["block_erases"][b] = st["block_erases"].get(b, 0) + 1
-            elif k == b"B":
-                self.busy, self.kbd = True, True
-            elif k == b"I":
-                self.busy = False
-                reads = int(p[1])
-                st["reads"] += reads - self.boot_reads
-                self.boot_reads = reads
-            elif k == b"K0":
-                self.kbd = False
-            elif k == b"K1":
-                self.kbd = True
-            elif k == b"U":
-                self.up = True
-                self.boot_reads = 0
-                plan = self.cfg.get("cut_on_start")
-                if plan and not self.ready_sent:
-                    # armed by `start`: count from the moment the board answers
-                    state.write_cut(self.d, (st["writes"] + plan[0], plan[1]))
-                if not self.ready_sent:
-                    self.send_ready(f"ok {self.port}")
-            elif k == b"X":
-                self.pending = "cut"
-                st["writes"] += 1  # the torn (or last) write happened, at least in part
-                st["power_cuts"] += 1
-                st["last_cut"] = {
-                    "block": int(p[1]),
-                    "offset": int(p[2]),
-                    "bytes_written": int(p[3]),
-                    "boot": st["boots"],
-                }
-                state.write_cut(self.d, None)  # disarmed: one cut per arming
-            elif k == b"R":
-                self.pending = "reset"
-            elif k == b"F":
-                st["formats"] += 1
-        self.dirty = True
-
-    def on_child_out(self) -> None:
-        assert self.child is not None and self.child.stdout is not None
-        try:
-            data = os.read(self.child.stdout.fileno(), 65536)
-        except BlockingIOError:
-            return
-        if data:
-            self.emit(data)
-            return
-        # EOF: the interpreter ended (reset, power cut or crash)
-        self.sel.unregister(self.child.stdout)
-        while self.ctl_r >= 0:
-            self.on_ctl()
-        rc = self.child.wait()
-        for f in (self.child.stdin, self.child.stdout):
             try:
-                if f:
-                    f.close()
-            except OSError:
-                pass
-        self.child = None
-        if self.stop:
+                letter = self.board.apply(ln)
+            except ValueError as e:
+                print(f"mpguard sim: bad event from the firmware: {e}", file=sys.stderr, flush=True)
+                continue
+            if letter == ev.UP and not self.ready_sent:
+                self.send_ready(f"ok {self.term.port}")
+            self.dirty = True
+
+    def on_child_out(self, child: Child) -> None:
+        data = child.read_out()
+        if data:
+            self.term.emit(data)
+            self.printed = (self.printed + data)[-512:]
             return
-        st = self.stats
-        if self.pending == "cut":
+        if data is None:  # EOF: the interpreter ended (reset, power cut or crash)
+            self.sel.unregister(child.stdout)
+            self._forget(child.ctl)
+            rc = child.reap()
+            self.apply(child.last_events())
+            child.close()
+            self.child = None
+            if not self.stop:
+                self.after(rc)
+
+    def after(self, rc: int) -> None:
+        """Boot again as a board would after the interpreter ended with `rc`."""
+        st = self.board.stats
+        if self.board.pending == "cut":
             time.sleep(0.02)  # the power is off for a moment
             self.boot(1, True)
-        elif self.pending == "reset":
+        elif self.board.pending == "reset":
             st["hard_resets"] += 1
             self.boot(2, True)
-        elif rc in (64, 65):
+        elif rc in _EXIT_SOFT:
             st["soft_resets"] += 1
-            self.raw = rc == 65
+            self.raw = rc == _EXIT_SOFT[1]
             self.boot(None, False)
         else:
-            # the firmware crashed (a bug of the sim, or the heap could not even boot)
+            # the firmware crashed (a bug of the sim, or the heap could not even boot it)
             st["crashes"] += 1
-            self.emit(f"\r\nmpguard sim: firmware stopped (exit {rc}); rebooting\r\n".encode())
+            self.term.emit(f"\r\nmpguard sim: firmware stopped (exit {rc}); rebooting\r\n".encode())
             if not self.ready_sent:
-                self.send_ready(f"error the firmware did not boot (exit {rc}); see {self.d / state.LOG_FILE}")
+                last = self.printed.decode("utf-8", "replace").strip().splitlines()
+                why = f": {last[-1]}" if last else ""
+                self.send_ready(f"error the firmware did not boot (exit {rc}){why}")
                 self.stop = True
                 return
             if len(self.boot_times) == self.boot_times.maxlen and time.monotonic() - self.boot_times[0] < 2:
-                time.sleep(1)  # a boot loop: slow down as a watchdog-reset board would not, but keep the host usable
+                time.sleep(1)  # a boot loop: slow down to keep the host usable
             self.boot(2, True)
+
+    def feed(self) -> None:
+        """Typed bytes to the board; a Ctrl-C byte interrupts running user code."""
+        if self.child is None:
+            return
+        data = self.term.take()
+        b = self.board
+        while data:
+            i = data.find(b"\x03")
+            if i < 0 or not (b.up and b.busy and b.kbd):
+                self.child.write(data)
+                return
+            self.child.write(data[:i])
+            self.child.interrupt()  # the byte is consumed by the interrupt
+            data = data[i + 1 :]
+
+    def _forget(self, fd: Any) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(fd)
 
     def send_ready(self, msg: str) -> None:
         if self.ready_sent:
@@ -363,11 +187,13 @@ class Supervisor:
     # --- main loop --------------------------------------------------------------------
 
     def write_stats(self) -> None:
-        self.stats_gen += 1
-        self.stats["gen"] = self.stats_gen
-        state.write_stats(self.d, self.stats)
-        self.dirty = False
+        # Cleared first: a SIGUSR1 that comes while we write asks for another write (cleared
+        # after, it was lost, and its caller waited in vain).
         self.want_stats = False
+        if self.child is not None:
+            self.apply(self.child.events())  # every event sent so far is counted
+        self.dirty = False
+        folder.write_stats(self.d, self.board.stats)
 
     def run(self) -> None:
         wake_r, wake_w = os.pipe()
@@ -386,76 +212,61 @@ class Supervisor:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGUSR1, on_usr1)
         self.sel.register(wake_r, selectors.EVENT_READ, "wake")
-        self.open_pty()
-        state.write_json(
-            self.d / state.STATE_FILE,
-            {"pid": os.getpid(), "port": self.port, "started": time.time()},
-        )
+        port = self.term.open(self.d / folder.TTY_LINK)
+        self.sel.register(self.term.master, selectors.EVENT_READ, "pty")
+        self.write_stats()  # stamped now: a stats.json of before is never taken for an answer
+        folder.write_json(self.d / folder.STATE_FILE, {"pid": os.getpid(), "port": port, "started": time.time()})
         self.boot(1, True)
         last_stats = time.monotonic()
         while not self.stop:
-            timeout = 0.5
-            if self.out:
-                timeout = min(timeout, self.tx.wait() or 0.005)
-            if self.inq:
-                timeout = min(timeout, self.rx.wait() or 0.005)
-            for key, _ in self.sel.select(timeout):
+            for key, _ in self.sel.select(self.term.timeout(0.5)):
                 tag = key.data
                 if tag == "pty":
-                    try:
-                        data = os.read(self.master, 65536)
-                    except (BlockingIOError, OSError):
-                        data = b""
-                    self.inq += data
+                    self.term.read()
                 elif tag == "out":
                     if self.child is not None:
-                        self.on_child_out()
+                        self.on_child_out(self.child)
                 elif tag == "ctl":
-                    if self.ctl_r >= 0:
-                        self.on_ctl()
+                    if self.child is not None:
+                        self.apply(self.child.events())
+                        if self.child.eof:
+                            self._forget(self.child.ctl)
                 elif tag == "wake":
                     try:
                         os.read(wake_r, 512)
                     except BlockingIOError:
                         pass
-            self.feed_child()
-            self.flush_out()
+            self.feed()
+            self.term.flush()
             now = time.monotonic()
-            if self.want_stats or (self.dirty and now - last_stats > 0.5):
+            if self.want_stats or (self.dirty and now - last_stats > 0.5) or now - last_stats > 2:
                 if not self._own_lock():
                     break  # our folder was deleted or replaced: nobody can reach us any more
-                self.write_stats()
-                last_stats = now
-            elif now - last_stats > 2:
-                if not self._own_lock():
-                    break
+                if self.want_stats or self.dirty:
+                    self.write_stats()
                 last_stats = now
         self.shutdown()
 
     def _own_lock(self) -> bool:
         try:
-            return os.stat(self.d / state.LOCK_FILE).st_ino == self.lock_ino
+            return os.stat(self.d / folder.LOCK_FILE).st_ino == self.lock_ino
         except FileNotFoundError:
             return False
 
     def shutdown(self) -> None:
+        child, self.child = self.child, None
+        if child is not None:
+            self._forget(child.stdout)
+            self._forget(child.ctl)
+            child.kill()
+            self.apply(child.last_events(timeout=1.0))
+            child.close()
         if not self._own_lock():
-            if self.child is not None:
-                self.child.kill()
-                self.child.wait()
             return
-        if self.child is not None:
-            self.child.kill()
-            self.child.wait()
         self.write_stats()
-        try:
-            (self.d / state.TTY_LINK).unlink()
-        except FileNotFoundError:
-            pass
-        try:
-            (self.d / state.STATE_FILE).unlink()
-        except FileNotFoundError:
-            pass
+        self.term.unlink(self.d / folder.TTY_LINK)
+        with contextlib.suppress(FileNotFoundError):
+            (self.d / folder.STATE_FILE).unlink()
         if not self.ready_sent:
             self.send_ready("error the sim stopped before the board booted")
 
@@ -466,12 +277,14 @@ def main(argv: list[str]) -> int:
     # Detach: the launcher reaps our parent at once; we live on, reparented, in our own session.
     if os.fork() > 0:
         os._exit(0)
-    lock = os.open(d / state.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = os.open(d / folder.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.write(ready_fd, b"error already running\n")
         return 1
+    with contextlib.suppress(FileNotFoundError):  # left by a killed supervisor: a stale pid
+        (d / folder.STATE_FILE).unlink()
     sup = Supervisor(d, ready_fd)
     sup.lock_ino = os.fstat(lock).st_ino
     try:

@@ -1,13 +1,16 @@
-"""Where sims live and the small files they share (one folder per sim under `sims_root()`).
+"""A sim's folder and the small files in it (one folder per sim under `sims_root()`).
 
     NAME/config.json  what `start` asked for (image, board profile, baud, eFuse words, uid)
     NAME/state.json   written by the running supervisor: pid, port (removed when it stops)
     NAME/lock         flock held by the running supervisor: the liveness test
     NAME/tty          symlink to the port (/dev/pts/N) while running
     NAME/flash.img    the board's flash (unless --image names another file)
-    NAME/cut          power-cut arming, read by the firmware at every block write
+    NAME/cut          the power-cut record, reread by the firmware before every block write
     NAME/stats.json   flash wear and reset counters, kept across restarts
+    NAME/boot.json    the boot config of the running firmware
     NAME/supervisor.log
+
+The sim's own state, not to be confused with the agent's /mpguard/state.json on the board.
 """
 
 from __future__ import annotations
@@ -15,8 +18,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any
+
+from ..errors import SimError
+from .events import ev
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 
 CONFIG = "config.json"
 STATE_FILE = "state.json"
@@ -27,7 +37,6 @@ CUT_FILE = "cut"
 STATS_FILE = "stats.json"
 BOOT_FILE = "boot.json"
 LOG_FILE = "supervisor.log"
-_CUT_LEN = 32
 
 STATS_ZERO: dict[str, Any] = {
     "writes": 0,
@@ -52,6 +61,21 @@ def sims_root() -> Path:
         return Path(env).expanduser().resolve()
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "mpguard" / "sims"
+
+
+def sim_dir(name: str) -> Path:
+    """The folder of sim `name` (which may not exist yet); SimError for a bad name."""
+    if not _NAME_RE.match(name):
+        raise SimError(f"bad sim name {name!r}: use 1-32 letters, digits, '.', '_' or '-'")
+    return sims_root() / name
+
+
+def existing(name: str) -> Path:
+    """The folder of an existing sim; SimError if there is none of that name."""
+    d = sim_dir(name)
+    if not (d / CONFIG).exists():
+        raise SimError(f"no sim named {name!r} in {sims_root()}")
+    return d
 
 
 def firmware_dir() -> Path:
@@ -82,14 +106,16 @@ def read_stats(d: Path) -> dict[str, Any]:
 
 
 def write_stats(d: Path, stats: dict[str, Any]) -> None:
-    write_json(d / STATS_FILE, stats)
+    """Write the counters with the moment they were taken (`at`, CLOCK_MONOTONIC, which is
+    the same clock in every process): a reader that asked at time T waits for `at` > T."""
+    write_json(d / STATS_FILE, dict(stats, at=time.monotonic()))
 
 
 def write_cut(d: Path, spec: tuple[int, int] | None) -> None:
-    """Arm (cut at block write number AT of the sim's life, permille of it lands) or disarm.
+    """Arm (cut at the N-th block write from now, permille of it lands) or disarm.
 
-    One fixed-size record written in place: the firmware keeps the file open and rereads it
-    at every block write.
+    One fixed-size record rewritten in place (format: firmware/_simev.py); the firmware
+    keeps the file open and rereads it before every block write.
     """
     path = d / CUT_FILE
     old = b""
@@ -102,10 +128,12 @@ def write_cut(d: Path, spec: tuple[int, int] | None) -> None:
     except ValueError:
         seq = 1
     after, permille = spec if spec else (0, 1000)
-    rec = f"{seq} {after} {permille}\n".encode()
+    rec = f"{seq} {after} {permille}".encode()
+    if len(rec) >= ev.CUT_LEN:
+        raise ValueError(f"cut record too long: {rec!r}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        os.pwrite(fd, rec.ljust(_CUT_LEN - 1) + b"\n" if len(rec) < _CUT_LEN else rec, 0)
+        os.pwrite(fd, rec.ljust(ev.CUT_LEN - 1) + b"\n", 0)
     finally:
         os.close(fd)
 
@@ -123,3 +151,24 @@ def is_running(d: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+class Held:
+    """The sim's lock, taken by a caller that must keep a supervisor from starting (rm)."""
+
+    def __init__(self, d: Path):
+        self.fd = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+
+    @property
+    def ok(self) -> bool:
+        return self.fd >= 0
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,80 @@
+"""What a virtual board is made of: its board profile (boards/KIND.json), eFuse words (from an
+`espefuse --virt` file) and flash image (a littlefs2 file, or blank flash formatted at first boot).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import MpguardError, SimError
+
+_LFS_MAGIC = b"littlefs"
+# Fallback when mpguard.boards is missing (a partial checkout).
+_FALLBACK = {"kind": "sim", "chip": "esp32", "heap_bytes": 65536, "flash_bytes": 2 << 20,
+             "block_size": 4096, "efuse": {}}
+
+
+def profile(kind: str) -> dict[str, Any]:
+    """The board profile (boards/KIND.json) a sim of that kind runs with."""
+    try:
+        from .. import boards
+    except ImportError:  # pragma: no cover - only in a partial checkout
+        if kind != "sim":
+            raise SimError(f"unknown board kind {kind!r}") from None
+        return dict(_FALLBACK)
+    try:
+        return boards.load_profile(kind)
+    except MpguardError as e:
+        raise SimError(str(e)) from None
+
+
+def efuse_words(efuse: str | os.PathLike[str], prof: dict[str, Any]) -> dict[str, int]:
+    """The eFuse words (address -> value) the board profile maps, read from an espefuse file."""
+    try:
+        from .. import efuse as efuse_mod
+    except ImportError:  # pragma: no cover
+        raise SimError("eFuse support (mpguard.efuse) is not installed") from None
+    path = Path(efuse)
+    if not path.exists():
+        raise SimError(f"eFuse file {path} does not exist (create it with espefuse --virt --path-efuse-file)")
+    try:
+        words = efuse_mod.efuse_words(path, prof)
+    except MpguardError as e:
+        raise SimError(f"eFuse file {path}: {e}") from None
+    return {str(a): int(w) for a, w in words.items()}
+
+
+def check_image(path: Path, block_size: int) -> int:
+    """Number of blocks of a flash image; SimError if it is not a littlefs2 (or blank) image."""
+    size = path.stat().st_size
+    if size == 0 or size % block_size or size // block_size < 4:
+        raise SimError(
+            f"{path} is not a littlefs image for {block_size}-byte blocks "
+            f"(size {size} is not a multiple of the block size, at least 4 blocks)"
+        )
+    with open(path, "rb") as f:
+        head = f.read(2 * block_size)
+    blank = head.count(0xFF) == len(head)
+    for blk in (0, 1):
+        sb = head[blk * block_size : blk * block_size + 32]
+        if sb[8:16] == _LFS_MAGIC:
+            bs = int.from_bytes(sb[24:28], "little")
+            if bs != block_size:
+                raise SimError(f"{path} is a littlefs image with {bs}-byte blocks, the board uses {block_size}")
+            return size // block_size
+    if not blank:
+        raise SimError(f"{path} is not a littlefs image (no littlefs superblock, not blank flash)")
+    return size // block_size
+
+
+def blank_image(path: Path, size: int) -> None:
+    """Erased flash (all 0xff) of `size` bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        chunk = b"\xff" * (64 * 1024)
+        left = size
+        while left > 0:
+            f.write(chunk[: min(left, len(chunk))])
+            left -= len(chunk)

@@ -123,8 +123,7 @@ class IdentityError(MpguardError):
     exit_code = _r.EXIT_REFUSED
 
     def __init__(self, reason: str, detail: object = None):
-        hint = _r.hint(reason)
-        super().__init__(_r.message(reason, detail) + (f"; {hint}" if hint else ""))
+        super().__init__(_r.message(reason, detail))
         self.reason = reason
         self.detail = detail
 

@@ -8,9 +8,10 @@ import argparse
 from cryptography.hazmat.primitives import hashes
 
 from .. import project, reasons
+from ..errors import CAError
 from ..identity import ca as device_ca
 from ..identity import records
-from .common import print_json
+from .common import Result
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,37 +58,34 @@ def _info(root) -> dict:
     }
 
 
-def _print(info: dict, as_json: bool) -> None:
-    if as_json:
-        print_json(info)
-        return
-    print(f"device CA    {info['certificate']}")
-    print(f"  subject    {info['subject']}")
-    print(f"  sha256     {info['sha256']}")
-    print(f"  valid to   {info['not_after']}")
-    print(f"  key        {info['key']} ({'encrypted' if info['encrypted'] else 'NOT encrypted'})")
-    print(f"  CRL        {info['crl']}: {info['crl_revoked']} revoked, "
-          f"next update {info['crl_next_update']}")
+def _result(info: dict) -> Result:
+    return Result(info, "\n".join([
+        f"device CA    {info['certificate']}",
+        f"  subject    {info['subject']}",
+        f"  sha256     {info['sha256']}",
+        f"  valid to   {info['not_after']}",
+        f"  key        {info['key']} ({'encrypted' if info['encrypted'] else 'NOT encrypted'})",
+        f"  CRL        {info['crl']}: {info['crl_revoked']} revoked, "
+        f"next update {info['crl_next_update']}"]))
 
 
-def run_init(args: argparse.Namespace) -> int:
+def run_init(args: argparse.Namespace) -> Result:
     proj = project.find(args.project)
+    if device_ca.exists(proj.root):  # before asking for a passphrase
+        raise CAError("ca_exists", str(proj.root / device_ca.CERT_PATH))
     pw = None if args.no_passphrase else project.ask_passphrase(confirm=True)
     device_ca.create(proj.root, pw)
-    _print(_info(proj.root), args.json)
-    return 0
+    return _result(_info(proj.root))
 
 
-def run_show(args: argparse.Namespace) -> int:
-    _print(_info(project.find(args.project).root), args.json)
-    return 0
+def run_show(args: argparse.Namespace) -> Result:
+    return _result(_info(project.find(args.project).root))
 
 
-def run_crl(args: argparse.Namespace) -> int:
+def run_crl(args: argparse.Namespace) -> Result:
     proj = project.find(args.project)
     pw = project.ask_passphrase() if device_ca.is_encrypted(proj.root) else None
     ca = device_ca.DeviceCA(proj.root, pw)
     with records.open_inventory(proj.root, args.db) as inv:
         records.write_crl(ca, inv)
-    _print(_info(proj.root), args.json)
-    return 0
+    return _result(_info(proj.root))

@@ -114,7 +114,7 @@ def run(root: Path) -> int:
               "--project", str(forged), "--seq", "100", "-o", "forged-4.0.0.bundle")
         s.run("release", "verify", "forged-4.0.0.bundle", ok=(4,))
         s.run("deploy", "--port", "sim:demo", "forged-4.0.0.bundle", ok=(4,))
-        ueid = json.loads(s.run("devices", "list", "--json", quiet=True))[0]["ueid"]
+        ueid = json.loads(s.run("devices", "list", "--json", quiet=True))["devices"][0]["ueid"]
         s.run("devices", "show", ueid)
         print("\nThe board still runs the confirmed v2; every refusal left its files unchanged.")
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import project, reasons
 from ..identity import ca as device_ca
 from ..identity import devices, records
-from .common import print_json
+from .common import Result
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -25,8 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s = ds.add_parser("list", help="every board of the inventory", epilog=codes)
     s.add_argument("--batch", metavar="NAME", help="only this production batch")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--json", action="store_true")
-    g.add_argument("--csv", action="store_true")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.add_argument("--csv", action="store_true", help="print the rows as CSV")
     _common(s)
     s.set_defaults(func=run_list)
 
@@ -64,59 +64,50 @@ def _open(args: argparse.Namespace):
     return proj, records.open_inventory(proj.root, args.db)
 
 
-def run_list(args: argparse.Namespace) -> int:
+def run_list(args: argparse.Namespace) -> Result:
     _, inv = _open(args)
     with inv:
         rows = [devices.row(d) for d in inv.devices(batch=args.batch)]
-    if args.json:
-        print_json(rows)
-    elif args.csv:
-        print(devices.to_csv(rows), end="")
-    elif not rows:
-        print("no boards in the inventory")
-    else:
-        cols = ("ueid", "kind", "mac", "kid", "serial", "state", "not_after")
-        table = [tuple(c.upper() for c in cols)]
-        table += [(r["ueid"], r["kind"], r["mac"], r["kid"][:12], r["serial"][:12], r["state"],
-                   r["not_after"][:10]) for r in rows]
-        widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
-        for t in table:
-            print("  ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)).rstrip())
-    return 0
+    if args.csv:
+        return Result({"devices": rows}, devices.to_csv(rows).rstrip("\n"))
+    if not rows:
+        return Result({"devices": rows}, "no boards in the inventory")
+    cols = ("ueid", "kind", "mac", "kid", "serial", "state", "not_after")
+    table = [tuple(c.upper() for c in cols)]
+    table += [(r["ueid"], r["kind"], r["mac"], r["kid"][:12], r["serial"][:12], r["state"],
+               r["not_after"][:10]) for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(len(cols))]
+    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)).rstrip()
+                     for t in table)
+    return Result({"devices": rows}, text)
 
 
-def run_show(args: argparse.Namespace) -> int:
+def run_show(args: argparse.Namespace) -> Result:
     _, inv = _open(args)
     with inv:
         info = devices.detail(inv, records.find_device(inv, args.id))
-    if args.json:
-        print_json(info)
-        return 0
-    for k in ("ueid", "ueid_hex", "kind", "chip", "mac", "kid", "public_key", "agent_version",
-              "provisioned_at", "provisioned_by", "batch", "station"):
-        print(f"{k:15} {info[k] if info[k] is not None else '-'}")
-    print("certificates")
+    lines = [f"{k:15} {info[k] if info[k] is not None else '-'}" for k in (
+        "ueid", "ueid_hex", "kind", "chip", "mac", "kid", "public_key", "agent_version",
+        "provisioned_at", "provisioned_by", "batch", "station")]
+    lines.append("certificates")
     for c in info["certificates"]:
         why = f" ({c['revoke_reason']}, {c['revoked_at']})" if c["revoked_at"] else ""
-        print(f"  {c['serial']}  {c['state']:8} until {c['not_after'][:10]}{why}")
-    print("history")
-    for e in info["events"]:
-        print(f"  {e['at'][:19]}  {e['kind']:12} {e['data']}")
-    return 0
+        lines.append(f"  {c['serial']}  {c['state']:8} until {c['not_after'][:10]}{why}")
+    lines.append("history")
+    lines += [f"  {e['at'][:19]}  {e['kind']:12} {e['data']}" for e in info["events"]]
+    return Result(info, "\n".join(lines))
 
 
-def run_export(args: argparse.Namespace) -> int:
+def run_export(args: argparse.Namespace) -> Result:
     proj, inv = _open(args)
     with inv:
         devs = ([records.find_device(inv, i) for i in args.ids] if args.ids else inv.devices())
         paths = devices.export(inv, proj.root, Path(args.output), devs,
                                "csv" if args.csv else "json")
-    for p in paths:
-        print(p)
-    return 0
+    return Result({"files": [str(p) for p in paths]}, "\n".join(str(p) for p in paths))
 
 
-def run_revoke(args: argparse.Namespace) -> int:
+def run_revoke(args: argparse.Namespace) -> Result:
     proj, inv = _open(args)
     pw = project.ask_passphrase() if device_ca.is_encrypted(proj.root) else None
     ca = device_ca.DeviceCA(proj.root, pw)
@@ -125,9 +116,5 @@ def run_revoke(args: argparse.Namespace) -> int:
         cert = devices.revoke(inv, ca, dev, args.reason)
     out = {"ueid": records.ueid_b64(dev.ueid), "serial": format(cert.serial, "x"),
            "reason": cert.revoke_reason, "crl": str(proj.root / device_ca.CRL_PATH)}
-    if args.json:
-        print_json(out)
-    else:
-        print(f"revoked certificate {out['serial']} of {out['ueid']} ({out['reason']}); "
-              f"CRL signed again: {out['crl']}")
-    return 0
+    return Result(out, f"revoked certificate {out['serial']} of {out['ueid']} ({out['reason']}); "
+                       f"CRL signed again: {out['crl']}")

@@ -8,7 +8,7 @@ from .. import project, reasons
 from ..identity import ca as device_ca
 from ..identity import provision as prov
 from ..link import BoardLink
-from .common import print_json, resolve_port
+from .common import Result, resolve_port
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--station", metavar="NAME", help="station name, recorded")
     p.add_argument("--db", metavar="URL", help="inventory database (default: the project's)")
     p.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
 
@@ -47,20 +47,16 @@ _SAID = {
 }
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Result:
     proj = project.find(args.project)
     pw = project.ask_passphrase() if device_ca.is_encrypted(proj.root) else None
     with BoardLink(resolve_port(args.port)) as link:
         res = prov.provision(link, proj, passphrase=pw, force=args.force, days=args.days,
                              db=args.db, batch=args.batch, station=args.station, kind=args.board)
-    if args.json:
-        print_json(res.as_dict())
-        return 0
-    print(f"{_SAID[res.outcome]}: {res.ueid} ({res.board_kind})")
-    print(f"  key          {res.kid}")
-    print(f"  certificate  serial {res.serial}, valid until {res.not_after}")
+    lines = [f"{_SAID[res.outcome]}: {res.ueid} ({res.board_kind})",
+             f"  key          {res.kid}",
+             f"  certificate  serial {res.serial}, valid until {res.not_after}"]
     if res.agent_installed:
-        print("  agent        installed")
-    for s in res.revoked:
-        print(f"  revoked      serial {s}")
-    return 0
+        lines.append("  agent        installed")
+    lines += [f"  revoked      serial {s}" for s in res.revoked]
+    return Result(res.as_dict(), "\n".join(lines))

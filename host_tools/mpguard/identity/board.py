@@ -17,10 +17,10 @@ only `_call` changes.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from ..errors import CommandError, DeviceError, DeviceRefused
+from ..files import b64u_dec, b64u_enc
 from ..link import BoardLink
 
 
@@ -31,12 +31,15 @@ def _call(link: BoardLink, name: str, *args: Any) -> Any:
     return link.call(f"guard.{mod or 'identity'}.{fn}", *args)
 
 
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+b64u = b64u_enc
 
 
 def unb64u(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url from the board (or a UEID typed by a user)."""
+    try:
+        return b64u_dec(text)
+    except (ValueError, TypeError):
+        raise DeviceError(f"not base64url: {str(text)[:40]!r}") from None
 
 
 def has_identity_agent(link: BoardLink) -> bool:

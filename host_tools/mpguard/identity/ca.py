@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .. import keys
 from ..errors import CAError
+from ..files import atomic_write
 
 KEY_PATH = "keys/device-ca.pem"
 CERT_PATH = "devices-ca.pem"
@@ -95,9 +96,7 @@ def create(root: Path, passphrase: bytes | None, *, days: int = CA_DAYS) -> x509
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write(path, data)
 
 
 def certificate(root: Path) -> x509.Certificate:

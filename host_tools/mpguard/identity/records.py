@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CommandError, DeviceError
+from ..files import b64u_enc
 from . import ca as device_ca
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def write_crl(ca: device_ca.DeviceCA, inv: Any) -> None:
 
 def ueid_b64(ueid_hex: str) -> str:
     """The inventory's UEID (hex) as mpguard shows it: base64url."""
-    return base64.urlsafe_b64encode(bytes.fromhex(ueid_hex)).rstrip(b"=").decode()
+    return b64u_enc(bytes.fromhex(ueid_hex))
 
 
 def find_device(inv: Any, ident: str) -> Any:

@@ -3,7 +3,7 @@
 In order (docs/provision.md); the order is what makes it resumable, since an interruption
 anywhere leaves the board with no identity or a complete one, and a re-run finishes:
  1. load the device CA (passphrase) and open the inventory: a failure here touches nothing
- 2. install the agent if the board lacks guard.identity; soft reset (the whole heap)
+ 2. soft reset (the whole heap); install the agent if the board lacks guard.identity
  3. a board with an identity: its certificate must name the UEID the board reports (else a
     cloned flash image: ueid_mismatch) and carry its key; with a matching inventory record
     and a fresh proof of possession it is "already" provisioned: nothing changes. A record
@@ -104,13 +104,14 @@ class _Run:
 
     def go(self) -> Provisioned:
         link = self.link
+        board.reset_heap(link)  # what ran before (file copies, an app) leaves the heap in pieces
         if not board.has_identity_agent(link):
             from ..agent import install as agent_install
 
             anchors = project_mod.anchor_set(list(self.proj.anchors().values()))
             agent_install.install(link, anchors, kind=self.kind)
             self.agent_installed = True
-        board.reset_heap(link)
+            board.reset_heap(link)
         self.kind = self.kind or board.board_kind(link)
         if not self.kind:
             raise CommandError("the board has no board profile: give --board KIND")

@@ -12,14 +12,7 @@ import struct
 import time
 
 import pytest
-from test_update_board import (  # noqa: F401  (fixtures)
-    KIND,
-    agent_mpy,
-    app,
-    fboard,
-    other_signer,
-    signer,
-)
+from agentboard import KIND, Board, app
 
 from mpguard import jose
 from mpguard.updates import bundle
@@ -174,8 +167,6 @@ def test_expired_while_the_board_clock_is_unknown(fboard, signer):
 
 
 def test_board_without_anchors_refuses(mp, agent_mpy, tmp_path, signer):
-    from test_update_board import Board
-
     b = Board(mp, agent_mpy, tmp_path / "flash.img")
     res = b.out("before = snap()\nr = install(0)\nOUT([r, snap() == before])",
                 [signer.bundle(app("1.0"), seq=1)])

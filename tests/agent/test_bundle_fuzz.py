@@ -15,13 +15,7 @@ import json
 import random
 import struct
 
-from test_update_board import (  # noqa: F401  (fixtures)
-    KIND,
-    agent_mpy,
-    app,
-    fboard,
-    signer,
-)
+from agentboard import KIND, app
 
 from mpguard import jose, reasons
 from mpguard.updates import bundle

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from test_update_board import (  # noqa: F401  (fixtures)
-    agent_mpy,
-    app,
-    fboard,
-    manifest_hashes,
-    other_signer,
-    signer,
-)
+from agentboard import app, manifest_hashes
 
 STATUS = "OUT(U.status())"
 

@@ -15,14 +15,7 @@ import random
 import shutil
 
 import pytest
-from test_update_board import (  # noqa: F401  (fixtures)
-    Board,
-    agent_mpy,
-    app,
-    fboard,
-    manifest_hashes,
-    signer,
-)
+from agentboard import Board, app, manifest_hashes
 
 # The update as the board lives it: install, then the first (trial) boot, in which the app
 # confirms itself. Cut points span all of it.

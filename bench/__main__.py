@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["bench.mpy_size", "bench.hw_efuse", "bench.crypto", "bench.transfer", "bench.deploy", "bench.update", "bench.sim"]
+BENCHES = ["bench.mpy_size", "bench.hw_efuse", "bench.crypto", "bench.transfer", "bench.deploy", "bench.update", "bench.boot", "bench.sim"]
 
 
 def main() -> int:

@@ -108,7 +108,7 @@ class Board:
 # heap (no _board harness).
 BARE = """
 import os, gc
-import guard.update as U, guard.hw as hw, guard.jws, guard.bundle
+import guard.install as I, guard.hw as hw, guard.jws, guard.bundle
 from _flash import Flash, mount
 class Hw:
     def board(self):
@@ -126,7 +126,7 @@ if src:
     src.seek(0, 2)
     n = src.tell()
     src.seek(0)
-    r = U.install(src, n)
+    r = I.install(src, n)
     if r["status"] != "installed":
         raise ValueError(r["reason"])
 OUT(gc.mem_free() + gc.mem_alloc())
@@ -160,3 +160,63 @@ def min_heap(agent_mpy: Path, tmp: Path, bundle: Path | None, anchors: str,
         else:
             lo = mid
     return hi
+
+
+# -- the heap a normal boot leaves loaded (bench/boot.py prints it) -------------------------
+
+BOOT_BLOCKS = 64
+
+# The board: flash mounted at /, the agent's .mpy files in /lib/guard, a confirmed app written
+# with the state file's format (docs/decisions/0006-install.md), then the agent's /main.py stub.
+_BOOT = """
+import gc, os, sys
+from _flash import Flash, mount
+agent = [(n, open(p, "rb")) for n, p in IN["agent"]]  # opened before / becomes the flash
+mount(Flash(IN["flash"], IN["blocks"]), True)
+for d in ("/lib", "/lib/guard", "/mpguard", "/app", "/app/a"):
+    os.mkdir(d)
+for n, f in agent:
+    with open("/lib/guard/" + n, "wb") as g:
+        g.write(f.read())
+    f.close()
+sys.path[:] = ["", "/lib"]  # as on a board: the agent loads from /lib/guard on flash
+agent = f = g = None
+with open("/app/a/main.py", "w") as f:
+    f.write(IN["app"])
+with open("/mpguard/state.json", "w") as f:
+    f.write(IN["state"])
+stub = IN["stub"]
+IN = None
+gc.collect()
+OUT(gc.mem_alloc())
+exec(stub, {"__name__": "__main__"})
+"""
+
+BOOT_APP = """\
+import gc, sys
+gc.collect()
+print('HEAP', gc.mem_alloc(), ' '.join(sorted(m for m in sys.modules if m.startswith('guard'))))
+"""
+
+_BOOT_STATE = {"v": 1, "active": "a", "seq": 1, "app": "demo", "ver": "1.0.0",
+               "digest": "0" * 64, "floor": 0, "max_boots": 3, "trial": None, "last": None}
+
+
+def boot_heap(agent: Path, tmp: Path, direct: bool = False) -> tuple[int, list[str]]:
+    """(live heap over the board's baseline while the app runs, guard modules loaded).
+
+    `direct`: run the app's main.py itself instead of the agent's stub (the app's own share).
+    """
+    img = tmp / "boot.img"
+    img.write_bytes(b"\xff" * (4096 * BOOT_BLOCKS))
+    stub = BOOT_APP if direct else (agentpkg.agent_dir() / "main.py").read_text()
+    mpys = [[p.name, str(p)] for p in sorted((agent / "guard").glob("*.mpy"))]
+    data = {"flash": str(img), "blocks": BOOT_BLOCKS, "app": BOOT_APP, "agent": mpys,
+            "state": json.dumps(_BOOT_STATE), "stub": stub}
+    res = unixport.run(_BOOT, data, path=[agent], heapsize="64K")
+    base = res.out
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("HEAP ")]
+    if not line:
+        raise AssertionError(f"the app did not run:\n{res.stdout}")
+    _, alloc, *mods = line[0].split()
+    return int(alloc) - base, mods

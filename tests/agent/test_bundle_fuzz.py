@@ -62,7 +62,7 @@ src = STREAMS[0]
 before = snap()
 out = []
 for off, real, told in IN["cases"]:
-    r = U.install(Window(src, off, real), told)
+    r = I.install(Window(src, off, real), told)
     if r["status"] == "installed":
         out.append([r["status"], r.get("slot"), app_files(r["slot"])])
         restore()

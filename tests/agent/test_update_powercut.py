@@ -32,10 +32,10 @@ OUT([FL.hit, r, FL.writes])
 
 BOOT_AND_REDEPLOY = """
 booted = boot()
-OUT([booted, app_files(booted[0]) if booted[0] else None, U.status()])
+OUT([booted, app_files(booted[0]) if booted[0] else None, S.status()])
 OUT(install(0))
 OUT(boot())
-OUT(U.status())
+OUT(S.status())
 """
 
 

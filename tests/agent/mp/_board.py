@@ -15,7 +15,9 @@ import guard.ec
 import guard.hw as hw
 import guard.jws
 import guard.p256
-import guard.update as U
+import guard.boot as B
+import guard.install as I
+import guard.state as S
 import micropython
 from _flash import Cut, Flash
 from _flash import mount as _mount
@@ -106,7 +108,7 @@ def install(i):
     s.seek(0, 2)
     n = s.tell()
     s.seek(0)
-    return U.install(s, n)
+    return I.install(s, n)
 
 
 def app_files(slot):
@@ -123,6 +125,6 @@ def app_files(slot):
 def boot():
     # One boot: the agent's boot path runs the app's main.py; a reset ends the boot.
     try:
-        return U.boot(), False
+        return B.run(), False
     except Reset:
         return None, True

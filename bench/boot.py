@@ -1,4 +1,4 @@
-"""Heap the agent holds while a confirmed app runs after a normal boot (DESIGN.md 6).
+"""Heap the agent holds while a confirmed app runs after a normal boot (a budget figure).
 
 On the MicroPython unix port, with the agent compiled to .mpy as on a board: a littlefs2
 flash (tests/agent/mp/_flash.py) holding the agent in /lib/guard and a confirmed app in slot a,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from agentboard import app, min_heap
 
-BUDGET = 24 * 1024  # DESIGN.md 6: agent heap peak for any operation
+BUDGET = 24 * 1024  # docs/architecture.md 7: agent heap peak for any operation
 
 
 def test_install_heap_fits_64k_and_is_independent_of_bundle_size(agent_mpy, tmp_path, signer):

@@ -1,5 +1,5 @@
 """guard.hw eFuse posture read on the MicroPython unix port: heap allocated and time per read,
-with a machine stand-in serving the words of a real `espefuse --virt` file (DESIGN.md 6)."""
+with a machine stand-in serving the words of a real `espefuse --virt` file (docs/architecture.md 7)."""
 
 from __future__ import annotations
 

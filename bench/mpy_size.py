@@ -1,4 +1,4 @@
-"""Per-module .mpy size of the agent, against the flash budget (DESIGN.md 6)."""
+"""Per-module .mpy size of the agent, against the flash budget (docs/architecture.md 7)."""
 
 from __future__ import annotations
 

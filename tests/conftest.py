@@ -11,9 +11,8 @@ from mpguard.errors import DeviceError
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "agent"
-VECTORS = ROOT.parent / "shared" / "vectors"
-if not VECTORS.exists():  # a checkout whose shared/ sits elsewhere
-    VECTORS = Path("/work/shared/vectors")
+# Standard test vectors, vendored with their licence and source (tests/vectors/*/README.md).
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 class MicroPythonRunner:

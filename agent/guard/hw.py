@@ -1,4 +1,4 @@
-# guard.hw: the only module of the agent that touches hardware (DESIGN.md section 3).
+# guard.hw: the only module of the agent that touches hardware (docs/architecture.md section 3).
 # In the virtual board the sim provides `_simhw`; on a chip, `machine` and `network`.
 # The eFuse map is the board profile (boards/KIND.json) installed as BOARD_FILE; without it
 # eFuse facts are unknown (None), never guessed.

@@ -32,7 +32,7 @@ from .errors import BoardProfileError
 
 GENERATED_BY = "python -m mpguard.boards --write"
 
-# Posture facts (DESIGN.md section 4) -> the eFuse fields that measure them, per chip,
+# Posture facts (docs/architecture.md) -> the eFuse fields that measure them, per chip,
 # with how each reads ("set": nonzero; "odd": odd popcount, as esptool's *_CRYPT_CNT and
 # SOFT_DIS_JTAG counters). Names are esptool's; generation fails if one is missing.
 # ESP32: secure boot v1 is ABS_DONE_0, v2 (chip rev >= 3) ABS_DONE_1; the host judges.
@@ -74,7 +74,7 @@ _MIB = 1024 * 1024
 #   ESP32/S2/C3 GENERIC (4 MiB flash) ports/esp32/partitions-4MiB.csv vfs 0x200000;
 #   ESP32_GENERIC_S3 (8 MiB, sdkconfig.board) ports/esp32/partitions-8MiB.csv vfs 0x600000.
 # block_size: the esp32 port's flash erase block (esp32.Partition block size, 4096).
-# sim: the virtual board (DESIGN.md section 3): ESP32 eFuse map, heap 64 KiB, 2 MiB image.
+# sim: the virtual board (docs/sim.md): ESP32 eFuse map, heap 64 KiB, 2 MiB image.
 _BUDGETS: dict[str, tuple[str, int, int, int]] = {
     "esp32": ("esp32", 56 * _KIB, 2 * _MIB, 4096),
     "esp32s2": ("esp32s2", 36 * _KIB, 2 * _MIB, 4096),

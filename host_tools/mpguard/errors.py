@@ -95,6 +95,8 @@ class ProjectError(MpguardError):
 class KeyStoreError(MpguardError):
     """A key file cannot be written or read (missing, wrong format, exists already)."""
 
+    exit_code = _r.EXIT_USAGE
+
 
 class PassphraseError(KeyStoreError):
     """The passphrase is missing, empty, or does not decrypt the key (never echoed)."""

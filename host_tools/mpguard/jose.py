@@ -17,11 +17,7 @@ board's reason string):
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,56 +29,39 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from . import files, keys
 from .errors import JoseError, KeyStoreError
 
 ALG = "ES256"
 MAX_TOKEN = 16384  # the board's default limit (guard.jws._MAX_TOKEN)
 MAX_HEADER = 1024
-_B64U = re.compile(rb"^[A-Za-z0-9_-]*$")
 
 
 def _fail(reason: str) -> JoseError:
     return JoseError(reason)
 
 
-def b64u_enc(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+b64u_enc = files.b64u_enc
 
 
 def b64u_dec(text: str | bytes) -> bytes:
     """Strict base64url without padding: alphabet, length and canonical trailing bits."""
-    raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
-    if len(raw) % 4 == 1 or not _B64U.match(raw):
-        raise _fail("jws_format")
     try:
-        out = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
-    except (binascii.Error, ValueError):
+        return files.b64u_dec(text)
+    except ValueError:
         raise _fail("jws_format") from None
-    if b64u_enc(out).encode() != raw:
-        raise _fail("jws_format")
-    return out
 
 
 def _public(key: Any) -> ec.EllipticCurvePublicKey:
-    from .keys import _p256_public
-
     try:
-        return _p256_public(key)
+        return keys.p256_public(key)
     except KeyStoreError:
         raise _fail("bad_key") from None
 
 
 def thumbprint(key: Any) -> str:
-    """RFC 7638 thumbprint of a P-256 key (private, public, or 33/65-byte point)."""
-    nums = _public(key).public_numbers()
-    # RFC 7638 3.2: required members only, lexicographic order, no whitespace
-    jwk = {
-        "crv": "P-256",
-        "kty": "EC",
-        "x": b64u_enc(nums.x.to_bytes(32, "big")),
-        "y": b64u_enc(nums.y.to_bytes(32, "big")),
-    }
-    return b64u_enc(hashlib.sha256(header_json(jwk)).digest())
+    """RFC 7638 thumbprint of a P-256 key (private, public, or 33/65-byte point): the kid."""
+    return keys.thumbprint(_public(key))
 
 
 def header_json(header: Mapping[str, Any]) -> bytes:

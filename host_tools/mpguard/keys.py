@@ -9,6 +9,8 @@ that does not echo; they never appear in an error message or a log.
 from __future__ import annotations
 
 import getpass
+import hashlib
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -18,8 +20,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .errors import KeyStoreError, PassphraseError
+from .files import atomic_write, b64u_enc
 
 PASSPHRASE_ENV = "MPGUARD_PASSPHRASE"
+MIN_PASSPHRASE = 12  # shorter ones are accepted with a warning (a new key only)
+_TRIES = 3  # a typed new passphrase and its repetition may differ this many times
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
 
@@ -38,7 +43,8 @@ def _p256_private(key: object) -> PrivateKey:
     return key
 
 
-def _p256_public(key: object) -> PublicKey:
+def p256_public(key: object) -> PublicKey:
+    """A P-256 public key from a private or public key object or a 33/65-byte SEC1 point."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
         key = key.public_key()
     if isinstance(key, (bytes, bytearray, memoryview)):
@@ -50,7 +56,7 @@ def _p256_public(key: object) -> PublicKey:
 
 def public_bytes(key: PrivateKey | PublicKey | bytes) -> bytes:
     """The 65-byte uncompressed SEC1 point (0x04 || X || Y) of a key, as the board stores it."""
-    return _p256_public(key).public_bytes(
+    return p256_public(key).public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
 
@@ -67,9 +73,12 @@ def public_from_bytes(data: bytes) -> PublicKey:
 
 def thumbprint(key: PrivateKey | PublicKey | bytes) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url): the `kid` of this key."""
-    from .jose import thumbprint as _tp
-
-    return _tp(key)
+    nums = p256_public(key).public_numbers()
+    # RFC 7638 3.2: required members only, lexicographic order, no whitespace
+    jwk = {"crv": "P-256", "kty": "EC", "x": b64u_enc(nums.x.to_bytes(32, "big")),
+           "y": b64u_enc(nums.y.to_bytes(32, "big"))}
+    canon = json.dumps(jwk, sort_keys=True, separators=(",", ":")).encode()
+    return b64u_enc(hashlib.sha256(canon).digest())
 
 
 def _as_bytes(passphrase: str | bytes) -> bytes:
@@ -77,26 +86,18 @@ def _as_bytes(passphrase: str | bytes) -> bytes:
 
 
 def _write(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
-    # written to a temporary file with its final mode, then renamed: never a partly
-    # written key, never a moment where a private key is readable by others
+    # files.atomic_write: a new temporary file (O_EXCL, random name) with its final mode,
+    # then renamed: never a partly written key, never a moment where a private key is
+    # readable by others, never written through a planted symlink
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise KeyStoreError(f"{path} exists; not overwriting a key")
     if not path.parent.is_dir():
         raise KeyStoreError(f"no such directory: {path.parent}")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # the umask may have narrowed or the fs ignored open's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+        atomic_write(path, data, mode=mode, overwrite=overwrite)
+    except FileExistsError:
+        raise KeyStoreError(f"{path} exists; not overwriting a key") from None
+    except OSError as e:
+        raise KeyStoreError(f"cannot write {path}: {e.strerror}") from None
 
 
 def save_private(
@@ -171,7 +172,7 @@ def load_private(path: str | Path, passphrase: str | bytes | None = None) -> Pri
 
 def save_public(key: PrivateKey | PublicKey | bytes, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write a public key as SubjectPublicKeyInfo PEM (mode 0644)."""
-    pem = _p256_public(key).public_bytes(
+    pem = p256_public(key).public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     path = Path(path)
@@ -188,7 +189,7 @@ def load_public(path: str | Path) -> PublicKey:
     except (ValueError, TypeError):
         raise KeyStoreError(f"{path} is not a PEM public key") from None
     try:
-        return _p256_public(key)
+        return p256_public(key)
     except KeyStoreError:
         raise KeyStoreError(f"{path} is not a P-256 key") from None
 
@@ -203,23 +204,37 @@ def passphrase(
 ) -> bytes:
     """The passphrase from $MPGUARD_PASSPHRASE, else typed at a prompt that does not echo.
 
-    `confirm` asks twice (for a new key). Raises PassphraseError if it is empty, the two
-    entries differ, or there is no terminal to ask on and the variable is not set.
+    `confirm` (a new key) asks twice, again up to three times when the two differ, and warns
+    on stderr when it is shorter than MIN_PASSPHRASE. Raises PassphraseError if it is empty,
+    the entries keep differing, or there is no terminal to ask on and the variable is unset.
     """
     env = os.environ if env is None else env
     value = env.get(PASSPHRASE_ENV)
     if value is not None:
         if not value:
             raise PassphraseError(f"{PASSPHRASE_ENV} is set but empty")
+        if confirm:
+            _warn_short(value)
         return value.encode("utf-8")
     ask = ask or getpass.getpass
     if interactive is None:
         interactive = sys.stdin.isatty()
     if not interactive:
         raise PassphraseError(f"no passphrase: set {PASSPHRASE_ENV} (no terminal to ask on)")
-    first = ask(prompt)
-    if not first:
-        raise PassphraseError("an empty passphrase is not allowed")
-    if confirm and ask("again: ") != first:
-        raise PassphraseError("the two passphrases differ")
-    return first.encode("utf-8")
+    for _ in range(_TRIES if confirm else 1):
+        first = ask(prompt)
+        if not first:
+            raise PassphraseError("an empty passphrase is not allowed")
+        if not confirm:
+            return first.encode("utf-8")
+        _warn_short(first)
+        if ask("again: ") == first:
+            return first.encode("utf-8")
+        print("the two passphrases differ; try again", file=sys.stderr)
+    raise PassphraseError("the two passphrases differ")
+
+
+def _warn_short(value: str) -> None:
+    if len(value) < MIN_PASSPHRASE:
+        print(f"warning: a passphrase under {MIN_PASSPHRASE} characters is easy to guess "
+              "offline from a copy of the key file", file=sys.stderr)

@@ -14,44 +14,26 @@ a board moved from one app of the project to another never sees a rollback.
 
 from __future__ import annotations
 
-import base64
+import contextlib
+import fcntl
 import json
 import os
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ProjectError
+from .files import b64u_dec, b64u_enc, write_json
+from .keys import PASSPHRASE_ENV
 
 CONFIG_NAME = "mpguard.json"
 CONFIG_VERSION = 1
 DEFAULT_TARGETS = ("esp32",)
 DEFAULT_MIN_AGENT = "0.1.0"
-PASSPHRASE_ENV = "MPGUARD_PASSPHRASE"
-
-
-def _b64u(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-def _unb64u(s: str) -> bytes:
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to `path` through a temp file and os.replace (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+# What `init` keeps out of git: private keys (and, once there, the inventory database).
+GITIGNORE = ("keys/*.pem", "*.key", "inventory.db*", ".releases.lock")
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -115,6 +97,26 @@ class Project:
             raise ProjectError(f"release record is malformed: {self.releases_path}")
         return data
 
+    @property
+    def confirm_after(self) -> int:
+        """The project's default healthy time (s) after which boards confirm an update
+        themselves; 0: the app must call guard.confirm()."""
+        v = self.config.get("confirm_after", 0)
+        if type(v) is not int or v < 0:
+            raise ProjectError(f"confirm_after in {CONFIG_NAME} must be a whole number of seconds")
+        return v
+
+    @contextlib.contextmanager
+    def release_lock(self) -> Iterator[None]:
+        """Held while a sequence number is chosen and recorded: two `release build` runs at
+        once never get the same one."""
+        fd = os.open(self.root / ".releases.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def next_sequence(self, app: str) -> int:
         """The sequence number the next bundle gets: above every one issued before."""
         return int(self.releases()["last_seq"]) + 1
@@ -129,7 +131,7 @@ class Project:
         hist = rec["apps"].setdefault(app, [])
         hist.append({"seq": seq, "version": version, "manifest_sha256": manifest_sha256,
                      "time": int(time.time())})
-        write_json_atomic(self.releases_path, rec)
+        write_json(self.releases_path, rec)
 
 
 def load_anchor_file(path: Path) -> dict[str, bytes]:
@@ -138,7 +140,7 @@ def load_anchor_file(path: Path) -> dict[str, bytes]:
     try:
         if data["v"] != 1:
             raise ValueError("version")
-        out = {str(k): _unb64u(v) for k, v in data["keys"].items()}
+        out = {str(k): b64u_dec(v) for k, v in data["keys"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ProjectError(f"trust anchors malformed: {path}: {e}") from None
     for kid, pub in out.items():
@@ -151,7 +153,7 @@ def anchor_set(public_keys: list[bytes]) -> dict[str, Any]:
     """The JSON a board holds as /mpguard/anchors.json for these 65-byte public keys."""
     from . import jose
 
-    return {"v": 1, "keys": {jose.thumbprint(p): _b64u(p) for p in public_keys}}
+    return {"v": 1, "keys": {jose.thumbprint(p): b64u_enc(p) for p in public_keys}}
 
 
 def init(
@@ -194,9 +196,22 @@ def init(
         "anchors": "anchors.json",
         "releases": "releases.json",
     }
-    write_json_atomic(root / "anchors.json", anchors)
-    write_json_atomic(root / CONFIG_NAME, config)  # last: a project exists once complete
+    write_json(root / "anchors.json", anchors)
+    _gitignore(root)
+    write_json(root / CONFIG_NAME, config)  # last: a project exists once complete
     return Project(root, config)
+
+
+def _gitignore(root: Path) -> None:
+    """Add the GITIGNORE patterns to root/.gitignore (kept: whatever the user has there)."""
+    path = root / ".gitignore"
+    old = path.read_text() if path.exists() else ""
+    have = {ln.strip() for ln in old.splitlines()}
+    missing = [p for p in GITIGNORE if p not in have]
+    if missing:
+        head = "" if not old or old.endswith("\n") else "\n"
+        path.write_text(old + head + "# mpguard: private keys never go into git\n"
+                        + "".join(p + "\n" for p in missing))
 
 
 def load(root: Path) -> Project:

@@ -1,4 +1,4 @@
-"""Power cut at every flash block write of an install (DESIGN.md 4, "Install on the board").
+"""Power cut at every flash block write of an install (docs/decisions/0006-install.md).
 
 The board runs app 1.0 (confirmed, seq 1). For a cut point N, one MicroPython process
 installs the 2.0 bundle on a fresh copy of that flash image with power failing at the N-th

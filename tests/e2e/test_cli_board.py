@@ -107,4 +107,4 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert out.count("confirmed: board runs demo") == 2
     assert "guard: rolled back demo 3.0.0" in out
     assert "outcome: rolled_back; the board runs demo 2.0.0 (seq 2)" in out
-    assert "refused by the board: unknown_key" in out
+    assert "refused by the board: signed by a key that is not trusted here" in out

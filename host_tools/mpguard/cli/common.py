@@ -1,13 +1,37 @@
-"""Small pieces every CLI command shares: port resolution, progress, JSON output."""
+"""Small pieces every CLI command shares: results, JSON output, port resolution, progress."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CommandError
+from .. import reasons
+from ..errors import CommandError, MpguardError
+
+
+@dataclass
+class Result:
+    """What a command hands back to `main`: data for --json, text for people, an exit code."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    exit_code: int = reasons.EXIT_OK
+
+
+def error_json(e: MpguardError) -> dict[str, Any]:
+    """The --json object of a failed command."""
+    err: dict[str, Any] = {"type": type(e).__name__, "message": str(e)}
+    reason = getattr(e, "reason", None)
+    if reason:
+        err["reason"] = reason
+        err["hint"] = reasons.hint(reason)
+    detail = getattr(e, "detail", None)
+    if detail not in (None, ""):
+        err["detail"] = detail if isinstance(detail, (int, str)) else str(detail)
+    return {"ok": False, "error": err, "exit_code": e.exit_code}
 
 
 def resolve_port(port: str | None) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from .. import project
+from .. import project, reasons
+from .common import Result
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,18 +14,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="make a project folder: config, release signing key, trust anchors",
         description="Make DIR (default: the current folder) an mpguard project. The release "
         "key is encrypted with a passphrase from $MPGUARD_PASSPHRASE or a prompt, unless "
-        "--no-passphrase is given.",
+        "--no-passphrase is given. It also writes a .gitignore that keeps private keys out "
+        "of git.",
+        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE),
     )
     p.add_argument("dir", nargs="?", default=".", help="project folder (default: .)")
     p.add_argument("--target", action="append", metavar="KIND",
                    help="board kind the project's releases are for (repeatable; default esp32)")
     p.add_argument("--no-passphrase", action="store_true",
                    help="store the release key unencrypted (not recommended)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Result:
     pw = None if args.no_passphrase else project.ask_passphrase(confirm=True)
     proj = project.init(args.dir, passphrase=pw, targets=args.target)
     entry = proj.key_entry()
@@ -38,12 +40,12 @@ def run(args: argparse.Namespace) -> int:
         "anchors": str(proj.anchors_path),
         "targets": proj.targets,
     }
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print(f"mpguard project in {info['project']}")
-        print(f"  release key  {info['release_key']} (kid {info['kid']}, "
-              f"{'encrypted' if info['encrypted'] else 'NOT encrypted'})")
-        print(f"  trust anchors {info['anchors']} (install on boards)")
-        print(f"  targets      {', '.join(info['targets'])}")
-    return 0
+    text = "\n".join([
+        f"mpguard project in {info['project']}",
+        f"  release key   {info['release_key']} (kid {info['kid']}, "
+        f"{'encrypted' if info['encrypted'] else 'NOT encrypted'})",
+        f"  trust anchors {info['anchors']} (install on boards)",
+        f"  targets       {', '.join(info['targets'])}",
+        f"  .gitignore    keeps {', '.join(project.GITIGNORE)} out of git",
+    ])
+    return Result(info, text)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 from .. import project, reasons
 from ..errors import CommandError, MpguardError
 from ..updates import bundle, release
+from .common import Result
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     b = rs.add_parser("build", help="sign an app folder as an update bundle",
                       description="Sign APPDIR (its main.py is the app's entry point) as one "
-                      "bundle. The sequence number is the project's next one.")
+                      "bundle. The sequence number is the project's next one.",
+                      epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE))
     b.add_argument("appdir")
     b.add_argument("--version", required=True, help="the app's version, e.g. 1.2.0")
     b.add_argument("-o", "--output", required=True, metavar="BUNDLE")
@@ -28,25 +30,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--seq", type=int, help="sequence number (default: next of the project)")
     b.add_argument("--expires-days", type=float, metavar="DAYS",
                    help="boards refuse the bundle after this many days")
-    b.add_argument("--confirm-after", type=int, default=0, metavar="SECONDS",
-                   help="board confirms the update itself after this healthy time "
-                   "(default 0: the app calls guard.confirm())")
+    b.add_argument("--confirm-after", type=int, default=None, metavar="SECONDS",
+                   help="board confirms the update itself after this healthy time (default: "
+                   "the project's confirm_after, else 0: the app calls guard.confirm())")
     b.add_argument("--remove", action="append", metavar="PATH", default=[],
                    help="file of the installed app not to carry over (repeatable)")
     b.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the result as one JSON object")
     b.set_defaults(func=run_build)
 
-    v = rs.add_parser("verify", help="explain a bundle and check its signature and files")
+    v = rs.add_parser("verify", help="explain a bundle and check its signature and files",
+                      epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
+                                            reasons.EXIT_REFUSED))
     v.add_argument("bundle")
     v.add_argument("--anchors", metavar="FILE", help="trust-anchor set (default: the project's)")
     v.add_argument("--project", metavar="DIR")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     v.set_defaults(func=run_verify)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
-def run_build(args: argparse.Namespace) -> int:
+def run_build(args: argparse.Namespace) -> Result:
     proj = project.find(args.project)
     enc = proj.key_entry().get("encrypted")
     pw = project.ask_passphrase() if enc else None
@@ -60,12 +64,11 @@ def run_build(args: argparse.Namespace) -> int:
         targets=args.target, seq=args.seq, expires=expires,
         confirm_after=args.confirm_after, remove=args.remove,
     )
-    if args.json:
-        print(json.dumps(res))
-    else:
-        print(f"{res['out']}: {res['app']} {res['version']}, sequence {res['seq']}, "
-              f"{len(res['files'])} files, {res['size']} B, signed by {res['kid']}")
-    return 0
+    for w in res["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    text = (f"{res['out']}: {res['app']} {res['version']}, sequence {res['seq']}, "
+            f"{len(res['files'])} files, {res['size']} B, signed by {res['kid']}")
+    return Result(res, text)
 
 
 def _anchors(args: argparse.Namespace) -> dict[str, bytes] | None:
@@ -79,35 +82,46 @@ def _anchors(args: argparse.Namespace) -> dict[str, bytes] | None:
         return None
 
 
-def run_verify(args: argparse.Namespace) -> int:
+def _when(t: object) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if isinstance(t, int) else "never"
+
+
+def _targets(t: object) -> str:
+    return ", ".join(bundle.printable(k) for k in t) if isinstance(t, list) else bundle.printable(t)
+
+
+def run_verify(args: argparse.Namespace) -> Result:
     try:
         data = Path(args.bundle).read_bytes()
     except OSError as e:
         raise CommandError(f"cannot read {args.bundle}: {e.strerror}") from None
     rep = bundle.inspect(data, _anchors(args))
-    if args.json:
-        print(json.dumps(rep))
-        return 0 if rep["ok"] else 1
+    rc = reasons.EXIT_OK if rep["ok"] else reasons.EXIT_REFUSED
+    # Everything a bundle says is printed through printable(): an unverified manifest may
+    # hold control characters or escapes meant to paint over the verdict.
     m = rep.get("manifest") or {}
-    print(f"{args.bundle}: {rep['size']} B")
+    pr = bundle.printable
+    signed = rep.get("signature") == "valid"
+    lines = [f"{pr(args.bundle)}: {rep['size']} B"]
     if m:
-        print(f"  app        {m.get('app')} {m.get('ver')}  sequence {m.get('seq')}")
-        print(f"  targets    {', '.join(map(str, m.get('targets') or []))}")
-        print(f"  min agent  {m.get('agent')}")
-        iat = m.get("iat")
-        if isinstance(iat, int):
-            print(f"  issued     {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(iat))}")
-        exp = m.get("exp")
-        print("  expires    " + (time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(exp))
-                                 if isinstance(exp, int) else "never"))
-        how = f"after {m['confirm']}s healthy" if m.get("confirm") else "by the app (guard.confirm())"
-        print(f"  confirm    {how}")
-        print(f"  signed by  {rep.get('kid')}: {rep.get('signature')}")
+        if not signed:
+            lines.append("  (the manifest below is NOT verified: what the bundle claims)")
+        lines += [
+            f"  app        {pr(m.get('app'))} {pr(m.get('ver'))}  sequence {pr(m.get('seq'))}",
+            f"  targets    {_targets(m.get('targets'))}",
+            f"  min agent  {pr(m.get('agent'))}",
+            f"  issued     {_when(m.get('iat'))}",
+            f"  expires    {_when(m.get('exp'))}",
+            "  confirm    " + (f"after {pr(m['confirm'])}s healthy" if m.get("confirm")
+                              else "by the app (guard.confirm())"),
+            f"  signed by  {pr(rep.get('kid'))}: {pr(rep.get('signature'))}",
+        ]
         for f in rep.get("files", []):
-            print(f"  {'ok ' if f['ok'] else 'BAD'} {f['size']:8d}  {f['path']}")
-        for p in m.get("remove") or []:
-            print(f"  remove              {p}")
+            lines.append(f"  {'ok ' if f['ok'] else 'BAD'} {f['size']:8d}  {f['path']}")
+        remove = m.get("remove")
+        for p in remove if isinstance(remove, list) else []:
+            lines.append(f"  remove              {pr(p)}")
     for reason, detail in rep["problems"]:
-        print(f"  problem: {reasons.message(reason, detail)}")
-    print("  VERIFIED" if rep["ok"] else "  NOT VERIFIED")
-    return 0 if rep["ok"] else 1
+        lines.append(f"  problem: {reasons.message(reason, pr(detail) if detail else None)}")
+    lines.append("  VERIFIED" if rep["ok"] else "  NOT VERIFIED")
+    return Result(rep, "\n".join(lines), rc)

@@ -1,4 +1,4 @@
-"""The virtual ESP32 board (`mpguard sim`, DESIGN.md section 3). See docs/sim.md."""
+"""The virtual ESP32 board (`mpguard sim`, docs/architecture.md section 3). See docs/sim.md."""
 
 from .core import (
     SimError,

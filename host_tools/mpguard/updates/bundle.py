@@ -32,39 +32,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError
+from ..errors import BundleError, JoseError
+from .manifest import (  # noqa: F401  (re-exported: the format's limits live in manifest)
+    FORMAT,
+    MAX_DEPTH,
+    MAX_FILE,
+    MAX_FILES,
+    MAX_NAME,
+    MAX_PATH,
+    MAX_REMOVE,
+    MAX_TOTAL,
+    RESERVED,
+    SAFE_CHARS,
+    Manifest,
+    check_path,
+    printable,
+)
 
 MAGIC = b"MPGB"
-FORMAT = 1
 HDR_LEN = 8
 MAX_MANIFEST = 4096
-MAX_FILES = 32
-MAX_REMOVE = 32
-MAX_PATH = 64
-MAX_DEPTH = 4
-MAX_FILE = 1024 * 1024
-MAX_TOTAL = 2 * 1024 * 1024
-MAX_NAME = 32
-SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-RESERVED = ("guard", "guard.py", "guard.mpy", "_simhw.py", "_simhw.mpy")
 # Names never taken from an app folder into a bundle.
 SKIP_NAMES = ("__pycache__",)
-
-
-
-def check_path(path: str) -> None:
-    """Raise BundleError('bad_path'|'reserved_path') unless `path` is allowed in a bundle."""
-    if not isinstance(path, str) or not 0 < len(path) <= MAX_PATH:
-        raise BundleError("bad_path", path)
-    parts = path.split("/")
-    if len(parts) > MAX_DEPTH:
-        raise BundleError("bad_path", path)
-    for s in parts:
-        if not s or s[0] == "." or any(c not in SAFE_CHARS for c in s):
-            raise BundleError("bad_path", path)
-    top = parts[1] if parts[0] == "lib" and len(parts) > 1 else parts[0]
-    if top in RESERVED:
-        raise BundleError("reserved_path", path)
 
 
 def collect(appdir: str | Path) -> list[tuple[str, bytes]]:
@@ -90,17 +79,6 @@ def collect(appdir: str | Path) -> list[tuple[str, bytes]]:
     return out
 
 
-def _check_name(what: str, v: str) -> None:
-    if not isinstance(v, str) or not 0 < len(v) <= MAX_NAME:
-        raise BundleError("bad_manifest", f"{what} must be 1..{MAX_NAME} characters")
-
-
-def _check_version(v: str) -> None:
-    parts = v.split(".") if isinstance(v, str) else []
-    if not parts or len(parts) > 4 or not all(p.isdigit() for p in parts):
-        raise BundleError("bad_manifest", f"agent version {v!r} is not like 1.2.3")
-
-
 def make_manifest(
     files: Sequence[tuple[str, bytes]],
     *,
@@ -115,60 +93,18 @@ def make_manifest(
     issued_at: int | None = None,
 ) -> dict[str, Any]:
     """The manifest dict for `files`, checked against every board limit."""
-    _check_name("app name", app)
-    _check_name("version", version)
-    _check_version(min_agent)
-    if not isinstance(seq, int) or not 1 <= seq < 2**53:
-        raise BundleError("bad_manifest", "sequence must be a positive integer")
-    if not targets or len(targets) > 8:
-        raise BundleError("bad_manifest", "1..8 target board kinds")
-    for t in targets:
-        _check_name("target", t)
-    if not files or len(files) > MAX_FILES:
-        raise BundleError("too_many_files", f"{len(files)} files (1..{MAX_FILES})")
-    remove = list(remove)
-    if len(remove) > MAX_REMOVE:
-        raise BundleError("too_many_files", f"{len(remove)} to remove (max {MAX_REMOVE})")
-    seen: set[str] = set()
-    dirs: set[str] = set()
-    total = 0
-    entries = []
-    for path, data in files:
-        check_path(path)
-        if path in seen:
-            raise BundleError("dup_path", path)
-        seen.add(path)
-        parts = path.split("/")
-        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
-        if len(data) > MAX_FILE:
-            raise BundleError("too_large", f"{path} is {len(data)} B (max {MAX_FILE})")
-        total += len(data)
-        entries.append([path, len(data), hashlib.sha256(data).hexdigest()])
-    if seen & dirs:
-        raise BundleError("bad_path", f"{sorted(seen & dirs)[0]} is both a file and a folder")
-    for path in remove:
-        check_path(path)
-        if path in seen:
-            raise BundleError("dup_path", f"{path} is both shipped and removed")
-    if total > MAX_TOTAL:
-        raise BundleError("too_large", f"{total} B of files (max {MAX_TOTAL})")
-    iat = int(time.time()) if issued_at is None else int(issued_at)
-    m: dict[str, Any] = {
+    if confirm_after and (type(confirm_after) is not int or confirm_after < 0):
+        raise BundleError("bad_manifest", "confirm_after must be a positive number of seconds")
+    m = Manifest.from_dict({
         "fmt": FORMAT, "seq": seq, "targets": list(targets), "app": app, "ver": version,
-        "agent": min_agent, "iat": iat,
-    }
-    if expires is not None:
-        if expires <= iat:
-            raise BundleError("expired", "expiry is not after the issue time")
-        m["exp"] = int(expires)
-    if confirm_after:
-        if not isinstance(confirm_after, int) or confirm_after < 0:
-            raise BundleError("bad_manifest", "confirm_after must be a positive number of seconds")
-        m["confirm"] = confirm_after
-    m["files"] = entries
-    if remove:
-        m["remove"] = remove
-    return m
+        "agent": min_agent, "iat": int(time.time()) if issued_at is None else int(issued_at),
+        "files": [[p, len(d), hashlib.sha256(d).hexdigest()] for p, d in files],
+        "remove": list(remove),
+        **({"exp": int(expires)} if expires is not None else {}),
+        **({"confirm": confirm_after} if confirm_after else {}),
+    })
+    m.validate()
+    return m.to_dict()
 
 
 def assemble(token: bytes | str, files: Sequence[bytes]) -> bytes:
@@ -212,22 +148,21 @@ def split(bundle: bytes) -> tuple[bytes, bytes]:
     return bundle[HDR_LEN : HDR_LEN + mlen], bundle[HDR_LEN + mlen :]
 
 
-def _unverified_payload(token: bytes) -> dict[str, Any]:
-    import base64
+def _unverified_payload(token: bytes) -> tuple[dict[str, Any], Any]:
+    """(manifest JSON object, kid) of a token whose signature is not (yet) checked."""
+    from .. import jose
 
     parts = token.split(b".")
     if len(parts) != 3:
         raise BundleError("bad_manifest", "not a JWS compact serialization")
     try:
-        raw = base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4))
-        hdr = json.loads(base64.urlsafe_b64decode(parts[0] + b"=" * (-len(parts[0]) % 4)))
-        m = json.loads(raw)
-    except ValueError:
+        hdr = json.loads(jose.b64u_dec(parts[0]))
+        m = json.loads(jose.b64u_dec(parts[1]), parse_constant=lambda c: None)
+    except (ValueError, RecursionError, JoseError):
         raise BundleError("bad_manifest", "undecodable JWS") from None
     if not isinstance(m, dict) or not isinstance(hdr, dict):
         raise BundleError("bad_manifest", "not a JSON object")
-    m["_kid"] = hdr.get("kid")
-    return m
+    return m, hdr.get("kid")
 
 
 def inspect(bundle: bytes, anchors: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -235,73 +170,59 @@ def inspect(bundle: bytes, anchors: Mapping[str, Any] | None = None) -> dict[str
 
     `anchors` is the trust-anchor set (kid -> public key, as `mpguard.jose.verify` takes);
     without it the signature is reported as not checked. Never raises for a bad bundle:
-    the report's `ok` is False and `problems` lists (reason, detail) pairs. The manifest
-    shown is the signed one only when `signature` is "valid".
+    the report's `ok` is False and `problems` lists (reason, detail) pairs. `manifest` is the
+    signed manifest only when `signature` is "valid"; otherwise it is what the token claims,
+    unverified (print it only through `printable`).
     """
     from .. import jose
 
     report: dict[str, Any] = {"size": len(bundle), "ok": False, "problems": []}
     problems: list[list[str]] = report["problems"]
+
+    def problem(e: BundleError | JoseError) -> dict[str, Any]:
+        problems.append([e.reason, printable(getattr(e, "detail", None) or "", 200)])
+        return report
+
     try:
         token, payload = split(bundle)
     except BundleError as e:
-        problems.append([e.reason, e.detail or ""])
-        return report
+        return problem(e)
     report["manifest_sha256"] = hashlib.sha256(token).hexdigest()
     try:
-        m = _unverified_payload(token)
+        claimed, kid = _unverified_payload(token)
     except BundleError as e:
-        problems.append([e.reason, e.detail or ""])
-        return report
-    report["kid"] = m.pop("_kid")
+        return problem(e)
+    report["kid"] = printable(kid)
+    report["manifest"] = claimed
     if anchors is None:
         report["signature"] = "not_checked"
         problems.append(["no_anchors", "pass the project's or a board's trust anchors"])
-    else:
-        try:
-            _, signed = jose.verify(token.decode("ascii", "replace"), dict(anchors))
-            m = json.loads(signed)
-            report["signature"] = "valid"
-        except Exception as e:  # any failure of verification is a verdict, not a crash
-            reason = getattr(e, "reason", None) or (
-                "unknown_key" if report["kid"] not in anchors else "bad_sig")
-            report["signature"] = reason
-            problems.append([reason, str(e)])
-    report["manifest"] = m
+        return report
     try:
-        files = m.get("files")
-        if not isinstance(files, list):
-            raise BundleError("bad_manifest", "no file list")
-        make_manifest(
-            [(f[0], b"") for f in files] if all(isinstance(f, list) and f for f in files) else [],
-            app=m.get("app"), version=m.get("ver"), seq=m.get("seq"),
-            targets=m.get("targets") or [], min_agent=m.get("agent", ""),
-            remove=m.get("remove", []), issued_at=0,
-        )
-        if m.get("fmt") != FORMAT:
-            raise BundleError("bad_manifest", f"format {m.get('fmt')!r}")
-        sizes = [f[1] for f in files]
-        if not all(isinstance(n, int) and 0 <= n <= MAX_FILE for n in sizes):
-            raise BundleError("bad_manifest", "file sizes")
+        _, signed = jose.verify(token, dict(anchors))
+    except JoseError as e:
+        report["signature"] = e.reason
+        return problem(e)
+    report["signature"] = "valid"
+    try:
+        m = Manifest.from_json(signed)
+        report["manifest"] = m.to_dict()
+        m.validate()
     except BundleError as e:
-        problems.append([e.reason, e.detail or ""])
-        return report
-    except (TypeError, AttributeError, IndexError) as e:
-        problems.append(["bad_manifest", str(e)])
-        return report
-    if sum(sizes) != len(payload):
-        problems.append(["bad_length", f"files add up to {sum(sizes)} B, payload is {len(payload)} B"])
+        return problem(e)
+    if m.size != len(payload):
+        problems.append(["bad_length", f"files add up to {m.size} B, payload is {len(payload)} B"])
     rows = []
     off = 0
-    for path, n, h in files:
-        data = payload[off : off + n]
-        off += n
-        ok = len(data) == n and hashlib.sha256(data).hexdigest() == h
-        rows.append({"path": path, "size": n, "sha256": h, "ok": ok})
+    for f in m.files:
+        data = payload[off : off + f.size]
+        off += f.size
+        ok = len(data) == f.size and hashlib.sha256(data).hexdigest() == f.sha256
+        rows.append({"path": f.path, "size": f.size, "sha256": f.sha256, "ok": ok})
         if not ok:
-            problems.append(["bad_hash", path])
+            problems.append(["bad_hash", f.path])
     report["files"] = rows
-    if "exp" in m and m["exp"] <= time.time():
-        problems.append(["expired", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m["exp"]))])
+    if m.exp is not None and m.exp <= time.time():
+        problems.append(["expired", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.exp))])
     report["ok"] = not problems
     return report

@@ -1,0 +1,78 @@
+"""Plumbing every host module shares: atomic file writes and base64url.
+
+A leaf module: it imports nothing of mpguard.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_B64U = re.compile(rb"^[A-Za-z0-9_-]*$")
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
+                 overwrite: bool = True) -> Path:
+    """Write `data` to `path` so that a crash leaves the old file or the new one, never half.
+
+    The bytes go to a new temporary file beside `path` (created with O_EXCL under a random
+    name, so a planted file or symlink is never written through), with `mode` from the start,
+    flushed to disk, then renamed over `path` (a symlink at `path` is replaced, not followed).
+    `overwrite=False` refuses an existing `path` (FileExistsError).
+    """
+    path = Path(path)
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise FileExistsError(str(path))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)  # mkstemp makes 0600; the umask plays no part either way
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if not overwrite:
+            os.link(tmp, path)  # atomic "create only if absent"
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, mode: int = 0o644) -> Path:
+    """Atomically write `data` as indented, key-sorted JSON with a final newline."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, text.encode(), mode=mode)
+
+
+def b64u_enc(data: bytes) -> str:
+    """base64url without padding (RFC 4648 section 5, RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(bytes(data)).rstrip(b"=").decode("ascii")
+
+
+def b64u_dec(text: str | bytes) -> bytes:
+    """Strict base64url without padding: alphabet, length and canonical trailing bits.
+
+    Raises ValueError for anything else (a non-canonical last character included).
+    """
+    raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
+    if len(raw) % 4 == 1 or not _B64U.match(raw):
+        raise ValueError("not base64url")
+    try:
+        out = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None
+    if b64u_enc(out).encode() != raw:
+        raise ValueError("non-canonical base64url")
+    return out

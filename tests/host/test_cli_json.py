@@ -1,0 +1,163 @@
+"""`--json`: one JSON object on stdout for every outcome, errors included, with the exit code;
+unverified bundle text is escaped; init keeps private keys out of git; passphrase hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mpguard import cli, jose, keys
+from mpguard.files import atomic_write
+from mpguard.updates import bundle
+
+PW = "a passphrase nobody guesses"
+
+
+@pytest.fixture
+def proj(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPGUARD_PASSPHRASE", PW)
+    root = tmp_path / "proj"
+    assert cli.main(["init", str(root), "--target", "sim"]) == 0
+    (root / "app").mkdir()
+    (root / "app" / "main.py").write_text("import guard\nguard.confirm()\n")
+    monkeypatch.chdir(root)
+    return root
+
+
+def _json(capsys) -> dict:
+    out = capsys.readouterr().out
+    obj = json.loads(out)  # exactly one object: json.loads refuses trailing text
+    assert isinstance(obj, dict)
+    return obj
+
+
+@pytest.mark.parametrize("argv, rc, etype", [
+    (["release", "verify", "missing.bundle", "--json"], 2, "CommandError"),
+    (["release", "build", "nowhere", "--version", "1", "-o", "x.bundle", "--json"], 2, "BundleError"),
+    (["deploy", "--port", "/dev/no-such-port", "x.bundle", "--json"], 2, "CommandError"),
+    (["deploy", "--port", "sim:nobody", "app", "--json"], 2, None),
+    (["agent", "install", "--port", "/dev/no-such-port", "--json"], 3, "NoPortError"),
+    (["release", "build", "app", "--json"], 2, "UsageError"),  # --version and -o missing
+])
+def test_errors_are_one_json_object(proj, capsys, argv, rc, etype):
+    if argv[0] == "deploy" and "/dev/no-such-port" in argv:
+        (proj / "x.bundle").write_bytes(b"")  # readable, so the port is what fails
+        argv = [a if a != "x.bundle" else "missing-too.bundle" for a in argv]
+    with pytest.raises(SystemExit) if etype == "UsageError" else _nothing():
+        got = cli.main(argv)
+        assert got == rc
+    obj = _json(capsys)
+    assert obj["ok"] is False and obj["exit_code"] == rc
+    assert obj["error"]["message"]
+    if etype:
+        assert obj["error"]["type"] == etype
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_wrong_passphrase_is_json_and_never_echoed(proj, capsys, monkeypatch):
+    monkeypatch.setenv("MPGUARD_PASSPHRASE", "not-the-passphrase-at-all")
+    assert cli.main(["release", "build", "app", "--version", "1", "-o", "a.bundle", "--json"]) == 2
+    obj = _json(capsys)
+    assert obj["error"]["type"] == "PassphraseError"
+    assert "not-the-passphrase-at-all" not in json.dumps(obj)
+    assert not (proj / "a.bundle").exists()
+
+
+def test_success_carries_exit_code(proj, capsys):
+    assert cli.main(["release", "build", "app", "--version", "1", "-o", "a.bundle", "--json"]) == 0
+    obj = _json(capsys)
+    assert obj["ok"] is True and obj["exit_code"] == 0 and obj["seq"] == 1
+    assert cli.main(["release", "verify", "a.bundle", "--json"]) == 0
+    assert _json(capsys)["signature"] == "valid"
+
+
+def test_usage_error_through_the_real_command(proj):
+    proc = subprocess.run([sys.executable, "-m", "mpguard", "deploy", "--json"],
+                          capture_output=True, text=True, cwd=proj)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["error"]["type"] == "UsageError"
+
+
+def test_every_command_help_lists_exit_codes(capsys):
+    for argv in (["init"], ["agent", "install"], ["release", "build"], ["release", "verify"],
+                 ["deploy"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv + ["--help"])
+        assert "exit codes:" in capsys.readouterr().out, argv
+
+
+def test_unverified_text_cannot_paint_a_verdict(proj, capsys):
+    """An app name with newlines and ANSI escapes, signed by an unknown key: printed escaped."""
+    evil = "x\x1b[2K\r  VERIFIED\n\x1b[1A"
+    key = keys.generate()
+    m = {"fmt": 1, "seq": 9, "targets": ["sim"], "app": evil, "ver": "1\n  VERIFIED",
+         "agent": "0.1.0", "iat": 1, "files": [["main.py", 1, "00" * 32]]}
+    tok = jose.sign(json.dumps(m).encode(), key)
+    (proj / "evil.bundle").write_bytes(bundle.assemble(tok, [b"x"]))
+    assert cli.main(["release", "verify", "evil.bundle"]) == 4
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    lines = out.splitlines()
+    assert [ln for ln in lines if ln.strip() == "VERIFIED"] == []
+    assert lines[-1] == "  NOT VERIFIED"
+    assert "NOT verified" in out
+
+
+def test_init_writes_a_gitignore_for_private_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPGUARD_PASSPHRASE", PW)
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / ".gitignore").write_text("build/")  # the user's own, without a final newline
+    assert cli.main(["init", str(root)]) == 0
+    lines = (root / ".gitignore").read_text().splitlines()
+    assert lines[0] == "build/" and "keys/*.pem" in lines
+    if subprocess.run(["git", "--version"], capture_output=True).returncode == 0:
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+        ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "keys/release-1.pem"],
+                                 capture_output=True, text=True)
+        assert ignored.returncode == 0, "git would track the private key"
+
+
+def test_passphrase_asks_again_on_mismatch_and_warns_when_short(capsys):
+    answers = iter(["short", "typo", "short", "short"])
+    pw = keys.passphrase(confirm=True, env={}, ask=lambda _p: next(answers), interactive=True)
+    assert pw == b"short"
+    err = capsys.readouterr().err
+    assert "differ" in err and "easy to guess" in err
+    answers = iter(["a" * 20, "b" * 20] * 3)
+    with pytest.raises(keys.PassphraseError, match="differ"):
+        keys.passphrase(confirm=True, env={}, ask=lambda _p: next(answers), interactive=True)
+
+
+def test_key_write_never_follows_a_planted_symlink(tmp_path):
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_text("keep me")
+    target = tmp_path / "keys"
+    target.mkdir()
+    (target / "release-1.pem").symlink_to(victim)  # planted before the key is written
+    keys.save_private(keys.generate(), target / "release-1.pem", PW, overwrite=True)
+    assert victim.read_text() == "keep me"
+    assert not (target / "release-1.pem").is_symlink()
+    # and without overwrite, a planted (even dangling) link counts as "exists"
+    (target / "release-2.pem").symlink_to(tmp_path / "nowhere.pem")
+    with pytest.raises(keys.KeyStoreError, match="exists"):
+        keys.save_private(keys.generate(), target / "release-2.pem", PW)
+    assert not (tmp_path / "nowhere.pem").exists()
+
+
+def test_atomic_write_create_only(tmp_path):
+    p = tmp_path / "f"
+    atomic_write(p, b"1", overwrite=False)
+    with pytest.raises(FileExistsError):
+        atomic_write(p, b"2", overwrite=False)
+    assert p.read_bytes() == b"1" and sorted(x.name for x in tmp_path.iterdir()) == ["f"]

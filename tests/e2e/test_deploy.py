@@ -208,7 +208,7 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
         st = simlib.wait_for(name, "power_cuts", cuts + 1, timeout=30)
         assert st["power_cuts"] == cuts + 1, f"cut {n}: power was not cut once"
         with BoardLink(info.port, connect_timeout=20) as link:
-            status = link.call("guard.state.status")
+            status = link.call("update.status")
             ver = status["ver"]
             assert ver in ("1.0.0", "2.0.0"), (n, status)
             # the app that runs is complete: it imports and runs from its slot

@@ -5,7 +5,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["bench.mpy_size", "bench.hw_efuse", "bench.crypto", "bench.transfer", "bench.deploy", "bench.update", "bench.sim", "bench.inventory"]
+BENCHES = [
+    "bench.mpy_size",
+    "bench.hw_efuse",
+    "bench.crypto",
+    "bench.transfer",
+    "bench.deploy",
+    "bench.update",
+    "bench.boot",
+    "bench.sim",
+    "bench.inventory",
+]
 
 
 def main() -> int:

@@ -77,6 +77,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_arg": ("an argument is out of range", "see the command's --help"),
     "bad_profile": ("the board profile is malformed",
                     "reinstall the agent with the right --board"),
+    # the host's calls into the agent (guard.rpc)
+    "bad_call": ("the agent does not know this call (or its arguments are not a JSON list)",
+                 "update the agent: `mpguard agent install --port P`"),
     # bulk transfer
     "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
     "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),

@@ -208,6 +208,8 @@ class Supervisor:
             "board": self.cfg["board"],
             "net": self.cfg["net"],
             "stats_base": [self.stats["writes"], self.stats["erases"], self.stats["reads"]],
+            # chip boots so far, this one included (soft resets restart the interpreter only)
+            "boots": self.stats["boots"] - self.stats["soft_resets"] + 1,
         }
         (self.d / state.BOOT_FILE).write_text(json.dumps(bootcfg))
         env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}

@@ -24,7 +24,6 @@ from micropython import const
 from guard import GuardError
 
 _RING = const(8)  # recent nonces remembered
-_HDR = const(111)  # base64url length of the protected header (its kid is always 43 characters)
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _seen = []  # type: list
 
@@ -52,19 +51,26 @@ def b64u(b):
     return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
 
 
-def _sign(parts, d, pub):
-    # JWS compact (RFC 7515 7.1) built in one buffer sized for the token: the payload
-    # pieces are base64url-encoded through a 768-byte chunk (a multiple of 3: no padding
-    # inside), never joined; then the signing input is hashed and signed (RFC 7515 5.1).
+def _sign(parts, d, pub, emit):
+    # JWS compact (RFC 7515 7.1) emitted in pieces as it is made, never held whole: the
+    # header, then the payload's pieces base64url-encoded through a 768-byte chunk (a
+    # multiple of 3: no padding inside), then the ES256 signature over the SHA-256 of all
+    # emitted before the second "." (the signing input, RFC 7515 5.1).
     from hashlib import sha256
 
-    n = sum(len(x) for x in parts) + len(parts) - 1  # the pieces, comma-separated
-    o = _HDR + 1  # the header goes in last: guard.jws (and P-256) load after the payload
-    out = bytearray(o + (n * 4 + 2) // 3 + 87)
-    out[o - 1] = 46
+    from guard import jws, p256
+
+    h = sha256()
+
+    def out(b):
+        h.update(b)
+        emit(b)
+
+    out(b64u(b'{"alg":"ES256","kid":"' + jws.thumbprint(pub).encode() + b'","typ":"eat+jwt"}') + b".")
     buf = bytearray(768)
     mv = memoryview(buf)
     k = 0
+    last = len(parts) - 1
     for j in range(len(parts)):
         x = (b"," if j else b"") + parts[j]
         parts[j] = None
@@ -74,24 +80,17 @@ def _sign(parts, d, pub):
             buf[k : k + m] = x[i : i + m]
             k += m
             i += m
-            if k == 768 or (i == len(x) and j == len(parts) - 1):
-                c = b64u(mv[:k])
-                out[o : o + len(c)] = c
-                o += len(c)
+            if k == 768 or (i == len(x) and j == last):
+                out(b64u(mv[:k]))
                 k = 0
-    out[o] = 46
-    del x, c, buf, mv
-    gc.collect()
-    from guard import jws, p256
-
-    out[:_HDR] = b64u(b'{"alg":"ES256","kid":"' + jws.thumbprint(pub).encode() + b'","typ":"eat+jwt"}')
-    out[o + 1 :] = b64u(p256.sign(d, sha256(memoryview(out)[:o]).digest()))
-    return out
+    emit(b"." + b64u(p256.sign(d, h.digest())))
 
 
-def token(nonce, key=None):
-    # -> the signed token (str). `key` = (d, pub65, ueid) is a test hook for tests and
-    # bench on the unix port; on a board the identity key signs.
+def token(nonce, key=None, out=None):
+    # -> the signed token (str); with `out` (a stream) the token is written to it in pieces
+    # instead (no large allocation: the heap of a busy board may have no 3 KiB in one piece)
+    # and its length returned. `key` = (d, pub65, ueid) is a test hook for tests and bench
+    # on the unix port; on a board the identity key signs.
     if type(nonce) is not str or not 10 <= len(nonce) <= 74 or [c for c in nonce.encode() if c not in B64U]:
         raise GuardError("bad_nonce")
     if nonce in _seen:
@@ -108,9 +107,21 @@ def token(nonce, key=None):
     for m in ("claims", "posture"):
         if m not in had:
             unload(m)
+    from guard import hw
+
+    hw.forget()  # the board profile, read again when needed: P-256 needs the room
     gc.collect()
-    tok = _sign(parts, d, pub)
+    got = []  # type: list
+
+    def emit(b):
+        if out is None:
+            got.append(b)
+        else:
+            got.append(len(b))
+            out.write(str(b, "ascii"))
+
+    _sign(parts, d, pub, emit)
     _seen.append(nonce)
     if len(_seen) > _RING:
         _seen.pop(0)
-    return str(tok, "ascii")
+    return sum(got) if out is not None else "".join(str(b, "ascii") for b in got)

@@ -27,6 +27,10 @@ _MULTI = const(1)  # version-scheme multipartnumeric (RFC 9393)
 _KEEP = ("secure_boot", "jtag_disable", "uart_download_disable", "repl_uart", "app", "agent")
 
 
+def _dumps(v):
+    return json.dumps(v, separators=(",", ":"))
+
+
 def _now():
     # Seconds since 1970 while the board's clock is set (year >= 2024), else None.
     import time
@@ -76,9 +80,9 @@ def _measure(ms, rs, name, f, extra):
     v = f.get("v") or {}
     res = v.get("result") if f["s"] == "ok" else "not-run"
     if res != "absent":
-        body = {"name": name, "alg": "sha-256", "digest": v.get("digest"), "files": v.get("files")}
+        body = {"name": name, "digest": v.get("digest")}
         body.update(extra)
-        ms.append([_JSON, b64u(json.dumps(body).encode()).decode()])
+        ms.append([_JSON, b64u(_dumps(body).encode()).decode()])
     rs.append([name, res])
 
 
@@ -90,16 +94,19 @@ def claims(nonce, ueid):
     p = {}  # type: dict
     parts = []
     for k, f in posture.facts(p):
-        parts.append(('"%s":%s' % (k, json.dumps(f))).encode())
         if k in _KEEP:
             p[k] = f
+        if k in ("app", "agent") and "digest" in f.get("v", ()):
+            f = {"s": "ok", "v": dict(f["v"])}
+            del f["v"]["digest"]  # it is in the measurements claim
+        parts.append(('"%s":%s' % (k, _dumps(f))).encode())
     parts[0] = b'"' + CLAIM.encode() + b'":{' + parts[0]
     parts[-1] += b"}}"
     head = []
 
     def add(k, v):
         if v is not None:
-            head.append(('"%s":%s' % (k, json.dumps(v))).encode())
+            head.append(('"%s":%s' % (k, _dumps(v))).encode())
 
     st = p["st"]
     add("eat_profile", PROFILE)

@@ -38,6 +38,12 @@ def use(sim=None, mach=None, net=None):
     _sim, _mach, _net, _prof, _read = sim, mach, net, None, False
 
 
+def forget():
+    # Drop the cached board profile (read again when next needed): frees its heap.
+    global _prof, _read
+    _prof, _read = None, False
+
+
 def _hw():
     return _sim or _mach
 

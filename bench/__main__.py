@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["bench.mpy_size", "bench.hw_efuse", "bench.crypto", "bench.transfer", "bench.deploy", "bench.update", "bench.sim"]
+BENCHES = ["bench.mpy_size", "bench.hw_efuse", "bench.crypto", "bench.transfer", "bench.deploy", "bench.update", "bench.sim",
+           "bench.attest"]
 
 
 def main() -> int:

@@ -38,12 +38,18 @@ def _on(value: int, how: str | None) -> bool:
     return bin(value).count("1") % 2 == 1 if how == "odd" else value != 0
 
 
+_PROFILES: dict[str, dict[str, Any] | None] = {}
+
+
 def profile_for(claims: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        kind = files.b64u_dec(claims.get("hwmodel", "")).decode()
-        return boards.load_profile(kind)
-    except (ValueError, UnicodeDecodeError, BoardProfileError):
-        return None
+    """The board profile the `hwmodel` claim names (read once per kind), or None."""
+    hw = claims.get("hwmodel", "")
+    if hw not in _PROFILES:
+        try:
+            _PROFILES[hw] = boards.load_profile(files.b64u_dec(hw).decode())
+        except (ValueError, UnicodeDecodeError, BoardProfileError):
+            _PROFILES[hw] = None
+    return _PROFILES[hw]
 
 
 def derive(claims: dict[str, Any]) -> dict[str, Fact]:

@@ -16,6 +16,7 @@ Policy file (the default ships as mpguard/attest/default_policy.toml):
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -36,7 +37,7 @@ def _version(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in str(v).split("-")[0].split("."))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rule:
     id: str
     title: str
@@ -63,6 +64,7 @@ class Rule:
             return False
         return v >= e if t == "min" else v <= e
 
+    @functools.cached_property
     def expected(self) -> str:
         t, e = self.test, self.expect
         return {"equals": f"= {e!r}", "in": f"in {e!r}", "not_in": f"not in {e!r}",
@@ -128,7 +130,7 @@ class Policy:
                 except (TypeError, ValueError):
                     outcome = r.severity  # a value of the wrong shape never passes
             out.results.append(Result(r.id, r.title, r.etsi, outcome, r.severity, r.fact,
-                                      f.status, f.value, r.expected(), f.src, r.hint, r.tv))
+                                      f.status, f.value, r.expected, f.src, r.hint, r.tv))
         return out
 
 

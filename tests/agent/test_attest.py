@@ -7,6 +7,7 @@ its board profile and digests.json as `mpguard agent install` writes them, the t
 a confirmed app in /app/a with its manifest, the update state. eFuse words come from real
 `espefuse --virt` files through a machine stand-in (the chip path of guard.hw), or through a
 `_simhw`-like object (the virtual board's path) where a test needs REPL or Wi-Fi facts.
+(Over 300 lines: the board harness and the tables of claims and refusals it runs belong together.)
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ COMMANDS = [
     "mpguard.cli.agent",
     "mpguard.cli.release",
     "mpguard.cli.deploy",
+    "mpguard.cli.attest",
+    "mpguard.cli.report",
     "mpguard.cli.demo",
 ]
 

@@ -92,6 +92,8 @@ class Supervisor:
             "cut": self.board.cut,
             # armed by `start`: counted from the moment the board first answers
             "cut_now": None if self.ready_sent else self.cfg.get("cut_on_start"),
+            # chip boots so far, this one included (soft resets restart the interpreter only)
+            "boots": st["boots"] - st["soft_resets"] + 1,
         }
         self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg)
         self.printed = b""

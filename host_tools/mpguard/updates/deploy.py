@@ -10,10 +10,15 @@ Steps:
 3. when installed, the board is reset and boots the new app on trial; deploy watches what
    the board prints (without interrupting it) until the agent reports the trial confirmed or
    rolled back, or `wait` seconds pass, then calls `update.status`.
+4. the manifest (the JWS the board verified) is left at /mpguard/m-<sha256[:16]>.jws: the
+   board's attestation re-hashes the installed files against it, trusting it only if its
+   SHA-256 is the digest the installer recorded (docs/attest.md). Manifests of releases
+   that are neither confirmed nor on trial are removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +26,9 @@ from typing import Any
 
 from ..errors import CommandError, DeviceError, DeviceRefused
 from ..link import BoardLink
+from . import bundle
 
+MANIFEST_DIR = "/mpguard"
 CONFIRMED = b"guard: confirmed"
 ROLLED_BACK = b"guard: rolled back"
 
@@ -64,8 +71,11 @@ def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None]
     if answer.get("status") != "installed":
         return DeployResult("refused", answer.get("reason"), answer.get("detail"),
                             time.monotonic() - t0, len(data))
+    token, _ = bundle.split(data)
+    link.put(token, manifest_path(hashlib.sha256(token).hexdigest()))
     out = link.hard_reset(wait=wait, until_any=(CONFIRMED, ROLLED_BACK))
     status = link.call("update.status")
+    prune_manifests(link, status)
     last = (status.get("last") or {}).get("result")
     if CONFIRMED in out or (last == "confirmed" and status.get("seq") == answer.get("seq")):
         outcome = "confirmed"
@@ -75,3 +85,18 @@ def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None]
         outcome = "trial"
     return DeployResult(outcome, None, None, time.monotonic() - t0, len(data), status,
                         out.decode("utf-8", "replace"))
+
+
+def manifest_path(digest: str) -> str:
+    """Where the board's attestation finds the manifest whose SHA-256 is `digest`."""
+    return f"{MANIFEST_DIR}/m-{digest[:16]}.jws"
+
+
+def prune_manifests(link: BoardLink, status: dict) -> None:
+    """Remove manifests of releases the board neither runs confirmed nor has on trial."""
+    keep = {manifest_path(d) for d in (status.get("digest"), (status.get("trial") or {}).get("digest"))
+            if isinstance(d, str)}
+    for name in link.listdir(MANIFEST_DIR):
+        p = f"{MANIFEST_DIR}/{name}"
+        if name.startswith("m-") and name.endswith(".jws") and p not in keep:
+            link.remove(p)

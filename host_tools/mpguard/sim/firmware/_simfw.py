@@ -241,6 +241,7 @@ def main(g):
         "cause": cfg["cause"],
         "board": cfg["board"],
         "net": cfg["net"],
+        "boots": cfg.get("boots"),
     }
     _simhw._fw = sys.modules["_simfw"]
     cfg = None

@@ -24,6 +24,7 @@ def _start(args: argparse.Namespace) -> int:
         efuse=args.efuse,
         board=args.board,
         baud=args.baud,
+        latency=args.latency,
         power_cut_after=args.power_cut_after,
         power_cut_seed=args.power_cut_seed,
         torn=args.torn,
@@ -42,10 +43,10 @@ def _list(args: argparse.Namespace) -> int:
     if not sims:
         print("no sims")
         return 0
-    rows = [("NAME", "STATE", "PORT", "BOARD", "BAUD", "IMAGE")]
+    rows = [("NAME", "STATE", "PORT", "BOARD", "BAUD", "LATENCY", "IMAGE")]
     for s in sims:
         rows.append((s.name, "running" if s.running else "stopped", s.port or "-", s.board,
-                     str(s.baud or "-"), s.image))
+                     str(s.baud or "-"), f"{s.latency_ms:g} ms" if s.latency_ms else "-", s.image))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -124,6 +125,9 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--board", help="board kind (boards/KIND.json; default: the sim's board "
                    f"before, else {lifecycle.DEFAULT_BOARD})")
     s.add_argument("--baud", type=int, help="limit the port to a UART's byte rate (baud/10 B/s)")
+    s.add_argument("--latency", type=float, metavar="MS",
+                   help="delay every byte each way by MS milliseconds, as a USB-serial bridge "
+                   "does (1-16 ms on real boards; default 0)")
     s.add_argument("--power-cut-after", type=int, metavar="N",
                    help="cut the power at the N-th flash block write")
     s.add_argument("--power-cut-seed", type=int, metavar="S",

@@ -33,6 +33,9 @@ DEFAULT_BOARD = "sim"
 # What the firmware itself keeps on the heap (its code, the REPLs' buffers), added to the
 # profile's heap so user code sees about the board's heap. Measured: bench/sim.py.
 FIRMWARE_HEAP = 30 * 1024
+MAX_LATENCY_MS = 1000  # one second each way: far beyond any USB-serial bridge
+
+
 @dataclass
 class SimInfo:
     name: str
@@ -43,6 +46,7 @@ class SimInfo:
     image: str
     board: str
     baud: int | None
+    latency_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +65,7 @@ def _info(d: Path) -> SimInfo:
         image=cfg.get("image", ""),
         board=cfg.get("board", {}).get("kind", ""),
         baud=cfg.get("baud"),
+        latency_ms=cfg.get("latency_ms"),
     )
 
 
@@ -87,7 +92,7 @@ def _default_name() -> str:
 
 
 def _already_running(d: Path, board: str | None, image: Path | None, baud: int | None,
-                     other: list[str]) -> SimInfo:
+                     latency: float | None, other: list[str]) -> SimInfo:
     """A running sim, asked to start again: its info, unless the call wants another board."""
     cfg = folder.read_json(d / folder.CONFIG) or {}
     if board is not None and board != cfg.get("board", {}).get("kind"):
@@ -96,6 +101,8 @@ def _already_running(d: Path, board: str | None, image: Path | None, baud: int |
         other.append("--image")
     if baud is not None and baud != cfg.get("baud"):
         other.append("--baud")
+    if latency is not None and latency != (cfg.get("latency_ms") or 0):
+        other.append("--latency")
     info = _info(d)
     if other:
         raise SimError(f"sim {d.name!r} is already running on {info.port}; stop it to start it "
@@ -110,6 +117,7 @@ def start(
     efuse: str | os.PathLike[str] | None = None,
     board: str | None = None,
     baud: int | None = None,
+    latency: float | None = None,
     power_cut_after: int | None = None,
     power_cut_seed: int | None = None,
     torn: bool = False,
@@ -118,8 +126,10 @@ def start(
 ) -> SimInfo:
     """Start a virtual board in the background; return once it answers on its port.
 
-    `board` defaults to the board the sim had before, else DEFAULT_BOARD. Starting a sim
-    that runs returns its info (SimError if other settings were asked for).
+    `board` defaults to the board the sim had before, else DEFAULT_BOARD. `baud` limits the
+    port to baud/10 bytes per second each way; `latency` (milliseconds) delays every byte
+    each way, as a USB-serial bridge does (1-16 ms on real boards). Starting a sim that runs
+    returns its info (SimError if other settings were asked for).
     """
     name = name or _default_name()
     d = folder.sim_dir(name)
@@ -128,9 +138,11 @@ def start(
         other = [opt for opt, given in (("--efuse", efuse), ("--power-cut-after", power_cut_after),
                                         ("--power-cut-seed", power_cut_seed), ("--torn", torn),
                                         ("net", net)) if given not in (None, False)]
-        return _already_running(d, board, img_arg, baud, other)
+        return _already_running(d, board, img_arg, baud, latency, other)
     if baud is not None and not 300 <= baud <= 10_000_000:
         raise SimError(f"--baud {baud} is out of range (300..10000000)")
+    if latency is not None and not (isinstance(latency, (int, float)) and 0 <= latency <= MAX_LATENCY_MS):
+        raise SimError(f"--latency {latency} is out of range (0..{MAX_LATENCY_MS} ms)")
     old = folder.read_json(d / folder.CONFIG) or {}
     prof = profile(board or old.get("board", {}).get("kind") or DEFAULT_BOARD)
     bs = int(prof["block_size"])
@@ -161,6 +173,7 @@ def start(
         "block_size": bs,
         "board": prof,
         "baud": baud,
+        "latency_ms": float(latency) if latency else None,
         "efuse": words,
         "efuse_file": str(Path(efuse).resolve()) if efuse else None,
         "uid": old.get("uid") or ("240ac4" + secrets.token_hex(3)),

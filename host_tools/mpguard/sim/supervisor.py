@@ -47,7 +47,7 @@ class Supervisor:
         stats = folder.read_stats(d)
         stats.pop("gen", None)  # stats.json of an older mpguard
         self.board = Board(stats)
-        self.term = Terminal(self.cfg.get("baud"))
+        self.term = Terminal(self.cfg.get("baud"), self.cfg.get("latency_ms") or 0.0)
         self.sel = selectors.DefaultSelector()
         self.child: Child | None = None
         self.printed = b""  # the tail of what this boot printed (for a boot that fails)

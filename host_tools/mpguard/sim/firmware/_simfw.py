@@ -76,9 +76,14 @@ _bopen = open
 
 def _open(*a, **k):
     f = _bopen(*a, **k)
-    _files.append(f)
-    if len(_files) > 8:
-        _files.pop(0)
+    # Only the VFS's own file objects have a finaliser on a board. A file of a VFS written in
+    # Python (mpremote mount's RemoteFile, an io.IOBase subclass) has none: closing it at a
+    # soft reset would talk mpremote's mount protocol to a host that no longer listens (the
+    # next session's soft reset then waited 30 s for its 0x18: the mount "hang").
+    if not isinstance(f, io.IOBase):
+        _files.append(f)
+        if len(_files) > 8:
+            _files.pop(0)
     return f
 
 

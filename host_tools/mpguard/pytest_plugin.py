@@ -158,6 +158,28 @@ class SimControl:
         from . import sim
         sim.arm_power_cut(self.name, after=after, seed=seed, torn=torn)
 
+    def io(self) -> Any:
+        """What the app did to its peripherals (`mpguard.sim.IOLog`: pin(n), toggles(n), ...)."""
+        from . import sim
+        return sim.io(self.name)
+
+    @property
+    def pins(self) -> dict[str, list[int]]:
+        """Levels written to each pin: sim.pins["2"] -> [1, 0, 1, ...]."""
+        return dict(self.io().pins)
+
+    def set_input(self, kind: str, id: Any, value: Any) -> None:
+        """An input the app reads: ("pin", 0, 1), ("adc", 34, 1234), ("i2c", 0x76, bytes),
+        ("spi", 1, bytes), ("rtc", 0, (y, m, d, wd, h, mi, s, us)); see docs/sim.md."""
+        from . import sim
+        sim.set_input(self.name, kind, id, value)
+
+    def set_adc(self, pin: int, raw: int) -> None:
+        self.set_input("adc", pin, raw)
+
+    def set_pin(self, pin: int, level: int) -> None:
+        self.set_input("pin", pin, level)
+
     def restart(self) -> None:
         """Stop and start the sim again with the same flash (a power cycle)."""
         from . import sim

@@ -33,6 +33,10 @@ DEFAULT_BOARD = "sim"
 # What the firmware itself keeps on the heap (its code, the REPLs' buffers), added to the
 # profile's heap so user code sees about the board's heap. Measured: bench/sim.py.
 FIRMWARE_HEAP = 30 * 1024
+# The bytecode of the peripherals (machine.Pin, I2C, ... network.WLAN: C in flash on a board)
+# when an app loads them: held in reserve by the firmware and given back as they load, so the
+# app's free heap stays about the profile's (firmware/_simhw.py load). Measured: all of them.
+PERIPHERAL_HEAP = 28 * 1024
 MAX_LATENCY_MS = 1000  # one second each way: far beyond any USB-serial bridge
 
 
@@ -178,7 +182,8 @@ def start(
         "efuse_file": str(Path(efuse).resolve()) if efuse else None,
         "uid": old.get("uid") or ("240ac4" + secrets.token_hex(3)),
         "net": net or old.get("net") or {"ap_active": False, "ap_open": False, "sta_connected": False},
-        "heapsize": int(prof["heap_bytes"]) + FIRMWARE_HEAP,
+        "heapsize": int(prof["heap_bytes"]) + FIRMWARE_HEAP + PERIPHERAL_HEAP,
+        "peripheral_kib": PERIPHERAL_HEAP // 1024,
         "micropython": micropython_path(),
         "cut_on_start": list(cut) if cut else None,
     }

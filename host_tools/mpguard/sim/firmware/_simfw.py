@@ -17,6 +17,7 @@ import sys
 import os
 import io
 import json
+import time
 import micropython
 from micropython import const
 
@@ -179,6 +180,10 @@ def hard_reset():
     _simflash.die()
 
 
+def wdt(ms):
+    event(_simev.WDT, ms)
+
+
 def kbd(c):
     if c == 3:
         event(_simev.KBD_ON)
@@ -246,17 +251,26 @@ def main(g):
         "cause": cfg["cause"],
         "board": cfg["board"],
         "net": cfg["net"],
+        "dir": cfg["dir"],
+        "fwdir": __file__.rsplit("/", 1)[0],
+        "boot": cfg["boot"],
+        "t0": time.ticks_ms(),
     }
+    reserve = cfg["reserve"]
     _simhw._fw = sys.modules["_simfw"]
     cfg = None
     import builtins
     import _simmachine
     import _simmp
+    import _simnetwork
+    import _simos
     import _simraw
     import _simrepl
 
     sys.modules["machine"] = _simmachine
     sys.modules["micropython"] = _simmp
+    sys.modules["network"] = _simnetwork
+    sys.modules["os"] = _simos
     builtins.print = _cprint
     builtins.__repl_print__ = _repl_print
     builtins.open = _open
@@ -265,6 +279,8 @@ def main(g):
     import gc
 
     gc.collect()
+    for _ in range(reserve):  # the peripherals' heap, given back as they load (_simhw.load)
+        _simhw._reserve.append(bytearray(1024))
     event(_simev.UP)
     if cut_now:
         _simflash.arm_now(cut_now[0], cut_now[1])

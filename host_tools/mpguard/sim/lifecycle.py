@@ -8,6 +8,7 @@ Each sim is a detached supervisor process (supervisor.py) with its own folder un
 `folder.sims_root()` ($MPGUARD_SIM_DIR or the per-user state folder), so `list` and `stop`
 work from any folder. A stopped sim started again under the same name keeps its flash;
 `rm` and `prune` delete stopped sims' folders. Counters and power cuts: control.py.
+(Over 300 lines: start's checks of every setting belong beside the start they guard.)
 """
 
 from __future__ import annotations

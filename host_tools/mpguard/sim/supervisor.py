@@ -2,7 +2,9 @@
 
 One detached process per sim, holding the sim's `lock` (flock) while it lives (that is how
 `list` and `stop` know it runs). It
-- owns the board's serial port (terminal.py: a pty, optionally at a UART's byte rate);
+- owns the board's serial port (terminal.py: a pty, optionally at a UART's byte rate and
+  behind a USB bridge's latency);
+- keeps machine.WDT's deadline and resets the board when it passes (reset cause 3);
 - runs the firmware on the MicroPython unix port, one child per boot (child.py), so every
   boot has a fresh heap, and boots it again after a soft reset, hard reset or power cut,
   printing what a board prints;
@@ -10,6 +12,7 @@ One detached process per sim, holding the sim's `lock` (flock) while it lives (t
   and whether a Ctrl-C byte interrupts (only while user code runs and kbd_intr is on does it
   become SIGINT; otherwise it passes through as data, as a board's UART ISR does).
 SIGTERM stops it (the child dies with it); SIGUSR1 asks for an up-to-date stats.json.
+(Over 300 lines: one process's main loop and the board's life cycle read best in one place.)
 """
 
 from __future__ import annotations

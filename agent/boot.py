@@ -1,2 +1,2 @@
-# mpguard agent stub at the board's root: the app itself runs from /main.py (guard.update.boot).
+# mpguard agent stub at the board's root: the app itself runs from /main.py (guard.boot.run).
 import gc; gc.collect()

@@ -1,3 +1,3 @@
 # mpguard agent stub (installed at the board's root): run the confirmed or trial app.
-from guard import update
-update.boot()
+from guard import boot
+boot.run()

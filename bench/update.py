@@ -8,7 +8,6 @@ block writes, and the wall time of one install (reported, never asserted).
 from __future__ import annotations
 
 import importlib.util
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,32 +17,29 @@ from mpguard import unixport
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    sys.path.insert(0, str(ROOT / "tests" / "agent"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "agent" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.pop(0)
+def _agentboard():
+    """tests/agent/agentboard.py: the agent's test board (one flash block device)."""
+    path = ROOT / "tests" / "agent" / "agentboard.py"
+    spec = importlib.util.spec_from_file_location("agentboard", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def main() -> None:
-    board = _load("test_update_board")
-    heap = _load("test_update_heap")
+    board = _agentboard()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         agent = board.compile_board(tmp / "agent")
         signer = board.Signer()
-        idle = heap.min_heap(agent, tmp, None, signer.anchor_json, blocks=512)
+        idle = board.min_heap(agent, tmp, None, signer.anchor_json, blocks=512)
         print("## update install (agent on the MicroPython unix port, littlefs2, 4 KiB blocks)")
         print(f"  agent idle (modules loaded, flash mounted): min heap {idle} B")
         for label, extra in (("64 KiB", 64 * 1024), ("1 MiB", 1024 * 1024 - 200)):
             b = tmp / "b.mpgb"
             data = signer.bundle(board.app("1.0", extra=extra), seq=1)
             b.write_bytes(data)
-            need = heap.min_heap(agent, tmp, b, signer.anchor_json, blocks=512)
+            need = board.min_heap(agent, tmp, b, signer.anchor_json, blocks=512)
             img = tmp / "flash.img"
             img.write_bytes(b"\xff" * (4096 * 512))
             code = board.PRELUDE + (

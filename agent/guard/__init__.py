@@ -11,7 +11,7 @@ class GuardError(Exception):
 
 
 def confirm():
-    # Called by the app once it is healthy: keep this update (guard.update.confirm).
-    from guard import update
+    # Called by the app once it is healthy: keep this update (guard.boot.confirm).
+    from guard import boot
 
-    return update.confirm()
+    return boot.confirm()

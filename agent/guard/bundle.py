@@ -8,7 +8,7 @@
 #  4. target kind, sequence (anti-rollback), expiry, minimum agent version
 #  5. file list: count, paths (relative, safe set, depth, reserved names), sizes, and the
 #     stream length must equal header + manifest + the sum of the file sizes
-# The payload itself is hashed while streaming (guard.update), per file, SHA-256.
+# The payload itself is hashed while streaming (guard.install), per file, SHA-256.
 #
 # Reasons (GuardError args[0]): bad_header too_large truncated bad_length bad_manifest
 # wrong_target rollback replay expired agent_too_old too_many_files bad_path reserved_path

@@ -25,7 +25,7 @@ from hashlib import sha256
 from micropython import const
 
 from guard import GuardError, asn1, hw
-from guard.jws import b64u_dec, b64u_enc, thumbprint
+from guard.jws import b64u_dec, b64u_enc
 
 _ID = "id"
 _NEW = "id.new"
@@ -79,6 +79,13 @@ def _parts(rec):
     return out
 
 
+def _cur():
+    rec = hw.store_read(_ID)
+    if rec is None:
+        raise GuardError("no_identity")
+    return rec
+
+
 def _pending(rec):
     # the pending key record, or None; one left behind by a cut after install's rename
     # (the same key as the identity's) is no pending key
@@ -120,41 +127,37 @@ def _b64(s, reason, what):
     raise GuardError(reason, what)
 
 
-def _pub_info(rec, whole=False):
-    # (pub b64u, kid, cert sha256 hex) of a record; Nones when absent or damaged
+def _pub(rec):
+    # base64url of a record's public key; None when absent or damaged
     try:
-        if rec is not None:
-            pub = _key(rec)[1]
-            c = None
-            if whole:
-                from binascii import hexlify
-
-                c = hexlify(sha256(_parts(rec)[1]).digest()).decode()
-            return b64u_enc(pub).decode(), thumbprint(pub), c
+        return b64u_enc(_key(rec)[1]).decode() if rec is not None else None
     except GuardError:
-        pass
-    return None, None, None
+        return None
 
 
 def status():
-    # What the host may know: state, UEID, public keys, certificate digest. Never the key.
-    # "damaged": an identity record that does not parse (only a forced begin replaces it).
+    # What the host may know: state, UEID, MAC, public keys, certificate digest (base64url),
+    # never the key. "damaged": an identity record that does not parse (a forced begin
+    # replaces it).
     rec = hw.store_read(_ID)
     new = _pending(rec)
     u = ueid()
-    pub, kid, cert = _pub_info(rec, True)
-    npub, nkid, _ = _pub_info(new)
-    from binascii import hexlify
-
+    pub = _pub(rec)
+    cert = None
+    if pub:
+        try:
+            cert = b64u_enc(sha256(_parts(rec)[1]).digest()).decode()
+        except GuardError:
+            pub = None
+    npub = _pub(new)
     if rec is not None:
         state = "complete" if cert else "damaged"
     else:
         state = "pending" if npub else "none"
     return {
         "state": state, "ueid": b64u_enc(u).decode() if u else None,
-        "pub": pub, "kid": kid, "cert_sha256": cert,
-        "pending_pub": npub, "pending_kid": nkid, "store": hw.STORE,
-        "uid": hexlify(hw.unique_id()).decode(),
+        "uid": b64u_enc(hw.unique_id()).decode(), "pub": pub, "cert_sha256": cert,
+        "pending_pub": npub, "store": hw.STORE,
     }
 
 
@@ -167,7 +170,7 @@ def begin(entropy, force=False):
         raise GuardError("bad_arg", "entropy")
     rec = hw.store_read(_ID)
     new = _pending(rec)
-    if new is not None and not force and _pub_info(new)[0]:
+    if new is not None and not force and _pub(new):
         pass  # keep the pending key (a damaged one, never certified on the board, is replaced)
     else:
         if rec is not None and not force:
@@ -192,11 +195,12 @@ def csr(challenge, pending=True):
     # signed ecdsa-with-SHA256 (RFC 5758 3.2). Returns base64url(DER).
     if not isinstance(challenge, str) or not 16 <= len(challenge) <= _MAX_CHALLENGE:
         raise GuardError("bad_arg", "challenge")
-    rec = hw.store_read(_ID)
     if pending:
-        rec = _pending(rec)
-    if rec is None:
-        raise GuardError("no_pending" if pending else "no_identity")
+        rec = _pending(hw.store_read(_ID))
+        if rec is None:
+            raise GuardError("no_pending")
+    else:
+        rec = _cur()
     d, pub = _key(rec)
     u = ueid()
     if u is None:
@@ -247,18 +251,12 @@ def install(cert, chain):
 def key():
     # (d, pub65) of the board's identity key: for the agent's own signing (attestation),
     # never for an answer to the host.
-    rec = hw.store_read(_ID)
-    if rec is None:
-        raise GuardError("no_identity")
-    return _key(rec)
+    return _key(_cur())
 
 
 def certificate():
     # {"cert", "ca"}: base64url DER of the identity's certificate and its CA (public)
-    rec = hw.store_read(_ID)
-    if rec is None:
-        raise GuardError("no_identity")
-    p = _parts(rec)
+    p = _parts(_cur())
     return {"cert": b64u_enc(p[1]).decode(), "ca": b64u_enc(p[2]).decode()}
 
 
@@ -267,12 +265,9 @@ def tls_context(server_ca):
     # the server verified against `server_ca` (DER or PEM bytes of its CA).
     import ssl
 
-    rec = hw.store_read(_ID)
-    if rec is None:
-        raise GuardError("no_identity")
+    p = _parts(_cur())
     if not isinstance(server_ca, (bytes, bytearray)) or not server_ca:
         raise GuardError("bad_arg", "server_ca")
-    p = _parts(rec)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_cert_chain(p[1], p[0])
     ctx.load_verify_locations(cadata=server_ca)

@@ -1,8 +1,36 @@
-# Facts about the running interpreter and agent, cheap to gather and safe to share.
+# guard.info: facts about the running interpreter, the board and the agent, cheap to gather
+# and safe to share; and SHA-256 of files (what `mpguard agent install` compares).
+# Runs as .py on a board without the rest of the agent (with guard.rpc and guard.hw: the
+# bootstrap of `mpguard agent install`), so it imports nothing else of guard.
+# Reasons: bad_arg.
 import gc
 import sys
 
 import guard
+from guard import GuardError
+
+
+def _machine():
+    m = getattr(sys.implementation, "_machine", None)  # MicroPython 1.20+
+    if m:
+        return m
+    try:
+        import os
+
+        return os.uname().machine
+    except AttributeError:
+        return ""
+
+
+def _kind():
+    # The board kind from guard.hw (the virtual board says it; a chip once its profile is
+    # installed), or None: unknown, never guessed.
+    from guard import hw
+
+    try:
+        return hw.board_kind()
+    except GuardError:
+        return None  # a damaged profile: reinstalling the agent replaces it
 
 
 def facts():
@@ -12,9 +40,52 @@ def facts():
     return {
         "agent": guard.VERSION,
         "micropython": ".".join(str(v) for v in impl.version[:3]),
+        "mpy": mpy,
         "mpy_version": mpy & 0xFF,
         "mpy_sub": (mpy >> 8) & 3,
         "platform": sys.platform,
+        "machine": _machine(),
+        "board_kind": _kind(),
         "heap_free": gc.mem_free(),
         "heap_alloc": gc.mem_alloc(),
     }
+
+
+def _sha(p, buf):
+    import hashlib
+    from binascii import hexlify
+
+    try:
+        f = open(p, "rb")
+    except OSError:
+        return None
+    h = hashlib.sha256()
+    mv = memoryview(buf)
+    try:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    finally:
+        f.close()
+    return hexlify(h.digest()).decode()
+
+
+def hashes(paths, folder=None):
+    # {path: SHA-256 hex, or None when absent} for each of `paths` and each file directly in
+    # `folder` (absent folder: none).
+    if type(paths) is not list or [p for p in paths if type(p) is not str]:
+        raise GuardError("bad_arg", "paths")
+    if folder is not None and type(folder) is not str:
+        raise GuardError("bad_arg", "folder")
+    import os
+
+    found = list(paths)
+    if folder:
+        try:
+            found += [folder + "/" + e[0] for e in os.ilistdir(folder) if e[1] != 0x4000]
+        except OSError:
+            pass
+    buf = bytearray(512)
+    return {p: _sha(p, buf) for p in found}

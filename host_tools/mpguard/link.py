@@ -1,16 +1,25 @@
 """The host's link to a board: one API whether the port is a virtual board or a /dev/ttyUSB*.
 
-Built on mpremote's `SerialTransport` (raw REPL, raw-paste). It connects, runs code, calls
-agent functions (RPC: one framed JSON answer or a typed error), puts and gets files, resets,
-and waits for the board to come back, with timeouts and typed errors:
+Built on mpremote's `SerialTransport` (raw REPL, raw-paste). It connects, calls the agent
+(`call`, and `stream` for bulk data), puts and gets files, resets, and waits for the board to
+come back, with timeouts and typed errors:
 
 - `NoPortError`        the port does not exist or cannot be opened;
 - `BoardNotAnswering`  the port opened but no REPL appeared in time;
 - `DeviceError`        code on the board raised (device traceback kept on the exception);
 - `DeviceRefused`      the agent refused with `GuardError(reason, detail)`.
 
+The host sends the agent names and JSON arguments, never code (docs/decisions/0010-board-rpc.md):
+`call(name, args)` and `stream(name, args, data)` send the one line of `_CALL` (a call of
+guard.rpc on the board), and the agent answers with one framed line, `_MARK` + JSON
+`{"ok": value}` or `{"err": [reason, detail]}`. Besides that line, the host runs only
+mpremote's own operations (files, hashing, eval) and `machine.reset()` for `hard_reset`.
+`exec` runs code a test gives it (the HIL plugin).
+
 The board's output outside raw-REPL answers (boot messages, what `main.py` printed) is kept
 in `BoardLink.console` so tests and reports can show what the board printed.
+
+(Over 300 lines: one class, every way the host reaches a board, kept in one place on purpose.)
 """
 
 from __future__ import annotations
@@ -19,40 +28,26 @@ import contextlib
 import io
 import json
 import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
+from . import xfer
 from .errors import BoardNotAnswering, DeviceError, DeviceRefused, NoPortError
 from .unixport import parse_traceback
 
-_RPC_OK = "\x1eRPC:"
-_RPC_ERR = "\x1eERR:"
+# The one line the host sends to call the agent: guard.rpc's run(name, args) or
+# stream(name, args, length, sha), every parameter a Python literal (names and JSON text).
+_CALL = "import guard.rpc\nguard.rpc.{entry}({params})"
+_MARK = "\x1eMPG:"  # must equal agent/guard/rpc.py _MARK: the answer's line starts with it
+_NAME = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\Z")
 CONSOLE_LIMIT = 64 * 1024  # bytes of board output kept for reports
 _READ_TIMEOUT = 2.0  # s: longest single blocking read on the port
 _ATTEMPT = 3.0  # s: one try at entering the raw REPL
-
-# Runs on the board: call a function by dotted name with JSON arguments, answer one framed
-# JSON line. A GuardError becomes a framed refusal; anything else is a device exception.
-_RPC_CODE = """\
-import json as _j
-def _rpc():
-    from {mod} import {fn} as f
-    try:
-        r = f(*_j.loads({args!r}))
-    except Exception as e:
-        if type(e).__name__ != 'GuardError':
-            raise
-        print({err!r} + _j.dumps([str(a) if not isinstance(a, (int, str)) else a for a in e.args]))
-        return
-    print({ok!r} + _j.dumps(r))
-_rpc()
-del _rpc
-"""
-
 
 class BoardLink:
     """A connected board. Use as a context manager, or call `close()`."""
@@ -139,7 +134,7 @@ class BoardLink:
             raise BoardNotAnswering(f"not connected to {self.port}")
         return self._t
 
-    # -- running code -----------------------------------------------------------------------
+    # -- running a test's code (HIL) ----------------------------------------------------------
 
     def exec(
         self,
@@ -147,7 +142,8 @@ class BoardLink:
         timeout: float | None = None,
         data_consumer: Callable[[bytes], None] | None = None,
     ) -> str:
-        """Run code in the raw REPL; return what it printed. Device exception -> DeviceError."""
+        """Run a test's code in the raw REPL; return what it printed (device exception ->
+        DeviceError). mpguard itself calls the agent with `call` and `stream` instead."""
         t = self.transport
         try:
             out, err = t.exec_raw(code, timeout=timeout or self.timeout, data_consumer=data_consumer)
@@ -157,35 +153,94 @@ class BoardLink:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
         self._record(out + err)
         if err:
-            text = err.decode("utf-8", "replace")
-            exc_type, msg = parse_traceback(text)
-            raise DeviceError(
-                f"board raised {exc_type}: {msg}" if exc_type else "board raised an exception",
-                exc_type=exc_type,
-                device_traceback=text,
-            )
+            raise self._device_error(err.decode("utf-8", "replace"))
         return out.decode("utf-8", "replace")
 
-    def eval(self, expr: str, timeout: float | None = None) -> Any:
-        """Evaluate a JSON-serialisable expression on the board."""
-        out = self.exec(f"import json\nprint(json.dumps({expr}))", timeout)
-        return json.loads(out.strip().split("\n")[-1])
+    @staticmethod
+    def _device_error(text: str) -> DeviceError:
+        exc_type, msg = parse_traceback(text)
+        return DeviceError(
+            f"board raised {exc_type}: {msg}" if exc_type else "board raised an exception",
+            exc_type=exc_type,
+            device_traceback=text,
+        )
 
-    def call(self, func: str, *args: Any, timeout: float | None = None) -> Any:
-        """Call agent function `func` ('guard.update.status') with JSON args; return its JSON."""
-        mod, _, fn = func.rpartition(".")
-        if not mod or not fn.isidentifier():
-            raise ValueError(f"not a dotted function name: {func!r}")
-        code = _RPC_CODE.format(mod=mod, fn=fn, args=json.dumps(list(args)), ok=_RPC_OK, err=_RPC_ERR)
-        out = self.exec(code, timeout)
-        for line in out.split("\n"):
-            line = line.rstrip("\r")
-            if line.startswith(_RPC_OK):
-                return json.loads(line[len(_RPC_OK) :])
-            if line.startswith(_RPC_ERR):
-                args_ = json.loads(line[len(_RPC_ERR) :])
-                raise DeviceRefused(str(args_[0]) if args_ else "refused", args_[1] if len(args_) > 1 else None)
-        raise DeviceError(f"{func} gave no answer", device_traceback=out)
+    def eval(self, expr: str) -> Any:
+        """Evaluate a Python-literal expression on the board (mpremote's own eval)."""
+        try:
+            return self.transport.eval(expr)
+        except TransportExecError as e:
+            raise self._device_error(e.error_output) from None
+        except (TransportError, OSError) as e:
+            raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+
+    # -- calling the agent ------------------------------------------------------------------
+
+    @staticmethod
+    def _line(entry: str, name: str, args: Sequence[Any], *extra: Any) -> str:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"not an agent call name: {name!r}")
+        params = (name, json.dumps(list(args))) + extra
+        return _CALL.format(entry=entry, params=", ".join(repr(p) for p in params))
+
+    @staticmethod
+    def _answer(name: str, out: str) -> Any:
+        """The value of the framed answer in `out`, or DeviceRefused for a refusal."""
+        for line in out.split("\n"):  # not splitlines(): it splits at the \x1e mark too
+            i = line.find(_MARK)  # what the board printed may precede it on the line
+            if i < 0:
+                continue
+            ans = json.loads(line[i + len(_MARK):].rstrip("\r"))
+            if "ok" in ans:
+                return ans["ok"]
+            reason, detail = ans["err"]
+            raise DeviceRefused(str(reason), detail)
+        raise DeviceError(f"{name}: the agent gave no answer", device_traceback=out)
+
+    def call(self, name: str, args: Sequence[Any] = (), *, timeout: float | None = None) -> Any:
+        """Call agent function `name` ("update.status") with JSON `args`; return its value.
+
+        A refusal (GuardError on the board) is DeviceRefused(reason, detail); any other
+        exception on the board is DeviceError with the device traceback.
+        """
+        return self._answer(name, self.exec(self._line("run", name, args), timeout))
+
+    def stream(self, name: str, args: Sequence[Any], data: bytes,
+               progress: Callable[[int, int], None] | None = None, *,
+               timeout: float | None = None) -> Any:
+        """Call streaming agent function `name` ("update.install") and send it `data` over the
+        bulk transfer (mpguard.xfer); return its value, as `call` does.
+
+        `timeout` bounds any silence of the board: no ack during the transfer, no answer
+        after it. What the board printed meanwhile is appended to `console`.
+        """
+        line = self._line("stream", name, args, len(data), xfer.digest(data))
+        tmo = timeout or self.timeout
+        t = self.transport
+        ser = t.serial
+        old = ser.timeout
+        printed = bytearray()
+        try:
+            t.exec_raw_no_follow(line)
+            ser.timeout = 0.05
+            xfer.stream(ser, data, progress=progress, timeout=tmo, console=printed)
+        except (TransportError, OSError) as e:
+            self._record(bytes(printed))
+            raise BoardNotAnswering(f"link to {self.port} failed during transfer: {e}") from None
+        finally:
+            ser.timeout = old
+        # xfer.stream stops at the last ack: the answer and the raw REPL's EOF markers are
+        # still on the port, after what the board printed during the transfer.
+        try:
+            out, err = t.follow(tmo)
+        except (TransportError, OSError) as e:
+            self._record(bytes(printed))
+            raise BoardNotAnswering(f"board on {self.port} gave no answer: {e}") from None
+        out = bytes(printed) + out
+        self._record(out + err)
+        if err:
+            raise self._device_error(err.decode("utf-8", "replace"))
+        return self._answer(name, out.decode("utf-8", "replace"))
 
     # -- files ------------------------------------------------------------------------------
 
@@ -200,6 +255,13 @@ class BoardLink:
 
     def exists(self, path: str) -> bool:
         return bool(self._fs(lambda t: t.fs_exists(path), path))
+
+    def sha256(self, path: str) -> str | None:
+        """SHA-256 (hex) of a file on the board, hashed there (mpremote's own fs_hashfile);
+        None when there is no such file. Needs no agent."""
+        if not self.exists(path):
+            return None
+        return bytes(self._fs(lambda t: t.fs_hashfile(path, "sha256"), path)).hex()
 
     def remove(self, path: str) -> None:
         self._fs(lambda t: t.fs_rmfile(path), path)

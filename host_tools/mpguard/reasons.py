@@ -18,6 +18,9 @@ EXIT_REFUSED = 4  # the board (or a verifier) refused the input; nothing was cha
 EXIT_ROLLED_BACK = 5  # deploy: installed, the app failed its trial, the board rolled back
 EXIT_TRIAL = 6  # deploy: installed, still on trial when the wait ended
 EXIT_INVENTORY = 7  # the inventory is locked or unreachable; nothing was changed (retry later)
+# attest / report: the verdict of the policy over verified evidence (a refused token is 4).
+EXIT_WARN = 8  # attest: every rule passed or warned, at least one warned
+EXIT_FAIL = 9  # attest: at least one rule failed
 
 EXIT_CODES = {
     EXIT_OK: "success",
@@ -28,6 +31,8 @@ EXIT_CODES = {
     EXIT_ROLLED_BACK: "installed, failed its trial, rolled back",
     EXIT_TRIAL: "installed, still on trial",
     EXIT_INVENTORY: "inventory locked or unreachable; nothing was changed",
+    EXIT_WARN: "attested: passed with warnings",
+    EXIT_FAIL: "attested: a policy rule failed",
 }
 
 _REBUILD = "build the bundle again with `mpguard release build`"
@@ -80,21 +85,15 @@ REASONS: dict[str, tuple[str, str]] = {
     # identity (board: guard.identity, guard.asn1; host: mpguard.identity)
     "identity_exists": ("the board already has an identity",
                         "re-provision it with --force (revokes its certificate, keeps its history)"),
-    "no_identity": ("the board has no identity", "provision it: `mpguard provision --port P`"),
     "no_pending": ("the board has no key waiting for a certificate",
                    "run `mpguard provision` again (it starts over)"),
     "bad_store": ("the board's stored identity is unreadable or inconsistent",
                   "re-provision it with --force"),
-    "bad_ueid": ("the board's UEID is malformed (unique id or stored RAND UEID)",
-                 "check the board profile's \"ueid\" and the chip's unique id"),
     "bad_der": ("malformed DER (ASN.1)", "the certificate or request was damaged"),
     "bad_cert": ("the certificate or its CA chain is malformed, too large or from another issuer",
                  "issue it again from this project's device CA"),
     "cert_mismatch": ("the certificate is not for the board's key",
                       "run `mpguard provision` again: it issues one for the board's key"),
-    "ueid_mismatch": ("the UEID in the request or certificate is not the one the board reports "
-                      "(a cloned flash image?)",
-                      "set the board aside, or give it a new identity with --force"),
     "key_mismatch": ("the board answered with a different key than its record",
                      "set the board aside, or re-provision it with --force"),
     "bad_csr": ("the board's certificate request is not a PKCS#10 request",
@@ -107,6 +106,38 @@ REASONS: dict[str, tuple[str, str]] = {
               "make one: `mpguard ca init`"),
     "ca_exists": ("the project already has a device CA", "nothing to do: it is kept, never replaced"),
     "bad_days": ("certificate validity out of range", "1 to 10950 days"),
+    # the host's calls into the agent (guard.rpc)
+    "bad_call": ("the agent does not know this call (or its arguments are not a JSON list)",
+                 "update the agent: `mpguard agent install --port P`"),
+    # attestation, on the board (guard.attest)
+    "bad_nonce": ("the attestation nonce is malformed (10..74 base64url characters)",
+                  "let `mpguard attest` make the nonce"),
+    "bad_config": ("the board's attestation config (/mpguard/attest.json) is malformed",
+                   "rewrite it: {\"oemid\": PEN number or base64url OUI}"),
+    # attestation, on the host (mpguard.attest.verify): each refusal of a token
+    "unknown_device": ("the token is signed by a board the inventory does not know",
+                       "provision the board (or attest against the right inventory)"),
+    "wrong_key": ("the token is not signed by the key of the board its UEID names",
+                  "the board's identity changed or the token is forged: re-provision it"),
+    "old_nonce": ("the token does not carry the nonce this attestation sent",
+                  "attest again: an old or foreign token was presented"),
+    "replayed": ("this token was already presented (the inventory has it)",
+                 "attest again with a fresh nonce"),
+    "stale": ("the token is outside the freshness window",
+              "attest again; check the board's clock if its iat is off"),
+    "bad_claims": ("the token's claims are missing or not of RFC 9711's types",
+                   "update the board's agent (`mpguard agent install`)"),
+    "bad_policy": ("the attestation policy is malformed", "see docs/attest.md (policy)"),
+    "no_inventory": ("the inventory is not available", "run `mpguard init` (it creates it)"),
+    # shared by identity (provision) and attestation
+    "no_identity": ("the board has no identity (key and certificate)",
+                    "provision it: `mpguard provision --port P`"),
+    "bad_ueid": ("the board's UEID is malformed (unique id, or its stored RAND UEID)",
+                 "check the board profile's \"ueid\", then provision the board again"),
+    "ueid_mismatch": ("the UEID does not match: a request or certificate that does not name the "
+                      "board (a cloned flash image?), or a token whose UEID is not the one "
+                      "recorded for its key",
+                      "set the board aside; if it is yours, re-provision it with --force"),
     # bulk transfer
     "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
     "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),
@@ -118,7 +149,6 @@ REASONS: dict[str, tuple[str, str]] = {
                       "set the board aside: two boards never share a key"),
     "duplicate_serial": ("a certificate with this serial number is already in the inventory",
                          "issue the certificate again (a new serial number)"),
-    "unknown_device": ("no board with this UEID in the inventory", "provision it first"),
     "unknown_certificate": ("no certificate with this serial number in the inventory",
                             "check the serial (hex or decimal)"),
     "already_revoked": ("the certificate is already revoked", "nothing to do"),

@@ -3,9 +3,14 @@ there). Faster than `mpremote fs cp`, which sends 256-byte `repr` chunks with on
 each: here raw bytes flow continuously, flow-controlled by one-byte acks so a small UART RX
 buffer never overflows, with an end-to-end SHA-256 the board checks before it commits.
 
-`send(port, code, data)` runs `code` on the board (in the raw REPL); that code must create a
-`guard.xfer.Reader(len, sha)` and read the payload from it. The host streams the payload
-and returns what the code printed.
+`stream(ser, data)` sends the payload to a board whose code already waits in a
+`guard.xfer.Reader(len, sha)`; `BoardLink.stream` (mpguard.link) starts that code, a
+streaming agent call through guard.rpc, and reads its answer.
+
+A transfer the host breaks off itself (the progress callback raised, or Ctrl-C on the host)
+first lets the board take the frames in flight (their acks are read, bounded by SETTLE
+seconds): bytes left unread in the board's RX buffer would reach its REPL as keystrokes once
+the host interrupts the Reader (Ctrl-A, Ctrl-B, Ctrl-E... are ordinary payload bytes).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ ESC = 0x10
 ACK = 0x06
 NAK = 0x15  # the board refused early: stop, send ABORT_FRAME
 ABORT_FRAME = bytes([ESC, 0x00]) + bytes(FRAME - 2)
+SETTLE = 2.0  # s: longest wait for the acks of frames in flight when the host breaks off
 _SPECIAL = (0x03, ESC)
 
 
@@ -93,21 +99,39 @@ def stream(
             elif console is not None:
                 console.append(b[0])
 
-    while acked < frames:
-        if nak:
-            ser.write(ABORT_FRAME)
-            return False
-        if sent < frames and sent - acked < WINDOW:
-            ser.write(enc[sent * FRAME : (sent + 1) * FRAME])
-            sent += 1
-            pump(False)
-            if progress:
-                progress(min(len(data), sent * FRAME), len(data))
-            continue
-        before = acked
-        pump(True)
-        if acked == before and time.monotonic() - last > timeout:
-            raise BoardNotAnswering(
-                f"board stopped acknowledging after {acked} of {frames} frames"
-            )
+    def settle() -> None:
+        # The host breaks off: read the acks of the frames in flight, so the board has taken
+        # them off its RX buffer before anything else (Ctrl-C, Ctrl-B) reaches it.
+        end = time.monotonic() + min(SETTLE, timeout)
+        try:
+            while acked < sent and not nak and time.monotonic() < end:
+                pump(True)
+        except OSError:
+            pass  # the link itself is gone: nothing to settle
+
+    try:
+        while acked < frames:
+            if nak:
+                ser.write(ABORT_FRAME)
+                return False
+            if sent < frames and sent - acked < WINDOW:
+                ser.write(enc[sent * FRAME : (sent + 1) * FRAME])
+                sent += 1
+                pump(False)
+                if progress:
+                    try:
+                        progress(min(len(data), sent * FRAME), len(data))
+                    except BaseException:
+                        settle()
+                        raise
+                continue
+            before = acked
+            pump(True)
+            if acked == before and time.monotonic() - last > timeout:
+                raise BoardNotAnswering(
+                    f"board stopped acknowledging after {acked} of {frames} frames"
+                )
+    except KeyboardInterrupt:
+        settle()
+        raise
     return True

@@ -12,14 +12,7 @@ import struct
 import time
 
 import pytest
-from test_update_board import (  # noqa: F401  (fixtures)
-    KIND,
-    agent_mpy,
-    app,
-    fboard,
-    other_signer,
-    signer,
-)
+from agentboard import KIND, Board, app
 
 from mpguard import jose
 from mpguard.updates import bundle
@@ -154,7 +147,7 @@ def test_bad_bundle_table(fboard, signer, other_signer):
         if r["status"] != "refused" or r["reason"] != reason or writes or not same:
             wrong.append(f"{name}: {r} writes={writes} unchanged={same}, want {reason}")
     assert not wrong, "\n".join(wrong)
-    st = fboard.out("OUT(U.status())")
+    st = fboard.out("OUT(S.status())")
     assert st["seq"] == SEQ and st["active"] == "a" and st["trial"] is None
 
 
@@ -165,7 +158,7 @@ def test_expired_while_the_board_clock_is_unknown(fboard, signer):
     r = fboard.out("OUT(install(0))", [signer.bundle(app("1.0"), seq=1, issued_at=t + 20)])
     assert r["status"] == "installed"
     fboard.run("boot()")
-    code = "U._now = lambda: None\nOUT([install(0), install(1)])"
+    code = "I._now = lambda: None\nOUT([install(0), install(1)])"
     late = signer.bundle(app("2.0"), seq=2, issued_at=t, expires=t + 10)
     fine = signer.bundle(app("2.0"), seq=3, issued_at=t, expires=t + 30)
     expired, ok = fboard.out(code, [late, fine])
@@ -174,8 +167,6 @@ def test_expired_while_the_board_clock_is_unknown(fboard, signer):
 
 
 def test_board_without_anchors_refuses(mp, agent_mpy, tmp_path, signer):
-    from test_update_board import Board
-
     b = Board(mp, agent_mpy, tmp_path / "flash.img")
     res = b.out("before = snap()\nr = install(0)\nOUT([r, snap() == before])",
                 [signer.bundle(app("1.0"), seq=1)])
@@ -192,7 +183,7 @@ def test_payload_hash_mismatch_discards_the_slot(fboard, signer, where):
         "keep = lambda: [snap('/app/a'), snap('/mpguard')]\n"
         "before = keep()\n"
         "r = install(0)\n"
-        "OUT([r, keep() == before, list(snap('/app/b')), U.status()])"
+        "OUT([r, keep() == before, list(snap('/app/b')), S.status()])"
     )
     r, kept, slot_b, st = fboard.out(code, [bad])
     assert r["status"] == "refused" and r["reason"] == "bad_hash"

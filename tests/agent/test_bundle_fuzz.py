@@ -15,13 +15,7 @@ import json
 import random
 import struct
 
-from test_update_board import (  # noqa: F401  (fixtures)
-    KIND,
-    agent_mpy,
-    app,
-    fboard,
-    signer,
-)
+from agentboard import KIND, app
 
 from mpguard import jose, reasons
 from mpguard.updates import bundle
@@ -68,7 +62,7 @@ src = STREAMS[0]
 before = snap()
 out = []
 for off, real, told in IN["cases"]:
-    r = U.install(Window(src, off, real), told)
+    r = I.install(Window(src, off, real), told)
     if r["status"] == "installed":
         out.append([r["status"], r.get("slot"), app_files(r["slot"])])
         restore()

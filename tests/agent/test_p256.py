@@ -10,10 +10,11 @@ import hashlib
 import json
 import re
 
-from conftest import AGENT
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from mpguard.agent import package as agentpkg
 
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
@@ -340,7 +341,7 @@ OUT(res)
 
 def _comb_table() -> bytes:
     """The G table of guard/ec.py, recomputed with `cryptography` from its definition."""
-    src = (AGENT / "guard" / "ec.py").read_text()
+    src = (agentpkg.agent_dir() / "guard" / "ec.py").read_text()
     teeth = int(re.search(r"_TEETH = const\((\d+)\)", src).group(1))
     cols = int(re.search(r"_COLS = const\((\d+)\)", src).group(1))
     out = b""

@@ -1,17 +1,11 @@
-"""guard.update on MicroPython over littlefs2: install, trial boot, confirm, rollback, status."""
+"""The update path on MicroPython over littlefs2: guard.install (install), guard.boot (trial
+boot, confirm, rollback) and guard.state (status, configure)."""
 
 from __future__ import annotations
 
-from test_update_board import (  # noqa: F401  (fixtures)
-    agent_mpy,
-    app,
-    fboard,
-    manifest_hashes,
-    other_signer,
-    signer,
-)
+from agentboard import app, manifest_hashes
 
-STATUS = "OUT(U.status())"
+STATUS = "OUT(S.status())"
 
 
 def test_install_boot_confirm(fboard, signer):
@@ -26,7 +20,7 @@ def test_install_boot_confirm(fboard, signer):
     assert st["last"]["result"] == "installed"
     assert fboard.out("OUT(app_files('a'))") == manifest_hashes(v1)
     # First boot: the trial app runs and confirms itself.
-    res = fboard.run("OUT(boot())\nOUT(U.status())")
+    res = fboard.run("OUT(boot())\nOUT(S.status())")
     assert "APP demo 1.0" in res.stdout and "CONFIRMED True" in res.stdout
     booted, st = res.outputs
     assert booted == ["a", False]
@@ -39,7 +33,7 @@ def test_install_boot_confirm(fboard, signer):
     assert r["status"] == "installed" and r["slot"] == "b"
     assert fboard.out("OUT([app_files('a'), app_files('b')])") == [
         manifest_hashes(v1), manifest_hashes(v2)]
-    res = fboard.run("OUT(boot())\nOUT(U.status())")
+    res = fboard.run("OUT(boot())\nOUT(S.status())")
     assert "APP demo 2.0" in res.stdout
     assert res.outputs[1]["active"] == "b" and res.outputs[1]["seq"] == 2
 
@@ -50,11 +44,11 @@ def test_crashing_update_rolls_back_after_max_boots(fboard, signer):
     r = fboard.out("OUT(install(0))", [signer.bundle(app("2.0", crash=True), seq=2)])
     assert r["status"] == "installed"
     for n in (1, 2, 3):  # each trial boot crashes; the board resets
-        res = fboard.run("OUT(boot())\nOUT(U.status())")
+        res = fboard.run("OUT(boot())\nOUT(S.status())")
         assert "APP demo 2.0" in res.stdout and "app crashed" in res.stdout
         assert res.outputs[0] == [None, True]  # the run ended in guard.hw.reset()
         assert res.outputs[1]["trial"]["boots"] == n
-    res = fboard.run("OUT(boot())\nOUT(U.status())")
+    res = fboard.run("OUT(boot())\nOUT(S.status())")
     assert "APP demo 1.0" in res.stdout and "2.0" not in res.stdout
     st = res.outputs[1]
     assert st["active"] == "a" and st["seq"] == 1 and st["trial"] is None
@@ -72,7 +66,7 @@ def test_unconfirmed_app_rolls_back(fboard, signer):
     fboard.run("OUT(install(0))", [signer.bundle(app("2.0", confirm=False), seq=2)])
     for _ in range(3):  # runs, never confirms; each reset is a failed trial boot
         assert "APP demo 2.0" in fboard.run("boot()").stdout
-    res = fboard.run("boot()\nOUT(U.status())")
+    res = fboard.run("boot()\nOUT(S.status())")
     assert "APP demo 1.0" in res.stdout
     assert res.out["last"]["result"] == "rolled_back" and res.out["seq"] == 1
 
@@ -91,10 +85,10 @@ def test_auto_confirm_after_healthy_time(fboard, signer):
     code = (
         "import time\n"
         "boot()\n"
-        "OUT(U.poll())\n"  # too early
+        "OUT(B.poll())\n"  # too early
         "time.sleep_ms(1100)\n"
-        "OUT(U.poll())\n"
-        "OUT(U.status())\n"
+        "OUT(B.poll())\n"
+        "OUT(S.status())\n"
     )
     res = fboard.run(code)
     early, late, st = res.outputs
@@ -115,7 +109,7 @@ def test_remove_list_and_carry_over(fboard, signer):
 
 
 def test_status_keeps_last_refusal_in_ram_only(fboard, signer, other_signer):
-    res = fboard.run("OUT(install(0))\nOUT(U.status())",
+    res = fboard.run("OUT(install(0))\nOUT(S.status())",
                     [other_signer.bundle(app("1.0"), seq=1)])
     r, st = res.outputs
     assert r == {"status": "refused", "reason": "unknown_key"}
@@ -126,12 +120,12 @@ def test_status_keeps_last_refusal_in_ram_only(fboard, signer, other_signer):
 def test_max_boots_is_configurable(fboard, signer):
     fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
     fboard.run("boot()")
-    res = fboard.run("U.configure(1)\ntry:\n    U.configure(0)\nexcept guard.GuardError as e:\n"
+    res = fboard.run("S.configure(1)\ntry:\n    S.configure(0)\nexcept guard.GuardError as e:\n"
                      "    OUT(e.args[0])")
     assert res.out == "bad_arg"
     fboard.run("OUT(install(0))", [signer.bundle(app("2.0", crash=True), seq=2)])
     assert "APP demo 2.0" in fboard.run("boot()").stdout  # the one trial boot allowed
-    res = fboard.run("boot()\nOUT(U.status())")
+    res = fboard.run("boot()\nOUT(S.status())")
     assert "APP demo 1.0" in res.stdout and res.out["last"]["result"] == "rolled_back"
 
 

@@ -8,95 +8,9 @@ no clock is involved. bench/update.py prints the same figures for 64 KiB and 1 M
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from test_update_board import (  # noqa: F401  (fixtures)
-    BS,
-    agent_mpy,
-    app,
-    signer,
-)
-
-from mpguard import unixport
-from mpguard.errors import DeviceError
+from agentboard import app, min_heap
 
 BUDGET = 24 * 1024  # docs/architecture.md 7: agent heap peak for any operation
-
-# The smallest board: a littlefs2 flash, the agent, a board kind. Nothing else on the heap.
-BARE = """
-import os, gc
-import guard.update as U, guard.hw as hw, guard.jws, guard.bundle
-class Flash:
-    def __init__(self, f, n):
-        self.f = f
-        self.n = n
-    def readblocks(self, b, buf, off=0):
-        self.f.seek(b * 4096 + off)
-        self.f.readinto(buf)
-    def writeblocks(self, b, buf, off=0):
-        self.f.seek(b * 4096 + off)
-        self.f.write(buf)
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.n
-        if op == 5:
-            return 4096
-        if op == 6:
-            self.f.seek(arg * 4096)
-            for i in range(8):
-                self.f.write(b"\\xff" * 512)
-        return 0
-class Hw:
-    def board(self):
-        return {"kind": "sim"}
-hw.use(sim=Hw())
-fl = Flash(open(IN["flash"], "r+b"), IN["blocks"])
-src = open(IN["bundle"], "rb") if IN["bundle"] else None
-os.VfsLfs2.mkfs(fl)
-os.umount("/")
-os.mount(os.VfsLfs2(fl), "/")
-os.mkdir("/mpguard")
-with open("/mpguard/anchors.json", "w") as f:
-    f.write(IN["anchors"])
-IN = None
-gc.collect()
-if src:
-    src.seek(0, 2)
-    n = src.tell()
-    src.seek(0)
-    r = U.install(src, n)
-    if r["status"] != "installed":
-        raise ValueError(r["reason"])
-OUT(gc.mem_free() + gc.mem_alloc())
-"""
-
-
-def _fits(agent_mpy: Path, tmp: Path, heap: int, bundle: Path | None, anchors: str,
-          blocks: int) -> bool:
-    img = tmp / "heap.img"
-    img.write_bytes(b"\xff" * (BS * blocks))
-    data = {"flash": str(img), "blocks": blocks, "bundle": str(bundle) if bundle else None,
-            "anchors": anchors}
-    try:
-        unixport.run(BARE, data, path=[agent_mpy], heapsize=str(heap))
-        return True
-    except DeviceError as e:
-        if e.exc_type != "MemoryError":
-            raise
-        return False
-
-
-def min_heap(agent_mpy: Path, tmp: Path, bundle: Path | None, anchors: str,
-             blocks: int = 128, lo: int = 16 * 1024, hi: int = 128 * 1024) -> int:
-    """Smallest heap (bytes, 256-byte steps) in which the bare board completes."""
-    assert _fits(agent_mpy, tmp, hi, bundle, anchors, blocks)
-    while hi - lo > 256:
-        mid = (lo + hi) // 2 // 256 * 256
-        if _fits(agent_mpy, tmp, mid, bundle, anchors, blocks):
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def test_install_heap_fits_64k_and_is_independent_of_bundle_size(agent_mpy, tmp_path, signer):

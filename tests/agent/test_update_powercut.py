@@ -15,14 +15,7 @@ import random
 import shutil
 
 import pytest
-from test_update_board import (  # noqa: F401  (fixtures)
-    Board,
-    agent_mpy,
-    app,
-    fboard,
-    manifest_hashes,
-    signer,
-)
+from agentboard import Board, app, manifest_hashes
 
 # The update as the board lives it: install, then the first (trial) boot, in which the app
 # confirms itself. Cut points span all of it.
@@ -39,10 +32,10 @@ OUT([FL.hit, r, FL.writes])
 
 BOOT_AND_REDEPLOY = """
 booted = boot()
-OUT([booted, app_files(booted[0]) if booted[0] else None, U.status()])
+OUT([booted, app_files(booted[0]) if booted[0] else None, S.status()])
 OUT(install(0))
 OUT(boot())
-OUT(U.status())
+OUT(S.status())
 """
 
 

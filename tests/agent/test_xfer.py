@@ -234,3 +234,41 @@ def test_sender_never_reads_past_the_last_ack():
     assert transfer.stream(board, payload, console=console) is True
     assert bytes(board.pending) == b"ANSWER\x04\x04>"  # left for the raw REPL's follow()
     assert bytes(console) == b"noise"
+
+
+class _LaggingBoard:
+    """A board that takes a frame off its RX buffer (and acks it) only when the host reads:
+    frames sent but not yet read stay in flight."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.taken = 0
+
+    def write(self, data: bytes) -> int:
+        self.written += 1
+        return len(data)
+
+    @property
+    def in_waiting(self) -> int:
+        return 0
+
+    def read(self, n: int) -> bytes:
+        if self.taken == self.written:
+            return b""
+        self.taken += 1
+        return bytes([transfer.ACK])
+
+
+@pytest.mark.parametrize("stop_at", [1, 2, 5])
+def test_host_breaking_off_lets_the_board_take_the_frames_in_flight(stop_at):
+    # Frames left in the board's RX buffer would reach its REPL as keystrokes when the host
+    # interrupts the Reader: before the host's exception propagates, every sent frame is acked.
+    board = _LaggingBoard()
+
+    def stop(done: int, total: int) -> None:
+        if done >= stop_at * transfer.FRAME:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        transfer.stream(board, os.urandom(20 * transfer.FRAME), progress=stop)
+    assert board.written == stop_at and board.taken == board.written

@@ -53,7 +53,7 @@ def test_agent_install_idempotent_and_refusals(env, tmp_path):
     assert r.returncode == 0, r.stderr
     first = json.loads(r.stdout)
     assert first["format"] == "mpy" and first["board_kind"] == "sim"
-    assert "/lib/guard/update.mpy" in first["written"] and "/main.py" in first["written"]
+    assert "/lib/guard/install.mpy" in first["written"] and "/main.py" in first["written"]
     again = json.loads(cli(env, tmp_path / "p1", "agent", "install", "--port", "sim:b",
                            "--json").stdout)
     assert again["written"] == [] and len(again["unchanged"]) == len(first["written"])

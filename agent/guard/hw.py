@@ -202,15 +202,17 @@ def store_read(name):
         return None
 
 
-def store_write(name, data):
+def store_write(name, parts):
     # Atomic: temp file + rename, so a power cut leaves the old record or the new one.
+    # `parts`: the record as a tuple of byte strings (written in turn: never joined in RAM).
     try:
         os.mkdir(_STORE_DIR)
     except OSError:
         pass
     p = _STORE_DIR + "/" + name
     with open(p + ".tmp", "wb") as f:
-        f.write(data)
+        for b in parts:
+            f.write(b)
     os.rename(p + ".tmp", p)
 
 

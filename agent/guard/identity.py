@@ -111,7 +111,7 @@ def ueid(create=False):
         import os
 
         u = bytes((_RAND,)) + os.urandom(_RAND_LEN)
-        hw.store_write(_UEID, u)
+        hw.store_write(_UEID, (u,))
     if u is not None and (len(u) != _RAND_LEN + 1 or u[0] != _RAND):
         raise GuardError("bad_ueid")
     return u
@@ -179,7 +179,7 @@ def begin(entropy, force=False):
         from guard import p256
 
         d, pub = p256.keygen(e)
-        hw.store_write(_NEW, _KEY_A + d.to_bytes(32, "big") + _KEY_B + pub)
+        hw.store_write(_NEW, (_KEY_A, d.to_bytes(32, "big"), _KEY_B, pub))
         d = 0
     return status()
 
@@ -243,7 +243,11 @@ def install(cert, chain):
         raise GuardError("bad_cert", "issuer")
     if not p256.verify(bytes(ca_spki[_SPKI_HEAD:]), sha256(tbs).digest(), sig):
         raise GuardError("bad_sig")
-    hw.store_write(_ID, new[:_KEY_LEN] + c + ca)
+    del tbs, issuer, subject, spki, ca_spki, sig
+    import gc
+
+    gc.collect()  # a busy board's heap: the write needs no big piece, but leave it room
+    hw.store_write(_ID, (new[:_KEY_LEN], c, ca))
     hw.store_remove(_NEW)
     return status()
 

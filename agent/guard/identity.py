@@ -49,20 +49,16 @@ _RAND = const(1)
 
 
 def _key(rec):
-    # (d, pub65) of a SEC1 key record (the first 121 bytes of `rec`)
-    if rec is None or len(rec) < _KEY_LEN or rec[:7] != _KEY_A or rec[39:56] != _KEY_B:
+    # (d, pub65) of a SEC1 key record (the first 121 bytes of `rec`), checked for shape and
+    # range only: loading P-256 here would cost a caller (attestation) the heap it needs
+    # later; install() checks pub == d*G before the key gets its certificate
+    if rec is None or len(rec) < _KEY_LEN or rec[:7] != _KEY_A or rec[39:56] != _KEY_B \
+            or rec[56] != 4:
         raise GuardError("bad_store")
-    from guard import p256
-
     d = int.from_bytes(rec[7:39], "big")
-    pub = bytes(rec[56:_KEY_LEN])
-    try:
-        p256.decode_point(pub)
-    except GuardError:
-        raise GuardError("bad_store")
     if d < 1 or d >= _N:
         raise GuardError("bad_store")
-    return d, pub
+    return d, bytes(rec[56:_KEY_LEN])
 
 
 def _parts(rec):

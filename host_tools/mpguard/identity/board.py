@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import jose
-from ..errors import CommandError, DeviceError, DeviceRefused
+from ..errors import CommandError, DeviceError, DeviceRefused, MpguardError
 from ..files import b64u_dec, b64u_enc
 from ..link import BoardLink
 
@@ -60,7 +60,15 @@ def _norm(st: Any) -> dict[str, Any]:
         raise CommandError(f"the board's agent answered identity.status with {st!r}")
     st = dict(st)
     for k in ("pub", "pending_pub"):
-        st[k.replace("pub", "kid")] = jose.thumbprint(unb64u(st[k])) if st.get(k) else None
+        kid = None
+        if st.get(k):
+            try:
+                kid = jose.thumbprint(unb64u(st[k]))
+            except MpguardError:  # a stored point off the curve: the record is damaged
+                st[k] = None
+                if k == "pub":
+                    st["state"] = "damaged"
+        st[k.replace("pub", "kid")] = kid
     st["uid"] = unb64u(st["uid"]).hex()
     st["cert_sha256"] = unb64u(st["cert_sha256"]).hex() if st.get("cert_sha256") else None
     return st

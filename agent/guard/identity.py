@@ -20,12 +20,15 @@
 #
 # Reasons: identity_exists no_identity no_pending bad_store bad_ueid bad_cert cert_mismatch
 # ueid_mismatch bad_sig bad_arg, plus guard.asn1's bad_der.
+from binascii import b2a_base64
 from hashlib import sha256
 
 from micropython import const
 
-from guard import GuardError, asn1, hw
-from guard.jws import b64u_dec, b64u_enc
+from guard import GuardError, hw
+
+# guard.jws (and through it P-256, ~20 KiB of heap once loaded) and guard.asn1 are imported
+# only where a function needs them: reading the key (attestation) loads neither.
 
 _ID = "id"
 _NEW = "id.new"
@@ -63,6 +66,8 @@ def _key(rec):
 
 def _parts(rec):
     # [key, cert, ca] slices of the identity record (each a whole DER element)
+    from guard import asn1
+
     _key(rec)
     out = []
     pos = 0
@@ -113,8 +118,15 @@ def ueid(create=False):
     return u
 
 
+def _b64e(b):
+    # base64url without padding (RFC 4648 5), as str
+    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_").decode()
+
+
 def _b64(s, reason, what):
     # strict base64url (guard.jws) of a string argument, else GuardError(reason, what)
+    from guard.jws import b64u_dec
+
     try:
         if isinstance(s, str):
             return b64u_dec(s)
@@ -126,7 +138,7 @@ def _b64(s, reason, what):
 def _pub(rec):
     # base64url of a record's public key; None when absent or damaged
     try:
-        return b64u_enc(_key(rec)[1]).decode() if rec is not None else None
+        return _b64e(_key(rec)[1]) if rec is not None else None
     except GuardError:
         return None
 
@@ -142,7 +154,7 @@ def status():
     cert = None
     if pub:
         try:
-            cert = b64u_enc(sha256(_parts(rec)[1]).digest()).decode()
+            cert = _b64e(sha256(_parts(rec)[1]).digest())
         except GuardError:
             pub = None
     npub = _pub(new)
@@ -151,8 +163,8 @@ def status():
     else:
         state = "pending" if npub else "none"
     return {
-        "state": state, "ueid": b64u_enc(u).decode() if u else None,
-        "uid": b64u_enc(hw.unique_id()).decode(), "pub": pub, "cert_sha256": cert,
+        "state": state, "ueid": _b64e(u) if u else None,
+        "uid": _b64e(hw.unique_id()), "pub": pub, "cert_sha256": cert,
         "pending_pub": npub, "store": hw.STORE,
     }
 
@@ -182,7 +194,9 @@ def begin(entropy, force=False):
 
 def _name(u):
     # Name ::= SEQUENCE { SET { SEQUENCE { id-at-commonName, UTF8String base64url(UEID) } } }
-    return asn1.seq(asn1.tlv(asn1.SET, asn1.seq(_CN, asn1.tlv(asn1.UTF8, b64u_enc(u)))))
+    from guard import asn1
+
+    return asn1.seq(asn1.tlv(asn1.SET, asn1.seq(_CN, asn1.tlv(asn1.UTF8, _b64e(u).encode()))))
 
 
 def csr(challenge, pending=True):
@@ -201,6 +215,8 @@ def csr(challenge, pending=True):
     u = ueid()
     if u is None:
         raise GuardError("bad_ueid")
+    from guard import asn1
+
     attrs = asn1.seq(_CHALLENGE, asn1.tlv(asn1.SET, asn1.tlv(asn1.UTF8, challenge.encode())))
     info = asn1.seq(b"\x02\x01\x00", _name(u), _SPKI + pub, asn1.tlv(0xA0, attrs))
     from guard import p256
@@ -208,7 +224,7 @@ def csr(challenge, pending=True):
     sig = p256.sign(d, sha256(info).digest())
     d = 0
     bits = asn1.tlv(asn1.BITS, b"\x00" + asn1.seq(asn1.uint(sig[:32]), asn1.uint(sig[32:])))
-    return b64u_enc(asn1.seq(info, asn1.ECDSA_SHA256, bits)).decode()
+    return _b64e(asn1.seq(info, asn1.ECDSA_SHA256, bits))
 
 
 def install(cert, chain):
@@ -223,7 +239,7 @@ def install(cert, chain):
     ca = _b64(chain[0], "bad_cert", "encoding")
     if not c or not ca or len(c) > _MAX_CERT or len(ca) > _MAX_CERT:
         raise GuardError("bad_cert", "size")
-    from guard import p256
+    from guard import asn1, p256
 
     d, pub = _key(new)
     if p256.public_key(d) != pub:
@@ -234,12 +250,14 @@ def install(cert, chain):
         raise GuardError("cert_mismatch")
     if subject != _name(ueid()):
         raise GuardError("ueid_mismatch")
+    h = sha256(tbs).digest()
+    del tbs, subject, spki
     _, _, ca_subject, ca_spki, _ = asn1.certificate(ca)
     if issuer != ca_subject or len(ca_spki) != _SPKI_LEN or ca_spki[:_SPKI_HEAD] != _SPKI:
         raise GuardError("bad_cert", "issuer")
-    if not p256.verify(bytes(ca_spki[_SPKI_HEAD:]), sha256(tbs).digest(), sig):
+    if not p256.verify(bytes(ca_spki[_SPKI_HEAD:]), h, sig):
         raise GuardError("bad_sig")
-    del tbs, issuer, subject, spki, ca_spki, sig
+    del issuer, ca_subject, ca_spki, sig
     import gc
 
     gc.collect()  # a busy board's heap: the write needs no big piece, but leave it room
@@ -257,7 +275,7 @@ def key():
 def certificate():
     # {"cert", "ca"}: base64url DER of the identity's certificate and its CA (public)
     p = _parts(_cur())
-    return {"cert": b64u_enc(p[1]).decode(), "ca": b64u_enc(p[2]).decode()}
+    return {"cert": _b64e(p[1]), "ca": _b64e(p[2])}
 
 
 def tls_context(server_ca):

@@ -16,7 +16,8 @@ anywhere leaves the board with no identity or a complete one, and a re-run finis
  7. a key that belongs to another board is refused (a clone); then the certificate is
     issued and recorded: add_device, or with --force replace_identity (the old certificate
     revoked, history kept, the CRL signed again)
- 8. the certificate is installed on the board (one atomic write) and the answer checked
+ 8. the certificate is installed on the board (one atomic write, after a soft reset: the
+    whole heap) and the answer checked
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ class _Run:
                          public_key=board.unb64u(key))
 
     def _install(self, der: bytes, kid: str) -> None:
+        board.reset_heap(self.link)  # the install parses two certificates and verifies one
         st = board.install(self.link, der, self.ca.der)
         if (st.get("state") != "complete" or st.get("kid") != kid
                 or st.get("cert_sha256") != hashlib.sha256(der).hexdigest()):

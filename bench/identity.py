@@ -53,7 +53,8 @@ hw.use(sim=H())
 fl = F('{img}')
 os.VfsLfs2.mkfs(fl)
 os.mount(os.VfsLfs2(fl), '/mnt')
-hw._STORE_DIR = '/mnt/mpguard'
+import guard.store
+guard.store._DIR = '/mnt/mpguard'
 E = 'A' * 43
 C = 'challenge-0123456789abcd'
 """

@@ -2,10 +2,9 @@
 # In the virtual board the sim provides `_simhw`; on a chip, `machine` and `network`.
 # The eFuse map is the board profile (boards/KIND.json) installed as BOARD_FILE; without it
 # eFuse facts are unknown (None), never guessed.
-# Secrets (the identity key record) are kept through store_read/store_write/store_remove:
-# files under /mpguard/ on the sim and on boards without NVS encryption. On a real ESP32
-# what protects them is flash encryption (with the filesystem partition flagged
-# `encrypted`) and no REPL; posture reports the eFuse facts (docs/decisions/0012-identity.md).
+# Secrets (the identity key record) are kept by guard.store, the storage half of this seam,
+# kept apart so that code importing guard.hw (the install path, compiled from source on some
+# boards) does not pay for it.
 # Reasons: bad_profile (the eFuse map or board file is malformed or points outside the
 # chip's eFuse registers; nothing is read then).
 import json
@@ -16,8 +15,6 @@ from micropython import const
 from guard import GuardError
 
 BOARD_FILE = "/lib/guard/board.json"
-STORE = "file"  # what keeps store_* records: "file" (under _STORE_DIR)
-_STORE_DIR = "/mpguard"
 FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disable",
          "key_protect", "secure_version", "key_purpose")
 _WORD = const(0xFFFFFFFF)
@@ -191,33 +188,3 @@ def repl_uart():
 def flash_stats():
     # Block write/erase/read counts: the virtual board only; None on a chip.
     return _sim.flash_stats() if _sim else None
-
-
-def store_read(name):
-    # The record `name` (bytes), or None when there is none.
-    try:
-        with open(_STORE_DIR + "/" + name, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def store_write(name, parts):
-    # Atomic: temp file + rename, so a power cut leaves the old record or the new one.
-    # `parts`: the record as a tuple of byte strings (written in turn: never joined in RAM).
-    try:
-        os.mkdir(_STORE_DIR)
-    except OSError:
-        pass
-    p = _STORE_DIR + "/" + name
-    with open(p + ".tmp", "wb") as f:
-        for b in parts:
-            f.write(b)
-    os.rename(p + ".tmp", p)
-
-
-def store_remove(name):
-    try:
-        os.remove(_STORE_DIR + "/" + name)
-    except OSError:
-        pass

@@ -2,7 +2,7 @@
 # on the board, its UEID (RFC 9711 4.2.1), a PKCS#10 request (RFC 2986) as proof of
 # possession, and the certificate the host's device CA issues for it.
 #
-# Records (through guard.hw's store; each written atomically):
+# Records (through guard.store; each written atomically):
 #   "id"      the identity: SEC1 ECPrivateKey DER (RFC 5915) || certificate DER || CA DER
 #   "id.new"  a pending key (SEC1 DER alone) that has no certificate on the board yet
 #   "ueid"    a RAND UEID (profile "ueid": "rand"), made once, never rewritten
@@ -25,7 +25,7 @@ from hashlib import sha256
 
 from micropython import const
 
-from guard import GuardError, hw
+from guard import GuardError, hw, store
 
 # guard.jws (and through it P-256, ~20 KiB of heap once loaded) and guard.asn1 are imported
 # only where a function needs them: reading the key (attestation) loads neither.
@@ -81,7 +81,7 @@ def _parts(rec):
 
 
 def _cur():
-    rec = hw.store_read(_ID)
+    rec = store.read(_ID)
     if rec is None:
         raise GuardError("no_identity")
     return rec
@@ -90,7 +90,7 @@ def _cur():
 def _pending(rec):
     # the pending key record, or None; one left behind by a cut after install's rename
     # (the same key as the identity's) is no pending key
-    new = hw.store_read(_NEW)
+    new = store.read(_NEW)
     if new is not None and rec is not None and new[:_KEY_LEN] == rec[:_KEY_LEN]:
         return None
     return new
@@ -107,12 +107,12 @@ def ueid(create=False):
         return bytes((_EUI,)) + u
     if kind != "rand":
         raise GuardError("bad_profile", "ueid")
-    u = hw.store_read(_UEID)
+    u = store.read(_UEID)
     if u is None and create:
         import os
 
         u = bytes((_RAND,)) + os.urandom(_RAND_LEN)
-        hw.store_write(_UEID, (u,))
+        store.write(_UEID, (u,))
     if u is not None and (len(u) != _RAND_LEN + 1 or u[0] != _RAND):
         raise GuardError("bad_ueid")
     return u
@@ -147,7 +147,7 @@ def status():
     # What the host may know: state, UEID, MAC, public keys, certificate digest (base64url),
     # never the key. "damaged": an identity record that does not parse (a forced begin
     # replaces it).
-    rec = hw.store_read(_ID)
+    rec = store.read(_ID)
     new = _pending(rec)
     u = ueid()
     pub = _pub(rec)
@@ -165,7 +165,7 @@ def status():
     return {
         "state": state, "ueid": _b64e(u) if u else None,
         "uid": _b64e(hw.unique_id()), "pub": pub, "cert_sha256": cert,
-        "pending_pub": npub, "store": hw.STORE,
+        "pending_pub": npub, "store": store.KIND,
     }
 
 
@@ -176,7 +176,7 @@ def begin(entropy, force=False):
     e = _b64(entropy, "bad_arg", "entropy")
     if len(e) != _ENTROPY:
         raise GuardError("bad_arg", "entropy")
-    rec = hw.store_read(_ID)
+    rec = store.read(_ID)
     new = _pending(rec)
     if new is not None and not force and _pub(new):
         pass  # keep the pending key (a damaged one, never certified on the board, is replaced)
@@ -187,7 +187,7 @@ def begin(entropy, force=False):
         from guard import p256
 
         d, pub = p256.keygen(e)
-        hw.store_write(_NEW, (_KEY_A, d.to_bytes(32, "big"), _KEY_B, pub))
+        store.write(_NEW, (_KEY_A, d.to_bytes(32, "big"), _KEY_B, pub))
         d = 0
     return status()
 
@@ -206,7 +206,7 @@ def csr(challenge, pending=True):
     if not isinstance(challenge, str) or not 16 <= len(challenge) <= _MAX_CHALLENGE:
         raise GuardError("bad_arg", "challenge")
     if pending:
-        rec = _pending(hw.store_read(_ID))
+        rec = _pending(store.read(_ID))
         if rec is None:
             raise GuardError("no_pending")
     else:
@@ -230,7 +230,7 @@ def csr(challenge, pending=True):
 def install(cert, chain):
     # Store the host's certificate (base64url DER) and its CA chain (a list of one base64url
     # DER certificate) with the pending key, as the board's identity; returns status().
-    new = _pending(hw.store_read(_ID))
+    new = _pending(store.read(_ID))
     if new is None:
         raise GuardError("no_pending")
     if not isinstance(chain, list) or len(chain) != 1:
@@ -261,8 +261,8 @@ def install(cert, chain):
     import gc
 
     gc.collect()  # a busy board's heap: the write needs no big piece, but leave it room
-    hw.store_write(_ID, (new[:_KEY_LEN], c, ca))
-    hw.store_remove(_NEW)
+    store.write(_ID, (new[:_KEY_LEN], c, ca))
+    store.remove(_NEW)
     return status()
 
 

@@ -279,7 +279,7 @@ def test_install_refuses_without_a_pending_key_and_bad_arguments(board, ca):
 
 def test_corrupt_records_are_bad_store_never_a_guess(board, ca):
     provision(board, ca)
-    board.run("I.hw.store_write('id', (b'\\x30\\x03\\x02\\x01\\x00' * 3,))\nOUT(1)")
+    board.run("I.store.write('id', (b'\\x30\\x03\\x02\\x01\\x00' * 3,))\nOUT(1)")
     st = board.status()
     assert st["state"] == "damaged" and st["pub"] is None and st["cert_sha256"] is None
     assert board.out("OUT(attempt(I.key))") == [None, "bad_store"]
@@ -287,16 +287,16 @@ def test_corrupt_records_are_bad_store_never_a_guess(board, ca):
     assert board.out("OUT(attempt(I.csr, IN['c'], False))", c=CHALLENGE) == [None, "bad_store"]
     assert board.out("OUT(attempt(I.begin, IN['e']))", e=entropy()) == [None, "identity_exists"]
     assert provision(board, ca, force=True)["state"] == "complete"  # --force recovers it
-    board.run("I.hw.store_remove('id')\nI.hw.store_write('id.new', (b'\\x00' * 121,))\nOUT(1)")
+    board.run("I.store.remove('id')\nI.store.write('id.new', (b'\\x00' * 121,))\nOUT(1)")
     assert board.status()["state"] == "none"  # a damaged pending key is no pending key
     assert board.out("OUT(attempt(I.csr, IN['c']))", c=CHALLENGE) == [None, "bad_store"]
     assert board.out("OUT(I.begin(IN['e']))", e=entropy())["state"] == "pending"  # replaced
     # a pending key whose public half does not match its scalar
-    st = board.out("I.hw.store_remove('id.new')\nOUT(I.begin(IN['e']))", e=entropy())
+    st = board.out("I.store.remove('id.new')\nOUT(I.begin(IN['e']))", e=entropy())
     raw = bytearray(bytes.fromhex(board.out("OUT(raw('id.new'))")))
     raw[10] ^= 1  # the scalar changes; the stored public key does not
     cert = ca.issue(unb64u(st["pending_pub"]), st["ueid"])
-    got = board.out("I.hw.store_write('id.new', (unhexlify(IN['k']),))\n"
+    got = board.out("I.store.write('id.new', (unhexlify(IN['k']),))\n"
                     "OUT(attempt(I.install, IN['c'], [IN['ca']]))",
                     k=raw.hex(), c=b64u(cert), ca=b64u(ca.ca.der))
     assert got == [None, "bad_store"]

@@ -50,16 +50,16 @@ def mpguard_project(tmp_path_factory: pytest.TempPathFactory, board_target: str,
 def mpguard_release(mpguard_project: Project, tmp_path_factory: pytest.TempPathFactory) -> Any:
     from . import api
 
-    def make(app: str | os.PathLike | dict[str, str | bytes], version: str,
+    def make(source: str | os.PathLike | dict[str, str | bytes], version: str,
              **options: Any) -> Release:
-        if isinstance(app, dict):
+        if isinstance(source, dict):
             d = tmp_path_factory.mktemp("app") / str(options.get("app") or "app")
-            for rel, src in app.items():
+            for rel, src in source.items():
                 f = d / rel
                 f.parent.mkdir(parents=True, exist_ok=True)
                 f.write_bytes(src.encode() if isinstance(src, str) else src)
-            app = d
-        return api.release(mpguard_project, app, version, **options)
+            source = d
+        return api.release(mpguard_project, source, version, **options)
 
     return make
 

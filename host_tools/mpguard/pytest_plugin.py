@@ -23,7 +23,7 @@ Fixtures:
                    board's factory reset, so tests do not depend on each other
   mpguard_project  a project in the test's tmp folder (release key unencrypted: tests only)
                    whose releases target the board's kind
-  mpguard_release  `make(app, version, **options) -> api.Release`: sign an app (a folder, or
+  mpguard_release  `make(source, version, **options) -> api.Release`: sign an app (a folder, or
                    {path: source} written to a folder) with `mpguard_project`
   agent_board      `clean_board` with the agent and `mpguard_project`'s anchors installed
 

@@ -29,7 +29,7 @@ from .errors import BoardReset, LinkDeadline
 
 # What a board prints when it (re)starts. Kept specific: test output that merely mentions
 # "reset" must not look like one.
-RESET_LINE = re.compile(rb"MPY: soft reboot\r?\n|rst:0x[0-9a-fA-F]{1,2} \([A-Z_]+\)")
+RESET_LINE = re.compile(rb"MPY: soft reboot\r?\n|rst:0x[0-9a-fA-F]{1,2} \([A-Z0-9_]+\)")
 _TAIL = 48  # bytes kept between reads, so a marker split across reads is still seen
 _KEEP = 4096  # bytes of the armed operation's output kept for the BoardReset exception
 _OWN = ("_ser", "_deadline", "_armed", "_resets", "_tail", "_seen", "_what", "_back")

@@ -139,9 +139,8 @@ def install(
     try:
         return _install(link, anchors, kind, force, fmt, progress)
     except BoardReset as e:
-        raise BoardReset("the board reset during the agent install; the boot stubs are "
-                         "written last, so it boots as before the install; run again",
-                         e.output) from None
+        raise BoardReset("the board reset during the agent install; run the same command "
+                         "again: it writes what is still missing", e.output) from None
     finally:
         link.deadline = outer
 

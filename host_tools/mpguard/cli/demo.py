@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .. import reasons
+
 GOOD = 'import guard\nprint("hello from app {v}")\nguard.confirm()\n'
 BROKEN = 'print("app {v} starting")\nraise RuntimeError("app {v} is broken")\n'
 
@@ -61,7 +63,8 @@ class Story:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the mpguard story on a virtual board (init, agent, "
                        "updates, rollback, a forged bundle refused)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_ERROR))
     p.add_argument("--dir", default="demo-project", help="project folder (recreated)")
     p.set_defaults(func=lambda a: run(Path(a.dir)))
 

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> Result:
     data = read_bundle(args.bundle)
     if args.deadline is not None and args.deadline <= 0:
         raise CommandError("--deadline must be positive")
-    progress = None if args.json else Progress("transfer")
+    progress = None if args.json else Progress(f"transfer to {args.port}")
     with BoardLink(resolve_port(args.port)) as link:
         res = deploy.deploy(link, data, progress=progress, wait=args.wait,
                             deadline=args.deadline)

@@ -15,6 +15,7 @@ BENCHES = [
     "bench.boot",
     "bench.sim",
     "bench.inventory",
+    "bench.attest",
 ]
 
 

@@ -1,5 +1,12 @@
 """Bulk transfer vs `mpremote fs cp`, over a virtual board throttled to 115200 baud.
 
+    python -m bench.transfer                                  # 115200 baud, no latency
+    python -m bench.transfer --baud 921600 --latency 0,1,4,16 # one row per latency
+    python -m bench.transfer --size 65536 --baud 115200 --latency 16
+
+The latency (ms, each way) is the sim's `--latency`: a USB-serial bridge's delay (1-16 ms
+on real boards, 16 ms a common default), so every figure can be taken at realistic settings.
+
 Both move the same random bytes to the same board in the same run:
 - mpguard's transfer (guard.xfer on the board, reading into a sink that hashes and drops);
 - `mpremote connect PORT fs cp FILE :/bench.bin` (the real CLI, 256-byte repr chunks).
@@ -41,12 +48,12 @@ def _install_xfer(link: BoardLink) -> None:
         link.put((root / "guard" / mod).read_bytes(), f"/lib/guard/{mod}")
 
 
-def measure(size: int = SIZE, baud: int = BAUD) -> dict[str, float]:
+def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0) -> dict[str, float]:
     data = os.urandom(size)
     link_rate = baud / 10
     with tempfile.TemporaryDirectory() as d:
         os.environ["MPGUARD_SIM_DIR"] = d
-        info = sim.start(name="bench-xfer", baud=baud)
+        info = sim.start(name="bench-xfer", baud=baud, latency=latency_ms or None)
         try:
             with BoardLink(info.port, timeout=120) as link:
                 _install_xfer(link)
@@ -73,20 +80,33 @@ def measure(size: int = SIZE, baud: int = BAUD) -> dict[str, float]:
             del os.environ["MPGUARD_SIM_DIR"]
     return {
         "size": size,
+        "baud": baud,
+        "latency_ms": latency_ms,
         "link_Bps": link_rate,
         "ours_Bps": size / ours,
         "mpremote_Bps": size / theirs,
     }
 
 
-def main() -> None:
-    r = measure()
-    print(f"## bulk transfer, {r['size'] // 1024} KiB of random bytes, virtual board at "
-          f"{BAUD} baud ({r['link_Bps']:.0f} B/s)")
-    print(f"  mpguard transfer    {r['ours_Bps']:8.0f} B/s  {100 * r['ours_Bps'] / r['link_Bps']:5.1f} % "
-          "of the link (incl. start-up)")
-    print(f"  mpremote fs cp      {r['mpremote_Bps']:8.0f} B/s  "
-          f"{100 * r['mpremote_Bps'] / r['link_Bps']:5.1f} % of the link (incl. connect)")
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m bench.transfer", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=SIZE, help="bytes to move (default 16 KiB)")
+    ap.add_argument("--baud", type=int, default=BAUD, help="the sim's baud (default 115200)")
+    ap.add_argument("--latency", default="0", metavar="MS[,MS...]",
+                    help="the sim's latency each way, ms; a comma list runs one row each")
+    args = ap.parse_args([] if argv is None and __name__ != "__main__" else argv)
+    lats = [float(x) for x in args.latency.split(",")]
+    print(f"## bulk transfer, {args.size // 1024} KiB of random bytes, virtual board at "
+          f"{args.baud} baud ({args.baud / 10:.0f} B/s)")
+    for lat in lats:
+        r = measure(args.size, args.baud, lat)
+        print(f"  latency {lat:4g} ms  mpguard transfer {r['ours_Bps']:8.0f} B/s "
+              f"{100 * r['ours_Bps'] / r['link_Bps']:5.1f} % of the link (incl. start-up); "
+              f"mpremote fs cp {r['mpremote_Bps']:8.0f} B/s "
+              f"{100 * r['mpremote_Bps'] / r['link_Bps']:5.1f} % (incl. connect)")
 
 
 if __name__ == "__main__":

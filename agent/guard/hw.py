@@ -11,7 +11,8 @@ from micropython import const
 from guard import GuardError
 
 BOARD_FILE = "/lib/guard/board.json"
-FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disable")
+FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disable",
+         "key_protect", "secure_version", "key_purpose")
 _WORD = const(0xFFFFFFFF)
 
 
@@ -35,6 +36,12 @@ def use(sim=None, mach=None, net=None):
     # `machine`-like object (mem32[addr], unique_id, reset, reset_cause) plus `network`.
     global _sim, _mach, _net, _prof, _read
     _sim, _mach, _net, _prof, _read = sim, mach, net, None, False
+
+
+def forget():
+    # Drop the cached board profile (read again when next needed): frees its heap.
+    global _prof, _read
+    _prof, _read = None, False
 
 
 def _hw():
@@ -137,6 +144,41 @@ def net_facts():
         "ap_open": on and ap.config("security") == 0,
         "sta_connected": bool(sta.isconnected()),
     }
+
+
+def uptime():
+    # Seconds since boot, or None where the board cannot tell. On a chip the RTC counts from
+    # power-on until the clock is set (NTP, RTC.datetime): only then is time.time() an uptime.
+    if _sim:
+        return _sim.uptime()
+    import time
+
+    t = int(time.time())
+    return t if t + (946684800 if time.gmtime(0)[0] == 2000 else 0) < 1704067200 else None
+
+
+def boot_count():
+    # Boots of the chip (power-on, reset, watchdog; not soft resets), or None: an ESP32 keeps
+    # no such counter, and counting in flash would cost a write per boot.
+    return _sim.boot_count() if _sim else None
+
+
+def partition_encrypted():
+    # The running app partition's `encrypted` flag (esp32.Partition.info()[5]), or None.
+    if _sim:
+        return _sim.partition_encrypted()
+    try:
+        import esp32
+
+        return bool(esp32.Partition(esp32.Partition.RUNNING).info()[5])  # type: ignore[arg-type]
+    except (ImportError, AttributeError, IndexError, OSError):
+        return None
+
+
+def repl_uart():
+    # Whether the interpreter's REPL listens on the UART, or None where it cannot be told:
+    # stock ESP32 firmware always has it; MicroPython offers no run-time query.
+    return _sim.repl_uart() if _sim else None
 
 
 def flash_stats():

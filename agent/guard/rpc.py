@@ -13,8 +13,13 @@
 # stream() hands the function a guard.xfer.Reader(length, sha) and the length, then its
 # arguments; a function that refuses (or returns) before reading everything aborts the
 # transfer (NAK), so the link returns clean.
+# A function in _WRITES answers a (long) string without holding it: it gets `out=` a stream
+# whose writes become the answer's JSON string as they come ({"ok": "..."}, the same framing),
+# so no copy of the answer must fit the heap in one piece. It writes only characters that need
+# no JSON escaping (a JWS: base64url and dots) and refuses (GuardError) before its first write.
 # Reasons: bad_call.
 import json
+import sys
 
 from guard import GuardError
 
@@ -29,6 +34,9 @@ _CALLS = {
 }
 _STREAMS = {
     "update.install": ("install", "install"),  # install(stream, length)
+}
+_WRITES = {
+    "attest.token": ("attest", "token"),  # token(nonce, out=stream) -> the EAT, written out
 }
 
 
@@ -61,12 +69,32 @@ def _refuse(e):
     _say("err", [str(a[0]) if a else "refused", d])
 
 
+class _Out:
+    # the answer stream of a _WRITES function: the frame opens at the first write
+    def __init__(self):
+        self.open = False
+
+    def write(self, s):
+        if not self.open:
+            self.open = True
+            sys.stdout.write(_MARK + '{"ok":"')
+        sys.stdout.write(s)
+
+
 def run(name, args="[]"):
+    w = _WRITES.get(name) if type(name) is str else None
+    out = _Out() if w else None
     try:
-        f = _find(_CALLS, name)
-        v = f(*_args(args))
+        f = _find(_WRITES if w else _CALLS, name)
+        v = f(*_args(args), out=out) if out else f(*_args(args))
     except GuardError as e:
+        if out and out.open:
+            raise  # a refusal after the answer began: report it as the device error it is
         _refuse(e)
+        return
+    if out:
+        out.write("")
+        print('"}')
         return
     _say("ok", v)
 

@@ -15,8 +15,9 @@ Profile schema (docs/decisions/0001-interfaces.md, extended in 0004-boards-efuse
 (the eFuse register window an `espefuse --virt` file holds), `efuse` {fact: {`field`,
 `addr`, `bit`, `width`, `fields`: [{`field`, `addr`, `bit`, `width`, `on`}, ...]}} where the
 top-level `field/addr/bit/width` repeat the fact's first field, and `on` says how a value
-reads: "set" (any bit set) or "odd" (an odd number of bits set, esptool's bit counters),
-plus `esptool_version` and `generated_by`.
+reads: "set" (any bit set), "odd" (an odd number of bits set, esptool's bit counters),
+"count" (the number of bits set) or "raw" (a bit mask), plus `esptool_version` and
+`generated_by`. `flash_encryption` also has `wr_dis_bit`, the counter's bit in WR_DIS.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ GENERATED_BY = "python -m mpguard.boards --write"
 
 # Posture facts (docs/architecture.md) -> the eFuse fields that measure them, per chip,
 # with how each reads ("set": nonzero; "odd": odd popcount, as esptool's *_CRYPT_CNT and
-# SOFT_DIS_JTAG counters). Names are esptool's; generation fails if one is missing.
+# SOFT_DIS_JTAG counters; "count": popcount, as SECURE_VERSION's thermometer code; "raw":
+# a bit mask read as is, as WR_DIS / RD_DIS / KEY_PURPOSE_n). Names are esptool's;
+# generation fails if one is missing. A fact a chip does not have (the ESP32 has no key
+# purposes) is left out of its profile: the agent then reports it as unsupported.
 # ESP32: secure boot v1 is ABS_DONE_0, v2 (chip rev >= 3) ABS_DONE_1; the host judges.
 _FACTS: dict[str, dict[str, list[tuple[str, str]]]] = {
     "esp32": {
@@ -42,27 +46,43 @@ _FACTS: dict[str, dict[str, list[tuple[str, str]]]] = {
         "flash_encryption": [("FLASH_CRYPT_CNT", "odd")],
         "jtag_disable": [("JTAG_DISABLE", "set")],
         "uart_download_disable": [("UART_DOWNLOAD_DIS", "set")],
+        "key_protect": [("WR_DIS", "raw"), ("RD_DIS", "raw")],
+        "secure_version": [("SECURE_VERSION", "count")],
     },
     "esp32s2": {
         "secure_boot": [("SECURE_BOOT_EN", "set")],
         "flash_encryption": [("SPI_BOOT_CRYPT_CNT", "odd")],
         "jtag_disable": [("HARD_DIS_JTAG", "set"), ("SOFT_DIS_JTAG", "odd")],
         "uart_download_disable": [("DIS_DOWNLOAD_MODE", "set"), ("ENABLE_SECURITY_DOWNLOAD", "set")],
+        "key_protect": [("WR_DIS", "raw"), ("RD_DIS", "raw")],
+        "secure_version": [("SECURE_VERSION", "count")],
+        "key_purpose": [(f"KEY_PURPOSE_{i}", "raw") for i in range(6)],
     },
     "esp32s3": {
         "secure_boot": [("SECURE_BOOT_EN", "set")],
         "flash_encryption": [("SPI_BOOT_CRYPT_CNT", "odd")],
         "jtag_disable": [("DIS_PAD_JTAG", "set"), ("SOFT_DIS_JTAG", "odd"), ("DIS_USB_JTAG", "set")],
         "uart_download_disable": [("DIS_DOWNLOAD_MODE", "set"), ("ENABLE_SECURITY_DOWNLOAD", "set")],
+        "key_protect": [("WR_DIS", "raw"), ("RD_DIS", "raw")],
+        "secure_version": [("SECURE_VERSION", "count")],
+        "key_purpose": [(f"KEY_PURPOSE_{i}", "raw") for i in range(6)],
     },
     "esp32c3": {
         "secure_boot": [("SECURE_BOOT_EN", "set")],
         "flash_encryption": [("SPI_BOOT_CRYPT_CNT", "odd")],
         "jtag_disable": [("DIS_PAD_JTAG", "set"), ("SOFT_DIS_JTAG", "odd"), ("DIS_USB_JTAG", "set")],
         "uart_download_disable": [("DIS_DOWNLOAD_MODE", "set"), ("ENABLE_SECURITY_DOWNLOAD", "set")],
+        "key_protect": [("WR_DIS", "raw"), ("RD_DIS", "raw")],
+        "secure_version": [("SECURE_VERSION", "count")],
+        "key_purpose": [(f"KEY_PURPOSE_{i}", "raw") for i in range(6)],
     },
 }
-FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disable")
+FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disable",
+         "key_protect", "secure_version", "key_purpose")
+# The flash-encryption counter's write-protect bit (its WR_DIS bit, esptool's
+# `write_disable_bit`) goes into the profile as `flash_encryption.wr_dis_bit`: with the
+# WR_DIS word of `key_protect` the agent tells release mode (counter locked) from development.
+_CRYPT_CNT = {"esp32": "FLASH_CRYPT_CNT"}
 
 _KIB = 1024
 _MIB = 1024 * 1024
@@ -138,6 +158,15 @@ def field_spec(chip: str, name: str) -> dict[str, int | str]:
     return {"field": f.name, "addr": addr, "bit": f.pos, "width": f.bit_len}
 
 
+def write_disable_bit(chip: str, name: str) -> int:
+    """The WR_DIS bit that write-protects eFuse field `name` of `chip` (esptool's table)."""
+    _, _, fields = chip_definitions(chip)
+    for f in fields.EFUSES:
+        if f.name == name and isinstance(f.write_disable_bit, int):
+            return int(f.write_disable_bit)
+    raise BoardProfileError(f"esptool {esptool_version()} has no write-protect bit for {name} on {chip}")
+
+
 def generate_profile(kind: str) -> dict[str, Any]:
     """Build the profile of `kind` from the installed esptool and the budget table."""
     _check_kind(kind)
@@ -145,6 +174,8 @@ def generate_profile(kind: str) -> dict[str, Any]:
     regs, _, _ = chip_definitions(chip)
     efuse: dict[str, Any] = {}
     for fact in FACTS:
+        if fact not in _FACTS[chip]:
+            continue
         fields = []
         for name, on in _FACTS[chip][fact]:
             spec = field_spec(chip, name)
@@ -153,6 +184,8 @@ def generate_profile(kind: str) -> dict[str, Any]:
         first = fields[0]
         efuse[fact] = {k: first[k] for k in ("field", "addr", "bit", "width")}
         efuse[fact]["fields"] = fields
+    efuse["flash_encryption"]["wr_dis_bit"] = write_disable_bit(
+        chip, _CRYPT_CNT.get(chip, "SPI_BOOT_CRYPT_CNT"))
     return {
         "kind": kind,
         "chip": chip,

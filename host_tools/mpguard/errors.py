@@ -159,3 +159,17 @@ class InventoryUnavailable(InventoryError):
     """The inventory is locked past its timeout, or its database cannot be reached."""
 
     exit_code = _r.EXIT_INVENTORY
+
+
+class AttestError(MpguardError):
+    """An attestation was refused (the token is not trustworthy evidence) or could not run;
+    `reason` names the refusal (mpguard.reasons), e.g. unknown_device, bad_sig, old_nonce."""
+
+    exit_code = _r.EXIT_REFUSED
+
+    def __init__(self, reason: str, detail: object = None):
+        super().__init__(_r.message(reason, detail))
+        self.reason = reason
+        self.detail = detail
+        if reason in ("bad_policy", "no_inventory"):
+            self.exit_code = _r.EXIT_USAGE  # bad input, not a refused token

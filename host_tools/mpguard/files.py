@@ -9,12 +9,9 @@ import base64
 import binascii
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
-
-_B64U = re.compile(rb"^[A-Za-z0-9_-]*$")
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
@@ -61,18 +58,25 @@ def b64u_enc(data: bytes) -> str:
     return base64.urlsafe_b64encode(bytes(data)).rstrip(b"=").decode("ascii")
 
 
+_TO_STD = bytes.maketrans(b"-_", b"+/")
+_STD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
 def b64u_dec(text: str | bytes) -> bytes:
     """Strict base64url without padding: alphabet, length and canonical trailing bits.
 
     Raises ValueError for anything else (a non-canonical last character included).
     """
     raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
-    if len(raw) % 4 == 1 or not _B64U.match(raw):
+    n = len(raw) % 4
+    if n == 1 or b"+" in raw or b"/" in raw or b"=" in raw:
         raise ValueError("not base64url")
-    try:
-        out = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+    std = raw.translate(_TO_STD)
+    try:  # strict_mode: only the alphabet, padding only at the end
+        out = binascii.a2b_base64(std + b"=" * (-n % 4), strict_mode=True)
     except (binascii.Error, ValueError):
         raise ValueError("not base64url") from None
-    if b64u_enc(out).encode() != raw:
+    # canonical: the last character's bits beyond the data are zero (RFC 4648 3.5)
+    if n and _STD.index(std[-1]) & (0x0F if n == 2 else 0x03):
         raise ValueError("non-canonical base64url")
     return out

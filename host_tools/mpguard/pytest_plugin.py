@@ -11,6 +11,8 @@ Options (each is also a fixture of the same name, which a test module may overri
                                                                 -> fixture `board_kind`
   --board-baud B          emulate a UART of B baud on the virtual board (default: unthrottled)
                                                                 -> fixture `board_baud`
+  --board-latency MS      delay every byte each way by MS ms, as a USB-serial bridge does
+                          (default: none)                       -> fixture `board_latency`
 
 Fixtures:
   board            a connected `mpguard.link.BoardLink` (a board reset meanwhile, e.g. a power
@@ -73,6 +75,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="board profile for the virtual board (default: sim)")
     g.addoption("--board-baud", dest="board_baud", type=int, default=None,
                 help="emulated UART baud rate of the virtual board (default: unthrottled)")
+    g.addoption("--board-latency", dest="board_latency", type=float, default=None,
+                help="latency of the virtual board's port each way, in ms (default: none)")
 
 
 _SIMS_KEY = pytest.StashKey[tuple[pytest.MonkeyPatch, Path]]()
@@ -144,6 +148,11 @@ def board_baud(pytestconfig: pytest.Config) -> int | None:
 
 
 @pytest.fixture(scope="session")
+def board_latency(pytestconfig: pytest.Config) -> float | None:
+    return pytestconfig.getoption("board_latency")
+
+
+@pytest.fixture(scope="session")
 def board_scope(pytestconfig: pytest.Config) -> str:
     return str(pytestconfig.getoption("board_scope"))
 
@@ -175,11 +184,34 @@ class SimControl:
         from . import sim
         sim.arm_power_cut(self.name, after=after, seed=seed, torn=torn)
 
+    def io(self) -> Any:
+        """What the app did to its peripherals (`mpguard.sim.IOLog`: pin(n), toggles(n), ...)."""
+        from . import sim
+        return sim.io(self.name)
+
+    @property
+    def pins(self) -> dict[str, list[int]]:
+        """Levels written to each pin: sim.pins["2"] -> [1, 0, 1, ...]."""
+        return dict(self.io().pins)
+
+    def set_input(self, kind: str, id: Any, value: Any) -> None:
+        """An input the app reads: ("pin", 0, 1), ("adc", 34, 1234), ("i2c", 0x76, bytes),
+        ("spi", 1, bytes), ("rtc", 0, (y, m, d, wd, h, mi, s, us)); see docs/sim.md."""
+        from . import sim
+        sim.set_input(self.name, kind, id, value)
+
+    def set_adc(self, pin: int, raw: int) -> None:
+        self.set_input("adc", pin, raw)
+
+    def set_pin(self, pin: int, level: int) -> None:
+        self.set_input("pin", pin, level)
+
     def restart(self) -> None:
         """Stop and start the sim again with the same flash (a power cycle)."""
         from . import sim
         sim.stop(self.name)
-        self.info = sim.start(name=self.name, board=self.info.board, baud=self.info.baud)
+        self.info = sim.start(name=self.name, board=self.info.board, baud=self.info.baud,
+                              latency=self.info.latency_ms)
 
 
 _seq = itertools.count(1)
@@ -212,6 +244,7 @@ class _BoardProvider:
                 name=_sim_name(self.request.node.name),
                 board=self.request.getfixturevalue("board_kind"),
                 baud=self.request.getfixturevalue("board_baud"),
+                latency=self.request.getfixturevalue("board_latency"),
             )
             self.sim = SimControl(info)
             port = self.sim.port
@@ -274,6 +307,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     return rep
 
 
-__all__ = ["SimControl", "agent_board", "board", "board_baud", "board_kind", "board_port",
-           "board_scope", "board_target", "clean_board", "mpguard_project", "mpguard_release",
-           "sim"]
+__all__ = ["SimControl", "agent_board", "board", "board_baud", "board_kind", "board_latency",
+           "board_port", "board_scope", "board_target", "clean_board", "mpguard_project",
+           "mpguard_release", "sim"]

@@ -18,6 +18,9 @@ EXIT_REFUSED = 4  # the board (or a verifier) refused the input; nothing was cha
 EXIT_ROLLED_BACK = 5  # deploy: installed, the app failed its trial, the board rolled back
 EXIT_TRIAL = 6  # deploy: installed, still on trial when the wait ended
 EXIT_INVENTORY = 7  # the inventory is locked or unreachable; nothing was changed (retry later)
+# attest / report: the verdict of the policy over verified evidence (a refused token is 4).
+EXIT_WARN = 8  # attest: every rule passed or warned, at least one warned
+EXIT_FAIL = 9  # attest: at least one rule failed
 
 EXIT_CODES = {
     EXIT_OK: "success",
@@ -28,6 +31,8 @@ EXIT_CODES = {
     EXIT_ROLLED_BACK: "installed, failed its trial, rolled back",
     EXIT_TRIAL: "installed, still on trial",
     EXIT_INVENTORY: "inventory locked or unreachable; nothing was changed",
+    EXIT_WARN: "attested: passed with warnings",
+    EXIT_FAIL: "attested: a policy rule failed",
 }
 
 _REBUILD = "build the bundle again with `mpguard release build`"
@@ -80,6 +85,31 @@ REASONS: dict[str, tuple[str, str]] = {
     # the host's calls into the agent (guard.rpc)
     "bad_call": ("the agent does not know this call (or its arguments are not a JSON list)",
                  "update the agent: `mpguard agent install --port P`"),
+    # attestation, on the board (guard.attest)
+    "bad_nonce": ("the attestation nonce is malformed (10..74 base64url characters)",
+                  "let `mpguard attest` make the nonce"),
+    "no_identity": ("the board has no identity key to sign with",
+                    "provision the board's identity first (`mpguard provision`)"),
+    "bad_ueid": ("the board's UEID is malformed", "provision the board's identity again"),
+    "bad_config": ("the board's attestation config (/mpguard/attest.json) is malformed",
+                   "rewrite it: {\"oemid\": PEN number or base64url OUI}"),
+    # attestation, on the host (mpguard.attest.verify): each refusal of a token
+    "unknown_device": ("the token is signed by a board the inventory does not know",
+                       "provision the board (or attest against the right inventory)"),
+    "wrong_key": ("the token is not signed by the key of the board its UEID names",
+                  "the board's identity changed or the token is forged: re-provision it"),
+    "ueid_mismatch": ("the token's UEID is not the one recorded for its signing key",
+                      "the token is forged or the inventory is wrong: check the board"),
+    "old_nonce": ("the token does not carry the nonce this attestation sent",
+                  "attest again: an old or foreign token was presented"),
+    "replayed": ("this token was already presented (the inventory has it)",
+                 "attest again with a fresh nonce"),
+    "stale": ("the token is outside the freshness window",
+              "attest again; check the board's clock if its iat is off"),
+    "bad_claims": ("the token's claims are missing or not of RFC 9711's types",
+                   "update the board's agent (`mpguard agent install`)"),
+    "bad_policy": ("the attestation policy is malformed", "see docs/attest.md (policy)"),
+    "no_inventory": ("the inventory is not available", "run `mpguard init` (it creates it)"),
     # bulk transfer
     "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
     "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),
@@ -96,7 +126,6 @@ REASONS: dict[str, tuple[str, str]] = {
                       "set the board aside: two boards never share a key"),
     "duplicate_serial": ("a certificate with this serial number is already in the inventory",
                          "issue the certificate again (a new serial number)"),
-    "unknown_device": ("no board with this UEID in the inventory", "provision it first"),
     "unknown_certificate": ("no certificate with this serial number in the inventory",
                             "check the serial (hex or decimal)"),
     "already_revoked": ("the certificate is already revoked", "nothing to do"),

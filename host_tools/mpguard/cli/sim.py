@@ -1,4 +1,4 @@
-"""`mpguard sim start|list|stop|rm|prune|stats|cut`: thin wrappers over mpguard.sim."""
+"""`mpguard sim start|list|stop|rm|prune|stats|cut|io`: thin wrappers over mpguard.sim."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def _start(args: argparse.Namespace) -> int:
         efuse=args.efuse,
         board=args.board,
         baud=args.baud,
+        latency=args.latency,
         power_cut_after=args.power_cut_after,
         power_cut_seed=args.power_cut_seed,
         torn=args.torn,
@@ -42,10 +43,10 @@ def _list(args: argparse.Namespace) -> int:
     if not sims:
         print("no sims")
         return 0
-    rows = [("NAME", "STATE", "PORT", "BOARD", "BAUD", "IMAGE")]
+    rows = [("NAME", "STATE", "PORT", "BOARD", "BAUD", "LATENCY", "IMAGE")]
     for s in sims:
         rows.append((s.name, "running" if s.running else "stopped", s.port or "-", s.board,
-                     str(s.baud or "-"), s.image))
+                     str(s.baud or "-"), f"{s.latency_ms:g} ms" if s.latency_ms else "-", s.image))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -106,6 +107,57 @@ def _cut(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_set(spec: str) -> tuple[str, Any, Any]:
+    """KIND:ID=VALUE of `sim io --set` -> (kind, id, value); VALUE "-" removes the input."""
+    import datetime
+
+    if "=" not in spec:
+        raise CommandError(f"--set {spec!r}: want KIND:ID=VALUE, e.g. adc:34=1234 or pin:0=1")
+    key, val = spec.split("=", 1)
+    kind, _, ident = key.partition(":")
+    try:
+        if kind == "rtc":
+            if val == "-":
+                return kind, 0, None
+            t = datetime.datetime.fromisoformat(val)
+            return kind, 0, (t.year, t.month, t.day, t.weekday(), t.hour, t.minute, t.second, 0)
+        if kind == "i2c":
+            bus, _, addr = ident.rpartition(":")
+            return kind, (int(addr, 0), int(bus or "0")), None if val == "-" else bytes.fromhex(val)
+        if kind == "spi":
+            return kind, int(ident or "1"), None if val == "-" else bytes.fromhex(val)
+        return kind, int(ident, 0), None if val == "-" else int(val, 0)
+    except ValueError as e:
+        raise CommandError(f"--set {spec!r}: {e}") from None
+
+
+def _io(args: argparse.Namespace) -> int:
+    for spec in args.set or []:
+        kind, ident, val = _parse_set(spec)
+        if kind == "i2c":
+            sim.set_i2c(args.name, ident[0], val, bus=ident[1])
+        else:
+            sim.set_input(args.name, kind, ident, val)
+    if args.clear:
+        sim.clear_io(args.name)
+    if args.set or args.clear:
+        return 0
+    log = sim.io(args.name)
+    if args.json:
+        print(json.dumps(log.as_dict(), indent=2))
+        return 0
+    if log.truncated:
+        print("(older records were dropped: the log passed 1 MiB)")
+    for pin, levels in sorted(log.pins.items(), key=lambda kv: int(kv[0])):
+        print(f"pin {pin:>2}  {len(levels)} writes, {log.toggles(pin)} changes, last {levels[-1]}")
+    for r in log.records:
+        if r.kind != "pin":
+            print(f"{r.kind} {r.id}  {' '.join(r.value)}  (boot {r.boot}, {r.ms} ms)")
+    if not log.records:
+        print("no peripheral activity recorded")
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("sim", help="virtual ESP32 boards that mpremote drives",
                        description="Virtual ESP32 boards (see docs/sim.md).", epilog=_EPILOG)
@@ -124,6 +176,9 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--board", help="board kind (boards/KIND.json; default: the sim's board "
                    f"before, else {lifecycle.DEFAULT_BOARD})")
     s.add_argument("--baud", type=int, help="limit the port to a UART's byte rate (baud/10 B/s)")
+    s.add_argument("--latency", type=float, metavar="MS",
+                   help="delay every byte each way by MS milliseconds, as a USB-serial bridge "
+                   "does (1-16 ms on real boards; default 0)")
     s.add_argument("--power-cut-after", type=int, metavar="N",
                    help="cut the power at the N-th flash block write")
     s.add_argument("--power-cut-seed", type=int, metavar="S",
@@ -164,3 +219,15 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--torn", action="store_true", help="only part of that write lands")
     s.add_argument("--off", action="store_true", help="disarm")
     s.set_defaults(func=_cut)
+
+    s = cmd("io", "what the app did to its pins and buses; set what it reads",
+            "Without options: what the app did to its peripherals (pin writes, PWM, I2C and "
+            "SPI writes, RTC, Wi-Fi). --set KIND:ID=VALUE sets an input the app reads: "
+            "pin:0=1, adc:34=1234 (raw 12-bit), i2c:0x76=HEX or i2c:BUS:0x76=HEX (a device and "
+            "its register memory), spi:1=HEX (bytes SPI reads return), rtc=2025-01-02T12:00:00; "
+            "VALUE - removes it. See docs/sim.md, Peripherals.")
+    s.add_argument("name")
+    s.add_argument("--set", action="append", metavar="KIND:ID=VALUE", help="set an input (repeatable)")
+    s.add_argument("--clear", action="store_true", help="forget the recorded activity")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_io)

@@ -39,7 +39,7 @@ class Board:
 
     `stats` are the counters kept in stats.json (wear per block, resets, cuts); `up`, `busy`
     and `kbd` decide what a Ctrl-C byte does; `pending` is how the interpreter will die
-    ("cut" or "reset"); `cut` is the cut record as the firmware took it: [seq, at, permille]
+    ("cut", "reset" or "wdt"); `wdt_ms` the watchdog's timeout; `cut` is the cut record as the firmware took it: [seq, at, permille]
     (at = 0 once the cut happened), passed to the next boot so a reset keeps the same cut.
     """
 
@@ -50,6 +50,7 @@ class Board:
         self.pending: str | None = None
         self.cut: list[int] | None = None
         self.boot_reads = 0
+        self.wdt_ms = 0  # the watchdog's timeout, as last armed or fed
         self.on = {
             ev.UP: self._up,
             ev.BUSY: self._busy,
@@ -62,6 +63,7 @@ class Board:
             ev.CUT: self._cut,
             ev.RESET: self._reset,
             ev.FORMAT: self._format,
+            ev.WDT: self._wdt,
         }
 
     def booting(self) -> None:
@@ -123,3 +125,6 @@ class Board:
 
     def _format(self) -> None:
         self.stats["formats"] += 1
+
+    def _wdt(self, ms: int) -> None:
+        self.wdt_ms = ms

@@ -9,6 +9,7 @@
     NAME/stats.json   flash wear and reset counters, kept across restarts
     NAME/boot.json    the boot config of the running firmware
     NAME/supervisor.log
+    NAME/io.log       what the app did to its peripherals; NAME/io_in.json what the test set
 
 The sim's own state, not to be confused with the agent's /mpguard/state.json on the board.
 """
@@ -37,6 +38,8 @@ CUT_FILE = "cut"
 STATS_FILE = "stats.json"
 BOOT_FILE = "boot.json"
 LOG_FILE = "supervisor.log"
+IO_LOG = "io.log"  # what the app did to its peripherals (firmware/_simio.py writes it)
+IO_IN = "io_in.json"  # what the test set for the app's peripherals to read
 
 STATS_ZERO: dict[str, Any] = {
     "writes": 0,
@@ -47,6 +50,7 @@ STATS_ZERO: dict[str, Any] = {
     "boots": 0,
     "soft_resets": 0,
     "hard_resets": 0,
+    "wdt_resets": 0,
     "power_cuts": 0,
     "crashes": 0,
     "formats": 0,

@@ -8,6 +8,7 @@ Each sim is a detached supervisor process (supervisor.py) with its own folder un
 `folder.sims_root()` ($MPGUARD_SIM_DIR or the per-user state folder), so `list` and `stop`
 work from any folder. A stopped sim started again under the same name keeps its flash;
 `rm` and `prune` delete stopped sims' folders. Counters and power cuts: control.py.
+(Over 300 lines: start's checks of every setting belong beside the start they guard.)
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ from .hardware import blank_image, check_image, efuse_words, profile
 DEFAULT_BOARD = "sim"
 # What the firmware itself keeps on the heap (its code, the REPLs' buffers), added to the
 # profile's heap so user code sees about the board's heap. Measured: bench/sim.py.
-FIRMWARE_HEAP = 30 * 1024
+FIRMWARE_HEAP = 32 * 1024
+# The bytecode of the peripherals (machine.Pin, I2C, ... network.WLAN: C in flash on a board)
+# when an app loads them: held in reserve by the firmware and given back as they load, so the
+# app's free heap stays about the profile's (firmware/_simhw.py load). Measured: all of them.
+PERIPHERAL_HEAP = 28 * 1024
+MAX_LATENCY_MS = 1000  # one second each way: far beyond any USB-serial bridge
+
+
 @dataclass
 class SimInfo:
     name: str
@@ -43,6 +51,7 @@ class SimInfo:
     image: str
     board: str
     baud: int | None
+    latency_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +70,7 @@ def _info(d: Path) -> SimInfo:
         image=cfg.get("image", ""),
         board=cfg.get("board", {}).get("kind", ""),
         baud=cfg.get("baud"),
+        latency_ms=cfg.get("latency_ms"),
     )
 
 
@@ -87,7 +97,7 @@ def _default_name() -> str:
 
 
 def _already_running(d: Path, board: str | None, image: Path | None, baud: int | None,
-                     other: list[str]) -> SimInfo:
+                     latency: float | None, other: list[str]) -> SimInfo:
     """A running sim, asked to start again: its info, unless the call wants another board."""
     cfg = folder.read_json(d / folder.CONFIG) or {}
     if board is not None and board != cfg.get("board", {}).get("kind"):
@@ -96,6 +106,8 @@ def _already_running(d: Path, board: str | None, image: Path | None, baud: int |
         other.append("--image")
     if baud is not None and baud != cfg.get("baud"):
         other.append("--baud")
+    if latency is not None and latency != (cfg.get("latency_ms") or 0):
+        other.append("--latency")
     info = _info(d)
     if other:
         raise SimError(f"sim {d.name!r} is already running on {info.port}; stop it to start it "
@@ -110,6 +122,7 @@ def start(
     efuse: str | os.PathLike[str] | None = None,
     board: str | None = None,
     baud: int | None = None,
+    latency: float | None = None,
     power_cut_after: int | None = None,
     power_cut_seed: int | None = None,
     torn: bool = False,
@@ -118,8 +131,10 @@ def start(
 ) -> SimInfo:
     """Start a virtual board in the background; return once it answers on its port.
 
-    `board` defaults to the board the sim had before, else DEFAULT_BOARD. Starting a sim
-    that runs returns its info (SimError if other settings were asked for).
+    `board` defaults to the board the sim had before, else DEFAULT_BOARD. `baud` limits the
+    port to baud/10 bytes per second each way; `latency` (milliseconds) delays every byte
+    each way, as a USB-serial bridge does (1-16 ms on real boards). Starting a sim that runs
+    returns its info (SimError if other settings were asked for).
     """
     name = name or _default_name()
     d = folder.sim_dir(name)
@@ -128,9 +143,11 @@ def start(
         other = [opt for opt, given in (("--efuse", efuse), ("--power-cut-after", power_cut_after),
                                         ("--power-cut-seed", power_cut_seed), ("--torn", torn),
                                         ("net", net)) if given not in (None, False)]
-        return _already_running(d, board, img_arg, baud, other)
+        return _already_running(d, board, img_arg, baud, latency, other)
     if baud is not None and not 300 <= baud <= 10_000_000:
         raise SimError(f"--baud {baud} is out of range (300..10000000)")
+    if latency is not None and not (isinstance(latency, (int, float)) and 0 <= latency <= MAX_LATENCY_MS):
+        raise SimError(f"--latency {latency} is out of range (0..{MAX_LATENCY_MS} ms)")
     old = folder.read_json(d / folder.CONFIG) or {}
     prof = profile(board or old.get("board", {}).get("kind") or DEFAULT_BOARD)
     bs = int(prof["block_size"])
@@ -161,11 +178,13 @@ def start(
         "block_size": bs,
         "board": prof,
         "baud": baud,
+        "latency_ms": float(latency) if latency else None,
         "efuse": words,
         "efuse_file": str(Path(efuse).resolve()) if efuse else None,
         "uid": old.get("uid") or ("240ac4" + secrets.token_hex(3)),
         "net": net or old.get("net") or {"ap_active": False, "ap_open": False, "sta_connected": False},
-        "heapsize": int(prof["heap_bytes"]) + FIRMWARE_HEAP,
+        "heapsize": int(prof["heap_bytes"]) + FIRMWARE_HEAP + PERIPHERAL_HEAP,
+        "peripheral_kib": PERIPHERAL_HEAP // 1024,
         "micropython": micropython_path(),
         "cut_on_start": list(cut) if cut else None,
     }

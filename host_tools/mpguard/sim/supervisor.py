@@ -2,7 +2,9 @@
 
 One detached process per sim, holding the sim's `lock` (flock) while it lives (that is how
 `list` and `stop` know it runs). It
-- owns the board's serial port (terminal.py: a pty, optionally at a UART's byte rate);
+- owns the board's serial port (terminal.py: a pty, optionally at a UART's byte rate and
+  behind a USB bridge's latency);
+- keeps machine.WDT's deadline and resets the board when it passes (reset cause 3);
 - runs the firmware on the MicroPython unix port, one child per boot (child.py), so every
   boot has a fresh heap, and boots it again after a soft reset, hard reset or power cut,
   printing what a board prints;
@@ -10,6 +12,7 @@ One detached process per sim, holding the sim's `lock` (flock) while it lives (t
   and whether a Ctrl-C byte interrupts (only while user code runs and kbd_intr is on does it
   become SIGINT; otherwise it passes through as data, as a board's UART ISR does).
 SIGTERM stops it (the child dies with it); SIGUSR1 asks for an up-to-date stats.json.
+(Over 300 lines: one process's main loop and the board's life cycle read best in one place.)
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ _ROM_BANNER = (
     "ets Jul 29 2019 12:21:46\r\n\r\nrst:{rst},boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
     "mpguard virtual board {name}: {kind}, flash {flash} KiB, heap {heap} KiB\r\n"
 )
-_RST = {1: "0x1 (POWERON_RESET)", 2: "0xc (SW_CPU_RESET)"}
+_RST = {1: "0x1 (POWERON_RESET)", 2: "0xc (SW_CPU_RESET)", 3: "0xc (SW_CPU_RESET)"}
+# What an ESP32 prints when machine.WDT's task watchdog bites (then it restarts).
+_WDT_BITE = (
+    "E ({ms}) task_wdt: Task watchdog got triggered. The following tasks/users did not reset "
+    "the watchdog in time:\r\nE ({ms}) task_wdt:  - mpy_machine_wdt\r\nRebooting...\r\n"
+)
 _EXIT_SOFT = (64, 65)  # firmware/_simfw.py: soft reset from the friendly / raw REPL
 
 
@@ -47,12 +55,13 @@ class Supervisor:
         stats = folder.read_stats(d)
         stats.pop("gen", None)  # stats.json of an older mpguard
         self.board = Board(stats)
-        self.term = Terminal(self.cfg.get("baud"))
+        self.term = Terminal(self.cfg.get("baud"), self.cfg.get("latency_ms") or 0.0)
         self.sel = selectors.DefaultSelector()
         self.child: Child | None = None
         self.printed = b""  # the tail of what this boot printed (for a boot that fails)
         self.raw = False  # the REPL's mode, kept across a soft reset
-        self.cause = 1  # reset cause of this boot: 1 power on, 2 hard reset
+        self.cause = 1  # reset cause of this boot: 1 power on, 2 hard reset, 3 watchdog
+        self.wdt_deadline: float | None = None  # machine.WDT: reset unless fed before this
         self.stop = False
         self.want_stats = False
         self.dirty = False
@@ -67,6 +76,7 @@ class Supervisor:
         if cause is not None:
             self.cause = cause
             self.raw = False
+            self.wdt_deadline = None  # a reset stops the watchdog; a soft reset does not
         if banner:
             prof = self.cfg["board"]
             self.term.emit(_ROM_BANNER.format(
@@ -88,10 +98,15 @@ class Supervisor:
             "uid": self.cfg["uid"],
             "board": self.cfg["board"],
             "net": self.cfg["net"],
+            "dir": str(self.d),
+            "reserve": self.cfg.get("peripheral_kib", 0),
+            "boot": st["boots"] + 1,
             "stats_base": [st["writes"], st["erases"], st["reads"]],
             "cut": self.board.cut,
             # armed by `start`: counted from the moment the board first answers
             "cut_now": None if self.ready_sent else self.cfg.get("cut_on_start"),
+            # chip boots so far, this one included (soft resets restart the interpreter only)
+            "boots": st["boots"] - st["soft_resets"] + 1,
         }
         self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg)
         self.printed = b""
@@ -110,6 +125,8 @@ class Supervisor:
                 continue
             if letter == ev.UP and not self.ready_sent:
                 self.send_ready(f"ok {self.term.port}")
+            elif letter == ev.WDT:
+                self.wdt_deadline = time.monotonic() + self.board.wdt_ms / 1000
             self.dirty = True
 
     def on_child_out(self, child: Child) -> None:
@@ -137,6 +154,9 @@ class Supervisor:
         elif self.board.pending == "reset":
             st["hard_resets"] += 1
             self.boot(2, True)
+        elif self.board.pending == "wdt":
+            st["wdt_resets"] += 1
+            self.boot(3, True)
         elif rc in _EXIT_SOFT:
             st["soft_resets"] += 1
             self.raw = rc == _EXIT_SOFT[1]
@@ -154,6 +174,20 @@ class Supervisor:
             if len(self.boot_times) == self.boot_times.maxlen and time.monotonic() - self.boot_times[0] < 2:
                 time.sleep(1)  # a boot loop: slow down to keep the host usable
             self.boot(2, True)
+
+    def watchdog(self) -> float:
+        """Reset the board if its watchdog was not fed in time; seconds until it may bite."""
+        if self.wdt_deadline is None or self.child is None:
+            return 0.5
+        left = self.wdt_deadline - time.monotonic()
+        if left > 0 or self.board.pending:
+            return max(left, 0.001)
+        self.board.pending = "wdt"
+        self.wdt_deadline = None
+        ms = int((time.monotonic() - self.boot_times[-1]) * 1000)
+        self.term.emit(_WDT_BITE.format(ms=ms).encode())
+        self.child.proc.kill()  # its end (EOF on stdout) boots the board again: after()
+        return 0.5
 
     def feed(self) -> None:
         """Typed bytes to the board; a Ctrl-C byte interrupts running user code."""
@@ -219,7 +253,7 @@ class Supervisor:
         self.boot(1, True)
         last_stats = time.monotonic()
         while not self.stop:
-            for key, _ in self.sel.select(self.term.timeout(0.5)):
+            for key, _ in self.sel.select(self.term.timeout(self.watchdog())):
                 tag = key.data
                 if tag == "pty":
                     self.term.read()

@@ -1,9 +1,14 @@
-"""The virtual board's serial port: a pseudo-terminal, optionally at a UART's byte rate.
+"""The virtual board's serial port: a pseudo-terminal, optionally at a UART's byte rate and
+behind a USB-serial bridge's latency.
 
 The supervisor owns the master end; the slave's path (/dev/pts/N) is the port users open.
 Bytes the board prints queue in `emit` (bounded: older output is dropped while nobody
 reads, as a UART with no listener loses it); bytes typed queue in `inq` until the board
-takes them. With a baud rate both ways run at baud/10 bytes per second (8N1).
+takes them. With a baud rate both ways run at baud/10 bytes per second (8N1). With a
+latency every byte, each way, is held that long after it was sent before it may move on: a
+delay line (each chunk stamped with the moment it entered, so a stream keeps its rate and
+only its start moves), not a sleep per write. Delay and rate compose: a FIFO's departures
+shifted by a constant delay are the same whichever comes first.
 """
 
 from __future__ import annotations
@@ -43,11 +48,39 @@ class Bucket:
         return max(0.0, (1 - self.tokens) / self.rate)
 
 
+class Delay:
+    """A delay line: chunks leave `delay` seconds after they came, in order."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.q: deque[tuple[float, bytes]] = deque()
+
+    def put(self, data: bytes) -> None:
+        self.q.append((time.monotonic() + self.delay, data))
+
+    def get(self) -> bytes:
+        """Every byte whose delay has passed."""
+        now = time.monotonic()
+        got = []
+        while self.q and self.q[0][0] <= now:
+            got.append(self.q.popleft()[1])
+        return b"".join(got)
+
+    def wait(self) -> float | None:
+        """Seconds until the next chunk may leave (None: nothing held)."""
+        if not self.q:
+            return None
+        return max(0.0, self.q[0][0] - time.monotonic())
+
+
 class Terminal:
-    def __init__(self, baud: int | None):
+    def __init__(self, baud: int | None, latency_ms: float = 0.0):
         rate = baud / 10 if baud else None
         self.tx = Bucket(rate)  # board -> host
         self.rx = Bucket(rate)  # host -> board
+        lat = latency_ms / 1000
+        self.tx_delay = Delay(lat) if lat > 0 else None
+        self.rx_delay = Delay(lat) if lat > 0 else None
         self.out: deque[bytes] = deque()
         self.out_len = 0
         self.inq = bytearray()
@@ -70,6 +103,14 @@ class Terminal:
     def emit(self, data: bytes) -> None:
         if not data:
             return
+        if self.tx_delay is not None:
+            self.tx_delay.put(data)
+            return
+        self._queue(data)
+
+    def _queue(self, data: bytes) -> None:
+        if not data:
+            return
         self.out.append(data)
         self.out_len += len(data)
         while self.out_len > OUT_MAX:
@@ -77,6 +118,8 @@ class Terminal:
 
     def flush(self) -> None:
         """Write queued output to the port, as fast as the rate allows."""
+        if self.tx_delay is not None:
+            self._queue(self.tx_delay.get())
         while self.out:
             n = self.tx.allow(len(self.out[0]))
             if n <= 0:
@@ -101,12 +144,18 @@ class Terminal:
     def read(self) -> None:
         """Bytes typed on the port join the input queue."""
         try:
-            self.inq += os.read(self.master, 65536)
+            data = os.read(self.master, 65536)
         except OSError:
-            pass
+            return
+        if self.rx_delay is not None:
+            self.rx_delay.put(data)
+        else:
+            self.inq += data
 
     def take(self) -> bytes:
-        """Input the board may have now (the rate allows it)."""
+        """Input the board may have now (the delay and rate allow it)."""
+        if self.rx_delay is not None:
+            self.inq += self.rx_delay.get()
         if not self.inq:
             return b""
         n = self.rx.allow(len(self.inq))
@@ -121,6 +170,10 @@ class Terminal:
             t = min(t, self.tx.wait() or 0.005)
         if self.inq:
             t = min(t, self.rx.wait() or 0.005)
+        for d in (self.tx_delay, self.rx_delay):
+            w = d.wait() if d is not None else None
+            if w is not None:
+                t = min(t, w)
         return t
 
     def unlink(self, link: Path) -> None:

@@ -20,10 +20,15 @@ Steps:
    the watch with another reset while time remains.
 4. confirmed or rolled back: the board is reset once more and left running its app (a board
    still on trial is left as it is: a reset would count one of its trial boots).
+5. the manifest (the JWS the board verified) is left at /mpguard/m-<sha256[:16]>.jws before
+   the trial: the board's attestation re-hashes the installed files against it, trusting it
+   only if its SHA-256 is the digest the installer recorded (docs/attest.md). Manifests of
+   releases that are neither confirmed nor on trial are removed after the trial.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +39,7 @@ from ..errors import BoardReset, CommandError, DeviceError, DeviceRefused
 from ..link import BoardLink
 from . import bundle
 
+MANIFEST_DIR = "/mpguard"
 CONFIRMED = b"guard: confirmed"
 ROLLED_BACK = b"guard: rolled back"
 HINTS = (CONFIRMED, ROLLED_BACK)
@@ -164,8 +170,11 @@ def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None]
             res.anchors = list(agentstatus.anchors(link).get("kids", []))
         res.status, res.seconds = res.before, time.monotonic() - t0
         return res
+    token, _ = bundle.split(data)
+    link.put(token, manifest_path(hashlib.sha256(token).hexdigest()))
     seq = answer.get("seq")
     res.outcome, res.status, res.console = _watch(link, seq, wait)
+    prune_manifests(link, res.status)
     if run_after and res.outcome in ("confirmed", "rolled_back"):
         link.reboot()  # leave the board running its app
     res.seconds = time.monotonic() - t0
@@ -184,3 +193,18 @@ def _watch(link: BoardLink, seq: Any, wait: float) -> tuple[str, dict, str]:
         if outcome != "trial" or time.monotonic() >= end or not any(h in out for h in HINTS):
             return outcome, status, printed.decode("utf-8", "replace")
         # a "guard: ..." line the state does not back (the app printed it): watch on
+
+
+def manifest_path(digest: str) -> str:
+    """Where the board's attestation finds the manifest whose SHA-256 is `digest`."""
+    return f"{MANIFEST_DIR}/m-{digest[:16]}.jws"
+
+
+def prune_manifests(link: BoardLink, status: dict) -> None:
+    """Remove manifests of releases the board neither runs confirmed nor has on trial."""
+    keep = {manifest_path(d) for d in (status.get("digest"), (status.get("trial") or {}).get("digest"))
+            if isinstance(d, str)}
+    for name in link.listdir(MANIFEST_DIR):
+        p = f"{MANIFEST_DIR}/{name}"
+        if name.startswith("m-") and name.endswith(".jws") and p not in keep:
+            link.remove(p)

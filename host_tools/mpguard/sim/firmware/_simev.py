@@ -16,6 +16,7 @@ ARMED = "A"  # cut record `seq` taken: cut at block write number `at` of the sim
 CUT = "X"  # power cut during this block write; `bytes` of it reached the flash
 RESET = "R"  # machine.reset(): the interpreter is killed next (hard reset)
 FORMAT = "F"  # the flash had no filesystem and was formatted
+WDT = "D"  # machine.WDT created or fed: the board resets unless fed again within `ms`
 
 ARGS = {
     UP: (),
@@ -29,6 +30,7 @@ ARGS = {
     CUT: ("block", "offset", "bytes"),
     RESET: (),
     FORMAT: (),
+    WDT: ("ms",),
 }
 
 # The cut record, host -> firmware: the file NAME/cut holds one record of CUT_LEN bytes,

@@ -17,6 +17,7 @@ import sys
 import os
 import io
 import json
+import time
 import micropython
 from micropython import const
 
@@ -76,9 +77,14 @@ _bopen = open
 
 def _open(*a, **k):
     f = _bopen(*a, **k)
-    _files.append(f)
-    if len(_files) > 8:
-        _files.pop(0)
+    # Only the VFS's own file objects have a finaliser on a board. A file of a VFS written in
+    # Python (mpremote mount's RemoteFile, an io.IOBase subclass) has none: closing it at a
+    # soft reset would talk mpremote's mount protocol to a host that no longer listens (the
+    # next session's soft reset then waited 30 s for its 0x18: the mount "hang").
+    if not isinstance(f, io.IOBase):
+        _files.append(f)
+        if len(_files) > 8:
+            _files.pop(0)
     return f
 
 
@@ -174,6 +180,10 @@ def hard_reset():
     _simflash.die()
 
 
+def wdt(ms):
+    event(_simev.WDT, ms)
+
+
 def kbd(c):
     if c == 3:
         event(_simev.KBD_ON)
@@ -241,17 +251,27 @@ def main(g):
         "cause": cfg["cause"],
         "board": cfg["board"],
         "net": cfg["net"],
+        "boots": cfg.get("boots"),
+        "dir": cfg["dir"],
+        "fwdir": __file__.rsplit("/", 1)[0],
+        "boot": cfg["boot"],
+        "t0": time.ticks_ms(),
     }
+    reserve = cfg["reserve"]
     _simhw._fw = sys.modules["_simfw"]
     cfg = None
     import builtins
     import _simmachine
     import _simmp
+    import _simnetwork
+    import _simos
     import _simraw
     import _simrepl
 
     sys.modules["machine"] = _simmachine
     sys.modules["micropython"] = _simmp
+    sys.modules["network"] = _simnetwork
+    sys.modules["os"] = _simos
     builtins.print = _cprint
     builtins.__repl_print__ = _repl_print
     builtins.open = _open
@@ -260,6 +280,10 @@ def main(g):
     import gc
 
     gc.collect()
+    # The peripherals' heap, given back as they load (_simhw.load); three chunks fewer pay for
+    # the chunks' own headers and the boot's `os` and `network` stubs.
+    for _ in range(reserve - 3):
+        _simhw._reserve.append(bytearray(1024))
     event(_simev.UP)
     if cut_now:
         _simflash.arm_now(cut_now[0], cut_now[1])

@@ -1,5 +1,6 @@
 # `machine` on the virtual board: the unix port's machine module plus what an ESP32 has
-# and the unix port lacks (reset, soft_reset, unique_id, reset_cause and its constants).
+# and the unix port lacks (reset, soft_reset, unique_id, reset_cause and its constants,
+# Timer, and the peripherals of _LAZY, loaded when first used).
 from machine import *  # noqa: F403  (the built-in module, imported before this one replaces it)
 import _simhw
 import _thread
@@ -20,6 +21,19 @@ reset_cause = _simhw.reset_cause
 
 def freq(hz=None):
     return 160000000
+
+
+# Peripherals, loaded at the first use of their name (an app that imports none pays nothing).
+_LAZY = {"Pin": "_simpin", "PWM": "_simpin", "ADC": "_simpin", "I2C": "_simbus",
+         "SoftI2C": "_simbus", "SPI": "_simbus", "SoftSPI": "_simbus", "RTC": "_simrtc",
+         "WDT": "_simrtc"}
+
+
+def __getattr__(name):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(name)
+    return getattr(_simhw.load(mod), name)
 
 
 _timers = []  # live timers: the main thread keeps them (and their callbacks) reachable

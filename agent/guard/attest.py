@@ -1,0 +1,127 @@
+# guard.attest: the board's Entity Attestation Token (RFC 9711) in JWT form (RFC 7519): a JWS
+# compact ES256 (RFC 7515) signed by the board's identity key, kid its RFC 7638 thumbprint.
+# The board is the RATS attester (RFC 9334): it reports facts; `mpguard attest` verifies and
+# judges them. Profile, claims and their types: docs/attest.md.
+#
+# token(nonce), in order:
+#  1. nonce: a text string of 10..74 base64url characters (RFC 9711 4.1: in JSON the
+#     nonce-type is `tstr .size (10..74)`)                                  (bad_nonce)
+#  2. a nonce in this boot's ring of recent nonces is refused (replay). RAM only: the
+#     host's freshness window and its record of issued nonces cover resets
+#  3. key and UEID through _identity(); the UEID must be RFC 9711 4.2.1's type 0x01 RAND
+#     (16, 24 or 32 bytes) or 0x02 IEEE EUI (EUI-48, EUI-64)         (no_identity, bad_ueid)
+#  4. facts measured and claims serialised (guard.claims over guard.posture; both unloaded
+#     again: the heap holds the measuring or the signing, never both)
+#  5. signed (_sign); only then does the nonce join the ring
+#
+# Reasons: bad_nonce replay no_identity bad_ueid, guard.claims's bad_config, guard.jws's bad_key.
+import gc
+import sys
+from binascii import b2a_base64
+
+from micropython import const
+
+from guard import GuardError
+
+_RING = const(8)  # recent nonces remembered
+B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_seen = []  # type: list
+
+
+def _identity():
+    # (d, pub65, ueid bytes) from guard.identity: the one function to adapt when device
+    # identity lands. Until then no board can attest.
+    try:
+        from guard import identity  # type: ignore[attr-defined]
+    except ImportError:
+        raise GuardError("no_identity")
+    d, pub = identity.key()
+    return d, pub, identity.ueid()
+
+
+def unload(name):
+    # Forget guard.<name> so its code leaves the heap (it was loaded for one call only).
+    if "guard." + name in sys.modules:
+        del sys.modules["guard." + name]
+        delattr(sys.modules["guard"], name)
+
+
+def b64u(b):
+    # base64url without padding (RFC 7515 2)
+    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+
+
+def _sign(parts, d, pub, emit):
+    # JWS compact (RFC 7515 7.1) emitted in pieces as it is made, never held whole: the
+    # header, then the payload's pieces base64url-encoded through a 768-byte chunk (a
+    # multiple of 3: no padding inside), then the ES256 signature over the SHA-256 of all
+    # emitted before the second "." (the signing input, RFC 7515 5.1).
+    from hashlib import sha256
+
+    from guard import jws, p256
+
+    h = sha256()
+
+    def out(b):
+        h.update(b)
+        emit(b)
+
+    out(b64u(b'{"alg":"ES256","kid":"' + jws.thumbprint(pub).encode() + b'","typ":"eat+jwt"}') + b".")
+    buf = bytearray(768)
+    mv = memoryview(buf)
+    k = 0
+    last = len(parts) - 1
+    for j in range(len(parts)):
+        x = (b"," if j else b"") + parts[j]
+        parts[j] = None
+        i = 0
+        while i < len(x):
+            m = min(768 - k, len(x) - i)
+            buf[k : k + m] = x[i : i + m]
+            k += m
+            i += m
+            if k == 768 or (i == len(x) and j == last):
+                out(b64u(mv[:k]))
+                k = 0
+    emit(b"." + b64u(p256.sign(d, h.digest())))
+
+
+def token(nonce, key=None, out=None):
+    # -> the signed token (str); with `out` (a stream) the token is written to it in pieces
+    # instead (no large allocation: the heap of a busy board may have no 3 KiB in one piece)
+    # and its length returned. `key` = (d, pub65, ueid) is a test hook for tests and bench
+    # on the unix port; on a board the identity key signs.
+    if type(nonce) is not str or not 10 <= len(nonce) <= 74 or [c for c in nonce.encode() if c not in B64U]:
+        raise GuardError("bad_nonce")
+    if nonce in _seen:
+        raise GuardError("replay")
+    d, pub, ueid = key or _identity()
+    n = len(ueid) - 1 if isinstance(ueid, (bytes, bytearray)) else 0
+    if n < 1 or not ((ueid[0] == 1 and n in (16, 24, 32)) or (ueid[0] == 2 and n in (6, 8))):
+        raise GuardError("bad_ueid")
+    had = [m for m in ("claims", "posture") if "guard." + m in sys.modules]
+    from guard import claims
+
+    parts = claims.claims(nonce, ueid)
+    del claims
+    for m in ("claims", "posture"):
+        if m not in had:
+            unload(m)
+    from guard import hw
+
+    hw.forget()  # the board profile, read again when needed: P-256 needs the room
+    gc.collect()
+    got = []  # type: list
+
+    def emit(b):
+        if out is None:
+            got.append(b)
+        else:
+            got.append(len(b))
+            out.write(str(b, "ascii"))
+
+    _sign(parts, d, pub, emit)
+    _seen.append(nonce)
+    if len(_seen) > _RING:
+        _seen.pop(0)
+    return sum(got) if out is not None else "".join(str(b, "ascii") for b in got)

@@ -1,0 +1,24 @@
+"""Every call attestation makes to a board, in one place.
+
+Agent function used (in the board's RPC table, agent/guard/rpc.py `_WRITES`):
+    attest.token(nonce)  -> the signed EAT (compact JWS)
+
+The token (about 3 KB) is written by the board into its RPC answer as it is signed
+(guard.rpc `_WRITES`), so no 3 KB string, nor a JSON copy of it, must fit a busy board's
+fragmented heap. A refusal (GuardError) becomes DeviceRefused, as for every call.
+"""
+
+from __future__ import annotations
+
+from ..errors import DeviceError
+from ..link import BoardLink
+
+RPC_NAMES = ("attest.token",)
+
+
+def token(link: BoardLink, nonce: str, timeout: float = 120.0) -> str:
+    """The board's token over `nonce`; a refusal on the board raises DeviceRefused(reason)."""
+    tok = link.call("attest.token", [nonce], timeout=timeout)
+    if not isinstance(tok, str) or tok.count(".") != 2:
+        raise DeviceError("attest.token gave no token", device_traceback=str(tok)[:2000])
+    return tok

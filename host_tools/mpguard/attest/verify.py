@@ -1,0 +1,199 @@
+"""Verify a board's Entity Attestation Token (RFC 9711, JWT form): the RATS verifier's first
+half (RFC 9334 section 3); mpguard.attest.policy is the second (appraisal).
+
+verify(token, nonce, issued, now) checks, in order; each refusal is an AttestError whose
+`reason` names it (mpguard.reasons):
+  1. JWS compact, ES256 only, no `crit`, size and header limits (RFC 7515 via
+     mpguard.jose's checks)                                  jws_format jws_alg jws_crit too_large
+  2. the signer: `kid` (RFC 7638 thumbprint) names a device of the inventory. If it does
+     not, the *unverified* UEID claim is read only to name the refusal: a known UEID
+     means a wrong key, else an unknown device              wrong_key unknown_device
+  3. the ES256 signature with that device's public key (RFC 7515 5.2)               bad_sig
+  4. the claims are RFC 9711's types (CLAIM_TYPES) and name mpguard's profile   bad_claims
+  5. the UEID claim (4.2.1) is the device's                                   ueid_mismatch
+  6. eat_nonce (4.1) is the nonce this attestation sent                          old_nonce
+  7. freshness: the answer came within `window` seconds of sending the nonce, and an `iat`
+     (4.3.1), where the board's clock gives one, is within the window of now        stale
+The inventory's record of nonces (replayed) is checked by mpguard.attest.run, which owns
+the inventory writes. Public keys are parsed once per kid and cached (Store).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import files, jose
+from ..errors import AttestError, JoseError
+from .store import Device, Store
+
+PROFILE = "tag:mpguard.invalid,2025:eat-profile:1"
+CLAIM = "mpguard_posture"
+MAX_TOKEN = 16384
+WINDOW = 60.0  # seconds between sending the nonce and the token's arrival (and iat skew)
+DBGSTAT = ("enabled", "disabled", "disabled-since-boot", "disabled-permanently",
+           "disabled-fully-and-permanently")
+MEASRES = ("success", "fail", "not-run", "absent")
+
+
+def _b64u(v: Any, lo: int = 1, hi: int = 4096) -> bool:
+    try:
+        return isinstance(v, str) and lo <= len(files.b64u_dec(v)) <= hi
+    except ValueError:
+        return False
+
+
+def _uint(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _swversion(v: Any) -> bool:
+    return (isinstance(v, list) and 1 <= len(v) <= 2 and isinstance(v[0], str)
+            and (len(v) == 1 or _uint(v[1])))
+
+
+def _measurements(v: Any) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(
+        isinstance(m, list) and len(m) == 2 and _uint(m[0]) and _b64u(m[1]) for m in v)
+
+
+def _measres(v: Any) -> bool:
+    return isinstance(v, list) and len(v) > 0 and all(
+        isinstance(g, list) and len(g) == 2 and isinstance(g[0], str) and isinstance(g[1], list)
+        and all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], str) and r[1] in MEASRES
+                for r in g[1]) for g in v)
+
+
+def _submods(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(s, dict)
+                                       for k, s in v.items())
+
+
+def _facts(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(f, dict) and f.get("s") in ("ok", "unsupported", "unreadable")
+        and (("v" in f) == (f.get("s") == "ok")) for f in v.values())
+
+
+# RFC 9711's claims in their JSON (JWT) form: name -> (required, check). Section numbers in
+# the comments; `mpguard_posture` is mpguard's private claim (docs/attest.md).
+CLAIM_TYPES: dict[str, tuple[bool, Any]] = {
+    "eat_nonce": (True, lambda v: isinstance(v, str) and 10 <= len(v) <= 74),  # 4.1
+    "ueid": (True, lambda v: _b64u(v, 7, 33)),  # 4.2.1
+    "oemid": (False, lambda v: _uint(v) or _b64u(v, 3, 16)),  # 4.2.3
+    "hwmodel": (False, lambda v: _b64u(v, 1, 32)),  # 4.2.4
+    "swname": (False, lambda v: isinstance(v, str)),  # 4.2.6
+    "swversion": (False, _swversion),  # 4.2.7
+    "oemboot": (False, lambda v: isinstance(v, bool)),  # 4.2.8
+    "dbgstat": (False, lambda v: v in DBGSTAT),  # 4.2.9
+    "uptime": (False, _uint),  # 4.2.11
+    "bootcount": (False, _uint),  # 4.2.12
+    "measurements": (False, _measurements),  # 4.2.16
+    "measres": (True, _measres),  # 4.2.17
+    "submods": (False, _submods),  # 4.2.18
+    "iat": (False, _uint),  # 4.3.1
+    "eat_profile": (True, lambda v: v == PROFILE),  # 4.3.2
+    CLAIM: (True, _facts),
+}
+
+
+def check_claims(c: Any) -> None:
+    """Step 4: every claim of CLAIM_TYPES present where required and of its type."""
+    if not isinstance(c, dict):
+        raise AttestError("bad_claims", "not a JSON object")
+    for name, (required, ok) in CLAIM_TYPES.items():
+        if name not in c:
+            if required:
+                raise AttestError("bad_claims", f"{name} missing")
+        elif not ok(c[name]):
+            raise AttestError("bad_claims", name)
+
+
+@dataclass
+class Evidence:
+    """A verified token: who signed it and what it claims."""
+
+    token: str
+    kid: str
+    device: Device
+    claims: dict[str, Any]
+    received: float
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def posture(self) -> dict[str, Any]:
+        return dict(self.claims[CLAIM])
+
+
+class _Keys(dict):
+    """kid -> public key, filled from the store as jose.verify asks for a kid."""
+
+    def __init__(self, store: Store):
+        super().__init__()
+        self.store = store
+
+    def __contains__(self, kid: object) -> bool:
+        if not isinstance(kid, str):
+            return False
+        dev = self.store.device_by_kid(kid)
+        return dev is not None
+
+    def __getitem__(self, kid: str) -> Any:
+        dev = self.store.device_by_kid(kid)
+        if dev is None:
+            raise KeyError(kid)
+        return dev.public_key
+
+
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    # Only to name a refusal (step 2); never trusted.
+    try:
+        h, p, _ = token.split(".")
+        hdr, body = json.loads(files.b64u_dec(h)), json.loads(files.b64u_dec(p))
+        return (hdr if isinstance(hdr, dict) else {}), (body if isinstance(body, dict) else {})
+    except (ValueError, UnicodeDecodeError):
+        return {}, {}
+
+
+class Verifier:
+    """Verifies tokens against the devices of a Store (keys cached per kid)."""
+
+    def __init__(self, store: Store, window: float = WINDOW):
+        self.store = store
+        self.window = window
+        self._keys = _Keys(store)
+
+    def verify(self, token: str | bytes, nonce: str, issued: float, now: float) -> Evidence:
+        tok = token.decode("ascii", "replace") if isinstance(token, bytes) else str(token)
+        try:
+            hdr, payload = jose.verify(tok, self._keys, MAX_TOKEN)  # steps 1-3
+        except JoseError as e:
+            if e.reason != "unknown_key":
+                raise AttestError(e.reason) from None
+            h, c = _unverified(tok)
+            try:
+                known = self.store.device(files.b64u_dec(c.get("ueid", "")))
+            except ValueError:
+                known = None
+            raise AttestError("wrong_key" if known else "unknown_device",
+                              str(h.get("kid", ""))[:64]) from None
+        kid = hdr["kid"]
+        dev = self.store.device_by_kid(kid)
+        if dev is None:  # the store changed between the two look-ups
+            raise AttestError("unknown_device", kid)
+        try:
+            claims = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise AttestError("bad_claims", "payload is not JSON") from None
+        check_claims(claims)  # step 4
+        if files.b64u_dec(claims["ueid"]) != dev.ueid:  # step 5
+            raise AttestError("ueid_mismatch", claims["ueid"])
+        if claims["eat_nonce"] != nonce:  # step 6
+            raise AttestError("old_nonce")
+        if now - issued > self.window or now < issued:  # step 7
+            raise AttestError("stale", f"answered after {now - issued:.1f} s")
+        iat = claims.get("iat")
+        if iat is not None and abs(iat - now) > self.window:
+            raise AttestError("stale", f"iat is {iat - now:+.0f} s from now")
+        return Evidence(tok, kid, dev, claims, now)

@@ -1,0 +1,83 @@
+"""`mpguard attest` and `mpguard report` as commands: exit codes, one JSON object, the report
+files; bad input refused before any board or inventory is touched."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mpguard import cli, project, reasons
+from mpguard.attest import policy, run, store
+from mpguard.cli import attest as cli_attest
+
+KEY = ec.derive_private_key(0x3A5C0FFEE, ec.SECP256R1())
+UEID = bytes.fromhex("02240ac4abcdef")
+T0 = 1_750_000_000.0
+
+
+@pytest.fixture
+def proj(tmp_path):
+    return project.init(tmp_path / "proj", passphrase=None, targets=["sim"])
+
+
+@pytest.fixture
+def inv(fake_inventory, eat, monkeypatch):
+    fake_inventory.add_device(UEID, KEY, name="line-1")
+    monkeypatch.setattr(cli_attest.attest_store, "open_store",
+                        lambda root, url: store.Store(fake_inventory))
+    return fake_inventory
+
+
+def attest(inv, eat, **over):
+    over.setdefault("iat", int(T0))
+    nonce = run.new_nonce()
+    tok = eat.token(KEY, eat.claims(nonce, UEID, **over))
+    return run.appraise_token(store.Store(inv), policy.load(), tok, nonce, T0, T0 + 1)
+
+
+def test_report_exit_code_json_and_files(inv, eat, proj, tmp_path, capsys):
+    attest(inv, eat)
+    junit, page = tmp_path / "r.xml", tmp_path / "r.html"
+    rc = cli.main(["report", "--project", str(proj.root), "--json", "--junit", str(junit),
+                   "--html", str(page)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["exit_code"] == 0 and out["verdict"] == "pass" and out["ok"]
+    assert len(ET.parse(junit).getroot().findall(".//testcase")) == len(policy.load().rules)
+    assert "line-1" in page.read_text()
+
+
+def test_report_fails_when_a_board_fails(inv, eat, proj, capsys):
+    attest(inv, eat, posture={"jtag_disable": {"s": "ok", "v": {"JTAG_DISABLE": 0}}})
+    assert cli.main(["report", "--project", str(proj.root)]) == reasons.EXIT_FAIL
+    text = capsys.readouterr().out
+    assert "jtag-disabled" in text and "espefuse" in text
+
+
+def test_report_warns(inv, eat, proj):
+    attest(inv, eat, posture={"repl_uart": {"s": "ok", "v": True}})
+    assert cli.main(["report", "--project", str(proj.root)]) == reasons.EXIT_WARN
+
+
+def test_report_since(inv, eat, proj, capsys):
+    attest(inv, eat)
+    assert cli.main(["report", "--project", str(proj.root), "--since", "1h", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["boards"][0]["attestations"] == 1
+    assert cli.main(["report", "--project", str(proj.root), "--since", "yesterday"]) == 2
+
+
+def test_bad_policy_is_refused_before_the_board(proj, tmp_path, capsys):
+    bad = tmp_path / "p.toml"
+    bad.write_text("[policy]\nid = 'x'\n")
+    rc = cli.main(["attest", "--port", str(tmp_path / "no-such-port"), "--policy", str(bad),
+                   "--project", str(proj.root), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 2 and out["error"]["reason"] == "bad_policy"
+
+
+def test_ear_key_without_ear_is_usage(proj, tmp_path):
+    rc = cli.main(["attest", "--port", "x", "--ear-key", str(tmp_path / "k.pem"),
+                   "--project", str(proj.root)])
+    assert rc == 2

@@ -57,3 +57,18 @@ def test_the_python_api_keeps_its_names_and_signatures():
                    "remove", "mkdir", "rmtree", "wipe", "soft_reset", "hard_reset", "reboot",
                    "reconnect", "detached", "set_deadline", "console_since", "close"):
         assert callable(getattr(api.BoardLink, method)), method
+
+
+def test_every_doc_names_bundle_files_the_same_way():
+    # issue #15 item 12: one name for bundle files (`.bundle`) in the README, docs and examples
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = [root / "README.md", *(root / "docs").rglob("*.md"), *(root / "examples").rglob("*.md")]
+    built = re.compile(r"release build [^\n`|]*?(?:-o|--output) +(\S+)")
+    deployed = re.compile(r"mpguard deploy(?: +--?[a-z-]+(?: +(?!-)[^\s`]+)?)* +([^\s`-][^\s`]*)")
+    names = [(f.name, m.group(1)) for f in files for pat in (built, deployed)
+             for m in pat.finditer(f.read_text())]
+    assert len(names) > 5
+    assert [n for n in names if not n[1].rstrip("`").endswith((".bundle", "BUNDLE"))] == []

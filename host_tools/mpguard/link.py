@@ -27,7 +27,8 @@ The board's output outside raw-REPL answers (boot messages, what `main.py` print
 in `BoardLink.console` so tests and reports can show what the board printed.
 
 (Over 300 lines: one class, every way the host reaches a board, kept in one place on purpose;
-its file operations are mpguard.linkfiles, the port's watch mpguard.watch.)
+its file operations are mpguard.linkfiles, its resets mpguard.linkresets, the port's watch
+mpguard.watch.)
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ from .errors import (
     NoPortError,
 )
 from .linkfiles import MIN_RATE, FileOps
+from .linkresets import ResetOps
 from .unixport import parse_traceback
-from .watch import Watch
+from .watch import Watch, settle
 
 # The one line the host sends to call the agent: guard.rpc's run(name, args) or
 # stream(name, args, length, sha), every parameter a Python literal (names and JSON text).
@@ -66,15 +68,15 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\Z")
 CONSOLE_LIMIT = 64 * 1024  # bytes of board output kept for reports
 _READ_TIMEOUT = 2.0  # s: longest single blocking read on the port
 _ATTEMPT = 3.0  # s: one try at entering the raw REPL
-_QUIET, _SETTLE_MAX = 0.03, 1.0  # s: after entering the raw REPL, drain until quiet this long
 _BUSY = " (it may be in use by another program: mpremote, a terminal, or a test's `board` fixture)"
 
 
-class BoardLink(FileOps):
+class BoardLink(FileOps, ResetOps):
     """A connected board. Use as a context manager, or call `close()`.
 
     File operations (`put`, `get`, `listdir`, `exists`, `sha256`, `remove`, `mkdir`,
-    `rmtree`, `wipe`) come from mpguard.linkfiles."""
+    `rmtree`, `wipe`) come from mpguard.linkfiles, resets (`soft_reset`, `hard_reset`,
+    `reboot`, `wait_boot`) from mpguard.linkresets."""
 
     def __init__(
         self,
@@ -156,29 +158,8 @@ class BoardLink(FileOps):
             t.serial.disarm()
             if noise.getvalue():
                 self._record(noise.getvalue().encode())
-        self._settle(t)
-
-    def _settle(self, t: SerialTransport) -> None:
-        """Drain what the board still prints after entering the raw REPL, keeping the final
-        prompt for mpremote. A Ctrl-A of an earlier attempt that the board took late (it was
-        booting, or running code that reads stdin) gives a second banner; left on the port,
-        it made the next command's raw-paste handshake read it and fail."""
-        ser = t.serial
-        got = b""
-        now = time.monotonic()
-        end, last = now + _SETTLE_MAX, now
-        while now < end and now - last < _QUIET:
-            n = ser.in_waiting
-            if n:
-                got += ser.read(n)
-                last = time.monotonic()
-            else:
-                time.sleep(0.005)
-            now = time.monotonic()
-        if got.endswith(b">"):
-            ser.unread(b">")
-            got = got[:-1]
-        if got.strip(b">"):
+        got = settle(t.serial)  # a late second banner, left on the port, broke the next command
+        if got:
             self._record(got)
 
     def close(self) -> None:
@@ -349,10 +330,7 @@ class BoardLink(FileOps):
             except (TransportError, OSError) as e:
                 self._record(bytes(printed))
                 raise BoardNotAnswering(f"link to {self.port} failed during transfer: {e}") from None
-            except BoardReset:
-                self._record(bytes(printed))
-                raise
-            finally:
+            finally:  # a BoardReset carries what the board printed (the watch saw it all)
                 ser.timeout = old
             # xfer.stream stops at the last ack: the answer and the raw REPL's EOF markers are
             # still on the port, after what the board printed during the transfer.
@@ -367,70 +345,8 @@ class BoardLink(FileOps):
             raise self._device_error(err.decode("utf-8", "replace"))
         return self._answer(name, out.decode("utf-8", "replace"))
 
-    # -- resets -----------------------------------------------------------------------------
-
-    def soft_reset(self) -> None:
-        """Ctrl-D in the raw REPL: boot.py runs again, then we are back in the raw REPL."""
-        t = self.transport
-        t.serial.arm(time.monotonic() + self.connect_timeout, "a soft reset", resets=False)
-        try:
-            t.serial.write(b"\x04")
-            data = t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout_overall=self.connect_timeout)
-        except (TransportError, OSError, LinkDeadline) as e:
-            self._stale = True
-            raise BoardNotAnswering(f"board on {self.port} did not come back: {e}") from None
-        finally:
-            t.serial.disarm()
-        self._record(data)
-        if not data.endswith(b"raw REPL; CTRL-B to exit\r\n"):
-            raise BoardNotAnswering(f"board on {self.port} did not come back after soft reset")
-
-    def hard_reset(self, wait: float = 0.0, until: bytes | None = None,
-                   until_any: tuple[bytes, ...] = ()) -> bytes:
-        """`machine.reset()`: the board reboots and runs boot.py and main.py.
-
-        Collects what the board prints for `wait` seconds (or until `until` appears), then
-        reconnects into the raw REPL (interrupting main.py) and returns the collected output.
-        """
-        self._send_reset()
-        return self.wait_boot(wait, until, until_any)
-
-    def reboot(self) -> None:
-        """`machine.reset()`, and let the board run (boot.py, main.py: its app). The link lets
-        go of the board; its next use reconnects (which interrupts the app)."""
-        self._send_reset()
-        self.transport.in_raw_repl = False  # nothing more to send: no Ctrl-B into the boot
-        self.close()
-        self._stale = True
-
     def _send_reset(self) -> None:
         try:
             self.transport.exec_raw_no_follow(_RESET)
         except (TransportError, OSError):
             pass  # the board may go away before answering
-
-    def wait_boot(self, wait: float = 0.0, until: bytes | None = None,
-                  until_any: tuple[bytes, ...] = ()) -> bytes:
-        """Read the board's output for `wait` s or until `until` (or any of `until_any`)
-        appears, then reconnect."""
-        marks = until_any + ((until,) if until is not None else ())
-        t = self.transport
-        t.in_raw_repl = False
-        seen = b""
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                n = t.serial.in_waiting
-                chunk = t.serial.read(n or 1) if n else b""
-            except OSError:
-                chunk = b""
-            if chunk:
-                seen += chunk
-                if any(m in seen for m in marks):
-                    break
-            else:
-                time.sleep(0.01)
-        self._record(seen)
-        self.close()
-        self.connect(soft_reset=False)
-        return seen

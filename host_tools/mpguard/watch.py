@@ -108,3 +108,29 @@ class Watch:
     def in_waiting(self) -> int:
         self._check()
         return len(self._back) + int(self._ser.in_waiting)
+
+
+_QUIET, _SETTLE_MAX = 0.03, 1.0  # s: drain until the port is quiet this long, at most this
+
+
+def settle(ser: Watch) -> bytes:
+    """Drain what the board still prints after entering the raw REPL, giving the final prompt
+    `>` back to the port for mpremote; return what was drained. A Ctrl-A of an earlier
+    attempt that the board took late (it was booting, or running code that reads stdin)
+    prints a second banner; left on the port, the next command's raw-paste handshake read it
+    and failed."""
+    got = b""
+    now = time.monotonic()
+    end, last = now + _SETTLE_MAX, now
+    while now < end and now - last < _QUIET:
+        n = ser.in_waiting
+        if n:
+            got += ser.read(n)
+            last = time.monotonic()
+        else:
+            time.sleep(0.005)
+        now = time.monotonic()
+    if got.endswith(b">"):
+        ser.unread(b">")
+        got = got[:-1]
+    return got if got.strip(b">") else b""

@@ -45,7 +45,7 @@ class Watch:
         self._resets = True
         self._back = b""  # bytes given back with `unread`, read again first
         self._tail = b""
-        self._seen = b""
+        self._seen = bytearray()
         self._what = ""
 
     # everything else (write, timeout, rts, dtr, close, ...) is the port's own
@@ -62,7 +62,7 @@ class Watch:
         """End the wait at `deadline` (time.monotonic(); None: never) and, with `resets`, at
         a board reset (not while connecting or resetting: a reset is expected then)."""
         self._deadline, self._armed, self._what, self._resets = deadline, True, what, resets
-        self._tail = self._seen = b""
+        self._tail, self._seen = b"", bytearray()
 
     def disarm(self) -> None:
         self._deadline, self._armed = None, False
@@ -75,14 +75,17 @@ class Watch:
     def _feed(self, data: bytes) -> None:
         if not self._armed or not self._resets:
             return
-        self._seen = (self._seen + data)[-_KEEP:]
+        seen = self._seen
+        seen += data  # a bytearray: mpremote reads one byte at a time
+        if len(seen) > 2 * _KEEP:
+            del seen[:-_KEEP]
         window = self._tail + data
         m = RESET_LINE.search(window)
         self._tail = window[-_TAIL:]
         if m:
             self.disarm()
-            at = max(0, len(self._seen) - len(window) + m.start() - 256)
-            raise BoardReset(f"the board reset during {self._what}", self._seen[at:])
+            at = max(0, len(seen) - len(window) + m.start() - 256)
+            raise BoardReset(f"the board reset during {self._what}", bytes(seen[at:]))
 
     def unread(self, data: bytes) -> None:
         """Give bytes back: the next reads return them first."""

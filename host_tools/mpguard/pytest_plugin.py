@@ -35,6 +35,9 @@ On failure, the report gets a section with what the board printed.
 Virtual boards of a test session never join the user's sims: each board fixture's sim lives
 in that fixture's tmp folder and is removed at teardown; a sim a test starts by itself
 (mpguard.sim, `mpguard sim`) lives in a temp folder of the session, removed at its end.
+
+(Just over 300 lines: the options, the board's life cycle and SimControl in one place; the
+project, release and agent fixtures are mpguard.pytest_fixtures.)
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ COMMANDS = [
     "mpguard.cli.ca",
     "mpguard.cli.provision",
     "mpguard.cli.devices",
+    "mpguard.cli.status",
     "mpguard.cli.attest",
     "mpguard.cli.report",
     "mpguard.cli.demo",

@@ -16,7 +16,8 @@ from .common import Result
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
-    p = sub.add_parser("ca", help="the project's device CA: make one, show it, sign its CRL")
+    p = sub.add_parser("ca", help="the project's device CA: make one, show it, sign its CRL",
+                       epilog=codes)
     cs = p.add_subparsers(dest="ca_command", metavar="ACTION")
     s = cs.add_parser("init", help="make the device CA of a project that has none",
                       description="Make keys/device-ca.pem (encrypted with the passphrase from "

@@ -19,7 +19,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_REFUSED,
                            reasons.EXIT_INVENTORY)
-    p = sub.add_parser("devices", help="provisioned boards: list, show, export certificates, revoke")
+    p = sub.add_parser("devices", help="provisioned boards: list, show, export certificates, revoke",
+                       epilog=codes)
     ds = p.add_subparsers(dest="devices_command", metavar="ACTION")
 
     s = ds.add_parser("list", help="every board of the inventory", epilog=codes)

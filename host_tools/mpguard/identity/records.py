@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandError, DeviceError
+from ..errors import CommandError
 from ..files import b64u_enc
 from . import ca as device_ca
 
@@ -68,10 +68,12 @@ def record_board_event(link: Any, root: Path, kind: str, data: dict[str, Any],
     record it against. Inventory failures propagate (InventoryError)."""
     from . import board
 
-    try:
-        st = board.status(link)
-    except (DeviceError, CommandError):  # an agent without guard.identity
+    # a fresh heap (what ran before, e.g. a refused install, may have left too little); in
+    # raw REPL a soft reset runs boot.py only, so no app starts and no trial boot is counted
+    board.reset_heap(link)
+    if not board.has_identity_agent(link):  # an agent without guard.identity
         return None
+    st = board.status(link)
     if st.get("state") != "complete" or not st.get("ueid"):
         return None
     ueid = board.unb64u(st["ueid"])

@@ -26,6 +26,8 @@ from guard import GuardError
 _RING = const(8)  # recent nonces remembered
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _seen = []  # type: list
+# the modules a token loads; each is unloaded again unless it was loaded before
+_LOADED = ("claims", "posture", "hw", "jws", "p256", "ec", "mac")
 
 
 def _identity():
@@ -46,7 +48,9 @@ def unload(name):
     # Forget guard.<name> so its code leaves the heap (it was loaded for one call only).
     if "guard." + name in sys.modules:
         del sys.modules["guard." + name]
-        delattr(sys.modules["guard"], name)
+        g = sys.modules["guard"]
+        if hasattr(g, name):
+            delattr(g, name)
 
 
 def b64u(b):
@@ -102,17 +106,19 @@ def token(nonce, key=None, out=None):
     n = len(ueid) - 1 if isinstance(ueid, (bytes, bytearray)) else 0
     if n < 1 or not ((ueid[0] == 1 and n in (16, 24, 32)) or (ueid[0] == 2 and n in (6, 8))):
         raise GuardError("bad_ueid")
-    had = [m for m in ("claims", "posture") if "guard." + m in sys.modules]
+    gc.collect()  # what a call before left behind, before modules load into the heap
+    had = [m for m in _LOADED if "guard." + m in sys.modules]
     from guard import claims
 
     parts = claims.claims(nonce, ueid)
     del claims
-    for m in ("claims", "posture"):
+    for m in ("claims", "posture", "hw"):
         if m not in had:
             unload(m)
-    from guard import hw
+    if "hw" in had:
+        from guard import hw
 
-    hw.forget()  # the board profile, read again when needed: P-256 needs the room
+        hw.forget()  # the board profile, read again when needed: P-256 needs the room
     gc.collect()
     got = []  # type: list
 
@@ -124,6 +130,9 @@ def token(nonce, key=None, out=None):
             out.write(str(b, "ascii"))
 
     _sign(parts, d, pub, emit)
+    for m in _LOADED:  # leave the modules as found: a second token in one session fits too
+        if m not in had:
+            unload(m)
     _seen.append(nonce)
     if len(_seen) > _RING:
         _seen.pop(0)

@@ -509,3 +509,18 @@ def test_token_fits_the_64k_heap_with_the_agent_loaded(board):
     assert need is not None, "the token does not fit 64K"
     assert base is not None and need > base  # the harness alone is smaller: the scan is real
     print(f"token: needs -X heapsize={need}K (harness alone {base}K)")
+
+
+def test_token_leaves_the_modules_as_it_found_them(board):
+    # a token loads claims, posture, jws and P-256 and unloads them again: a second token in
+    # the same session (the host's attest, then a check of replay) must fit where one did
+    code = ("import sys\nimport guard.attest as A\nb = sorted(sys.modules)\nA.token(IN['n'], K)\n"
+            "OUT(sorted(sys.modules) == b)\nOUT([m for m in sys.modules if m not in b])")
+    res = board.run(code, n=NONCE)
+    assert res.outputs == [True, []], res.outputs
+    one = smallest_heap(board, f"EMIT({NONCE!r}, K)")
+    two = smallest_heap(board, f"EMIT({NONCE!r}, K)\nEMIT({NONCE + 'x'!r}, K)")
+    # the second loads the same modules again into a heap whose interned names (qstrs, never
+    # freed) the first left between them: some KiB more, measured, still within the 64K heap
+    assert one is not None and two is not None and two <= one + 6, (one, two)
+    print(f"token: one needs {one}K, two in a row {two}K")

@@ -125,14 +125,12 @@ def _prepare(fboard, signer):
 
 
 CHECK = """
-results = []
 for i in range(len(STREAMS)):
     gc.collect()
     before, w0 = snap(), FL.writes
     r = install(i)
-    results.append([r, FL.writes - w0, snap() == before])
-    del before
-OUT(results)
+    OUT([r, FL.writes - w0, snap() == before])  # one line per case: the harness keeps nothing
+    r = before = None
 """
 
 
@@ -141,7 +139,7 @@ def test_bad_bundle_table(fboard, signer, other_signer):
     table = bad_bundles(signer, other_signer)
     assert len({name for name, _, _ in table}) == len(table)
     # 96K: besides the harness, this one process holds all the table's open bundle files
-    results = fboard.out(CHECK, [b for _, b, _ in table], heapsize="96K")
+    results = fboard.run(CHECK, [b for _, b, _ in table], heapsize="96K").outputs
     wrong = []
     for (name, _, reason), (r, writes, same) in zip(table, results, strict=True):
         if r["status"] != "refused" or r["reason"] != reason or writes or not same:

@@ -12,7 +12,7 @@ from jwcrypto import jwk, jws
 from mpguard import jose, keys
 from mpguard.agent import package as agentpkg
 from mpguard.errors import BundleError
-from mpguard.updates import bundle
+from mpguard.updates import bundle, manifest
 
 FILES = [("main.py", b"print('hi')\n"), ("lib/util.py", b"X = 1\n"), ("data/a.bin", bytes(300))]
 
@@ -35,10 +35,13 @@ def _build(key, files=FILES, **kw):
 
 
 def test_limits_agree_with_the_board():
-    src = (agentpkg.agent_dir() / "guard" / "bundle.py").read_text()
+    guard = agentpkg.agent_dir() / "guard"
+    src = (guard / "bundle.py").read_text() + (guard / "manifest.py").read_text()
 
     def const(name):
-        return int(re.search(rf"^_?{name} = const\((\d+)\)", src, re.M).group(1))
+        found = set(re.findall(rf"^_?{name} = const\((\d+)\)", src, re.M))
+        assert len(found) == 1, (name, found)  # one value, wherever it is defined
+        return int(found.pop())
 
     assert const("MAX_MANIFEST") == bundle.MAX_MANIFEST
     assert const("MAX_FILES") == bundle.MAX_FILES
@@ -47,6 +50,13 @@ def test_limits_agree_with_the_board():
     assert const("MAX_DEPTH") == bundle.MAX_DEPTH
     assert const("MAX_FILE") == bundle.MAX_FILE
     assert const("MAX_TOTAL") == bundle.MAX_TOTAL
+    assert const("MAX_NAME") == bundle.MAX_NAME
+    assert const("MAX_TARGETS") == manifest.MAX_TARGETS
+    assert const("MAX_INT") == manifest.MAX_INT
+    assert const("MAX_CONFIRM") == bundle.MAX_CONFIRM
+    assert const("MAX_JUMP") == bundle.MAX_JUMP
+    assert const("MAX_AHEAD") == bundle.MAX_AHEAD
+    assert const("JSON_DEPTH") == manifest.JSON_DEPTH
     assert const("HDR_LEN") == bundle.HDR_LEN
     assert const("FORMAT") == bundle.FORMAT
     assert 'MAGIC = b"MPGB"' in src and bundle.MAGIC == b"MPGB"

@@ -14,6 +14,8 @@ import guard.bundle
 import guard.ec
 import guard.hw as hw
 import guard.jws
+import guard.mac
+import guard.manifest
 import guard.p256
 import guard.boot as B
 import guard.install as I
@@ -28,8 +30,16 @@ class Reset(Exception):
 
 
 class Hw:
-    # The board's hardware seam (guard.hw backend): kind from the test, reset ends a run.
+    # The board's hardware seam (guard.hw backend): kind from the test, reset ends a run,
+    # the watchdog's arming recorded (ms of each arming, then each feed).
     resets = 0
+    wdt_ms = []
+    feeds = 0
+
+    def wdt(self, ms):
+        if Hw.wdt_ms and Hw.wdt_ms[-1] == ms:
+            Hw.feeds += 1
+        Hw.wdt_ms.append(ms)
 
     def board(self):
         return {"kind": IN.get("kind", "sim")}

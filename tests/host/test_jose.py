@@ -7,9 +7,9 @@ import json
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from cryptography.hazmat.primitives.asymmetric import ec
 from jwcrypto import jwk, jws
 
 from mpguard import jose, keys

@@ -64,6 +64,7 @@ def _unload(keep):
     # before the install began): on a board their bytecode sits on the heap, and they load
     # again from flash when next needed. The crypto modules go right after the signature
     # check, so they and the parsed manifest are never on the heap together.
+    import gc
     import sys
 
     import guard
@@ -75,11 +76,14 @@ def _unload(keep):
                 delattr(guard, name[6:])
             except AttributeError:
                 pass
+    gc.collect()  # the next step's modules load into a compact heap
 
 
 def _install(stream, length):
     import sys
 
+    # (The same when the agent runs from source, on a board whose mpy version differs: all
+    # its modules compiled at once do not fit the heap; step by step they do.)
     keep = [n for n in sys.modules if n.startswith("guard.")]
     anchors = load_anchors()
     from guard import bundle
@@ -92,24 +96,21 @@ def _install(stream, length):
     kind = hw.board_kind()
     del hw
     _unload(keep)
-    from guard import state
+    # the field rules and the slot writer load (or compile, from source) before the parsed
+    # manifest takes heap
+    from guard import manifest, slots, state
 
     st = state.load()
     app = state.APP
-    del state
-    _unload(keep)  # (guard.state too, when the install loaded it: it comes back to save)
     m = bundle.parse(buf, info)
     want = bundle.HDR_LEN + info[1]
     del bundle
-    _unload(keep)
-    from guard import manifest
-
     want += manifest.check(m)  # header + manifest + files
     manifest.check_context(m, want, length, kind, st, _now())
     del manifest
+    keep.append("guard.state")
+    keep.append("guard.slots")
     _unload(keep)
-    from guard import slots
-
     slot = slots.write(st, app, m, info, buf, stream)
     buf = None
     st["trial"] = {
@@ -120,8 +121,6 @@ def _install(stream, length):
     t = st["trial"]
     st["hi"] = t["seq"]
     st["last"] = {"result": "installed", "seq": t["seq"], "app": t["app"], "ver": t["ver"]}
-    from guard import state
-
     state.save(st)
     try:
         slots.tidy(st, app)  # the trial this one replaced, if any

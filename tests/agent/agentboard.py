@@ -238,8 +238,11 @@ def max_release(signer: Signer, seq: int, files: int = 32) -> bytes:
 
 
 def _step(agent_mpy: Path, img: Path, blocks: int, heap: int, bundle: Path | None,
-          anchors: str, mkfs: bool, confirm: bool, lazy: bool = False) -> bool:
-    mpys = [[p.name, str(p)] for p in sorted((agent_mpy / "guard").glob("*.mpy"))]
+          anchors: str, mkfs: bool, confirm: bool, lazy: bool | str = False) -> bool:
+    if lazy == "py":  # the agent as source on the board's flash (another mpy version)
+        mpys = [[p.name, str(p)] for p in sorted((agentpkg.agent_dir() / "guard").glob("*.py"))]
+    else:
+        mpys = [[p.name, str(p)] for p in sorted((agent_mpy / "guard").glob("*.mpy"))]
     data = {"flash": str(img), "blocks": blocks, "bundle": str(bundle) if bundle else None,
             "anchors": anchors, "mkfs": mkfs, "confirm": confirm, "lazy": lazy,
             "agent": mpys}
@@ -254,10 +257,11 @@ def _step(agent_mpy: Path, img: Path, blocks: int, heap: int, bundle: Path | Non
 
 def min_heap_sequence(agent_mpy: Path, tmp: Path, anchors: str, bundles: list[bytes],
                       blocks: int = 128, lo: int = 8 * 1024, hi: int = 128 * 1024,
-                      lazy: bool = False) -> tuple[int, int]:
+                      lazy: bool | str = False) -> tuple[int, int]:
     """(smallest heap for the last bundle's install, the same board idle): every bundle
     before it installed and confirmed, each step in a boot of its own (a fresh process on
-    the same flash image), with ample heap. 256-byte steps. `lazy`: see STEP."""
+    the same flash image), with ample heap. 256-byte steps. `lazy`: see STEP; "py": the
+    same with the agent's .py sources on the flash."""
     img = tmp / "seq.img"
     img.write_bytes(b"\xff" * (BS * blocks))
     paths = []

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Test sets (relative to the repository root), cheapest and most discriminating first.
 AGENT_UPDATE = ["tests/agent/test_bundle_bad.py", "tests/agent/test_update.py",
+                "tests/agent/test_update_trial.py",
                 "tests/agent/test_manifest_rules.py", "tests/agent/test_update_limits.py",
                 "tests/agent/test_bundle_fuzz.py", "tests/agent/test_update_powercut.py",
                 "tests/agent/test_update_heap.py", "tests/agent/test_rpc.py",
@@ -34,8 +35,7 @@ AGENT_UPDATE = ["tests/agent/test_bundle_bad.py", "tests/agent/test_update.py",
 AGENT_CRYPTO = ["tests/agent/test_jws.py", "tests/agent/test_p256.py",
                 "tests/agent/test_bundle_bad.py"]
 AGENT_XFER = ["tests/agent/test_xfer.py"]
-HOST = ["tests/host/test_jose.py", "tests/host/test_bundle.py",
-        "tests/host/test_manifest_rules.py", "tests/host/test_cli_release.py",
+HOST = ["tests/host/test_jose.py", "tests/host/test_bundle.py", "tests/host/test_cli_release.py",
         "tests/host/test_cli_json.py", "tests/agent/test_manifest_rules.py"]
 
 # (name, file, snippet, replacement, tests)

@@ -82,8 +82,8 @@ def _unload(keep):
 def _install(stream, length):
     import sys
 
-    # (The same when the agent runs from source, on a board whose mpy version differs: all
-    # its modules compiled at once do not fit the heap; step by step they do.)
+    # Step by step (also when the agent runs from source, on a board whose mpy version
+    # differs: all its modules compiled at once do not fit a board's heap; in steps they do).
     keep = [n for n in sys.modules if n.startswith("guard.")]
     anchors = load_anchors()
     from guard import bundle

@@ -210,6 +210,7 @@ if src:
     r = I.install(src, n)
     if r["status"] != "installed":
         raise MemoryError if r["reason"] == "no_memory" else ValueError(r)
+    OUT(sorted(n for n in sys.modules if n.startswith("guard")))
 if confirm:
     import guard.boot as B
     B.select()
@@ -253,6 +254,19 @@ def _step(agent_mpy: Path, img: Path, blocks: int, heap: int, bundle: Path | Non
         if e.exc_type != "MemoryError":
             raise
         return False
+
+
+def modules_after_install(agent_mpy: Path, tmp: Path, anchors: str, bundle: bytes) -> list[str]:
+    """The agent's modules a board (agent as .mpy on its flash, a deploy's guard.rpc and
+    guard.xfer loaded) holds after installing `bundle`."""
+    img = tmp / "mods.img"
+    img.write_bytes(b"\xff" * (BS * 128))
+    b = tmp / "mods.bundle"
+    b.write_bytes(bundle)
+    mpys = [[p.name, str(p)] for p in sorted((agent_mpy / "guard").glob("*.mpy"))]
+    data = {"flash": str(img), "blocks": 128, "bundle": str(b), "anchors": anchors,
+            "mkfs": True, "confirm": False, "lazy": True, "agent": mpys}
+    return unixport.run(STEP, data, path=[agent_mpy], heapsize="128K").outputs[0]
 
 
 def min_heap_sequence(agent_mpy: Path, tmp: Path, anchors: str, bundles: list[bytes],

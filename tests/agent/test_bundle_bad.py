@@ -280,6 +280,17 @@ def test_empty_anchor_set_is_no_anchors(mp, agent_mpy, tmp_path, signer):
     assert r == {"status": "refused", "reason": "no_anchors"} and not writes and same
 
 
+def test_malformed_anchors_are_no_anchors(mp, agent_mpy, tmp_path, signer):
+    # a key that is not a 65-byte uncompressed point, a file too deep to parse, not JSON
+    key = json.loads(signer.anchor_json)["keys"][signer.kid]
+    for anchors in (json.dumps({"v": 1, "keys": {signer.kid: key[:-4]}}),
+                    '{"v": 1, "keys": ' + "[" * 1000 + "]" * 1000 + "}", "not json"):
+        b = Board(mp, agent_mpy, tmp_path / "flash.img")
+        b.run("provision(IN['anchors'])\nOUT(1)", anchors=anchors)
+        r, writes, same = b.out(UNCHANGED, [signer.bundle(app("1.0"), seq=1)])
+        assert r == {"status": "refused", "reason": "no_anchors"} and not writes and same
+
+
 def test_sequence_zero_on_a_fresh_board_is_a_bad_manifest(fboard, signer):
     # the board's highest accepted sequence is 0: seq 0 must not read as a replay
     bad = _edit(signer, app("1.0"), lambda m: m.update(seq=0), seq=1)
@@ -338,3 +349,22 @@ def test_a_deliberate_sequence_jump_says_so(fboard, signer):
     assert r["status"] == "installed" and r["seq"] == big
     r = fboard.out("OUT(install(0))", [signer.bundle(app("1.0"), seq=big + 2**20)])
     assert r["status"] == "installed"  # the jump is measured from the highest accepted
+
+
+def test_the_announced_length_bounds_what_is_read(fboard, signer):
+    # the stream has more bytes than the host announced: the board reads no further than the
+    # announced length (the header says the manifest runs past it: truncated; the announced
+    # length cuts the files: bad_length), never past it into the next bytes
+    good = signer.bundle(app("1.0"), seq=1)
+    mlen = int.from_bytes(good[6:8], "big")
+    code = ("s = STREAMS[0]\nout = []\n"
+            "for n in IN['lengths']:\n"
+            "    s.seek(0)\n"
+            "    before, w0 = snap(), FL.writes\n"
+            "    r = I.install(s, n)\n"
+            "    out.append([r, FL.writes - w0, snap() == before])\n"
+            "OUT(out)")
+    lengths = [5, 8 + mlen - 1, len(good) - 1]
+    res = fboard.out(code, [good], lengths=lengths)
+    assert [r["reason"] for r, _, _ in res] == ["truncated", "truncated", "bad_length"]
+    assert all(not w and same for _, w, same in res)

@@ -10,7 +10,7 @@ limits (32 files, the manifest at 4 KiB) followed by any genuine release install
 from __future__ import annotations
 
 import pytest
-from agentboard import app, manifest_hashes, max_release, min_heap_sequence
+from agentboard import app, max_release, min_heap_sequence, modules_after_install
 
 BOOM = """
 class Boom:
@@ -97,3 +97,13 @@ def test_max_release_then_a_small_one_fits_the_smallest_board_profile(agent_mpy,
     print(f"\nheap above the idle board: {need - idle} B; smallest profile {smallest[1]}: "
           f"{smallest[0]} B, headroom {smallest[0] - (need - idle)} B")
     assert need - idle <= smallest[0]
+
+
+def test_an_install_unloads_what_it_loaded(agent_mpy, tmp_path, signer):
+    # the crypto modules, the field rules, the board's hardware module and the slot writer go
+    # again; what stays is the install's entry point, the state module it saved with, and
+    # what the deploy had loaded before (rpc, xfer)
+    mods = modules_after_install(agent_mpy, tmp_path, signer.anchor_json,
+                                 signer.bundle(app("1.0"), seq=1))
+    assert mods == ["guard", "guard.install", "guard.rpc", "guard.slots", "guard.state",
+                    "guard.xfer"], mods

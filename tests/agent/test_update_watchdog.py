@@ -76,6 +76,9 @@ def test_a_board_without_a_watchdog_or_timer_still_runs_its_trial(fboard, signer
     res = fboard.run(code)
     assert res.out == [["a", False], ["a", False]]  # ran, no reset
     assert res.stdout.count("APP demo 1.0") == 2
+    res = fboard.run("class NoWdt(Hw):\n    wdt = None\n"
+                     "hw.use(sim=NoWdt())\nOUT([hw.watchdog(1000), hw.feed()])")
+    assert res.out == [False, None]  # a board without a watchdog: nothing armed, feeds nothing
     # no machine.Timer (the unix port): no tick, so no watchdog either (nothing could feed a
     # confirmed trial); the app runs
     res = fboard.run("Hw.wdt_ms = []\nOUT([boot(), Hw.wdt_ms])")

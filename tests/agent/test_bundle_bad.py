@@ -164,6 +164,9 @@ def bad_bundles(signer, other) -> list[tuple[str, bytes, str]]:
         ("manifest nested 200 levels (signed)", _signed(
             signer.key, {}, blobs, raw=_payload_with(p64, '"zzz":' + "[" * 200 + "]" * 200)),
          "bad_manifest"),
+        ("manifest nested 1200 levels (signed: more than the heap would parse)", _signed(
+            signer.key, {}, blobs, raw=_payload_with(p64, '"zzz":' + "[" * 1200 + "]" * 1200)),
+         "bad_manifest"),
         ("manifest member given twice (signed)",
          _signed(signer.key, {}, blobs, raw=_payload_with(p64, '"seq":99')), "bad_manifest"),
         ("manifest NaN (signed)",

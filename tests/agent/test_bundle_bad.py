@@ -97,6 +97,8 @@ def bad_bundles(signer, other) -> list[tuple[str, bytes, str]]:
         ("manifest JSON is not an object",
          _signed(signer.key, {}, blobs, raw=b"[1,2,3]"), "bad_manifest"),
         ("manifest JSON broken", _signed(signer.key, {}, blobs, raw=b'{"fmt":1,'), "bad_manifest"),
+        ("manifest JSON an empty list", _signed(signer.key, {}, blobs, raw=b"[]"), "bad_manifest"),
+        ("manifest JSON a number", _signed(signer.key, {}, blobs, raw=b"7"), "bad_manifest"),
         ("manifest format 2", _edit(signer, files, lambda m: m.update(fmt=2)), "bad_manifest"),
         ("sequence is a string", _edit(signer, files, lambda m: m.update(seq="6")),
          "bad_manifest"),

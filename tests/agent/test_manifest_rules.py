@@ -61,6 +61,9 @@ CASES: dict[str, tuple[bytes, str]] = {
     "unknown field (ignored by both)": (_j(zzz=[1, 2]), "ok"),
     # the JSON text (guard.jws.shape / manifest.parse_json)
     "not an object": (b"[1,2,3]", "bad_manifest"),
+    "an empty list": (b"[]", "bad_manifest"),
+    "a string": (b'"fmt"', "bad_manifest"),
+    "an empty object": (b"{}", "bad_manifest"),
     "broken JSON": (b'{"fmt":1,', "bad_manifest"),
     "nested 200 levels in an unknown field": (_raw('"zzz":' + "[" * 200 + "]" * 200), "bad_manifest"),
     "nested 4 levels": (_raw('"zzz":[[[[1]]]]'), "bad_manifest"),

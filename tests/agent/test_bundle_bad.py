@@ -222,8 +222,9 @@ def test_bad_bundle_table(fboard, signer, other_signer):
     _prepare(fboard, signer)
     table = bad_bundles(signer, other_signer)
     assert len({name for name, _, _ in table}) == len(table)
-    # 96K: besides the harness, this one process holds all the table's open bundle files
-    results = fboard.run(CHECK, [b for _, b, _ in table], heapsize="96K").outputs
+    # 128K: besides the harness, this one process holds all the table's open bundle files (the
+    # heap an install needs is tests/agent/test_update_limits.py's)
+    results = fboard.run(CHECK, [b for _, b, _ in table], heapsize="128K").outputs
     wrong = []
     for (name, _, reason), (r, writes, same) in zip(table, results, strict=True):
         if r["status"] != "refused" or r["reason"] != reason or writes or not same:

@@ -347,6 +347,11 @@ def test_issue_time_ahead_is_judged_against_the_newest_time_known(fboard, signer
     fine = signer.bundle(app("1.0"), seq=1, issued_at=1_704_067_200 + ten_years)
     refused, ok = fboard.out(code, [ahead, fine])
     assert refused == {"status": "refused", "reason": "future_iat"} and ok["status"] == "installed"
+    # once a release issued 9 years on is confirmed, 10 years count from its issue time
+    fboard.run("I._now = lambda: None\nboot()")
+    later = signer.bundle(app("2.0"), seq=2, issued_at=1_704_067_200 + ten_years + 9 * 365 * 86400)
+    r, _, _ = fboard.out("I._now = lambda: None\n" + UNCHANGED, [later])
+    assert r["status"] == "installed", r
 
 
 def test_a_deliberate_sequence_jump_says_so(fboard, signer):
@@ -374,3 +379,15 @@ def test_the_announced_length_bounds_what_is_read(fboard, signer):
     res = fboard.out(code, [good], lengths=lengths)
     assert [r["reason"] for r, _, _ in res] == ["truncated", "truncated", "bad_length"]
     assert all(not w and same for _, w, same in res)
+
+
+def test_no_space_is_refused_before_unreferenced_slots_go(fboard, signer):
+    # 1.0 then 2.0 confirmed: slot a is no longer referred to (the next install frees it).
+    # A release too big even with that room: refused with every file as it was, slot a too.
+    for seq in (1, 2):
+        fboard.run("OUT(install(0))", [signer.bundle(app(f"{seq}.0", extra=100_000), seq=seq)])
+        fboard.run("boot()")
+    big = signer.bundle([("main.py", b"print(1)\n"), ("big.bin", bytes(400 * 1024))], seq=3)
+    r, writes, same = fboard.out(UNCHANGED, [big])
+    assert r == {"status": "refused", "reason": "no_space"} and not writes and same
+    assert fboard.out("OUT(app_files('a'))") is not None

@@ -2,26 +2,19 @@
 # guard.install, loaded only when the host streams a bundle).
 #
 # run(): choose the slot (select), count a trial boot or roll back after max_boots failed
-# ones, run the slot's main.py; an exception on trial resets the board. On a trial boot the
-# hardware watchdog is armed (guard.hw: machine.WDT on a chip, the sim's twin) for the
-# manifest's `confirm` seconds plus the state's `wdt` seconds, and nothing feeds it until the
-# trial is confirmed: a trial app that hangs, or returns without confirming, resets the board,
-# and that boot counts as failed. The app (or, after the manifest's `confirm` seconds, poll()
-# from a 1 s timer tick) calls confirm(), which makes the trial slot the confirmed one and
-# only then advances the sequence number (ETSI EN 303 645 5.3 anti-rollback); from then on
-# the tick feeds the watchdog (an ESP32's cannot be stopped) until the next reset.
+# ones, run the slot's main.py; an exception on trial resets the board. A trial boot also
+# loads guard.trial, which arms the hardware watchdog and a 1 s timer tick: a trial app that
+# hangs, or returns without confirming, resets the board, and that boot counts as failed.
+# The app (or, after the manifest's `confirm` seconds, poll() from the tick) calls confirm(),
+# which makes the trial slot the confirmed one and only then advances the sequence number
+# (ETSI EN 303 645 5.3 anti-rollback); from then on the tick feeds the watchdog.
 # docs/decisions/0006-install.md, docs/threat-model.md.
 import os
 import sys
 import time
 
-import micropython
-from micropython import const
-
 from guard import GuardError, state
 
-_TICK_MS = const(1000)
-_MAX_MS = const(0x7FFFFFFF)  # a timer's or watchdog's period in ms (ESP32: a signed 32-bit)
 _trial = False
 _confirmed = False  # the trial running in this session has been confirmed
 _after = 0  # its manifest's `confirm` seconds (0: the app confirms)
@@ -66,7 +59,9 @@ def confirm():
     st["last"] = {"result": "confirmed", "seq": t["seq"], "app": t["app"], "ver": t["ver"]}
     state.save(st)
     _confirmed = True
-    _feed()
+    tr = sys.modules.get("guard.trial")
+    if tr:  # from now on the trial's tick feeds the watchdog it armed
+        tr.feed()
     print("guard: confirmed", t["app"], t["ver"], "seq", t["seq"])
     return True
 
@@ -81,57 +76,6 @@ def poll():
     if time.ticks_diff(time.ticks_ms(), _t0) < t["confirm"] * 1000:
         return False
     return confirm()
-
-
-def _feed():
-    try:
-        from guard import hw
-
-        hw.feed()
-    except Exception:
-        pass
-
-
-def _tick(_):
-    # Every second of a trial session (scheduled, in the main thread): once confirmed, feed
-    # the watchdog; before, confirm when the healthy time is up.
-    if _confirmed:
-        _feed()
-    elif _after and time.ticks_diff(time.ticks_ms(), _t0) >= _after * 1000:
-        try:
-            poll()
-        except Exception:
-            pass
-
-
-def _irq(_):
-    try:
-        micropython.schedule(_tick, None)
-    except RuntimeError:  # the queue is full: the next tick comes in a second
-        pass
-
-
-def _arm(after, wdt):
-    # The trial's timer tick, then (only if the tick runs, so a confirmed trial is fed) the
-    # watchdog: `after` + `wdt` seconds to confirm. Anything failing here (no machine.Timer
-    # on the unix port, no watchdog, a value the chip refuses) leaves the trial without them:
-    # the app then confirms by itself or a reset counts the boot.
-    if not after and not wdt:
-        return False
-    try:
-        from machine import Timer
-
-        Timer(0).init(mode=Timer.PERIODIC, period=_TICK_MS, callback=_irq)
-    except Exception:
-        return False
-    if not wdt:
-        return False
-    try:
-        from guard import hw
-
-        return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))
-    except Exception:
-        return False
 
 
 def run():
@@ -152,7 +96,12 @@ def run():
         st = state.load()
         if st["trial"]:
             _after = st["trial"]["confirm"]
-            _arm(_after, st["wdt"])
+            try:
+                from guard import trial as tr
+
+                tr.arm(_after, st["wdt"])
+            except Exception:
+                pass  # a trial without its tick and watchdog: a reset still counts the boot
     try:
         with open(d + "/main.py") as f:
             src = f.read()

@@ -7,6 +7,7 @@ M = "agent/guard/manifest.py"
 I = "agent/guard/install.py"  # noqa: E741
 SL = "agent/guard/slots.py"
 BT = "agent/guard/boot.py"
+TR = "agent/guard/trial.py"
 S = "agent/guard/state.py"
 J = "agent/guard/jws.py"
 P = "agent/guard/p256.py"
@@ -121,12 +122,13 @@ brk("boot: confirm needs a boot", BT, "if not t or not t[\"boots\"] or", "if not
 brk("boot: confirm only the running slot", BT, " or (state.running and state.running != t[\"slot\"])", "", U)
 brk("boot: floor never moves back", BT, "st[\"floor\"] = max(st[\"floor\"], t[\"iat\"])", "st[\"floor\"] = t[\"iat\"]", U)
 brk("boot: crash on trial resets", BT, "        if trial:\n            from guard import hw\n\n            hw.reset()", "        pass", U)
-brk("boot: watchdog armed on trial", BT, "        return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "        return False", W)
-brk("boot: watchdog time", BT, "        return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "        return hw.watchdog(min(wdt * 1000, _MAX_MS))", W)
-brk("boot: watchdog capped", BT, "        return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "        return hw.watchdog((after + wdt) * 1000)", W)
-brk("boot: no feed before confirm", BT, "    if _confirmed:\n        _feed()", "    _feed()\n    if _confirmed:\n        pass", W)
-brk("boot: feed after confirm", BT, "    _confirmed = True\n    _feed()", "    _feed()", W)
-brk("boot: arming failure caught", BT, "        return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))\n    except Exception:", "        return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))\n    except ImportError:", W)
+brk("trial: watchdog armed on trial", TR, "    return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "    return False", W)
+brk("trial: watchdog time", TR, "    return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "    return hw.watchdog(min(wdt * 1000, _MAX_MS))", W)
+brk("trial: watchdog capped", TR, "    return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "    return hw.watchdog((after + wdt) * 1000)", W)
+brk("trial: no feed before confirm", TR, "    if boot._confirmed:\n        feed()", "    feed()\n    if boot._confirmed:\n        pass", W)
+brk("boot: feed after confirm", BT, "    if tr:  # from now on the trial's tick feeds the watchdog it armed\n        tr.feed()", "    pass", W)
+brk("boot: confirmed flag for the tick", BT, "    _confirmed = True\n", "", W)
+brk("boot: trial failures caught", BT, "                tr.arm(_after, st[\"wdt\"])\n            except Exception:", "                tr.arm(_after, st[\"wdt\"])\n            except ImportError:", W)
 brk("hw: watchdog without the sim's twin", HW, "        w = getattr(_sim, \"wdt\", None)\n        if w is None:\n            return False", "        w = _sim.wdt", W)
 # guard.jws / guard.p256 / guard.ec
 brk("jws: token size", J, "    if n > max_len:\n        raise GuardError(\"too_large\")", "", C)

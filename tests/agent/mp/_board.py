@@ -18,6 +18,7 @@ import guard.mac
 import guard.manifest
 import guard.p256
 import guard.slots
+import guard.trial
 import guard.boot as B
 import guard.install as I
 import guard.state as S

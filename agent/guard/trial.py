@@ -18,6 +18,8 @@ from guard import boot
 
 _TICK_MS = const(1000)
 _MAX_MS = const(0x7FFFFFFF)  # a timer's or watchdog's period in ms (ESP32: a signed 32-bit)
+_armed = False  # a watchdog is armed in this session: the tick feeds it once confirmed
+_timer = None
 
 
 def feed():
@@ -30,9 +32,13 @@ def feed():
 
 
 def _tick(_):
-    # Scheduled, in the main thread: once confirmed, feed; before, confirm when it is time.
+    # Scheduled, in the main thread: once confirmed, feed (or, with no watchdog to feed, stop
+    # ticking); before, confirm when it is time.
     if boot._confirmed:
-        feed()
+        if _armed:
+            feed()
+        elif _timer:
+            _timer.deinit()
     elif boot._after and time.ticks_diff(time.ticks_ms(), boot._t0) >= boot._after * 1000:
         try:
             boot.poll()
@@ -48,16 +54,20 @@ def _irq(_):
 
 
 def arm(after, wdt):
+    global _armed, _timer
     if not after and not wdt:
         return False
     try:
         from machine import Timer
 
-        Timer(0).init(mode=Timer.PERIODIC, period=_TICK_MS, callback=_irq)
+        _timer = Timer(0)
+        _timer.init(mode=Timer.PERIODIC, period=_TICK_MS, callback=_irq)
     except Exception:
         return False
-    if not wdt:
-        return False
-    from guard import hw  # a failure here (the chip refuses the time) is guard.boot's to catch
+    if wdt:
+        from guard import hw  # a failure here (the chip refuses the time) is boot's to catch
 
-    return hw.watchdog(min((after + wdt) * 1000, _MAX_MS))
+        _armed = hw.watchdog(min((after + wdt) * 1000, _MAX_MS))
+    if not _armed and not after:
+        _timer.deinit()  # nothing to feed, nothing to confirm: no tick
+    return _armed

@@ -68,6 +68,10 @@ class Timer:
         Timer.inits.append([self.id, mode, period])
         Timer.cb = callback
 
+    def deinit(self):
+        Timer.inits.append([self.id, "deinit"])
+        Timer.cb = lambda _: None
+
 
 def tick(n=1):
     # The trial's timer fires n times; the scheduled callbacks run before this returns.

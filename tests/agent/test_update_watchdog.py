@@ -97,3 +97,19 @@ def test_an_install_feeds_a_watchdog_armed_in_its_session(fboard, signer):
     code = WDT + "n = Hw.feeds\nOUT(install(0)['status'])\nOUT(Hw.feeds - n)"
     res = fboard.run(code, [b2])
     assert res.outputs[-2] == "installed" and res.outputs[-1] >= 3  # per chunk of every file
+
+
+def test_the_tick_stops_when_there_is_nothing_to_feed_or_confirm(fboard, signer):
+    # a board without a watchdog: with no healthy time the tick stops at once; with one, it
+    # stops at the first tick after the confirm
+    _install(fboard, signer, 1, confirm=False)
+    code = ("class NoWdt(Hw):\n    wdt = None\nhw.use(sim=NoWdt())\n"
+            "with_timer()\nTimer.inits = []\nboot()\nOUT(list(Timer.inits))")
+    assert fboard.out(code) == [[0, 1, 1000], [0, "deinit"]]
+    _install(fboard, signer, 2, confirm=False, confirm_after=1)
+    code = ("class NoWdt(Hw):\n    wdt = None\nhw.use(sim=NoWdt())\n"
+            "with_timer()\nTimer.inits = []\nboot()\nimport time\ntime.sleep_ms(1100)\n"
+            "tick()\nOUT(list(Timer.inits))\ntick()\nOUT(list(Timer.inits))")
+    res = fboard.run(code)
+    assert res.outputs == [[[0, 1, 1000]], [[0, 1, 1000], [0, "deinit"]]]
+    assert "guard: confirmed" in res.stdout

@@ -215,3 +215,5 @@ brk("host bundle: file hashes", HB, "ok = len(data) == f.size and hashlib.sha256
 brk("host bundle: expiry", HB, "    if m.exp is not None and m.exp <= now:", "    if False:", HOST)
 brk("host bundle: future iat", HB, "    if m.iat > now + MAX_AHEAD:", "    if False:", HOST)
 brk("host release: sequence jump", HR, "        elif seq - last > bundle.MAX_JUMP and not seq_jump:", "        elif False:", HOST)
+brk("trial: tick stops after confirm without a watchdog", TR, "        elif _timer:\n            _timer.deinit()", "        elif _timer:\n            pass", W)
+brk("trial: no tick without a watchdog or healthy time", TR, "        _timer.deinit()  # nothing to feed, nothing to confirm: no tick", "        pass", W)

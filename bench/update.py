@@ -3,6 +3,15 @@
 Prints, for a 64 KiB and a 1 MiB bundle: the smallest heap the install completes in (bisected
 `-X heapsize`, 256-byte steps) against the agent idle with the same modules loaded, the flash
 block writes, and the wall time of one install (reported, never asserted).
+
+Then the heap headroom of an install at the limits (issue #14): a small release, a release of
+32 files with the manifest at its 4 KiB limit, and a small release after that one (each step a
+boot of its own), for each board profile: the profile's heap minus what the install needs above
+the idle board. Two ways to have the agent on a board: as .mpy files on its flash (`mpguard
+agent install`: modules load when a step needs them, guard.rpc and guard.xfer as in a deploy)
+and with every module loaded before (a firmware with the agent frozen in holds them too, but in
+flash: its heap need is the "above the loaded agent" column). The unix port is 64-bit: objects
+and bytecode take more heap than on an ESP32.
 """
 
 from __future__ import annotations
@@ -58,6 +67,32 @@ def main() -> None:
             print(f"  install {label:7} bundle ({len(data)} B): {status}, min heap {need} B "
                   f"(+{need - idle} B over idle; budget 24576 B), {writes} block writes, "
                   f"{us / 1000:.0f} ms on the device ({wall:.2f} s with process start)")
+    headroom()
+
+
+def headroom() -> None:
+    board = _agentboard()
+    from mpguard import boards
+
+    profiles = sorted((boards.load_profile(k)["heap_bytes"], k) for k in boards.profile_kinds())
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        agent = board.compile_board(tmp / "agent")
+        signer = board.Signer()
+        small = signer.bundle(board.app("2.0"), seq=2)
+        big = board.max_release(signer, seq=1)
+        cases = [("small release", [small]), ("32 files, 4 KiB manifest", [board.max_release(signer, seq=2)]),
+                 ("small after the 32-file one", [big, small])]
+        print("## install heap at the limits, per board profile (unix port, 64-bit)")
+        print(f"  maximal release: {len(big)} B bundle, 32 files")
+        for lazy in (True, False):
+            print("  agent as .mpy on flash, loaded step by step" if lazy else
+                  "  every agent module loaded first (frozen-like)")
+            for label, seq in cases:
+                need, idle = board.min_heap_sequence(agent, tmp, signer.anchor_json, seq, lazy=lazy)
+                room = ", ".join(f"{k} {h - (need - idle):+d}" for h, k in profiles)
+                print(f"    {label:28s} needs {need - idle:6d} B above the idle board "
+                      f"(idle {idle} B, total {need} B); headroom: {room}")
 
 
 if __name__ == "__main__":

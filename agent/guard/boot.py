@@ -2,10 +2,13 @@
 # guard.install, loaded only when the host streams a bundle).
 #
 # run(): choose the slot (select), count a trial boot or roll back after max_boots failed
-# ones, run the slot's main.py; an exception on trial resets the board. The app (or, after
-# the manifest's `confirm` seconds, poll() from a one-shot timer) calls confirm(), which
-# makes the trial slot the confirmed one and only then advances the sequence number
-# (ETSI EN 303 645 5.3 anti-rollback). docs/decisions/0006-install.md.
+# ones, run the slot's main.py; an exception on trial resets the board. A trial boot also
+# loads guard.trial, which arms the hardware watchdog and a 1 s timer tick: a trial app that
+# hangs, or returns without confirming, resets the board, and that boot counts as failed.
+# The app (or, after the manifest's `confirm` seconds, poll() from the tick) calls confirm(),
+# which makes the trial slot the confirmed one and only then advances the sequence number
+# (ETSI EN 303 645 5.3 anti-rollback); from then on the tick feeds the watchdog.
+# docs/decisions/0006-install.md, docs/threat-model.md.
 import os
 import sys
 import time
@@ -13,6 +16,8 @@ import time
 from guard import GuardError, state
 
 _trial = False
+_confirmed = False  # the trial running in this session has been confirmed
+_after = 0  # its manifest's `confirm` seconds (0: the app confirms)
 _t0 = time.ticks_ms()
 
 
@@ -40,6 +45,7 @@ def select():
 def confirm():
     # The running trial app is healthy: make its slot the confirmed one and advance the
     # sequence number (ETSI EN 303 645 5.3 anti-rollback). False if nothing to confirm.
+    global _confirmed
     st = state.load()
     t = st["trial"]
     if not t or not t["boots"] or (state.running and state.running != t["slot"]):
@@ -48,16 +54,21 @@ def confirm():
     for k in ("seq", "app", "ver", "digest"):
         st[k] = t[k]
     st["floor"] = max(st["floor"], t["iat"])
+    st["hi"] = max(st["hi"], t["seq"])
     st["trial"] = None
     st["last"] = {"result": "confirmed", "seq": t["seq"], "app": t["app"], "ver": t["ver"]}
     state.save(st)
+    _confirmed = True
+    tr = sys.modules.get("guard.trial")
+    if tr:  # from now on the trial's tick feeds the watchdog it armed
+        tr.feed()
     print("guard: confirmed", t["app"], t["ver"], "seq", t["seq"])
     return True
 
 
 def poll():
     # Automatic confirm once a trial app has run for its manifest's `confirm` seconds.
-    if not _trial:
+    if not _trial or _confirmed:
         return False
     t = state.load()["trial"]
     if not t or not t["confirm"]:
@@ -67,21 +78,9 @@ def poll():
     return confirm()
 
 
-def _arm(secs):
-    try:
-        from machine import Timer
-
-        import micropython
-
-        Timer(0).init(mode=Timer.ONE_SHOT, period=secs * 1000 + 10,
-                      callback=lambda t: micropython.schedule(lambda _: poll(), None))
-    except (ImportError, AttributeError, ValueError, OSError):
-        pass  # no hardware timer (unix port): the app calls guard.boot.poll()
-
-
 def run():
     # Called by /main.py: choose the slot, run its main.py; a crash on trial resets.
-    global _trial, _t0
+    global _trial, _t0, _after
     try:
         slot, trial = select()
     except GuardError as e:
@@ -94,9 +93,15 @@ def run():
     sys.path.insert(1, d + "/lib")
     sys.path.insert(1, d)
     if trial:
-        t = state.load()["trial"]
-        if t and t["confirm"]:
-            _arm(t["confirm"])
+        st = state.load()
+        if st["trial"]:
+            _after = st["trial"]["confirm"]
+            try:
+                from guard import trial as tr
+
+                tr.arm(_after, st["wdt"])
+            except Exception:
+                pass  # a trial without its tick and watchdog: a reset still counts the boot
     try:
         with open(d + "/main.py") as f:
             src = f.read()

@@ -1,5 +1,6 @@
 # guard.hw: the only module of the agent that touches hardware (docs/architecture.md section 3).
 # In the virtual board the sim provides `_simhw`; on a chip, `machine` and `network`.
+# The watchdog (watchdog/feed) is armed by guard.boot on trial boots only.
 # The eFuse map is the board profile (boards/KIND.json) installed as BOARD_FILE; without it
 # eFuse facts are unknown (None), never guessed.
 # Secrets (the identity key record) are kept by guard.store, the storage half of this seam,
@@ -33,13 +34,14 @@ _sim, _mach = _pick()
 _net = None  # network module (or a test's stand-in); imported when first needed
 _prof = None  # the board profile, read once
 _read = False
+_wdt = None  # feed() of the watchdog armed in this session, None while none is
 
 
 def use(sim=None, mach=None, net=None):
     # Swap the backend (tests, or a host harness): a `_simhw`-like module, or a
     # `machine`-like object (mem32[addr], unique_id, reset, reset_cause) plus `network`.
-    global _sim, _mach, _net, _prof, _read
-    _sim, _mach, _net, _prof, _read = sim, mach, net, None, False
+    global _sim, _mach, _net, _prof, _read, _wdt
+    _sim, _mach, _net, _prof, _read, _wdt = sim, mach, net, None, False, None
 
 
 def forget():
@@ -121,6 +123,30 @@ def unique_id():
 
 def reset():
     _hw().reset()
+
+
+def watchdog(ms):
+    # Arm the hardware watchdog: the board resets unless feed() comes within ms. On an ESP32
+    # it cannot be stopped or disarmed (a soft reset neither), only fed; the sim's twin
+    # (_simhw.wdt) behaves the same. False where the board has none.
+    global _wdt
+    if _sim:
+        w = getattr(_sim, "wdt", None)
+        if w is None:
+            return False
+        w(ms)
+        _wdt = lambda: w(ms)
+    else:
+        from machine import WDT
+
+        _wdt = WDT(timeout=ms).feed
+    return True
+
+
+def feed():
+    # Feed the watchdog armed in this session; nothing when none is.
+    if _wdt:
+        _wdt()
 
 
 def reset_cause():

@@ -1,49 +1,54 @@
-# guard.install: install a signed bundle into the inactive A/B slot (the install path; the
-# boot path is guard.boot, the state file guard.state). docs/decisions/0006-install.md.
+# guard.install: install a signed bundle into a free app slot (the install path; the boot path
+# is guard.boot, the state file guard.state). docs/decisions/0006-install.md.
 #
-# install(stream, length), in order:
-#  1. guard.bundle checks the header and the manifest signature, fields, target, sequence,
-#     expiry, agent version, paths and length: a refusal here changes nothing at all.
-#  2. free flash (statvfs + what the inactive slot frees) must hold the new slot.
-#  3. a pending trial on the inactive slot is cancelled (state write), the slot is emptied,
-#     files are streamed into it in fixed chunks, each hashed (SHA-256) and size-checked;
-#     files of the running app not replaced or removed are copied over. Any mismatch or
-#     I/O error empties the slot again.
-#  4. one atomic state write (temp file + os.rename) makes the slot the trial slot; the
-#     next boot runs it on trial (guard.boot), and only confirm() advances the sequence.
-#
-# Reasons: no_anchors no_space bad_hash io_error, plus guard.state's and guard.bundle's.
-import hashlib
-import json
-import os
+# install(stream, length), in order; each module is loaded when its step comes and unloaded
+# (if the install loaded it) when it is done, so the crypto modules, the parsed manifest and
+# the file-writing code are never on the heap together:
+#  1. anchors (/mpguard/anchors.json) are read                                  (no_anchors)
+#  2. guard.bundle reads the header and the manifest into one buffer (the only allocation that
+#     grows with the bundle, at most 4 KiB, made first) and checks the signature
+#  3. the board kind (guard.hw), the state (guard.state), the manifest parsed (guard.bundle)
+#  4. guard.manifest checks the fields and the manifest against the board: target, sequence
+#     above the highest accepted, jump, issue time, expiry, agent version, stream length.
+#     Up to here a refusal changes nothing at all.
+#  5. guard.slots writes the free slot (a, b or c: neither the confirmed one nor a trial) and
+#     stores the verified manifest; nothing is carried over from the running app. Any failure
+#     removes what it wrote: the confirmed app, a pending trial and the state stay.
+#  6. one atomic state write makes the new slot the trial slot and raises the highest accepted
+#     sequence (`hi`); only then is a trial it replaces removed (never cancel what runs before
+#     its replacement is complete). The next boot runs it on trial (guard.boot); only
+#     confirm() advances the confirmed sequence (ETSI EN 303 645 5.3).
+# Any failure is a refusal with a reason, never an exception: MemoryError is no_memory, an
+# OSError io_error, anything unexpected `internal` (KeyboardInterrupt, the host breaking off,
+# still propagates after the clean-up).
+# Reasons: no_anchors no_memory io_error internal, plus those of guard.bundle, guard.manifest,
+# guard.slots and guard.state.
 import time
-from binascii import hexlify
 
-from micropython import const
-
-from guard import GuardError, state
+from guard import GuardError
 
 ANCHORS = "/mpguard/anchors.json"
-_CHUNK = const(1024)
-_BLOCK_SLACK = const(2)  # blocks kept free for the state file and littlefs metadata
 
 
 def load_anchors():
-    # /mpguard/anchors.json: {"v": 1, "keys": {kid: base64url(65-byte public key)}}
-    from guard import jws
+    # /mpguard/anchors.json: {"v": 1, "keys": {kid: base64url(65-byte public key)}}. Read
+    # without guard.jws, so the crypto modules load only for the signature check (and are
+    # unloaded after it). Each key is checked for shape here and as a point by guard.p256.
+    import json
+    from binascii import a2b_base64
 
     try:
         with open(ANCHORS) as f:
             d = json.load(f)
-        return {k: jws.b64u_dec(v) for k, v in d["keys"].items()}
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        out = {}
+        for k, v in d["keys"].items():
+            b = a2b_base64(v.replace("-", "+").replace("_", "/") + "=" * (-len(v) % 4))
+            if len(b) != 65 or b[0] != 4:
+                raise ValueError
+            out[k] = b
+        return out
+    except Exception:  # missing, unreadable, malformed (also too deep for the heap)
         raise GuardError("no_anchors")
-
-
-def _kind():
-    from guard import hw
-
-    return hw.board_kind()
 
 
 def _now():
@@ -54,142 +59,93 @@ def _now():
     return int(t) if t >= 1704067200 else None
 
 
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
+def _unload(keep):
+    # Drop the agent's modules an install step loaded and no longer needs (not those loaded
+    # before the install began): on a board their bytecode sits on the heap, and they load
+    # again from flash when next needed. The crypto modules go right after the signature
+    # check, so they and the parsed manifest are never on the heap together.
+    import gc
+    import sys
 
+    import guard
 
-def _walk(d, rel, out):
-    # Files under d as (relative path, size), appended to out.
-    for e in os.ilistdir(d):
-        p = rel + e[0]
-        if e[1] == 0x4000:
-            _walk(d + "/" + e[0], p + "/", out)
-        else:
-            out.append((p, os.stat(d + "/" + e[0])[6]))
-    return out
-
-
-def _rmtree(d):
-    if not _exists(d):
-        return
-    for e in os.ilistdir(d):
-        p = d + "/" + e[0]
-        if e[1] == 0x4000:
-            _rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(d)
-
-
-def _mkdirs(root, p):
-    i = p.find("/")
-    while i > 0:
-        try:
-            os.mkdir(root + "/" + p[:i])
-        except OSError:
-            pass
-        i = p.find("/", i + 1)
-
-
-def _blocks(n, bs):
-    return (n + bs - 1) // bs + 1
-
-
-def _copy(buf, src, dst, n, stream):
-    # Stream n bytes from `stream` (or file src) into dst through buf; return the SHA-256 hex.
-    h = hashlib.sha256()
-    f = open(dst, "wb")
-    s = open(src, "rb") if src else stream
-    try:
-        while n:
-            mv = buf[: min(n, _CHUNK)]
-            k = 0
-            while k < len(mv):  # readinto may return less than asked
-                r = s.readinto(mv[k:])
-                if not r:
-                    raise GuardError("truncated" if stream else "io_error")
-                k += r
-            h.update(mv)
-            f.write(mv)
-            n -= len(mv)
-    finally:
-        f.close()
-        if src:
-            s.close()
-    return hexlify(h.digest()).decode()
+    for name in [n for n in sys.modules if n.startswith("guard.") and n not in keep]:
+        if name != "guard.install":
+            del sys.modules[name]
+            try:
+                delattr(guard, name[6:])
+            except AttributeError:
+                pass
+    gc.collect()  # the next step's modules load into a compact heap
 
 
 def _install(stream, length):
+    import sys
+
+    # Step by step (also when the agent runs from source, on a board whose mpy version
+    # differs: all its modules compiled at once do not fit a board's heap; in steps they do).
+    keep = [n for n in sys.modules if n.startswith("guard.")]
+    anchors = load_anchors()
     from guard import bundle
 
+    buf, info = bundle.read(stream, length, anchors)  # also checks the signature
+    anchors = None
+    _unload(keep)
+    from guard import hw
+
+    kind = hw.board_kind()
+    del hw
+    _unload(keep)
+    # the field rules and the slot writer load (or compile, from source) before the parsed
+    # manifest takes heap
+    from guard import manifest, slots, state
+
     st = state.load()
-    m, digest = bundle.read_manifest(stream, length, load_anchors())
-    bundle.check_context(m, length, _kind(), st["seq"], _now(), st["floor"])
-    slot = "b" if st["active"] == "a" else "a"
     app = state.APP
-    dst = app + "/" + slot
-    new = {f[0] for f in m["files"]}
-    rm = m.get("remove", [])
-    carry = []
-    if st["active"]:
-        for p, n in _walk(app + "/" + st["active"], "", []):
-            if p not in new and p not in rm:
-                carry.append((p, n))
-    fs = os.statvfs("/")
-    bs = fs[0]
-    free = fs[0] * fs[4]
-    if _exists(dst):  # the inactive slot's old files are freed before writing
-        free += sum(_blocks(n, bs) * bs for _, n in _walk(dst, "", []))
-    need = sum(_blocks(f[1], bs) for f in m["files"]) + sum(_blocks(n, bs) for _, n in carry)
-    if (need + _BLOCK_SLACK) * bs > free:
-        raise GuardError("no_space")
-    # Genuine, new and meant for this board: from here on the inactive slot is ours.
-    buf = memoryview(bytearray(_CHUNK))  # the one chunk buffer for every file
-    if st["trial"]:
-        st["trial"] = None
-        state.save(st)
-    try:
-        _rmtree(dst)
-        try:
-            os.mkdir(app)
-        except OSError:
-            pass
-        os.mkdir(dst)
-        for p, n, h in m["files"]:
-            _mkdirs(dst, p)
-            if _copy(buf, None, dst + "/" + p, n, stream) != h:
-                raise GuardError("bad_hash", p)
-        src = app + "/" + str(st["active"])
-        for p, n in carry:
-            _mkdirs(dst, p)
-            _copy(buf, src + "/" + p, dst + "/" + p, n, None)
-    except BaseException as e:  # also KeyboardInterrupt: the host broke off the transfer
-        _rmtree(dst)
-        if isinstance(e, OSError):
-            raise GuardError("io_error")
-        raise
+    m = bundle.parse(buf, info)
+    want = bundle.HDR_LEN + info[1]
+    del bundle
+    want += manifest.check(m)  # header + manifest + files
+    manifest.check_context(m, want, length, kind, st, _now())
+    del manifest
+    keep.append("guard.state")
+    keep.append("guard.slots")
+    _unload(keep)
+    slot = slots.write(st, app, m, info, buf, stream)
+    buf = None
     st["trial"] = {
-        "slot": slot, "seq": m["seq"], "app": m["app"], "ver": m["ver"], "digest": digest,
+        "slot": slot, "seq": m["seq"], "app": m["app"], "ver": m["ver"], "digest": info[0],
         "iat": m["iat"], "confirm": m.get("confirm", 0), "boots": 0,
     }
-    st["last"] = {"result": "installed", "seq": m["seq"], "app": m["app"], "ver": m["ver"]}
+    m = None
+    t = st["trial"]
+    st["hi"] = t["seq"]
+    st["last"] = {"result": "installed", "seq": t["seq"], "app": t["app"], "ver": t["ver"]}
     state.save(st)
-    return {"status": "installed", "reason": None, "slot": slot, "seq": m["seq"]}
+    try:
+        slots.tidy(st, app)  # the trial this one replaced, if any
+    except Exception:
+        pass
+    return {"status": "installed", "reason": None, "slot": slot, "seq": t["seq"]}
 
 
 def install(stream, length):
     # Entry point of `mpguard deploy`: stream has readinto(buf); length is the bundle's size.
+    # Always answers {"status": "installed"|"refused", "reason", ...}; the refusal is kept in
+    # RAM only (state.refused): refused bundles never write flash.
     try:
         r = _install(stream, length)
     except GuardError as e:
         r = {"status": "refused", "reason": e.args[0]}
         if len(e.args) > 1:
             r["detail"] = e.args[1]
+    except MemoryError:
+        r = {"status": "refused", "reason": "no_memory"}
     except OSError:
         r = {"status": "refused", "reason": "io_error"}
+    except Exception as e:
+        r = {"status": "refused", "reason": "internal", "detail": type(e).__name__}
+    from guard import state
+
     state.refused = r
     return r

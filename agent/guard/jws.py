@@ -5,14 +5,18 @@
 #   1. token is bytes, bytearray, memoryview or str and at most max_len bytes   (too_large)
 #   2. exactly three parts (RFC 7515 7.1); protected header at most _MAX_HEADER (jws_format,
 #      too_large)
-#   3. header: strict base64url (RFC 7515 2, no padding), a JSON object          (jws_format)
+#   3. header: strict base64url (RFC 7515 2, no padding); its JSON text is checked for shape
+#      *before* it is parsed (shape(): an object at the top only, nesting at most 2, ASCII,
+#      no member twice), then parsed: a JSON object                             (jws_format)
 #   4. "alg" is exactly "ES256" (4.1.1): "none" and every other value refused   (jws_alg)
 #   5. "crit" (4.1.11): no extension is understood, so any "crit" is refused    (jws_crit)
 #   6. "kid" (4.1.4) is a string naming one of `keys`                          (unknown_key)
 #   7. signature: strict base64url of exactly 64 bytes R || S (RFC 7518 3.4)     (bad_sig)
 #   8. ECDSA P-256 over SHA-256(ASCII(header "." payload)) (RFC 7515 5.2 step 8)  (bad_sig)
 #   9. only then is the payload decoded (strict base64url)                       (jws_format)
-# Returns (header dict, payload bytes).
+# Returns (header dict, payload bytes). check() does steps 1-8 only and also returns where the
+# parts are and the SHA-256 of the signing input (the measurement of a manifest); the caller
+# then decodes the payload in place with b64u_into() (guard.bundle: no second buffer).
 #
 # Reasons (GuardError args[0]): too_large, jws_format, jws_alg, jws_crit, unknown_key,
 # bad_sig, bad_key (a key in `keys` or given to sign/thumbprint is not a valid P-256 point)
@@ -42,10 +46,18 @@ def b64u_dec(s):
     # chunks so the heap holds the input, the output and one chunk, not copies of the input.
     if isinstance(s, str):
         s = s.encode()
+    out = bytearray(len(s) * 3 // 4)
+    b64u_into(s, out)
+    return bytes(out)
+
+
+def b64u_into(s, out):
+    # Decode base64url s (strict, as b64u_dec) into the buffer `out`; returns the length.
+    # `out` may be the same memory as `s` (or start before it): each chunk is copied out of
+    # `s` before its bytes are written, and the output never overtakes the input.
     n = len(s)
     if n % 4 == 1:
         raise GuardError("jws_format")
-    out = bytearray(n * 3 // 4)
     mv = memoryview(s)
     o = 0
     for i in range(0, n, _CHUNK):
@@ -63,7 +75,46 @@ def b64u_dec(s):
             raise GuardError("jws_format")
         out[o : o + len(d)] = d
         o += len(d)
-    return bytes(out)
+    return o
+
+
+def shape(b, depth):
+    # The shape of the JSON text b, checked before it is parsed (MicroPython's parser needs
+    # heap for every level, and keeps the last of two equal members): printable ASCII (tab,
+    # CR, LF outside strings), no control character inside a string, an object only at the
+    # top, arrays nested at most `depth` levels in all. Returns the number of the top
+    # object's members (':' at level 1), or -1 when the text is not acceptable; a caller
+    # compares it with the parsed dict's length to refuse a member that appears twice.
+    lvl = 0
+    n = 0
+    s = False
+    esc = False
+    for c in b:
+        if c > 126:
+            return -1
+        if s:
+            if c < 32:
+                return -1
+            if esc:
+                esc = False
+            elif c == 92:  # backslash
+                esc = True
+            elif c == 34:
+                s = False
+        elif c == 34:
+            s = True
+        elif c == 123 or c == 91:  # { [
+            lvl += 1
+            if lvl > depth or (c == 123 and lvl > 1):
+                return -1
+        elif c == 125 or c == 93:  # } ]
+            lvl -= 1
+        elif c == 58:  # :
+            if lvl == 1:
+                n += 1
+        elif c < 32 and c != 9 and c != 10 and c != 13:
+            return -1
+    return n
 
 
 def thumbprint(pub65):
@@ -95,7 +146,9 @@ def _dots(tok, n):
     return d1, d2
 
 
-def verify(token, keys, max_len=_MAX_TOKEN):
+def check(token, keys, max_len=_MAX_TOKEN):
+    # Steps 1-8 -> (header dict, index of the first '.', of the second '.', SHA-256 digest
+    # of the signing input). The payload is left encoded.
     if isinstance(token, str):
         token = token.encode()
     if not isinstance(token, (bytes, bytearray, memoryview)):
@@ -115,12 +168,16 @@ def verify(token, keys, max_len=_MAX_TOKEN):
     if not d1 or n - d2 - 1 != _SIG_B64:
         raise GuardError("jws_format" if not d1 else "bad_sig")
     mv = memoryview(token)
+    raw = b64u_dec(mv[:d1])
+    k = shape(raw, 2)  # flat: an object of strings (and "crit", an array, refused below)
+    if k < 0:
+        raise GuardError("jws_format")
     try:
-        hdr = json.loads(b64u_dec(mv[:d1]))
+        hdr = json.loads(raw)
     except ValueError:
         raise GuardError("jws_format")
-    if not isinstance(hdr, dict):
-        raise GuardError("jws_format")
+    if not isinstance(hdr, dict) or len(hdr) != k:
+        raise GuardError("jws_format")  # not an object, or a member given twice
     if hdr.get("alg") != _ALG:
         raise GuardError("jws_alg")
     if "crit" in hdr:
@@ -132,10 +189,17 @@ def verify(token, keys, max_len=_MAX_TOKEN):
         sig = b64u_dec(mv[d2 + 1 :])
     except GuardError:
         raise GuardError("bad_sig")
-    h = sha256(mv[:d2])
-    if not p256.verify(keys[kid], h.digest(), sig):
+    h = sha256(mv[:d2]).digest()
+    if not p256.verify(keys[kid], h, sig):
         raise GuardError("bad_sig")
-    return hdr, b64u_dec(mv[d1 + 1 : d2])
+    return hdr, d1, d2, h
+
+
+def verify(token, keys, max_len=_MAX_TOKEN):
+    if isinstance(token, str):
+        token = token.encode()
+    hdr, d1, d2, _ = check(token, keys, max_len)
+    return hdr, b64u_dec(memoryview(token)[d1 + 1 : d2])
 
 
 def _header_json(hdr):

@@ -29,7 +29,6 @@ from micropython import const
 
 from guard import GuardError
 from guard.ec import comb_bytes, comb_point, dbl, inv, madd, mul, mul_g, odd_multiples, rand_scalar, to_affine
-from guard.mac import hkdf, hmac_sha256
 
 _P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 _N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
@@ -167,6 +166,8 @@ def verify(pub, digest, sig):
 
 def _rfc6979(x, h1):
     # RFC 6979 3.2 steps b-h; yields candidate k in [1, n-1]
+    from guard.mac import hmac_sha256  # signing only: verify does not load guard.mac
+
     v = b"\x01" * 32
     k = hmac_sha256(b"\x00" * 32, v + b"\x00" + x + h1)
     v = hmac_sha256(k, v)
@@ -204,6 +205,8 @@ def keygen(extra_entropy=b""):
     # label || counter) are rejection-sampled into [1, n-1] (no modulo bias)
     if not isinstance(extra_entropy, (bytes, bytearray, memoryview)):
         raise GuardError("bad_arg")
+    from guard.mac import hkdf  # key generation only: verify does not load guard.mac
+
     ikm = os.urandom(32)
     ctr = 0
     while True:

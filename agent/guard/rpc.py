@@ -65,7 +65,12 @@ def _args(text):
 
 
 def _say(key, v):
-    print(_MARK + json.dumps({key: v}))
+    # streamed: an answer never needs its whole JSON text in one piece of a used heap
+    import sys
+
+    sys.stdout.write(_MARK)
+    json.dump({key: v}, sys.stdout)
+    sys.stdout.write("\n")
 
 
 def _refuse(e):

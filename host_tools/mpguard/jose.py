@@ -7,7 +7,9 @@ verify(token, keys) checks, in order (each refusal is a JoseError whose `reason`
 board's reason string):
   1. size at most `max_len` before any decoding                               too_large
   2. three parts (RFC 7515 7.1), header at most MAX_HEADER characters        jws_format/too_large
-  3. header strict base64url, a JSON object without duplicate members        jws_format
+  3. header strict base64url; its JSON text checked for shape before it is parsed
+     (`json_shape`: printable ASCII, an object only at the top, nesting at most 2), then a
+     JSON object without duplicate members                                    jws_format
   4. "alg" exactly "ES256" (4.1.1) - "none" and everything else refused      jws_alg
   5. any "crit" (4.1.11) refused: no extension is understood                 jws_crit
   6. "kid" (4.1.4) names one of `keys`                                       unknown_key
@@ -88,6 +90,43 @@ def sign(payload: bytes, private_key: ec.EllipticCurvePrivateKey, header: Mappin
     return signing_input + "." + b64u_enc(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
+def json_shape(text: bytes, depth: int) -> int:
+    """The shape of a JSON text, checked before it is parsed (guard.jws.shape, the same rules).
+
+    Printable ASCII (tab, CR, LF also outside strings), no control character inside a string,
+    an object only at the top, arrays nested at most `depth` levels in all. Returns the number
+    of the top object's members (':' at level 1), or -1 when the text is not acceptable.
+    """
+    lvl = n = 0
+    in_str = esc = False
+    for c in bytes(text):
+        if c > 126:
+            return -1
+        if in_str:
+            if c < 32:
+                return -1
+            if esc:
+                esc = False
+            elif c == 92:
+                esc = True
+            elif c == 34:
+                in_str = False
+        elif c == 34:
+            in_str = True
+        elif c in (123, 91):
+            lvl += 1
+            if lvl > depth or (c == 123 and lvl > 1):
+                return -1
+        elif c in (125, 93):
+            lvl -= 1
+        elif c == 58:
+            if lvl == 1:
+                n += 1
+        elif c < 32 and c not in (9, 10, 13):
+            return -1
+    return n
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
@@ -95,6 +134,21 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _fail("jws_format")
         out[k] = v
     return out
+
+
+def signing_input(token: str | bytes) -> bytes:
+    """ASCII(header "." payload) of a compact JWS: what its signature covers."""
+    raw = token.encode("ascii") if isinstance(token, str) else bytes(token)
+    return raw[: raw.rfind(b".")]
+
+
+def measurement(token: str | bytes) -> str:
+    """SHA-256 hex of the signing input: the measurement of a release (what the board records
+    and reports). Not of the whole token: ECDSA signatures are malleable ((r, s) and (r, n - s)
+    both verify), and two tokens of one signed manifest must measure the same."""
+    import hashlib
+
+    return hashlib.sha256(signing_input(token)).hexdigest()
 
 
 def verify(
@@ -120,11 +174,15 @@ def verify(
         raise _fail("too_large")
     if not h64:
         raise _fail("jws_format")
+    raw_header = b64u_dec(h64)
+    members = json_shape(raw_header, 2)  # flat: strings (and "crit", an array, refused below)
+    if members < 0:
+        raise _fail("jws_format")
     try:
-        header = json.loads(b64u_dec(h64), object_pairs_hook=_no_duplicates)
-    except (ValueError, UnicodeDecodeError):
+        header = json.loads(raw_header, object_pairs_hook=_no_duplicates)
+    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
         raise _fail("jws_format") from None
-    if not isinstance(header, dict):
+    if not isinstance(header, dict) or len(header) != members:
         raise _fail("jws_format")
     if header.get("alg") != ALG:
         raise _fail("jws_alg")

@@ -123,16 +123,21 @@ class Project:
         """The sequence number the next bundle gets: above every one issued before."""
         return int(self.releases()["last_seq"]) + 1
 
-    def record_release(self, app: str, seq: int, version: str, manifest_sha256: str) -> None:
-        """Remember a built bundle; its sequence must be above every earlier one."""
+    def record_release(self, app: str, seq: int, version: str, manifest_sha256: str,
+                       measurement: str | None = None) -> None:
+        """Remember a built bundle; its sequence must be above every earlier one.
+        `measurement` (jose.measurement) is what a board records and reports for it."""
         rec = self.releases()
         if seq <= rec["last_seq"]:
             raise ProjectError(
                 f"sequence {seq} is not above the last issued ({rec['last_seq']})")
         rec["last_seq"] = seq
         hist = rec["apps"].setdefault(app, [])
-        hist.append({"seq": seq, "version": version, "manifest_sha256": manifest_sha256,
-                     "time": int(time.time())})
+        entry = {"seq": seq, "version": version, "manifest_sha256": manifest_sha256,
+                 "time": int(time.time())}
+        if measurement:
+            entry["measurement"] = measurement
+        hist.append(entry)
         write_json(self.releases_path, rec)
 
 

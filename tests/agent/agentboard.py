@@ -108,7 +108,8 @@ class Board:
 # heap (no _board harness).
 BARE = """
 import os, gc
-import guard.install as I, guard.hw as hw, guard.jws, guard.bundle
+import guard.install as I, guard.hw as hw, guard.jws, guard.bundle, guard.manifest, guard.state
+import guard.slots
 from _flash import Flash, mount
 class Hw:
     def board(self):
@@ -127,8 +128,8 @@ if src:
     n = src.tell()
     src.seek(0)
     r = I.install(src, n)
-    if r["status"] != "installed":
-        raise ValueError(r["reason"])
+    if r["status"] != "installed":  # a MemoryError is the refusal no_memory now
+        raise MemoryError if r["reason"] == "no_memory" else ValueError(r["reason"])
 OUT(gc.mem_free() + gc.mem_alloc())
 """
 
@@ -160,6 +161,151 @@ def min_heap(agent_mpy: Path, tmp: Path, bundle: Path | None, anchors: str,
         else:
             lo = mid
     return hi
+
+
+# -- the heap of one step after others (each step a boot of its own, as on a board) ---------
+
+# All the agent's modules loaded first (as a firmware with the agent frozen in has them,
+# except that there their bytecode stays in flash), or (`lazy`) the agent's .mpy files on the
+# flash in /lib/guard, loaded (and unloaded) by the install as on a board with the agent
+# installed by `mpguard agent install`, with guard.rpc and guard.xfer loaded as in a deploy.
+STEP = """
+import os, gc, sys
+from _flash import Flash, mount
+lazy = IN["lazy"]
+if not lazy:
+    import guard.install, guard.hw, guard.jws, guard.mac, guard.bundle, guard.manifest
+    import guard.state, guard.slots
+    if IN["confirm"]:
+        import guard.boot
+fl = Flash(IN["flash"], IN["blocks"])
+src = open(IN["bundle"], "rb") if IN["bundle"] else None
+agent = [(n, open(p, "rb")) for n, p in IN["agent"]] if IN["mkfs"] and lazy else []
+mount(fl, IN["mkfs"])
+if IN["mkfs"]:
+    os.mkdir("/mpguard")
+    with open("/mpguard/anchors.json", "w") as f:
+        f.write(IN["anchors"])
+    os.mkdir("/lib")
+    os.mkdir("/lib/guard")
+    with open("/lib/guard/board.json", "w") as f:  # the board profile, as agent install puts it
+        f.write('{"kind": "sim"}')
+for n, f in agent:
+    with open("/lib/guard/" + n, "wb") as g:
+        g.write(f.read())
+    f.close()
+agent = f = g = None
+if lazy:
+    sys.path[:] = ["", "/lib"]
+confirm = IN["confirm"]
+if lazy and (src or confirm):  # a deploy has loaded these when the install begins
+    import guard.rpc, guard.xfer
+IN = None
+gc.collect()
+if src:
+    import guard.install as I
+    src.seek(0, 2)
+    n = src.tell()
+    src.seek(0)
+    r = I.install(src, n)
+    if r["status"] != "installed":
+        raise MemoryError if r["reason"] == "no_memory" else ValueError(r)
+    OUT(sorted(n for n in sys.modules if n.startswith("guard")))
+if confirm:
+    import guard.boot as B
+    B.select()
+    if not B.confirm():
+        raise ValueError("not confirmed")
+OUT(gc.mem_free() + gc.mem_alloc())
+"""
+
+
+def max_release(signer: Signer, seq: int, files: int = 32) -> bytes:
+    """A genuine release at the limits: `files` files with paths as long as the 4 KiB
+    manifest allows (the largest manifest of that many files)."""
+    from mpguard.errors import BundleError
+
+    best = None
+    for width in range(0, 60):
+        fs = [("main.py", b"print('max')\n")] + [
+            (f"lib/{'m' * width}{i:02d}.py", b"x = %d\n" % i) for i in range(files - 1)]
+        try:
+            best = signer.bundle(fs, seq=seq, version="max")
+        except BundleError as e:
+            assert e.reason in ("too_large", "bad_path"), e
+            break
+    assert best is not None
+    return best
+
+
+def _step(agent_mpy: Path, img: Path, blocks: int, heap: int, bundle: Path | None,
+          anchors: str, mkfs: bool, confirm: bool, lazy: bool | str = False) -> bool:
+    if lazy == "py":  # the agent as source on the board's flash (another mpy version)
+        mpys = [[p.name, str(p)] for p in sorted((agentpkg.agent_dir() / "guard").glob("*.py"))]
+    else:
+        mpys = [[p.name, str(p)] for p in sorted((agent_mpy / "guard").glob("*.mpy"))]
+    data = {"flash": str(img), "blocks": blocks, "bundle": str(bundle) if bundle else None,
+            "anchors": anchors, "mkfs": mkfs, "confirm": confirm, "lazy": lazy,
+            "agent": mpys}
+    try:
+        unixport.run(STEP, data, path=[agent_mpy], heapsize=str(heap))
+        return True
+    except DeviceError as e:
+        if e.exc_type != "MemoryError":
+            raise
+        return False
+
+
+def modules_after_install(agent_mpy: Path, tmp: Path, anchors: str, bundle: bytes) -> list[str]:
+    """The agent's modules a board (agent as .mpy on its flash, a deploy's guard.rpc and
+    guard.xfer loaded) holds after installing `bundle`."""
+    img = tmp / "mods.img"
+    img.write_bytes(b"\xff" * (BS * 128))
+    b = tmp / "mods.bundle"
+    b.write_bytes(bundle)
+    mpys = [[p.name, str(p)] for p in sorted((agent_mpy / "guard").glob("*.mpy"))]
+    data = {"flash": str(img), "blocks": 128, "bundle": str(b), "anchors": anchors,
+            "mkfs": True, "confirm": False, "lazy": True, "agent": mpys}
+    return unixport.run(STEP, data, path=[agent_mpy], heapsize="128K").outputs[0]
+
+
+def min_heap_sequence(agent_mpy: Path, tmp: Path, anchors: str, bundles: list[bytes],
+                      blocks: int = 128, lo: int = 8 * 1024, hi: int = 128 * 1024,
+                      lazy: bool | str = False) -> tuple[int, int]:
+    """(smallest heap for the last bundle's install, the same board idle): every bundle
+    before it installed and confirmed, each step in a boot of its own (a fresh process on
+    the same flash image), with ample heap. 256-byte steps. `lazy`: see STEP; "py": the
+    same with the agent's .py sources on the flash."""
+    img = tmp / "seq.img"
+    img.write_bytes(b"\xff" * (BS * blocks))
+    paths = []
+    for i, b in enumerate(bundles):
+        paths.append(tmp / f"seq{i}.bundle")
+        paths[-1].write_bytes(b)
+    mkfs = True
+    for p in paths[:-1]:
+        assert _step(agent_mpy, img, blocks, hi, p, anchors, mkfs, False, lazy)
+        assert _step(agent_mpy, img, blocks, hi, None, anchors, False, True, lazy)
+        mkfs = False
+    if mkfs:  # the last bundle goes to an empty board
+        assert _step(agent_mpy, img, blocks, hi, None, anchors, True, False, lazy)
+    pristine = img.read_bytes()
+
+    def smallest(bundle):
+        lo_, hi_ = lo, hi
+        img.write_bytes(pristine)
+        if not _step(agent_mpy, img, blocks, hi_, bundle, anchors, False, False, lazy):
+            raise AssertionError(f"does not complete even in {hi_} B of heap")
+        while hi_ - lo_ > 256:
+            mid = (lo_ + hi_) // 2 // 256 * 256
+            img.write_bytes(pristine)
+            if _step(agent_mpy, img, blocks, mid, bundle, anchors, False, False, lazy):
+                hi_ = mid
+            else:
+                lo_ = mid
+        return hi_
+
+    return smallest(paths[-1]), smallest(None)
 
 
 # -- the heap a normal boot leaves loaded (bench/boot.py prints it) -------------------------

@@ -2,7 +2,8 @@
 
 The board holds a confirmed app at sequence 5. Every bad bundle is offered to it in turn;
 each must be refused with its exact reason, with no block written to flash and every file
-(state, anchors, both app slots) byte for byte as before.
+(state, anchors, both app slots) byte for byte as before. Beside the table: refusals that
+need a board in another state (no anchors, a fresh board, a set clock, a trial pending).
 """
 
 from __future__ import annotations
@@ -38,8 +39,31 @@ def _edit(signer, files, edit, **kw) -> bytes:
     return _signed(signer.key, m, [d for _, d in files])
 
 
+def _payload_with(p64: bytes, member: str) -> bytes:
+    """The signed payload of p64 with one more member spliced in (raw JSON text)."""
+    raw = jose.b64u_dec(p64)
+    return raw[:-1] + b"," + member.encode() + b"}"
+
+
 def _with_file(path: str, data: bytes = b"x = 1\n"):
     return lambda m: m["files"].append([path, len(data), __import__("hashlib").sha256(data).hexdigest()])
+
+
+def _resigned_token(key, h64: bytes, p64: bytes) -> bytes:
+    """A token over an arbitrary (already encoded) header and payload, signed correctly."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    inp = h64 + b"." + p64
+    r, s = decode_dss_signature(key.sign(inp, ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
+    return inp + b"." + jose.b64u_enc(r.to_bytes(32, "big") + s.to_bytes(32, "big")).encode()
+
+
+def _sig_65(tok: bytes) -> bytes:
+    h, p, s64 = tok.split(b".")
+    sig = jose.b64u_dec(s64)
+    return h + b"." + p + b"." + jose.b64u_enc(sig[:32] + b"\0" + sig[32:]).encode()
 
 
 def bad_bundles(signer, other) -> list[tuple[str, bytes, str]]:
@@ -73,6 +97,8 @@ def bad_bundles(signer, other) -> list[tuple[str, bytes, str]]:
         ("manifest JSON is not an object",
          _signed(signer.key, {}, blobs, raw=b"[1,2,3]"), "bad_manifest"),
         ("manifest JSON broken", _signed(signer.key, {}, blobs, raw=b'{"fmt":1,'), "bad_manifest"),
+        ("manifest JSON an empty list", _signed(signer.key, {}, blobs, raw=b"[]"), "bad_manifest"),
+        ("manifest JSON a number", _signed(signer.key, {}, blobs, raw=b"7"), "bad_manifest"),
         ("manifest format 2", _edit(signer, files, lambda m: m.update(fmt=2)), "bad_manifest"),
         ("sequence is a string", _edit(signer, files, lambda m: m.update(seq="6")),
          "bad_manifest"),
@@ -115,6 +141,64 @@ def bad_bundles(signer, other) -> list[tuple[str, bytes, str]]:
         ("too large for free flash", signer.bundle(big, seq=SEQ + 1), "no_space"),
         ("extra bytes after the files", good + b"\x00", "bad_length"),
         ("payload cut short", good[:-1], "bad_length"),
+        # issue #14: each check alone, and the neighbours of each finding
+        ("sequence rolled back by exactly one", signer.bundle(files, seq=SEQ - 1), "rollback"),
+        ("minimum agent one minor above", signer.bundle(files, seq=SEQ + 1, min_agent="0.2.0"),
+         "agent_too_old"),
+        ("minimum agent one patch above", signer.bundle(files, seq=SEQ + 1, min_agent="0.1.1"),
+         "agent_too_old"),
+        ("sequence jumps over the maximum", signer.bundle(files, seq=SEQ + 2**20 + 1),
+         "seq_jump"),
+        ("sequence 2**53 - 1 (a typo)", _edit(signer, files, lambda m: m.update(seq=2**53 - 1)),
+         "seq_jump"),
+        ("jump present but not true",
+         _edit(signer, files, lambda m: m.update(seq=SEQ + 2**20 + 1, jump=1)), "bad_manifest"),
+        ("issue time 11 years ahead",
+         signer.bundle(files, seq=SEQ + 1, issued_at=now + 11 * 366 * 86400), "future_iat"),
+        ("one file over the per-file limit, the total within", _edit(
+            signer, files, lambda m: m["files"].append(["big.bin", 1024 * 1024 + 1, "0" * 64])),
+         "too_large"),
+        ("files over the total limit, each within the per-file limit", _edit(
+            signer, files, lambda m: m["files"].extend(
+                [[f"big{i}.bin", 1024 * 1024, "0" * 64] for i in range(2)])), "too_large"),
+        ("manifest one byte over the limit", good[:6] + struct.pack(">H", 4097) + good[8:],
+         "too_large"),
+        ("manifest nested 200 levels (signed)", _signed(
+            signer.key, {}, blobs, raw=_payload_with(p64, '"zzz":' + "[" * 200 + "]" * 200)),
+         "bad_manifest"),
+        ("manifest nested 1200 levels (signed: more than the heap would parse)", _signed(
+            signer.key, {}, blobs, raw=_payload_with(p64, '"zzz":' + "[" * 1200 + "]" * 1200)),
+         "bad_manifest"),
+        ("manifest member given twice (signed)",
+         _signed(signer.key, {}, blobs, raw=_payload_with(p64, '"seq":99')), "bad_manifest"),
+        ("manifest NaN (signed)",
+         _signed(signer.key, {}, blobs, raw=_payload_with(p64, '"zzz":NaN')), "bad_manifest"),
+        ("manifest fmt 1.0 (signed)", _edit(signer, files, lambda m: m.update(fmt=1.0)),
+         "bad_manifest"),
+        ("protected header nested 200 levels (unsigned)", bundle.assemble(
+            jose.b64u_enc(b'{"alg":"ES256","x":' + b"[" * 200 + b"]" * 200 + b"}").encode()
+            + b"." + p64 + b"." + s64, blobs), "jws_format"),
+        ("protected header member given twice (signed)", bundle.assemble(_resigned_token(
+            signer.key, jose.b64u_enc(b'{"alg":"ES256","kid":"x","kid":"' + signer.kid.encode()
+                                      + b'"}').encode(), p64), blobs), "jws_format"),
+        ("signature of 65 bytes r || 00 || s", bundle.assemble(_sig_65(tok), blobs), "bad_sig"),
+        ("app name with control characters",
+         _edit(signer, files, lambda m: m.update(app="x\x1b[2K\r VERIFIED")), "bad_manifest"),
+        ("version with a newline", _edit(signer, files, lambda m: m.update(ver="2.0\n")),
+         "bad_manifest"),
+        ("sha256 in upper case",
+         _edit(signer, files, lambda m: m["files"][0].__setitem__(2, m["files"][0][2].upper())),
+         "bad_manifest"),
+        ("agent version with a +", _edit(signer, files, lambda m: m.update(agent="+0.1.0")),
+         "bad_manifest"),
+        ("confirm after more than a day",
+         _edit(signer, files, lambda m: m.update(confirm=86401)), "bad_manifest"),
+        ("confirm after 2**31 ms", _edit(signer, files, lambda m: m.update(confirm=2**31 // 1000)),
+         "bad_manifest"),
+        ("shadows the sim's hardware package", _edit(signer, files, _with_file("_simhw/x.py")),
+         "reserved_path"),
+        ("file size true", _edit(signer, files, lambda m: m["files"][0].__setitem__(1, True)),
+         "bad_manifest"),
     ]
 
 
@@ -125,14 +209,12 @@ def _prepare(fboard, signer):
 
 
 CHECK = """
-results = []
 for i in range(len(STREAMS)):
     gc.collect()
     before, w0 = snap(), FL.writes
     r = install(i)
-    results.append([r, FL.writes - w0, snap() == before])
-    del before
-OUT(results)
+    OUT([r, FL.writes - w0, snap() == before])  # one line per case: the harness keeps nothing
+    r = before = None
 """
 
 
@@ -140,8 +222,9 @@ def test_bad_bundle_table(fboard, signer, other_signer):
     _prepare(fboard, signer)
     table = bad_bundles(signer, other_signer)
     assert len({name for name, _, _ in table}) == len(table)
-    # 96K: besides the harness, this one process holds all the table's open bundle files
-    results = fboard.out(CHECK, [b for _, b, _ in table], heapsize="96K")
+    # 128K: besides the harness, this one process holds all the table's open bundle files (the
+    # heap an install needs is tests/agent/test_update_limits.py's)
+    results = fboard.run(CHECK, [b for _, b, _ in table], heapsize="128K").outputs
     wrong = []
     for (name, _, reason), (r, writes, same) in zip(table, results, strict=True):
         if r["status"] != "refused" or r["reason"] != reason or writes or not same:
@@ -191,3 +274,120 @@ def test_payload_hash_mismatch_discards_the_slot(fboard, signer, where):
     assert st["seq"] == SEQ and st["trial"] is None and st["last"]["result"] == "confirmed"
     # and a good bundle still installs afterwards
     assert fboard.out("OUT(install(0))", [good])["status"] == "installed"
+
+
+UNCHANGED = "before, w0 = snap(), FL.writes\nr = install(0)\nOUT([r, FL.writes - w0, snap() == before])"
+
+
+def test_empty_anchor_set_is_no_anchors(mp, agent_mpy, tmp_path, signer):
+    b = Board(mp, agent_mpy, tmp_path / "flash.img")
+    b.run("provision(IN['anchors'])\nOUT(1)", anchors=json.dumps({"v": 1, "keys": {}}))
+    r, writes, same = b.out(UNCHANGED, [signer.bundle(app("1.0"), seq=1)])
+    assert r == {"status": "refused", "reason": "no_anchors"} and not writes and same
+
+
+def test_malformed_anchors_are_no_anchors(mp, agent_mpy, tmp_path, signer):
+    # a key that is not a 65-byte uncompressed point, a file too deep to parse, not JSON
+    key = json.loads(signer.anchor_json)["keys"][signer.kid]
+    for anchors in (json.dumps({"v": 1, "keys": {signer.kid: key[:-4]}}),
+                    '{"v": 1, "keys": ' + "[" * 1000 + "]" * 1000 + "}", "not json"):
+        b = Board(mp, agent_mpy, tmp_path / "flash.img")
+        b.run("provision(IN['anchors'])\nOUT(1)", anchors=anchors)
+        r, writes, same = b.out(UNCHANGED, [signer.bundle(app("1.0"), seq=1)])
+        assert r == {"status": "refused", "reason": "no_anchors"} and not writes and same
+
+
+def test_sequence_zero_on_a_fresh_board_is_a_bad_manifest(fboard, signer):
+    # the board's highest accepted sequence is 0: seq 0 must not read as a replay
+    bad = _edit(signer, app("1.0"), lambda m: m.update(seq=0), seq=1)
+    r, writes, same = fboard.out(UNCHANGED, [bad])
+    assert r["reason"] == "bad_manifest" and r["detail"] == "seq" and not writes and same
+
+
+def test_expiry_against_a_set_clock(fboard, signer):
+    t = 1_800_000_000
+    code = f"I._now = lambda: {t}\n" + "OUT([install(0), install(1)])"
+    at_exp = signer.bundle(app("1.0"), seq=1, issued_at=t - 100, expires=t)
+    after = signer.bundle(app("1.0"), seq=1, issued_at=t - 100, expires=t + 1)
+    refused, ok = fboard.out(code, [at_exp, after])
+    assert refused == {"status": "refused", "reason": "expired"}  # at exactly exp: expired
+    assert ok["status"] == "installed"
+
+
+def test_expiry_floor_counts_even_when_the_clock_is_set(fboard, signer):
+    # confirmed: a release issued at F. The clock says T < F (set, but behind): a bundle
+    # that expired between T and F is refused all the same.
+    t, f = 1_800_000_000, 1_800_001_000
+    assert fboard.out("OUT(install(0))", [signer.bundle(app("1.0"), seq=1, issued_at=f)])[
+        "status"] == "installed"
+    fboard.run("boot()")
+    code = f"I._now = lambda: {t}\n" + UNCHANGED
+    r, writes, same = fboard.out(code, [signer.bundle(app("2.0"), seq=2, issued_at=t - 10,
+                                                      expires=f - 1)])
+    assert r == {"status": "refused", "reason": "expired"} and not writes and same
+
+
+def test_expiry_floor_never_moves_back(fboard, signer):
+    # releases issued at F, then at an older T: the floor stays F
+    t, f = 1_800_000_000, 1_800_001_000
+    for seq, iat in ((1, f), (2, t)):
+        fboard.run("OUT(install(0))", [signer.bundle(app(f"{seq}.0"), seq=seq, issued_at=iat)])
+        fboard.run("boot()")
+    assert fboard.out("OUT(S.load()['floor'])") == f
+    code = "I._now = lambda: None\n" + UNCHANGED
+    r, _, same = fboard.out(code, [signer.bundle(app("3.0"), seq=3, issued_at=t, expires=f - 1)])
+    assert r == {"status": "refused", "reason": "expired"} and same
+
+
+def test_issue_time_ahead_is_judged_against_the_newest_time_known(fboard, signer):
+    # clock not set: the newest time known is the floor (never before 2024-01-01)
+    ten_years = 315_576_000
+    code = "I._now = lambda: None\nOUT([install(0), install(1)])"
+    ahead = signer.bundle(app("1.0"), seq=1, issued_at=1_704_067_200 + ten_years + 1)
+    fine = signer.bundle(app("1.0"), seq=1, issued_at=1_704_067_200 + ten_years)
+    refused, ok = fboard.out(code, [ahead, fine])
+    assert refused == {"status": "refused", "reason": "future_iat"} and ok["status"] == "installed"
+    # once a release issued 9 years on is confirmed, 10 years count from its issue time
+    fboard.run("I._now = lambda: None\nboot()")
+    later = signer.bundle(app("2.0"), seq=2, issued_at=1_704_067_200 + ten_years + 9 * 365 * 86400)
+    r, _, _ = fboard.out("I._now = lambda: None\n" + UNCHANGED, [later])
+    assert r["status"] == "installed", r
+
+
+def test_a_deliberate_sequence_jump_says_so(fboard, signer):
+    big = SEQ + 2**20 + 1
+    r = fboard.out("OUT(install(0))", [signer.bundle(app("1.0"), seq=big, jump=True)])
+    assert r["status"] == "installed" and r["seq"] == big
+    r = fboard.out("OUT(install(0))", [signer.bundle(app("1.0"), seq=big + 2**20)])
+    assert r["status"] == "installed"  # the jump is measured from the highest accepted
+
+
+def test_the_announced_length_bounds_what_is_read(fboard, signer):
+    # the stream has more bytes than the host announced: the board reads no further than the
+    # announced length (the header says the manifest runs past it: truncated; the announced
+    # length cuts the files: bad_length), never past it into the next bytes
+    good = signer.bundle(app("1.0"), seq=1)
+    mlen = int.from_bytes(good[6:8], "big")
+    code = ("s = STREAMS[0]\nout = []\n"
+            "for n in IN['lengths']:\n"
+            "    s.seek(0)\n"
+            "    before, w0 = snap(), FL.writes\n"
+            "    r = I.install(s, n)\n"
+            "    out.append([r, FL.writes - w0, snap() == before])\n"
+            "OUT(out)")
+    lengths = [5, 8 + mlen - 1, len(good) - 1]
+    res = fboard.out(code, [good], lengths=lengths)
+    assert [r["reason"] for r, _, _ in res] == ["truncated", "truncated", "bad_length"]
+    assert all(not w and same for _, w, same in res)
+
+
+def test_no_space_is_refused_before_unreferenced_slots_go(fboard, signer):
+    # 1.0 then 2.0 confirmed: slot a is no longer referred to (the next install frees it).
+    # A release too big even with that room: refused with every file as it was, slot a too.
+    for seq in (1, 2):
+        fboard.run("OUT(install(0))", [signer.bundle(app(f"{seq}.0", extra=100_000), seq=seq)])
+        fboard.run("boot()")
+    big = signer.bundle([("main.py", b"print(1)\n"), ("big.bin", bytes(400 * 1024))], seq=3)
+    r, writes, same = fboard.out(UNCHANGED, [big])
+    assert r == {"status": "refused", "reason": "no_space"} and not writes and same
+    assert fboard.out("OUT(app_files('a'))") is not None

@@ -244,6 +244,107 @@ def _x_without_point() -> int:
     return x
 
 
+def _cubic_roots(c0: int) -> list[int]:
+    """Roots in [0, p) of x^3 - 3x + c0 (mod p): gcd with x^p - x, split with random shifts."""
+    import random
+
+    def mulmod(a, b, f):  # polynomials as coefficient lists, low degree first, mod monic f
+        out = [0] * (len(a) + len(b) - 1)
+        for i, x in enumerate(a):
+            for j, y in enumerate(b):
+                out[i + j] = (out[i + j] + x * y) % P
+        while len(out) >= len(f):
+            c = out[-1]
+            if c:
+                for k in range(len(f)):
+                    out[len(out) - len(f) + k] = (out[len(out) - len(f) + k] - c * f[k]) % P
+            out.pop()
+        return out
+
+    def powmod(base, e, f):
+        r, b = [1], base
+        while e:
+            if e & 1:
+                r = mulmod(r, b, f)
+            b = mulmod(b, b, f)
+            e >>= 1
+        return r
+
+    def trim(a):
+        while a and not a[-1]:
+            a = a[:-1]
+        return a
+
+    def gcd(a, b):
+        a, b = trim(a), trim(b)
+        while b:
+            inv = pow(b[-1], -1, P)
+            while len(a) >= len(b):
+                c = a[-1] * inv % P
+                off = len(a) - len(b)
+                a = trim([(a[i] - c * b[i - off]) % P if i >= off else a[i] for i in range(len(a))])
+                if not a:
+                    break
+            a, b = b, a
+        inv = pow(a[-1], -1, P)
+        return [x * inv % P for x in a]
+
+    f = [c0 % P, P - 3, 0, 1]
+    xp = powmod([0, 1], P, f)
+    g = gcd(f, trim([(xp[i] if i < len(xp) else 0) - (1 if i == 1 else 0) for i in range(max(len(xp), 2))]))
+    rnd = random.Random(1)
+    out, todo = [], [g]
+    while todo:
+        h = todo.pop()
+        if len(h) == 2:
+            out.append(-h[0] % P)
+        elif len(h) > 2:
+            a = rnd.randrange(P)
+            t = powmod([a, 1], (P - 1) // 2, h)
+            d = gcd(h, trim([(t[0] - 1) % P] + t[1:]) if t else [P - 1])
+            if 1 < len(d) < len(h):
+                q = h
+                todo += [d, _polydiv(q, d)]
+            else:
+                todo.append(h)
+    return sorted(out)
+
+
+def _polydiv(a: list[int], b: list[int]) -> list[int]:
+    a, q = list(a), [0] * (len(a) - len(b) + 1)
+    inv = pow(b[-1], -1, P)
+    for i in range(len(q) - 1, -1, -1):
+        c = a[i + len(b) - 1] * inv % P
+        q[i] = c
+        for j in range(len(b)):
+            a[i + j] = (a[i + j] - c * b[j]) % P
+    return q
+
+
+def _point_with_small_x() -> tuple[int, int]:
+    x = 1
+    while pow((x**3 - 3 * x + B) % P, (P - 1) // 2, P) != 1:
+        x += 1
+    y = pow((x**3 - 3 * x + B) % P, (P + 1) // 4, P)
+    return x, y
+
+
+def _point_with_small_y() -> tuple[int, int]:
+    for y in range(1, 100):
+        roots = _cubic_roots(B - y * y)
+        if roots:
+            return roots[0], y
+    raise AssertionError("no point with a small y")
+
+
+SMALL_X = _point_with_small_x()
+SMALL_Y = _point_with_small_y()
+
+
+def _unc(x: int, y: int) -> str:
+    return "04" + f"{x:064x}{y:064x}"
+
+
 G_UNC = (
     "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
     "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
@@ -258,7 +359,8 @@ BAD_POINTS = {
     "prefix 05": "05" + G_UNC[2:],
     "y changed: not on the curve": G_UNC[:-2] + "f4",
     "x = p (out of range)": "04" + f"{P:064x}" + G_UNC[66:],
-    "y + p (out of range, same residue)": "04" + G_UNC[2:66] + f"{(int(G_UNC[66:], 16) + P) % 2**256:064x}",
+    "x + p (out of range, same residue)": _unc(SMALL_X[0] + P, SMALL_X[1]),
+    "y + p (out of range, same residue)": _unc(SMALL_Y[0], SMALL_Y[1] + P),
     "all zero": "04" + "00" * 64,
     "compressed x with no curve point": "02" + f"{_x_without_point():064x}",
     "compressed x = p": "02" + f"{P:064x}",
@@ -267,9 +369,14 @@ BAD_POINTS = {
 
 
 def test_decode_point_rejects_bad_keys_with_bad_key(mp):
-    # y + p overflows 256 bits only when y >= 2^256 - p; check the vector really is > p
-    y = int(BAD_POINTS["y + p (out of range, same residue)"][66:], 16)
-    assert y >= P or y != int(G_UNC[66:], 16)
+    # the out-of-range vectors: a real point whose coordinate plus p still fits 32 bytes
+    for x, y in (SMALL_X, SMALL_Y):
+        assert (y * y - x**3 + 3 * x - B) % P == 0  # on the curve, reduced
+        ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()  # cryptography agrees
+    for name in ("x + p (out of range, same residue)", "y + p (out of range, same residue)"):
+        x, y = int(BAD_POINTS[name][2:66], 16), int(BAD_POINTS[name][66:], 16)
+        assert max(x, y) >= P and x < 2**256 and y < 2**256, name
+        assert (y * y - x**3 + 3 * x - B) % P == 0, name  # the same residue is on the curve
     code = """
 import binascii
 from guard import GuardError
@@ -391,34 +498,120 @@ OUT(p256.verify(binascii.unhexlify(IN['q']), binascii.unhexlify(IN['h']), binasc
 
 
 def test_sign_and_ecdh_run_a_fixed_sequence_of_point_operations(mp):
-    # the count of doublings and additions must not depend on the secret scalar
+    # The ladder's own sequence of doublings and additions must not depend on the secret
+    # scalar (nor on the random blinding). Counted at the ladder's level: an addition that
+    # meets its exceptional case (P == Q) doubles inside madd, which is madd's business and
+    # happens with probability ~2^-256 for a random secret - but not for tiny test scalars
+    # like 2, where it once made this test flaky (290 doublings instead of 289, when the
+    # blinding's low digit came out 1). The blinding values are fixed here, including one
+    # that forces that case for d = 2, so the test is the same on every run.
     scalars = [1, 2, N - 1, 2**255 + 1, 0x5555 << 200, (1 << 128) - 1, RFC6979_X]
     code = """
 from guard import ec, p256
-cnt = [0, 0]
+cnt = [0, 0, 0]  # doublings, additions, nested calls not counted
+depth = [0]
 dbl0, madd0 = ec.dbl, ec.madd
 def dbl(*a):
-    cnt[0] += 1
-    return dbl0(*a)
+    if depth[0]:
+        cnt[2] += 1
+    else:
+        cnt[0] += 1
+    depth[0] += 1
+    try:
+        return dbl0(*a)
+    finally:
+        depth[0] -= 1
 def madd(*a):
-    cnt[1] += 1
-    return madd0(*a)
+    if depth[0]:
+        cnt[2] += 1
+    else:
+        cnt[1] += 1
+    depth[0] += 1
+    try:
+        return madd0(*a)
+    finally:
+        depth[0] -= 1
 ec.dbl, ec.madd = dbl, madd
 peer = p256.public_key(7)
 res = []
-for d in IN:
-    cnt[0] = cnt[1] = 0
-    p256.public_key(d)
-    g = cnt[:]
-    cnt[0] = cnt[1] = 0
-    p256.ecdh(d, peer)
-    res.append([g, cnt[:]])
+for blind in IN['blinds']:
+    ec.rand_scalar = lambda n, b=blind: b  # the blinding factor (and the affine masks)
+    for d in IN['scalars']:
+        cnt[:] = [0, 0, 0]
+        p256.public_key(d)
+        g = cnt[:2]
+        cnt[:] = [0, 0, 0]
+        x = p256.ecdh(d, peer)
+        res.append([g, cnt[:2], cnt[2], x.hex()])
 OUT(res)
 """
-    res = mp.out(code, scalars)
-    assert all(r == res[0] for r in res), res
+    # blinding m: k + m*n (made odd); 0x1F gives k' = 2 + 31n, whose lowest window digit is
+    # 1, so the last addition of ecdh(2, .) meets the accumulator equal to the point
+    blinds = [0x10, 0x1F, 0xDEADBEEF]
+    res = mp.out(code, {"scalars": scalars, "blinds": blinds})
+    ops = {(tuple(g), tuple(e)) for g, e, _, _ in res}
     # comb: 57 doublings + 57 additions; window: 72 * 4 doublings + 72 additions (+ 1 for 2P)
-    assert res[0] == [[57, 57], [72 * 4 + 1, 72]]
+    assert ops == {((57, 57), (72 * 4 + 1, 72))}, ops
+    assert any(nested for _, _, nested, _ in res)  # the exceptional case was met, and handled
+    peer = ec.derive_private_key(7, ec.SECP256R1()).public_key()
+    for i, (_, _, _, x) in enumerate(res):
+        d = scalars[i % len(scalars)]
+        assert x == ec.derive_private_key(d, ec.SECP256R1()).exchange(ec.ECDH(), peer).hex(), d
+
+
+def test_point_additions_exceptional_cases(mp):
+    # P + (-P) is infinity and P + P is 2P, in the mixed and in the full Jacobian addition;
+    # infinity + P is P
+    code = """
+from guard import ec, p256
+x, y = p256.decode_point(p256.public_key(5))
+P_ = IN
+def aff(X, Y, Z):
+    return list(ec.to_affine(X, Y, Z, 1)) if Z else 'inf'
+X, Y, Z = ec.dbl(x, y, 1)  # 2P, Jacobian with Z != 1
+x2, y2 = ec.to_affine(X, Y, Z, 1)
+OUT({
+    'madd P + -P': aff(*ec.madd(x, y, 1, x, P_ - y)),
+    'madd 2P + -2P (Z != 1)': aff(*ec.madd(X, Y, Z, x2, P_ - y2)),
+    'madd P + P': aff(*ec.madd(x, y, 1, x, y)),
+    'madd 2P + 2P (Z != 1)': aff(*ec.madd(X, Y, Z, x2, y2)),
+    'madd inf + P': aff(*ec.madd(0, 1, 0, x, y)),
+    'add P + -P': aff(*ec.add(x, y, 1, x, P_ - y, 1)),
+    'add 2P + 2P': aff(*ec.add(X, Y, Z, X, Y, Z)),
+    'add inf + 2P': aff(*ec.add(0, 1, 0, X, Y, Z)),
+    'add 2P + inf': aff(*ec.add(X, Y, Z, 0, 1, 0)),
+    'dbl': aff(*ec.dbl(x, y, 1)),
+})
+"""
+    got = mp.out(code, P)
+
+    def pt(d):
+        n = ec.derive_private_key(d, ec.SECP256R1()).public_key().public_numbers()
+        return [n.x, n.y]
+
+    assert got == {
+        "madd P + -P": "inf", "madd 2P + -2P (Z != 1)": "inf", "madd P + P": pt(10),
+        "madd 2P + 2P (Z != 1)": pt(20), "madd inf + P": pt(5), "add P + -P": "inf",
+        "add 2P + 2P": pt(20), "add inf + 2P": pt(10), "add 2P + inf": pt(10), "dbl": pt(10),
+    }
+
+
+def test_verify_refuses_a_signature_that_is_not_exactly_64_bytes(mp):
+    # r || 00 || s reads as (r, s) if only the first 32 bytes are taken as r and the rest
+    # as s: a 65-byte signature must be refused, not decoded generously
+    key = ec.derive_private_key(RFC6979_X, ec.SECP256R1())
+    r, s_ = RFC6979_SHA256["sample"][1:]
+    sig = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+    code = """
+import hashlib, binascii
+from guard import p256
+q = binascii.unhexlify(IN['q'])
+h = hashlib.sha256(b'sample').digest()
+sig = binascii.unhexlify(IN['sig'])
+OUT([p256.verify(q, h, sig), p256.verify(q, h, sig[:32] + b'\\x00' + sig[32:]),
+     p256.verify(q, h, b'\\x00' + sig), p256.verify(q, h, sig[:32] + sig[33:])])
+"""
+    assert mp.out(code, {"q": _pub(key).hex(), "sig": sig.hex()}) == [True, False, False, False]
 
 
 def test_verify_rejects_a_point_tuple_not_on_the_curve(mp):

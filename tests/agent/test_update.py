@@ -54,9 +54,12 @@ def test_crashing_update_rolls_back_after_max_boots(fboard, signer):
     assert st["active"] == "a" and st["seq"] == 1 and st["trial"] is None
     assert st["last"] == {"result": "rolled_back", "seq": 2, "app": "demo", "ver": "1.0.2",
                           "boots": 3}
-    # The rolled-back sequence never advanced: a fixed release with seq 3 installs fine,
-    # and so would the same seq 2 again (it was never confirmed).
+    # The confirmed sequence never advanced, but seq 2 was accepted (the highest accepted
+    # sequence is 2): the same bundle again is a replay; a fixed release, seq 3, installs.
+    assert st["hi"] == 2
     r = fboard.out("OUT(install(0))", [signer.bundle(app("2.1"), seq=2)])
+    assert r == {"status": "refused", "reason": "replay"}
+    r = fboard.out("OUT(install(0))", [signer.bundle(app("2.1"), seq=3)])
     assert r["status"] == "installed" and r["slot"] == "b"
 
 
@@ -96,16 +99,35 @@ def test_auto_confirm_after_healthy_time(fboard, signer):
     assert st["active"] == "a" and st["seq"] == 1 and st["last"]["result"] == "confirmed"
 
 
-def test_remove_list_and_carry_over(fboard, signer):
+def test_a_release_is_exactly_what_it_lists(fboard, signer):
+    # Nothing of the running slot is carried into the next release: not the files the
+    # release no longer ships, not a file the running app wrote into its own slot (an
+    # implanted lib/urequests.py), not a file named in `remove` (kept valid, no effect).
     v1 = app("1.0") + [("cfg.json", b'{"a": 1}'), ("old.py", b"x = 1\n")]
     fboard.run("OUT(install(0))", [signer.bundle(v1, seq=1)])
     fboard.run("boot()")
+    fboard.run("with open('/app/a/lib/urequests.py', 'w') as f:\n    f.write('EVIL = 1')\n"
+               "OUT(1)")
     v2 = app("2.0")  # ships main.py and lib/helper.py only
-    fboard.run("OUT(install(0))", [signer.bundle(v2, seq=2, remove=["old.py"])])
-    files = fboard.out("OUT(app_files('b'))")
-    want = manifest_hashes(v2)
-    want["cfg.json"] = manifest_hashes(v1)["cfg.json"]  # carried over from the running app
-    assert files == want
+    r = fboard.out("OUT(install(0))", [signer.bundle(v2, seq=2, remove=["old.py"])])
+    assert r["status"] == "installed" and r["slot"] == "b"
+    assert fboard.out("OUT(app_files('b'))") == manifest_hashes(v2)
+    res = fboard.run("OUT(boot())\nOUT([app_files('a'), app_files('b')])")
+    assert "APP demo 2.0" in res.stdout
+    # once 2.0 is confirmed, the next release takes slot a: its old files are gone first
+    fboard.run("OUT(install(0))", [signer.bundle(app("3.0"), seq=3)])
+    assert fboard.out("OUT(app_files('a'))") == manifest_hashes(app("3.0"))
+
+
+def test_a_file_that_becomes_a_folder_and_back(fboard, signer):
+    # lib is a file in 1.0, a folder in 2.0, a file again in 3.0 (each slot starts empty)
+    v1 = [("main.py", b"import guard\nguard.confirm()\n"), ("lib", b"a file\n")]
+    v2 = app("2.0")
+    for seq, files in ((1, v1), (2, v2), (3, v1), (4, v2)):
+        r = fboard.out("OUT(install(0))", [signer.bundle(files, seq=seq)])
+        assert r["status"] == "installed", (seq, r)
+        fboard.run("boot()")
+        assert fboard.out("OUT(S.status())")["seq"] == seq
 
 
 def test_status_keeps_last_refusal_in_ram_only(fboard, signer, other_signer):

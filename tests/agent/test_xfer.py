@@ -144,6 +144,20 @@ def test_corrupted_byte_is_caught_before_the_last_byte_is_handed_out():
     assert res["n"] < len(payload)  # the last chunk was never handed to the consumer
 
 
+@pytest.mark.parametrize("bad", [0x41, 0x00, 0x10])
+def test_bad_escape_is_a_format_error_not_a_hash_error(bad):
+    # an escape byte followed by anything but 0x23 or 0x30 (Ctrl-C or the escape, each
+    # xor 0x20): the framing is broken; it is not reported as a digest mismatch
+    payload = bytes([0x41] * 300 + [0x03] + [0x42] * 300)
+    wire = bytearray(transfer.encode(payload))
+    i = wire.index(0x10)
+    assert wire[i + 1] == 0x23
+    wire[i + 1] = bad
+    res, _ = run_transfer(payload, wire=bytes(wire))
+    assert res["ok"] is False and res["reason"] == "xfer_format", res
+    assert res["n"] <= 300  # nothing after the bad escape was handed out
+
+
 def test_wrong_announced_digest_is_refused():
     payload = os.urandom(1000)
     res, _ = run_transfer(payload, announce_sha="00" * 32)

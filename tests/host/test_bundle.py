@@ -12,7 +12,7 @@ from jwcrypto import jwk, jws
 from mpguard import jose, keys
 from mpguard.agent import package as agentpkg
 from mpguard.errors import BundleError
-from mpguard.updates import bundle
+from mpguard.updates import bundle, manifest
 
 FILES = [("main.py", b"print('hi')\n"), ("lib/util.py", b"X = 1\n"), ("data/a.bin", bytes(300))]
 
@@ -35,10 +35,13 @@ def _build(key, files=FILES, **kw):
 
 
 def test_limits_agree_with_the_board():
-    src = (agentpkg.agent_dir() / "guard" / "bundle.py").read_text()
+    guard = agentpkg.agent_dir() / "guard"
+    src = (guard / "bundle.py").read_text() + (guard / "manifest.py").read_text()
 
     def const(name):
-        return int(re.search(rf"^_?{name} = const\((\d+)\)", src, re.M).group(1))
+        found = set(re.findall(rf"^_?{name} = const\((\d+)\)", src, re.M))
+        assert len(found) == 1, (name, found)  # one value, wherever it is defined
+        return int(found.pop())
 
     assert const("MAX_MANIFEST") == bundle.MAX_MANIFEST
     assert const("MAX_FILES") == bundle.MAX_FILES
@@ -47,6 +50,13 @@ def test_limits_agree_with_the_board():
     assert const("MAX_DEPTH") == bundle.MAX_DEPTH
     assert const("MAX_FILE") == bundle.MAX_FILE
     assert const("MAX_TOTAL") == bundle.MAX_TOTAL
+    assert const("MAX_NAME") == bundle.MAX_NAME
+    assert const("MAX_TARGETS") == manifest.MAX_TARGETS
+    assert const("MAX_INT") == manifest.MAX_INT
+    assert const("MAX_CONFIRM") == bundle.MAX_CONFIRM
+    assert const("MAX_JUMP") == bundle.MAX_JUMP
+    assert const("MAX_AHEAD") == bundle.MAX_AHEAD
+    assert const("JSON_DEPTH") == manifest.JSON_DEPTH
     assert const("HDR_LEN") == bundle.HDR_LEN
     assert const("FORMAT") == bundle.FORMAT
     assert 'MAGIC = b"MPGB"' in src and bundle.MAGIC == b"MPGB"
@@ -109,10 +119,63 @@ def test_inspect_reasons(key, anchors):
         "bad_header": b"XXXX" + good[4:],
         "truncated": good[:20],
     }
+    # what the board refuses, release verify never calls verified (issue #14)
+    board_refuses = {
+        "header flags set": (good[:5] + b"\x01" + good[6:], "bad_header"),
+        "format byte 2": (good[:4] + b"\x02" + good[5:], "bad_header"),
+        "manifest over 4096 bytes": (good[:6] + (4097).to_bytes(2, "big") + good[8:] + bytes(5000),
+                                     "too_large"),
+        "a file over the size limit": (_signed_raw(key, _manifest_edit(
+            token, lambda m: m["files"].append(["big.bin", bundle.MAX_FILE + 1, "0" * 64]))),
+            "too_large"),
+        "a manifest format it does not know": (_signed_raw(key, _manifest_edit(
+            token, lambda m: m.update(fmt=2))), "bad_manifest"),
+        "fmt 1.0": (_signed_raw(key, _manifest_edit(token, lambda m: m.update(fmt=1.0))),
+                    "bad_manifest"),
+        "an issue time 11 years ahead": (_signed_raw(key, _manifest_edit(
+            token, lambda m: m.update(iat=int(__import__("time").time()) + 11 * 366 * 86400))),
+            "future_iat"),
+    }
+    for name, (data, reason) in board_refuses.items():
+        rep = bundle.inspect(data, anchors)
+        assert not rep["ok"], name
+        assert reason in [r for r, _ in rep["problems"]], (name, rep["problems"])
     for reason, data in cases.items():
         rep = bundle.inspect(data, anchors)
         assert not rep["ok"], reason
         assert reason in [r for r, _ in rep["problems"]], (reason, rep["problems"])
+
+
+def _manifest_edit(token: bytes, edit) -> bytes:
+    m = json.loads(jose.b64u_dec(token.split(b".")[1]))
+    edit(m)
+    return json.dumps(m, separators=(",", ":")).encode()
+
+
+def _signed_raw(key, raw: bytes) -> bytes:
+    """A bundle of FILES whose manifest is `raw`, signed by `key`."""
+    return bundle.assemble(jose.sign(raw, key), [d for _, d in FILES])
+
+
+def test_measurement_is_the_signing_input_digest(key, anchors):
+    data = _build(key)
+    token, _ = bundle.split(data)
+    rep = bundle.inspect(data, anchors)
+    h, p, _ = token.split(b".")
+    assert rep["measurement"] == hashlib.sha256(h + b"." + p).hexdigest() == jose.measurement(token)
+    assert rep["manifest_sha256"] == hashlib.sha256(token).hexdigest()
+
+
+def test_build_refuses_a_confirm_time_over_a_day_and_sets_jump_only_when_asked(key):
+    with pytest.raises(BundleError) as ei:
+        _build(key, confirm_after=86401)
+    assert ei.value.reason == "bad_manifest"
+    token, _ = bundle.split(_build(key, confirm_after=86400))
+    assert json.loads(jose.b64u_dec(token.split(b".")[1]))["confirm"] == 86400
+    token, _ = bundle.split(_build(key, seq=2**30, jump=True))
+    assert json.loads(jose.b64u_dec(token.split(b".")[1]))["jump"] is True
+    token, _ = bundle.split(_build(key))
+    assert "jump" not in json.loads(jose.b64u_dec(token.split(b".")[1]))
 
 
 def test_expired_bundle_is_reported(key, anchors):

@@ -122,3 +122,43 @@ def test_errors_are_one_line(proj, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "passphrase" in err and "wrong" not in err.replace("wrong passphrase", "")
     assert not (tmp_path / "x.bundle").exists()
+
+
+def test_build_caps_confirm_after_and_guards_sequence_jumps(proj, capsys):
+    capsys.readouterr()
+    assert cli.main(["release", "build", ".", "--version", "1", "-o", "c.bundle",
+                     "--confirm-after", "86401"]) == 2
+    assert "86400" in capsys.readouterr().err
+    assert cli.main(["release", "build", ".", "--version", "1", "-o", "j.bundle",
+                     "--seq", str(2**20 + 2)]) == 2
+    assert "--seq-jump" in capsys.readouterr().err
+    assert cli.main(["release", "build", ".", "--version", "1", "-o", "j.bundle",
+                     "--seq", str(2**20 + 2), "--seq-jump", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["seq"] == 2**20 + 2 and len(res["measurement"]) == 64
+    # the next one follows on without a jump
+    assert cli.main(["release", "build", ".", "--version", "2", "-o", "k.bundle",
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["seq"] == 2**20 + 3
+    with pytest.raises(SystemExit):  # a release is exactly the app folder: no --remove
+        cli.main(["release", "build", ".", "--version", "3", "-o", "r.bundle",
+                  "--remove", "old.py"])
+
+
+def test_verify_prints_unverified_times_and_numbers_safely(proj, tmp_path, capsys):
+    from mpguard import jose, keys
+    from mpguard.updates import bundle
+
+    key = keys.generate()
+    for bad in ({"iat": 10**20, "exp": "soon"}, {"iat": -5, "exp": 2**70, "confirm": "x\x1b"},
+                {"files": [["main.py", 1]], "seq": True}):
+        m = {"fmt": 1, "seq": 9, "targets": ["sim"], "app": "a", "ver": "1", "agent": "0.1.0",
+             "iat": 1, "files": [["main.py", 1, "00" * 32]]}
+        m.update(bad)
+        (tmp_path / "x.bundle").write_bytes(
+            bundle.assemble(jose.sign(json.dumps(m).encode(), key), [b"x"]))
+        capsys.readouterr()
+        assert cli.main(["release", "verify", str(tmp_path / "x.bundle")]) == 4
+        out = capsys.readouterr()
+        assert out.out.splitlines()[-1] == "  NOT VERIFIED" and "Traceback" not in out.err
+        assert "\x1b" not in out.out

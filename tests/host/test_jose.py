@@ -7,6 +7,7 @@ import json
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jwcrypto import jwk, jws
@@ -14,7 +15,11 @@ from jwcrypto import jwk, jws
 from mpguard import jose, keys
 from mpguard.errors import JoseError
 
-KEY = keys.generate()
+# Fixed test keys (committed on purpose: the tables below are the same bytes on every run,
+# so a case never passes or fails by the luck of a random key or nonce). The board's tests
+# (tests/agent/test_jws.py) run the same table.
+KEY = ec.derive_private_key(0x6A1D6F0C3E5B4A29180716253443526170817F9E8D7C6B5A4938271605F4E3D2,
+                            ec.SECP256R1())
 PUB = keys.public_bytes(KEY)
 KID = jose.thumbprint(KEY)
 
@@ -52,17 +57,35 @@ def test_signing_is_deterministic():
 def _tok(header: dict, payload: bytes = b"p", key=KEY) -> str:
     """A token with an arbitrary header, correctly signed (to reach the header checks)."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
     inp = jose.b64u_enc(json.dumps(header).encode()) + "." + jose.b64u_enc(payload)
-    r, s = decode_dss_signature(key.sign(inp.encode(), ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(
+        key.sign(inp.encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True)))
     return inp + "." + jose.b64u_enc(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
 GOOD = _tok({"alg": "ES256", "kid": KID})
 H, P_, S = GOOD.split(".")
-OTHER = keys.generate()
+OTHER = ec.derive_private_key(0x1C2B3A495867768594A3B2C1D0EFFEDCBA98765432100123456789ABCDEF0123,
+                              ec.SECP256R1())
+N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _sig_variant(tok: str, how: str) -> str:
+    """GOOD with its signature changed: high-S twin, 65 bytes r || 00 || s, a last base64url
+    character with a trailing bit set (non-canonical: the same 64 bytes decode from it)."""
+    h, p, s64 = tok.split(".")
+    sig = jose.b64u_dec(s64)
+    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+    if how == "high-s":
+        return f"{h}.{p}." + jose.b64u_enc(r.to_bytes(32, "big") + (N - s).to_bytes(32, "big"))
+    if how == "65 bytes":
+        return f"{h}.{p}." + jose.b64u_enc(sig[:32] + b"\0" + sig[32:])
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(s64[-1])
+    assert last & 3 == 0  # 64 bytes: 86 characters, the last one carries 2 spare bits
+    return f"{h}.{p}.{s64[:-1]}{alphabet[last | 1]}"
 
 BAD_TOKENS = {
     "alg none": (_tok({"alg": "none", "kid": KID}), "jws_alg"),
@@ -90,6 +113,18 @@ BAD_TOKENS = {
     "too large": (GOOD + "A" * 20000, "too_large"),
     "header too large": (jose.b64u_enc(b" " * 2000) + "." + P_ + "." + S, "too_large"),
     "non-ASCII": ("é" + GOOD, "jws_format"),
+    "signature of 65 bytes r || 00 || s": (_sig_variant(GOOD, "65 bytes"), "bad_sig"),
+    "signature's last character not canonical": (_sig_variant(GOOD, "last char"), "bad_sig"),
+    "header nested 200 levels (unsigned)": (
+        jose.b64u_enc(b'{"alg":"ES256","x":' + b"[" * 200 + b"]" * 200 + b"}") + "." + P_ + "." + S,
+        "jws_format"),
+    "header nested object": (
+        _tok({"alg": "ES256", "kid": KID, "jwk": {"kty": "EC"}}), "jws_format"),
+    "header with a control character": (
+        jose.b64u_enc(b'{"alg":"ES256","kid":"' + KID.encode() + b'\x01"}') + "." + P_ + "." + S,
+        "jws_format"),
+    "header not ASCII": (
+        jose.b64u_enc('{"alg":"ES256","kid":"é"}'.encode()) + "." + P_ + "." + S, "jws_format"),
 }
 
 
@@ -109,6 +144,26 @@ def test_good_token_verifies_and_every_tampered_byte_is_refused():
             bad = GOOD[:i] + repl + GOOD[i + 1 :]
             with pytest.raises(JoseError):
                 jose.verify(bad, {KID: PUB})
+
+
+def test_high_s_twin_verifies_and_measures_the_same():
+    # ECDSA signatures are malleable: (r, n - s) verifies too. The measurement of a release
+    # is its signing input's digest, so both tokens measure the same.
+    twin = _sig_variant(GOOD, "high-s")
+    assert twin != GOOD and jose.verify(twin, {KID: PUB}) == jose.verify(GOOD, {KID: PUB})
+    assert jose.measurement(twin) == jose.measurement(GOOD)
+    assert jose.signing_input(GOOD) == (H + "." + P_).encode()
+
+
+def test_json_shape():
+    ok = [(b'{"a":1,"b":[1,[2]]}', 2), (b'{"a":"{[:]}"}', 1), (b'{"a":"\\""}', 1),
+          (b"{}", 0), (b'{ "a" :\t1 }', 1), (b"[1]", 0)]
+    for text, n in ok:
+        assert jose.json_shape(text, 3) == n, text
+    bad = [b'{"a":{"b":1}}', b'{"a":[[[[1]]]]}', b'{"a":"\x01"}', '{"a":"é"}'.encode(),
+           b'{"a":1}\x00', b"[" * 5 + b"]" * 5]
+    for text in bad:
+        assert jose.json_shape(text, 3) == -1, text
 
 
 def test_sign_refuses_other_algorithms_and_crit():

@@ -109,13 +109,14 @@ def test_release_verifies_against_the_project_anchors(tmp_path):
     p = project.init(tmp_path / "proj", passphrase=PW, targets=["sim"])
     out = tmp_path / "demo.bundle"
     r = release.build_release(p, _app(tmp_path / "demo"), "2.0", out, passphrase=PW,
-                              confirm_after=60, remove=["old.py"])
+                              confirm_after=60)
     assert r["app"] == "demo" and r["seq"] == 1 and r["targets"] == ["sim"]
     rep = bundle.inspect(out.read_bytes(), p.anchors())
     assert rep["ok"], rep["problems"]
     m = rep["manifest"]
-    assert m["targets"] == ["sim"] and m["confirm"] == 60 and m["remove"] == ["old.py"]
+    assert m["targets"] == ["sim"] and m["confirm"] == 60 and "remove" not in m
     assert rep["manifest_sha256"] == r["manifest_sha256"]
+    assert rep["measurement"] == r["measurement"] == p.releases()["apps"]["demo"][-1]["measurement"]
     assert [f["path"] for f in rep["files"]] == ["main.py", "lib/util.py"]
 
 

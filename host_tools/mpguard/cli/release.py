@@ -30,13 +30,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--target", action="append", metavar="KIND",
                    help="board kind (repeatable; default: the project's targets)")
     b.add_argument("--seq", type=int, help="sequence number (default: next of the project)")
+    b.add_argument("--seq-jump", action="store_true",
+                   help="allow --seq more than 2**20 above the last issued (boards refuse such "
+                   "a jump otherwise: a typo could freeze a fleet at a huge sequence)")
     b.add_argument("--expires-days", type=float, metavar="DAYS",
                    help="boards refuse the bundle after this many days")
     b.add_argument("--confirm-after", type=int, default=None, metavar="SECONDS",
-                   help="board confirms the update itself after this healthy time (default: "
-                   "the project's confirm_after, else 0: the app calls guard.confirm())")
-    b.add_argument("--remove", action="append", metavar="PATH", default=[],
-                   help="file of the installed app not to carry over (repeatable)")
+                   help="board confirms the update itself after this healthy time, at most "
+                   "86400 (default: the project's confirm_after, else 0: the app calls "
+                   "guard.confirm())")
     b.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
     b.add_argument("--json", action="store_true", help="print the result as one JSON object")
     b.set_defaults(func=run_build)
@@ -64,7 +66,7 @@ def run_build(args: argparse.Namespace) -> Result:
     res = release.build_release(
         proj, args.appdir, args.version, args.output, passphrase=pw, app=args.app,
         targets=args.target, seq=args.seq, expires=expires,
-        confirm_after=args.confirm_after, remove=args.remove,
+        confirm_after=args.confirm_after, seq_jump=args.seq_jump,
     )
     for w in res["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
@@ -85,7 +87,14 @@ def _anchors(args: argparse.Namespace) -> dict[str, bytes] | None:
 
 
 def _when(t: object) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if isinstance(t, int) else "never"
+    if t is None:
+        return "never"
+    if type(t) is not int:
+        return bundle.printable(t)
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (OverflowError, ValueError, OSError):
+        return bundle.printable(t)
 
 
 def _targets(t: object) -> str:
@@ -114,10 +123,12 @@ def run_verify(args: argparse.Namespace) -> Result:
             f"  min agent  {pr(m.get('agent'))}",
             f"  issued     {_when(m.get('iat'))}",
             f"  expires    {_when(m.get('exp'))}",
-            "  confirm    " + (f"after {pr(m['confirm'])}s healthy" if m.get("confirm")
+            "  confirm    " + (f"after {pr(m.get('confirm'))}s healthy" if m.get("confirm")
                               else "by the app (guard.confirm())"),
             f"  signed by  {pr(rep.get('kid'))}: {pr(rep.get('signature'))}",
         ]
+        if signed:
+            lines.append(f"  measures   {pr(rep.get('measurement'))}")
         for f in rep.get("files", []):
             lines.append(f"  {'ok ' if f['ok'] else 'BAD'} {f['size']:8d}  {f['path']}")
         remove = m.get("remove")

@@ -12,14 +12,18 @@ The manifest's payload is compact JSON::
      "agent": "0.1.0", "iat": 1790000000, "exp": 1800000000, "confirm": 60,
      "files": [["main.py", 120, "<sha256 hex>"], ...], "remove": ["old.py"]}
 
-`exp` and `confirm` are optional. The limits below are the board's (agent/guard/bundle.py
-holds the same numbers; tests/host/test_bundle.py checks that they agree).
+`exp`, `confirm` and `jump` are optional (`remove` too: it has no effect, nothing is
+carried over). The limits are the board's (agent/guard/manifest.py and bundle.py hold the
+same numbers; tests/host/test_bundle.py checks that they agree).
 
 Verification steps of `inspect`, in order (the board does the same before writing):
 1. header: magic, format, manifest length;
 2. signature of the manifest against the trust anchors (RFC 7515 section 5.2);
-3. manifest fields, paths, counts and sizes;
-4. total length = header + manifest + sum of file sizes; every file's SHA-256.
+3. manifest fields, paths, counts and sizes (the board's rules: manifest.check_fields);
+4. total length = header + manifest + sum of file sizes; every file's SHA-256;
+5. with the host's clock: expiry, and an issue time not over MAX_AHEAD in the future.
+The release's measurement is the SHA-256 of the manifest's signing input (jose.measurement),
+what a board records for it.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ from typing import Any
 from ..errors import BundleError, JoseError
 from .manifest import (  # noqa: F401  (re-exported: the format's limits live in manifest)
     FORMAT,
+    MAX_AHEAD,
+    MAX_CONFIRM,
     MAX_DEPTH,
     MAX_FILE,
     MAX_FILES,
+    MAX_JUMP,
     MAX_NAME,
     MAX_PATH,
     MAX_REMOVE,
@@ -91,10 +98,12 @@ def make_manifest(
     expires: int | None = None,
     confirm_after: int = 0,
     issued_at: int | None = None,
+    jump: bool = False,
 ) -> dict[str, Any]:
     """The manifest dict for `files`, checked against every board limit."""
-    if confirm_after and (type(confirm_after) is not int or confirm_after < 0):
-        raise BundleError("bad_manifest", "confirm_after must be a positive number of seconds")
+    if confirm_after and (type(confirm_after) is not int or not 0 < confirm_after <= MAX_CONFIRM):
+        raise BundleError("bad_manifest",
+                          f"confirm_after must be 1..{MAX_CONFIRM} seconds (a day at most)")
     m = Manifest.from_dict({
         "fmt": FORMAT, "seq": seq, "targets": list(targets), "app": app, "ver": version,
         "agent": min_agent, "iat": int(time.time()) if issued_at is None else int(issued_at),
@@ -102,6 +111,7 @@ def make_manifest(
         "remove": list(remove),
         **({"exp": int(expires)} if expires is not None else {}),
         **({"confirm": confirm_after} if confirm_after else {}),
+        **({"jump": True} if jump else {}),
     })
     m.validate()
     return m.to_dict()
@@ -121,7 +131,7 @@ def build(
     """A signed bundle of `files` ((path, contents) in install order), signed with `key`.
 
     `manifest` takes the keyword arguments of `make_manifest` (app, version, seq, targets,
-    min_agent, remove, expires, confirm_after, issued_at).
+    min_agent, remove, expires, confirm_after, issued_at, jump).
     """
     from .. import jose
 
@@ -132,6 +142,13 @@ def build(
         raise BundleError("too_large", f"manifest is {len(token)} B (max {MAX_MANIFEST}): "
                           "fewer files or shorter paths")
     return assemble(token, [d for _, d in files])
+
+
+def _utc(t: int) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    except (OverflowError, ValueError, OSError):
+        return str(t)
 
 
 def split(bundle: bytes) -> tuple[bytes, bytes]:
@@ -158,7 +175,7 @@ def _unverified_payload(token: bytes) -> tuple[dict[str, Any], Any]:
     try:
         hdr = json.loads(jose.b64u_dec(parts[0]))
         m = json.loads(jose.b64u_dec(parts[1]), parse_constant=lambda c: None)
-    except (ValueError, RecursionError, JoseError):
+    except (ValueError, RecursionError, MemoryError, JoseError):
         raise BundleError("bad_manifest", "undecodable JWS") from None
     if not isinstance(m, dict) or not isinstance(hdr, dict):
         raise BundleError("bad_manifest", "not a JSON object")
@@ -188,6 +205,7 @@ def inspect(bundle: bytes, anchors: Mapping[str, Any] | None = None) -> dict[str
     except BundleError as e:
         return problem(e)
     report["manifest_sha256"] = hashlib.sha256(token).hexdigest()
+    report["measurement"] = jose.measurement(token)
     try:
         claimed, kid = _unverified_payload(token)
     except BundleError as e:
@@ -222,7 +240,10 @@ def inspect(bundle: bytes, anchors: Mapping[str, Any] | None = None) -> dict[str
         if not ok:
             problems.append(["bad_hash", f.path])
     report["files"] = rows
-    if m.exp is not None and m.exp <= time.time():
-        problems.append(["expired", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.exp))])
+    now = time.time()
+    if m.exp is not None and m.exp <= now:
+        problems.append(["expired", _utc(m.exp)])
+    if m.iat > now + MAX_AHEAD:
+        problems.append(["future_iat", _utc(m.iat)])
     report["ok"] = not problems
     return report

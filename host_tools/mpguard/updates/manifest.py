@@ -1,16 +1,24 @@
 """The update manifest as a typed object (python-tuf's metadata pattern).
 
-`Manifest.from_dict(d)` checks types strictly and never raises anything but BundleError;
-`validate()` checks the board's limits and path rules; `to_dict()` gives the JSON the
-release key signs. Build (`bundle.make_manifest`), explain (`bundle.inspect`) and the tests
-share it. The board checks the same rules in agent/guard/bundle.py (tests/host/test_bundle.py
-keeps the limits equal; tests/agent/test_bundle_bad.py checks the board's refusals).
+`Manifest.from_json(raw)` / `from_dict(d)` check every field with the board's rules, in the
+board's order and with the board's reasons, and never raise anything but BundleError;
+`validate()` adds what only a builder checks (expiry after the issue time); `to_dict()` gives
+the JSON the release key signs. Build (`bundle.make_manifest`), explain (`bundle.inspect`)
+and the tests share it. The board checks the same rules in agent/guard/manifest.py:
+tests/host/test_bundle.py keeps the limits equal, and tests/agent/test_manifest_rules.py
+runs one table of manifests through both and wants the same verdict from each.
 
-Field rules (the board's):
-- integers are JSON integers in [0, 2**53), never booleans;
-- strings (app, version, targets) are 1..MAX_NAME printable ASCII characters;
-- `agent` is a version like 1.2.3 (1 to 4 decimal parts);
-- files are [path, size, sha256-hex] triples; paths follow `check_path`.
+Field rules (`check_fields`, the board's `guard.manifest.check`):
+- the JSON text: printable ASCII, an object only at the top, nesting at most 3 levels, no
+  member twice, no NaN/Infinity (checked before it is parsed);
+- integers (seq, iat, exp, confirm, sizes) are JSON integers in [0, 2**53), never booleans or
+  floats; fmt is the integer 1; seq >= 1; confirm at most MAX_CONFIRM; "jump", when
+  present, exactly true;
+- app, version and targets are 1..MAX_NAME printable ASCII characters; 1..8 targets;
+- `agent` is a version like 1.2.3 (1 to 4 parts of 1 to 9 ASCII digits);
+- files are 1..MAX_FILES [path, size, sha256] triples (64 lowercase hex digits); paths
+  follow `check_path`; a file at most MAX_FILE bytes, all at most MAX_TOTAL; `remove` at
+  most MAX_REMOVE paths (kept valid; no effect: a release is exactly what it lists).
 """
 
 from __future__ import annotations
@@ -31,8 +39,12 @@ MAX_TOTAL = 2 * 1024 * 1024
 MAX_NAME = 32
 MAX_TARGETS = 8
 MAX_INT = 2**53
+MAX_CONFIRM = 86400  # seconds of healthy time (a day): a board's timer takes ms < 2**31
+MAX_JUMP = 2**20  # sequence numbers a release may skip above a board's without "jump": true
+MAX_AHEAD = 315576000  # seconds (10 years) an iat may be past the newest time a board knows
+JSON_DEPTH = 3  # {"files": [[path, size, sha256]]}
 SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-RESERVED = ("guard", "guard.py", "guard.mpy", "_simhw.py", "_simhw.mpy")
+RESERVED = ("guard", "guard.py", "guard.mpy", "_simhw", "_simhw.py", "_simhw.mpy")
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -59,18 +71,8 @@ def printable(v: Any, limit: int = 80) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def _int(d: dict[str, Any], k: str, required: bool = True) -> int | None:
-    v = d.get(k)
-    if v is None and not required and k not in d:
-        return None
-    if type(v) is not int or not 0 <= v < MAX_INT:
-        raise BundleError("bad_manifest", f"{k} must be an integer in [0, 2**53)")
-    return v
-
-
-def _req(d: dict[str, Any], k: str) -> int:
-    v = _int(d, k)
-    return v if v is not None else 0  # _int raised for a missing required field
+def _is_int(v: Any) -> bool:
+    return type(v) is int and 0 <= v < MAX_INT
 
 
 def _name(what: str, v: Any) -> str:
@@ -83,9 +85,103 @@ def _name(what: str, v: Any) -> str:
 def check_version(v: Any) -> str:
     parts = v.split(".") if isinstance(v, str) else []
     if (not parts or len(parts) > 4
-            or not all(p and len(p) <= 9 and all(c in "0123456789" for c in p) for p in parts)):
+            or not all(0 < len(p) <= 9 and all(c in "0123456789" for c in p) for p in parts)):
         raise BundleError("bad_manifest", f"agent version {printable(v)} is not like 1.2.3")
     return v
+
+
+def check_fields(d: Any) -> int:
+    """The board's field rules (guard.manifest.check), in its order and with its reasons.
+
+    Returns the files' total size; BundleError for the first rule broken."""
+    if not isinstance(d, dict):
+        raise BundleError("bad_manifest", "not a JSON object")
+    if type(d.get("fmt")) is not int or d["fmt"] != FORMAT:
+        raise BundleError("bad_manifest", f"format {printable(d.get('fmt'))} is not {FORMAT}")
+    for k in ("seq", "iat"):
+        if not _is_int(d.get(k)):
+            raise BundleError("bad_manifest", f"{k} must be an integer in [0, 2**53)")
+    for k in ("exp", "confirm"):
+        if k in d and not _is_int(d[k]):
+            raise BundleError("bad_manifest", f"{k} must be an integer in [0, 2**53)")
+    if d["seq"] < 1:
+        raise BundleError("bad_manifest", "sequence must be a positive integer")
+    if d.get("confirm", 0) > MAX_CONFIRM:
+        raise BundleError("bad_manifest", f"confirm must be at most {MAX_CONFIRM} s (a day)")
+    if "jump" in d and d["jump"] is not True:
+        raise BundleError("bad_manifest", "jump must be true when present")
+    _name("app name", d.get("app"))
+    _name("version", d.get("ver"))
+    check_version(d.get("agent"))
+    t = d.get("targets")
+    if not isinstance(t, list) or not 0 < len(t) <= MAX_TARGETS:
+        raise BundleError("bad_manifest", f"1..{MAX_TARGETS} target board kinds")
+    for k in t:
+        _name("target", k)
+    files, remove = d.get("files"), d.get("remove", [])
+    if not isinstance(files, list) or not isinstance(remove, list):
+        raise BundleError("bad_manifest", "files and remove must be lists")
+    if not files or len(files) > MAX_FILES or len(remove) > MAX_REMOVE:
+        raise BundleError("too_many_files",
+                          f"{len(files)} files (1..{MAX_FILES}), {len(remove)} to remove "
+                          f"(max {MAX_REMOVE})")
+    total = 0
+    seen: set[str] = set()
+    dirs: set[str] = set()
+    for f in files:
+        if not isinstance(f, list) or len(f) != 3:
+            raise BundleError("bad_manifest", "a file entry is not [path, size, sha256]")
+        p, n, h = f
+        check_path(p)
+        if not _is_int(n) or not isinstance(h, str) or len(h) != 64:
+            raise BundleError("bad_manifest", f"size or sha256 of {printable(p)} malformed")
+        if not set(h) <= _HEX:
+            raise BundleError("bad_manifest", f"sha256 of {printable(p)} is not lowercase hex")
+        if n > MAX_FILE:
+            raise BundleError("too_large", f"{p} is {n} B (max {MAX_FILE})")
+        total += n
+        if p in seen:
+            raise BundleError("dup_path", p)
+        seen.add(p)
+        parts = p.split("/")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    for p in remove:
+        check_path(p)
+        if p in seen:
+            raise BundleError("dup_path", f"{p} is both shipped and removed")
+    if seen & dirs:
+        raise BundleError("bad_path", f"{sorted(seen & dirs)[0]} is both a file and a folder")
+    if total > MAX_TOTAL:
+        raise BundleError("too_large", f"{total} B of files (max {MAX_TOTAL})")
+    return total
+
+
+def parse_json(raw: bytes) -> Any:
+    """The signed JSON text, parsed as the board parses it: shape first (guard.jws.shape), no
+    member twice, no NaN/Infinity; BundleError('bad_manifest') otherwise, never a crash."""
+    from ..jose import json_shape
+
+    members = json_shape(raw, JSON_DEPTH)
+    if members < 0:
+        raise BundleError("bad_manifest", "not ASCII JSON of the manifest's shape (nesting, "
+                          "control characters)")
+
+    def no_constants(c: str) -> Any:
+        raise BundleError("bad_manifest", f"{c} is not JSON")
+
+    def no_dups(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        d = dict(pairs)
+        if len(d) != len(pairs):
+            raise BundleError("bad_manifest", "a member appears twice")
+        return d
+
+    try:
+        d = json.loads(raw, parse_constant=no_constants, object_pairs_hook=no_dups)
+    except (ValueError, RecursionError, MemoryError):
+        raise BundleError("bad_manifest", "not valid JSON") from None
+    if not isinstance(d, dict) or len(d) != members:
+        raise BundleError("bad_manifest", "not a JSON object")
+    return d
 
 
 @dataclass(frozen=True)
@@ -110,97 +206,31 @@ class Manifest:
     remove: list[str] = field(default_factory=list)
     exp: int | None = None
     confirm: int | None = None
+    jump: bool = False
     fmt: int = FORMAT
 
     @classmethod
     def from_dict(cls, d: Any) -> Manifest:
-        """Strict types: anything malformed is BundleError('bad_manifest'), never a crash."""
-        if not isinstance(d, dict):
-            raise BundleError("bad_manifest", "not a JSON object")
-        if d.get("fmt") != FORMAT or type(d.get("fmt")) is not int:
-            raise BundleError("bad_manifest", f"format {printable(d.get('fmt'))} is not {FORMAT}")
-        targets = d.get("targets")
-        if not isinstance(targets, list):
-            raise BundleError("bad_manifest", "targets must be a list")
-        files = d.get("files")
-        remove = d.get("remove", [])
-        if not isinstance(files, list) or not isinstance(remove, list):
-            raise BundleError("bad_manifest", "files and remove must be lists")
-        entries = []
-        for f in files:
-            if not isinstance(f, list) or len(f) != 3:
-                raise BundleError("bad_manifest", "a file entry is not [path, size, sha256]")
-            p, n, h = f
-            if type(n) is not int or not 0 <= n < MAX_INT:
-                raise BundleError("bad_manifest", f"size of {printable(p)} is not an integer")
-            if not isinstance(h, str) or len(h) != 64 or not set(h) <= _HEX:
-                raise BundleError("bad_manifest", f"sha256 of {printable(p)} is not 64 hex digits")
-            if not isinstance(p, str):
-                raise BundleError("bad_path", printable(p))
-            entries.append(FileEntry(p, n, h))
-        for r in remove:
-            if not isinstance(r, str):
-                raise BundleError("bad_path", printable(r))
+        """Strict: the board's field rules (check_fields); BundleError, never a crash."""
+        check_fields(d)
         return cls(
-            seq=_req(d, "seq"), iat=_req(d, "iat"), exp=_int(d, "exp", False),
-            confirm=_int(d, "confirm", False),
-            app=_name("app name", d.get("app")), ver=_name("version", d.get("ver")),
-            agent=check_version(d.get("agent")),
-            targets=[_name("target", t) for t in targets], files=entries,
-            remove=list(remove),
+            seq=d["seq"], iat=d["iat"], exp=d.get("exp"), confirm=d.get("confirm"),
+            app=d["app"], ver=d["ver"], agent=d["agent"], targets=list(d["targets"]),
+            files=[FileEntry(p, n, h) for p, n, h in d["files"]],
+            remove=list(d.get("remove", [])), jump=d.get("jump") is True,
         )
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
-        """Parse signed JSON strictly: no NaN/Infinity, no duplicate members."""
-        def no_constants(c: str) -> Any:
-            raise BundleError("bad_manifest", f"{c} is not JSON")
-
-        def no_dups(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-            d = dict(pairs)
-            if len(d) != len(pairs):
-                raise BundleError("bad_manifest", "a member appears twice")
-            return d
-
-        try:
-            d = json.loads(raw, parse_constant=no_constants, object_pairs_hook=no_dups)
-        except (ValueError, RecursionError):
-            raise BundleError("bad_manifest", "not valid JSON") from None
-        return cls.from_dict(d)
+        """Parse signed JSON as the board does (parse_json), then from_dict."""
+        return cls.from_dict(parse_json(raw))
 
     def validate(self) -> None:
-        """The board's limits and rules; BundleError with the board's reason otherwise."""
-        if not 1 <= self.seq:
-            raise BundleError("bad_manifest", "sequence must be a positive integer")
-        if not 0 < len(self.targets) <= MAX_TARGETS:
-            raise BundleError("bad_manifest", f"1..{MAX_TARGETS} target board kinds")
-        if not self.files or len(self.files) > MAX_FILES:
-            raise BundleError("too_many_files", f"{len(self.files)} files (1..{MAX_FILES})")
-        if len(self.remove) > MAX_REMOVE:
-            raise BundleError("too_many_files", f"{len(self.remove)} to remove (max {MAX_REMOVE})")
+        """The board's rules (again, on the object as it is now) and a builder's own:
+        an expiry must be after the issue time."""
+        check_fields(self.to_dict())
         if self.exp is not None and self.exp <= self.iat:
             raise BundleError("expired", "expiry is not after the issue time")
-        seen: set[str] = set()
-        dirs: set[str] = set()
-        total = 0
-        for f in self.files:
-            check_path(f.path)
-            if f.path in seen:
-                raise BundleError("dup_path", f.path)
-            seen.add(f.path)
-            parts = f.path.split("/")
-            dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
-            if f.size > MAX_FILE:
-                raise BundleError("too_large", f"{f.path} is {f.size} B (max {MAX_FILE})")
-            total += f.size
-        if seen & dirs:
-            raise BundleError("bad_path", f"{sorted(seen & dirs)[0]} is both a file and a folder")
-        for p in self.remove:
-            check_path(p)
-            if p in seen:
-                raise BundleError("dup_path", f"{p} is both shipped and removed")
-        if total > MAX_TOTAL:
-            raise BundleError("too_large", f"{total} B of files (max {MAX_TOTAL})")
 
     @property
     def size(self) -> int:
@@ -219,6 +249,8 @@ class Manifest:
         m["files"] = [f.to_list() for f in self.files]
         if self.remove:
             m["remove"] = list(self.remove)
+        if self.jump:
+            m["jump"] = True
         return m
 
     def to_json(self) -> bytes:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .. import jose
 from ..errors import ProjectError
 from ..files import atomic_write
 from ..project import Project
@@ -28,13 +29,15 @@ def build_release(
     seq: int | None = None,
     expires: int | None = None,
     confirm_after: int | None = None,
-    remove: list[str] | None = None,
+    seq_jump: bool = False,
 ) -> dict[str, Any]:
     """Sign the app in `appdir` as bundle `out`; the sequence is the project's next one.
 
-    An explicit `seq` must still be above every sequence issued before. Nothing is written
+    An explicit `seq` must still be above every sequence issued before, and at most
+    MAX_JUMP above the last unless `seq_jump` (the manifest then says "jump": true, which
+    boards need to accept it). Nothing is written
     (bundle or record) unless the bundle builds. Returns a summary (out, app, version, seq,
-    kid, size, files, manifest_sha256, targets, confirm_after, warnings).
+    kid, size, files, manifest_sha256, measurement, targets, confirm_after, warnings).
     The sequence is chosen and recorded under the project's release lock, so builds running
     at the same time get distinct sequence numbers. `confirm_after` None takes the project's
     default (mpguard.json "confirm_after", else 0: the app confirms).
@@ -53,19 +56,25 @@ def build_release(
             seq = last + 1
         elif seq <= last:
             raise ProjectError(f"sequence {seq} is not above the last issued ({last})")
+        elif seq - last > bundle.MAX_JUMP and not seq_jump:
+            raise ProjectError(f"sequence {seq} jumps {seq - last} above the last issued "
+                               f"({last}), more than {bundle.MAX_JUMP}: boards would refuse it "
+                               "(seq_jump). Use --seq-jump if this is meant")
         data = bundle.build(
             files, key, app=name, version=version, seq=seq, targets=targets,
-            min_agent=proj.min_agent, remove=remove or [], expires=expires,
-            confirm_after=confirm_after,
+            min_agent=proj.min_agent, expires=expires, confirm_after=confirm_after,
+            jump=seq_jump and seq - last > bundle.MAX_JUMP,
         )
         token, _ = bundle.split(data)
         digest = hashlib.sha256(token).hexdigest()
-        proj.record_release(name, seq, version, digest)  # reserve the sequence first
+        measured = jose.measurement(token)
+        proj.record_release(name, seq, version, digest, measured)  # reserve the sequence first
     atomic_write(outp, data)
     return {
         "out": str(outp), "app": name, "version": version, "seq": seq,
         "kid": proj.key_entry()["kid"], "size": len(data),
         "files": [[p, len(d)] for p, d in files], "manifest_sha256": digest,
+        "measurement": measured,
         "targets": targets, "confirm_after": confirm_after, "warnings": warnings,
     }
 

@@ -14,7 +14,11 @@ import guard.bundle
 import guard.ec
 import guard.hw as hw
 import guard.jws
+import guard.mac
+import guard.manifest
 import guard.p256
+import guard.slots
+import guard.trial
 import guard.boot as B
 import guard.install as I
 import guard.state as S
@@ -28,8 +32,16 @@ class Reset(Exception):
 
 
 class Hw:
-    # The board's hardware seam (guard.hw backend): kind from the test, reset ends a run.
+    # The board's hardware seam (guard.hw backend): kind from the test, reset ends a run,
+    # the watchdog's arming recorded (ms of each arming, then each feed).
     resets = 0
+    wdt_ms = []
+    feeds = 0
+
+    def wdt(self, ms):
+        if Hw.wdt_ms and Hw.wdt_ms[-1] == ms:
+            Hw.feeds += 1
+        Hw.wdt_ms.append(ms)
 
     def board(self):
         return {"kind": IN.get("kind", "sim")}
@@ -40,6 +52,44 @@ class Hw:
 
     def flash_stats(self):
         return {"writes": FL.writes}
+
+
+class Timer:
+    # machine.Timer as guard.boot uses it (an ESP32 hardware timer): every init recorded;
+    # a test calls tick() where the timer would fire.
+    ONE_SHOT = 0
+    PERIODIC = 1
+    inits = []
+
+    def __init__(self, id=-1):
+        self.id = id
+
+    def init(self, mode=PERIODIC, period=-1, callback=None):
+        Timer.inits.append([self.id, mode, period])
+        Timer.cb = callback
+
+    def deinit(self):
+        Timer.inits.append([self.id, "deinit"])
+        Timer.cb = lambda _: None
+
+
+def tick(n=1):
+    # The trial's timer fires n times; the scheduled callbacks run before this returns.
+    for _ in range(n):
+        Timer.cb(None)
+        for _ in range(3):
+            pass
+
+
+class _Machine:
+    Timer = Timer
+
+
+def with_timer():
+    # A board with machine.Timer (the unix port has none): guard.boot imports this one.
+    import sys
+
+    sys.modules["machine"] = _Machine()
 
 
 FL = None

@@ -8,7 +8,7 @@ _BS = 4096
 _FF = b"\xff" * 512
 
 
-class Cut(Exception):
+class Cut(BaseException):  # power is gone: nothing of the agent may catch it
     pass
 
 

@@ -1,0 +1,117 @@
+"""Deliberate breaks of the update path's security checks, one at a time (mutation test).
+
+Each break replaces one snippet of a security check (exactly one occurrence) in a copy of
+the repository, runs the tests that should notice (``pytest -x``), and restores the file. A
+break the tests notice is *caught*; one they miss is *missed* and printed. The catch rate is
+the figure issue #14 asks for (aim: 95 %).
+
+Run from a scratch copy of the repository, never from a working tree with uncommitted work
+(the script edits files in place and restores them afterwards)::
+
+    python tests/tools/breaks.py [--root DIR] [--only SUBSTRING] [--list]
+
+With the host package installed in editable mode from another checkout, put this copy's
+``host_tools`` first: ``PYTHONPATH=host_tools python tests/tools/breaks.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Test sets (relative to the repository root), cheapest and most discriminating first.
+AGENT_UPDATE = ["tests/agent/test_bundle_bad.py", "tests/agent/test_update.py",
+                "tests/agent/test_update_trial.py",
+                "tests/agent/test_manifest_rules.py", "tests/agent/test_update_limits.py",
+                "tests/agent/test_bundle_fuzz.py", "tests/agent/test_update_powercut.py",
+                "tests/agent/test_update_heap.py", "tests/agent/test_rpc.py",
+                "tests/agent/test_boot.py"]
+AGENT_CRYPTO = ["tests/agent/test_jws.py", "tests/agent/test_p256.py",
+                "tests/agent/test_bundle_bad.py"]
+AGENT_XFER = ["tests/agent/test_xfer.py"]
+HOST = ["tests/host/test_jose.py", "tests/host/test_bundle.py", "tests/host/test_cli_release.py",
+        "tests/host/test_cli_json.py", "tests/agent/test_manifest_rules.py"]
+
+# (name, file, snippet, replacement, tests)
+BREAKS: list[tuple[str, str, str, str, list[str]]] = []
+
+
+def brk(name: str, path: str, old: str, new: str, tests: list[str]) -> None:
+    BREAKS.append((name, path, old, new, tests))
+
+
+def load(module: str) -> None:
+    """The list of breaks for the code as it is (tests/tools/breaks_list.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("breaks_list", Path(__file__).with_name(module))
+    mod = importlib.util.module_from_spec(spec)
+    mod.brk = brk
+    mod.AGENT_UPDATE, mod.AGENT_CRYPTO, mod.AGENT_XFER, mod.HOST = (
+        AGENT_UPDATE, AGENT_CRYPTO, AGENT_XFER, HOST)
+    spec.loader.exec_module(mod)
+
+
+def run_one(root: Path, name: str, path: str, old: str, new: str, tests: list[str],
+            timeout: float) -> tuple[str, float]:
+    f = root / path
+    src = f.read_text()
+    n = src.count(old)
+    if n != 1:
+        return f"stale ({n} matches)", 0.0
+    tests = [t for t in tests if (root / t).exists()]
+    f.write_text(src.replace(old, new))
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+             "--timeout", "600", *tests],
+            cwd=root, capture_output=True, text=True, timeout=timeout,
+            env=dict(os.environ, PYTHONPATH=str(root / "host_tools")))
+        result = "caught" if proc.returncode != 0 else "MISSED"
+    except subprocess.TimeoutExpired:
+        result = "caught (timeout)"
+    finally:
+        f.write_text(src)
+    return result, time.monotonic() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", default=str(ROOT))
+    ap.add_argument("--list-file", default="breaks_list.py")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--timeout", type=float, default=900)
+    a = ap.parse_args()
+    load(a.list_file)
+    root = Path(a.root)
+    todo = [b for b in BREAKS if a.only in b[0]]
+    if a.list:
+        for b in todo:
+            print(b[0])
+        return 0
+    caught = missed = stale = 0
+    for name, path, old, new, tests in todo:
+        res, secs = run_one(root, name, path, old, new, tests, a.timeout)
+        print(f"{res:18s} {secs:6.1f}s  {name}", flush=True)
+        if res.startswith("caught"):
+            caught += 1
+        elif res == "MISSED":
+            missed += 1
+        else:
+            stale += 1
+    total = caught + missed
+    print(f"\n{caught}/{total} breaks caught ({100 * caught / max(total, 1):.0f} %), "
+          f"{missed} missed, {stale} stale")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

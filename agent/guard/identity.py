@@ -18,6 +18,8 @@
 #      verifies over the TBSCertificate (RFC 5280 6.1.3 a.1) (bad_cert, bad_sig)
 #   5. one atomic write of "id", then "id.new" is removed
 #
+# proof(challenge): the continuity proof of an identity rotation (docs/rotate.md).
+#
 # Reasons: identity_exists no_identity no_pending bad_store bad_ueid bad_cert cert_mismatch
 # ueid_mismatch bad_sig bad_arg, plus guard.asn1's bad_der.
 from binascii import b2a_base64
@@ -261,9 +263,29 @@ def install(cert, chain):
     import gc
 
     gc.collect()  # a busy board's heap: the write needs no big piece, but leave it room
+    if store.exists("sec"):  # secrets at rest stay readable under the new key (guard.rotate)
+        from guard import rotate
+
+        rotate.rewrap(_key(new)[0])
     store.write(_ID, (new[:_KEY_LEN], c, ca))
     store.remove(_NEW)
     return status()
+
+
+def proof(challenge):
+    # Continuity of an identity rotation: the current key signs (JWS ES256, guard.jws) the
+    # pending key and the host's challenge, {"new": base64url(pending point), "nonce": ...}.
+    if not isinstance(challenge, str) or not 16 <= len(challenge) <= _MAX_CHALLENGE:
+        raise GuardError("bad_arg", "challenge")
+    new = _pending(store.read(_ID))
+    if new is None:
+        raise GuardError("no_pending")
+    import json
+
+    from guard import jws
+
+    d, pub = _key(_cur())
+    return jws.sign(json.dumps({"new": _b64e(_key(new)[1]), "nonce": challenge}).encode(), d, pub).decode()
 
 
 def key():

@@ -6,7 +6,8 @@
 #     flash_encryption jtag_disable uart_download_disable key_protect secure_version
 #     key_purpose) and partition_encrypted: the host decodes them with the same profile
 #   webrepl (configured, started in boot.py, running, password class: never the password)
-#   repl_uart, wifi_ap, credentials (unsupported until credential rotation lands)
+#   repl_uart, wifi_ap, credentials (guard.rotate: per secret its epoch, the host's time of
+#     its command, staged epoch; epoch 1 is the factory value; never a value)
 #   app, agent: a live SHA-256 re-hash, streamed through one buffer, against the confirmed
 #     manifest (/mpguard/m-<digest[:16]>.jws, trusted only if its SHA-256 is the digest the
 #     installer recorded after verifying its signature) / /lib/guard/digests.json
@@ -159,6 +160,13 @@ def _update():
     return st
 
 
+def _creds():
+    # guard.rotate's status: names, epochs, times, staged; never a value
+    from guard import rotate
+
+    return rotate.status()["secrets"]
+
+
 def _anchors():
     # the kids of {"v": 1, "keys": {kid: key}} (docs/architecture.md), keys left unparsed
     try:
@@ -183,7 +191,7 @@ def facts(keep):
     yield "webrepl", _fact(_webrepl)
     yield "repl_uart", _fact(hw.repl_uart)
     yield "wifi_ap", _fact(hw.net_facts)
-    yield "credentials", UNSUPPORTED
+    yield "credentials", _fact(_creds)
     u = _fact(_update)
     st = keep["st"] = u.get("v")
     if st:

@@ -71,9 +71,13 @@ class Hw:
 FL = None
 IN = {}
 
+R = None
+
 def setup(data):
-    global IN, FL
+    global IN, FL, R
     IN = data
+    if IN.get("rot"):  # credential rotation tests: guard.rotate too (the heap it takes)
+        import guard.rotate as R
     hw.use(sim=Hw())
     FL = Flash(IN["flash"], IN["blocks"])
     if IN.get("mkfs"):

@@ -76,8 +76,13 @@ R = None
 def setup(data):
     global IN, FL, R
     IN = data
-    if IN.get("rot"):  # credential rotation tests: guard.rotate too (the heap it takes)
+    if IN.get("rot"):  # credential rotation tests: guard.rotate and the install path too
         import guard.rotate as R
+        for m in ("state", "bundle", "install", "manifest", "slots", "boot"):
+            try:
+                __import__("guard." + m)
+            except ImportError:
+                pass
     hw.use(sim=Hw())
     FL = Flash(IN["flash"], IN["blocks"])
     if IN.get("mkfs"):

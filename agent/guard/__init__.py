@@ -15,3 +15,18 @@ def confirm():
     from guard import boot
 
     return boot.confirm()
+
+
+_rt = {}  # type: dict  # guard.rotate's RAM across its unloads: the apps' tests by name, "@name": stage time
+
+
+def secret(name):
+    # The committed value of the app's secret `name` (bytes), or None (docs/rotate.md).
+    from guard import rotate
+
+    return rotate.get(name)
+
+
+def on_stage(name, fn):
+    # fn(value) -> true when a staged value of secret `name` works (`mpguard rotate --test`).
+    _rt[name] = fn

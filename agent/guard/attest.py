@@ -27,7 +27,7 @@ _RING = const(8)  # recent nonces remembered
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _seen = []  # type: list
 # the modules a token loads; each is unloaded again unless it was loaded before
-_LOADED = ("claims", "posture", "hw", "jws", "p256", "ec", "mac")
+_LOADED = ("claims", "posture", "hw", "store", "jws", "p256", "ec", "mac")
 
 
 def _identity():

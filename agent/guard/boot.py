@@ -82,6 +82,13 @@ def run():
     # Called by /main.py: choose the slot, run its main.py; a crash on trial resets.
     global _trial, _t0, _after
     try:
+        os.stat("/mpguard/sec")
+        from guard import rotate  # staged secrets: count this boot, revert at the last one
+
+        rotate.boot()
+    except (OSError, GuardError):
+        pass
+    try:
         slot, trial = select()
     except GuardError as e:
         print("guard: state", e.args[0])

@@ -18,6 +18,8 @@
 #      verifies over the TBSCertificate (RFC 5280 6.1.3 a.1) (bad_cert, bad_sig)
 #   5. one atomic write of "id", then "id.new" is removed
 #
+# proof(challenge): the continuity proof of an identity rotation (docs/rotate.md).
+#
 # Reasons: identity_exists no_identity no_pending bad_store bad_ueid bad_cert cert_mismatch
 # ueid_mismatch bad_sig bad_arg, plus guard.asn1's bad_der.
 from binascii import b2a_base64
@@ -43,6 +45,7 @@ _SPKI_LEN = const(91)  # _SPKI_HEAD + 65
 _CN = b"\x06\x03\x55\x04\x03"  # id-at-commonName
 _CHALLENGE = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x09\x07"  # PKCS#9 challengePassword
 _MAX_CERT = const(2048)
+_MAX_B64 = const(2731)  # base64url characters of _MAX_CERT bytes
 _MAX_CHALLENGE = const(128)
 _ENTROPY = const(32)
 _RAND_LEN = const(16)
@@ -235,6 +238,9 @@ def install(cert, chain):
         raise GuardError("no_pending")
     if not isinstance(chain, list) or len(chain) != 1:
         raise GuardError("bad_cert", "chain")
+    for x in (cert, chain[0]):  # too large refused before decoding: no heap spent on it
+        if isinstance(x, str) and len(x) > _MAX_B64:
+            raise GuardError("bad_cert", "size")
     c = _b64(cert, "bad_cert", "encoding")
     ca = _b64(chain[0], "bad_cert", "encoding")
     if not c or not ca or len(c) > _MAX_CERT or len(ca) > _MAX_CERT:
@@ -261,9 +267,29 @@ def install(cert, chain):
     import gc
 
     gc.collect()  # a busy board's heap: the write needs no big piece, but leave it room
+    if store.exists("sec"):  # secrets at rest stay readable under the new key (guard.rotate)
+        from guard import rotate
+
+        rotate.rewrap(_key(new)[0])
     store.write(_ID, (new[:_KEY_LEN], c, ca))
     store.remove(_NEW)
     return status()
+
+
+def proof(challenge):
+    # Continuity of an identity rotation: the current key signs (JWS ES256, guard.jws) the
+    # pending key and the host's challenge, {"new": base64url(pending point), "nonce": ...}.
+    if not isinstance(challenge, str) or not 16 <= len(challenge) <= _MAX_CHALLENGE:
+        raise GuardError("bad_arg", "challenge")
+    new = _pending(store.read(_ID))
+    if new is None:
+        raise GuardError("no_pending")
+    import json
+
+    from guard import jws
+
+    d, pub = _key(_cur())
+    return jws.sign(json.dumps({"new": _b64e(_key(new)[1]), "nonce": challenge}).encode(), d, pub).decode()
 
 
 def key():

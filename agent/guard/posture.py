@@ -6,7 +6,8 @@
 #     flash_encryption jtag_disable uart_download_disable key_protect secure_version
 #     key_purpose) and partition_encrypted: the host decodes them with the same profile
 #   webrepl (configured, started in boot.py, running, password class: never the password)
-#   repl_uart, wifi_ap, credentials (unsupported until credential rotation lands)
+#   repl_uart, wifi_ap, credentials (guard.rotate: per secret its epoch, the host's time of
+#     its command, staged epoch; epoch 1 is the factory value; never a value)
 #   app, agent: a live SHA-256 re-hash, streamed through one buffer, against the confirmed
 #     manifest (/mpguard/m-<digest[:16]>.jws, trusted only if its SHA-256 is the digest the
 #     installer recorded after verifying its signature) / /lib/guard/digests.json
@@ -94,25 +95,34 @@ def measure(root, ref, skip=None):
     buf = bytearray(512)
     mv = memoryview(buf)
     agg = sha256()
-    got = {}
-    for p in paths:
+    n = 0
+    bad = []  # type: list
+    extra = []  # type: list
+    for p in paths:  # each file compared as it is hashed: no table of digests on the heap
         if p == skip:
             continue
         h = sha256()
         with open(root + "/" + p, "rb") as f:
             while True:
-                n = f.readinto(buf)
-                if not n:
+                k = f.readinto(buf)
+                if not k:
                     break
-                h.update(mv[:n])
-        got[p] = d = hexlify(h.digest()).decode()
+                h.update(mv[:k])
+        d = hexlify(h.digest()).decode()
+        n += 1
         agg.update((p + "\0" + d + "\n").encode())
-    r = {"digest": hexlify(agg.digest()).decode(), "files": len(got), "result": "not-run"}
+        if ref is not None:
+            w = ref.get(p)
+            if w is None:
+                extra.append(p)
+            elif w != d:
+                bad.append(p)
+    r = {"digest": hexlify(agg.digest()).decode(), "files": n, "result": "not-run"}
     if ref is not None:
-        miss = [p for p in ref if got.get(p) != ref[p]]
+        miss = [p for p in ref if p in bad or p not in paths or p == skip]
         r["result"] = "fail" if miss else "success"
         r["bad"] = miss[:_MAX_LIST]
-        r["extra"] = [p for p in got if p not in ref][:_MAX_LIST]
+        r["extra"] = extra[:_MAX_LIST]
     return r
 
 
@@ -159,6 +169,24 @@ def _update():
     return st
 
 
+def _creds():
+    # Names, epochs, times (the host's iat) and staged epochs of guard.rotate's record, read
+    # here without guard.rotate (its code costs more heap than a token has to spare); never a
+    # value. A staged value past its time shows until guard.rotate's next call reverts it.
+    from guard import store
+
+    r = store.read("sec")  # guard.rotate._REC
+    if not r:
+        return {}
+    r = json.loads(r)
+    out = {}
+    for n in r["s"]:
+        out[n] = {"epoch": r["s"][n][0], "at": r["s"][n][1], "staged": None}
+    for n in r["p"]:
+        out.setdefault(n, {"epoch": 0, "at": None})["staged"] = r["p"][n][0]
+    return out
+
+
 def _anchors():
     # the kids of {"v": 1, "keys": {kid: key}} (docs/architecture.md), keys left unparsed
     try:
@@ -183,7 +211,7 @@ def facts(keep):
     yield "webrepl", _fact(_webrepl)
     yield "repl_uart", _fact(hw.repl_uart)
     yield "wifi_ap", _fact(hw.net_facts)
-    yield "credentials", UNSUPPORTED
+    yield "credentials", _fact(_creds)
     u = _fact(_update)
     st = keep["st"] = u.get("v")
     if st:

@@ -38,6 +38,12 @@ _CALLS = {
     "identity.csr": ("identity", "csr"),  # (challenge, pending)
     "identity.install": ("identity", "install"),  # (cert_b64u, [ca_b64u])
     "identity.certificate": ("identity", "certificate"),
+    "identity.proof": ("identity", "proof"),  # (challenge): old key signs the pending key
+    # credential rotation (guard.rotate; docs/decisions/0015-rotation.md)
+    "secret.status": ("rotate", "status"),
+    "secret.command": ("rotate", "command"),  # (signed command JWS)
+    "secret.test": ("rotate", "test"),  # (name): the app's test on the staged value
+    "anchors.rotate": ("rotate", "anchors"),  # ([JWS, ...]): a trust-anchor statement
 }
 _STREAMS = {
     "update.install": ("install", "install"),  # install(stream, length)

@@ -18,6 +18,14 @@ def read(name):
         return None
 
 
+def exists(name):
+    try:
+        os.stat(_DIR + "/" + name)
+        return True
+    except OSError:
+        return False
+
+
 def write(name, parts):
     # Atomic: temp file + rename, so a power cut leaves the old record or the new one.
     # `parts`: the record as a tuple of byte strings (written in turn: never joined in RAM).

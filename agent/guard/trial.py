@@ -1,5 +1,5 @@
 # guard.trial: what a trial boot adds to guard.boot (a normal boot never loads it): a 1 s
-# timer tick and the hardware watchdog (docs/decisions/0014-update-hardening.md).
+# timer tick and the hardware watchdog (docs/decisions/0015-update-hardening.md).
 #
 # arm(after, wdt): a periodic Timer(0) tick, then (only if the tick runs, so that a confirmed
 # trial is fed) the watchdog through guard.hw (machine.WDT on a chip, the sim's _simhw.wdt)

@@ -17,7 +17,12 @@ from mpguard.identity import ca as device_ca
 
 AGENT_SRC = Path(__file__).resolve().parents[2] / "agent"
 BS = 4096
-HEAP = "64K"
+# The harness imports every module an identity test may touch before `/` becomes the board's
+# flash (BOARD_MODULE below), so all of them sit on the heap at once, which the agent never
+# does (it loads and unloads per call). 64K held them until the update path grew three
+# modules; the per-operation heap is measured by bench/identity.py and the provisioning e2e
+# tests run on the virtual board's 64 KiB profile.
+HEAP = "80K"
 
 # Device side, compiled to _idb.mpy. Everything the agent imports lazily is imported before
 # `/` becomes the board's flash (the host's files are out of reach after that).
@@ -71,9 +76,18 @@ class Hw:
 FL = None
 IN = {}
 
+R = None
+
 def setup(data):
-    global IN, FL
+    global IN, FL, R
     IN = data
+    if IN.get("rot"):  # credential rotation tests: guard.rotate and the install path too
+        import guard.rotate as R
+        for m in ("state", "bundle", "install", "manifest", "slots", "boot") + (("posture",) if IN.get("pos") else ()):
+            try:
+                __import__("guard." + m)
+            except ImportError:
+                pass
     hw.use(sim=Hw())
     FL = Flash(IN["flash"], IN["blocks"])
     if IN.get("mkfs"):

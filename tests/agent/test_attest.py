@@ -285,7 +285,7 @@ def test_every_fact_says_its_status(board, tmp_path):
         assert ("v" in f) == (f["s"] == "ok"), name
     assert p["flash_encryption"]["v"] == {"FLASH_CRYPT_CNT": 1}
     assert p["key_purpose"] == {"s": "unsupported"}  # an ESP32 has no key purposes
-    assert p["credentials"] == {"s": "unsupported"}
+    assert p["credentials"] == {"s": "ok", "v": {}}  # guard.rotate: no managed secret yet
     assert p["repl_uart"] == {"s": "unsupported"}  # no run-time query on a chip
     assert p["anchors"]["v"] == [KID]
     assert p["update"]["v"] == {"seq": 3, "app": "demo", "ver": "1.2.0", "trial": False,

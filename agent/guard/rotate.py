@@ -1,0 +1,368 @@
+# guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0015-rotation.md):
+# application secrets sent as JWE, kept encrypted, rotated in two phases with an epoch; and
+# the trust-anchor statement. Secret values never appear in an answer, an error or a log.
+#
+# command(token), in order; any refusal changes nothing:
+#  1. a JWS (RFC 7515, guard.jws) by an operator key of /mpguard/anchors.json "ops"
+#  2. its payload, a JSON object: "sub" is this board's UEID (wrong_board); "seq" is above
+#     every command accepted before (cmd_replay); "name" matches _NAME (bad_name); "op" is
+#     set, stage, commit or revert (bad_cmd)
+#  3. "epoch": set and stage carry the committed epoch + 1 (old_epoch at or below it,
+#     bad_epoch above); commit and revert the staged one (no_staged, old_epoch)
+#  4. set and stage: "jwe" is decrypted (_jwe) to at most _MAX_VALUE bytes (secret_size)
+#  5. one atomic write of the record (guard.store "sec"): a power cut leaves the old or the new
+# _jwe(text), JWE compact (RFC 7516 7.1), in order:
+#  1. five parts, the encrypted key empty (ECDH-ES direct, RFC 7518 4.6), IV 16 and tag 16
+#     bytes, ciphertext whole blocks (bad_jwe); ciphertext at most _MAX_VALUE + 16 (secret_size)
+#  2. header: alg ECDH-ES, enc A128CBC-HS256, no zip, no crit (bad_jwe); a kid that is not this
+#     board's key thumbprint (wrong_board); epk a P-256 point on the curve (bad_key)
+#  3. Z = ECDH(identity key, epk); CEK = Concat KDF (RFC 7518 4.6.2, NIST SP 800-56A 5.8.1)
+#  4. A128CBC-HS256 (RFC 7518 5.2.2.2): tag checked in constant time before decrypting, then
+#     PKCS#7 padding (bad_tag)
+# At rest, record "sec": {"n": last seq, "w": [data key wrapped], "s": {name: [epoch, iat,
+# value]}, "p": {name: [epoch, iat, value, boots]} (staged)}. The data key is random, wrapped
+# with A128CBC-HS256 under HKDF(identity key); a value is sealed under it with AAD name.epoch.
+# identity.install adds a wrapping under the new key before it changes the key (rewrap).
+# A staged value reverts by itself at the _MAX_BOOTS-th boot (boot()) or after _TTL seconds of
+# this boot without commit; a failed test reverts it at once.
+# anchors(tokens): a statement signed by k distinct current anchors (threshold), "ver" above
+# the board's (anchors_rollback), a non-empty key set (no_keys), kids = thumbprints.
+# Reasons: bad_cmd wrong_board cmd_replay bad_name old_epoch bad_epoch no_staged secret_size
+# too_many_secrets bad_jwe bad_tag no_test bad_secrets bad_statement threshold
+# anchors_rollback no_keys, plus guard.jws's.
+import json
+import os
+from binascii import a2b_base64, b2a_base64
+
+from micropython import const
+
+import guard
+from guard import GuardError, store
+from guard.mac import ct_eq, hkdf, hmac_sha256
+
+_REC = "sec"
+_ANCHORS = "anchors.json"  # in /mpguard, as guard.install.ANCHORS
+_MAX_VALUE = const(384)
+_MAX_NAMES = const(6)
+_MAX_CMD = const(4096)
+_MAX_BOOTS = const(3)
+_TTL = const(600000)  # ms a staged value waits for its commit in one boot
+_ENC = "A128CBC-HS256"
+_SAFE = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _b64(b):
+    return b2a_base64(b, newline=False).decode()
+
+
+def _cbc(k, aad, iv, data, tag=None):
+    # A128CBC-HS256 (RFC 7518 5.2.2), k = MAC key || ENC key. tag None: encrypt -> (ct, tag);
+    # else check the tag, decrypt -> plaintext
+    from cryptolib import aes
+
+    if tag is None:
+        n = 16 - len(data) % 16
+        data = aes(k[16:], 2, iv).encrypt(data + bytes((n,)) * n)
+    t = hmac_sha256(k[:16], aad + iv + data + (len(aad) * 8).to_bytes(8, "big"))[:16]
+    if tag is None:
+        return data, t
+    if not data or len(data) % 16 or not ct_eq(t, tag):
+        raise GuardError("bad_tag")
+    p = aes(k[16:], 2, iv).decrypt(data)
+    n = p[-1]
+    if not 0 < n <= 16 or p[-n:] != bytes((n,)) * n:
+        raise GuardError("bad_tag")
+    return p[:-n]
+
+
+def _seal(k, aad, v):
+    iv = os.urandom(16)
+    c, t = _cbc(k, aad, iv, v)
+    return _b64(iv + c + t)
+
+
+def _open(k, aad, blob):
+    b = a2b_base64(blob)
+    return _cbc(k, aad, b[:16], b[16:-16], b[-16:])
+
+
+def _aad(name, e):
+    return ("%s.%d" % (name, e)).encode()
+
+
+def _kek(d=None):
+    # the key that wraps the data key: HKDF-SHA256 (RFC 5869) of the identity key
+    if d is None:
+        from guard import identity
+
+        d = identity.key()[0]
+    return hkdf(None, d.to_bytes(32, "big"), b"mpguard secrets", 32)
+
+
+def _load():
+    r = store.read(_REC)
+    try:
+        r = json.loads(r) if r else {"n": 0, "w": [], "s": {}, "p": {}}
+        r["s"], r["p"], r["w"]  # noqa: B018 (the members must be there)
+    except (ValueError, KeyError, TypeError):
+        raise GuardError("bad_secrets")
+    return r
+
+
+def _save(r):
+    store.write(_REC, (json.dumps(r).encode(),))
+
+
+def _dk(r):
+    # the data key, unwrapped with the identity key (made on first use); only the wrapping
+    # that opened is kept at the next write
+    k = _kek()
+    for w in r["w"]:
+        try:
+            dk = _open(k, b"dk", w)
+            r["w"] = [w]
+            return dk
+        except (GuardError, ValueError, IndexError):
+            pass
+    if r["w"]:
+        raise GuardError("bad_secrets")
+    dk = os.urandom(32)
+    r["w"] = [_seal(k, b"dk", dk)]
+    return dk
+
+
+def _expire(r):
+    # staged values past _TTL in this boot revert (guard._rt keeps stage times across unloads)
+    import time
+
+    t = guard._rt
+    gone = [n for n in r["p"] if "@" + n in t and time.ticks_diff(time.ticks_ms(), t["@" + n]) > _TTL]
+    for n in gone:
+        del r["p"][n]
+    if gone:
+        _save(r)
+
+
+def _name(n):
+    if type(n) is not str or not 0 < len(n) <= 16 or not "a" <= n[0] <= "z" or [c for c in n if c not in _SAFE]:
+        raise GuardError("bad_name")
+
+
+def _jwe(text):
+    from guard import identity, jws, p256
+
+    if type(text) is not str or len(text) > 2 * _MAX_VALUE + 512:
+        raise GuardError("secret_size")
+    p = text.split(".")
+    if len(p) != 5 or p[1]:
+        raise GuardError("bad_jwe")
+    iv, c, tag = jws.b64u_dec(p[2]), jws.b64u_dec(p[3]), jws.b64u_dec(p[4])
+    if len(c) > _MAX_VALUE + 16:
+        raise GuardError("secret_size")
+    aad = p[0].encode()
+    try:
+        h = json.loads(jws.b64u_dec(aad))
+        e = h["epk"]
+        x, y = jws.b64u_dec(e["x"]), jws.b64u_dec(e["y"])
+    except (ValueError, KeyError, TypeError, GuardError):
+        raise GuardError("bad_jwe")
+    if h.get("alg") != "ECDH-ES" or h.get("enc") != _ENC or "zip" in h or "crit" in h \
+            or e.get("kty") != "EC" or e.get("crv") != "P-256" or len(iv) != 16 or len(tag) != 16:
+        raise GuardError("bad_jwe")
+    d, pub = identity.key()
+    t = jws.thumbprint(pub)
+    if h.get("kid", t) != t:
+        raise GuardError("wrong_board")
+    z = p256.ecdh(d, b"\x04" + x + y)
+    d = 0
+
+    def f(b):  # a Concat KDF field: 32-bit length, then the bytes
+        return len(b).to_bytes(4, "big") + b
+
+    from hashlib import sha256
+
+    k = sha256(b"\0\0\0\1" + z + f(_ENC.encode()) + f(jws.b64u_dec(h.get("apu", "")))
+               + f(jws.b64u_dec(h.get("apv", ""))) + b"\0\0\1\0").digest()
+    v = _cbc(k, aad, iv, c, tag)
+    if len(v) > _MAX_VALUE:
+        raise GuardError("secret_size")
+    return v
+
+
+def _ops():
+    try:
+        with open("/mpguard/" + _ANCHORS) as f:
+            a = json.load(f)
+    except (OSError, ValueError):
+        raise GuardError("no_anchors")
+    return a
+
+
+def _keys(m):
+    from guard import jws
+
+    return {k: jws.b64u_dec(v) for k, v in m.items()}
+
+
+def command(token):
+    # A signed command (see the steps above); returns status().
+    from guard import identity, jws
+
+    r = _load()
+    try:
+        ops = _keys(_ops()["ops"])
+    except (KeyError, AttributeError, TypeError):
+        raise GuardError("no_anchors")
+    c = jws.verify(token, ops, _MAX_CMD)[1]
+    try:
+        c = json.loads(c)
+        op, n, e, q = c["op"], c["name"], c["epoch"], c["seq"]
+    except (ValueError, KeyError, TypeError):
+        raise GuardError("bad_cmd")
+    u = identity.ueid()
+    if c.get("sub") != identity._b64e(u or b""):
+        raise GuardError("wrong_board")
+    if type(q) is not int or q <= r["n"]:
+        raise GuardError("cmd_replay")
+    _name(n)
+    if type(e) is not int:
+        raise GuardError("bad_cmd")
+    _expire(r)
+    s = r["s"].get(n)
+    p = r["p"].get(n)
+    if op == "set" or op == "stage":
+        cur = s[0] if s else 0
+        if e != cur + 1:
+            raise GuardError("old_epoch" if e <= cur else "bad_epoch")
+        if not s and n not in r["p"] and len(r["s"]) + len(r["p"]) >= _MAX_NAMES:
+            raise GuardError("too_many_secrets")
+        v = _jwe(c.get("jwe"))
+        ent = [e, c.get("iat"), _seal(_dk(r), _aad(n, e), v)]
+        v = None
+        if op == "set":
+            r["s"][n] = ent
+            r["p"].pop(n, None)
+        else:
+            import time
+
+            r["p"][n] = ent + [0]
+            guard._rt["@" + n] = time.ticks_ms()
+    elif op == "commit" or op == "revert":
+        if not p:
+            raise GuardError("no_staged")
+        if e != p[0]:
+            raise GuardError("old_epoch")
+        if op == "commit":
+            r["s"][n] = [e, c.get("iat"), p[2]]
+        del r["p"][n]
+    else:
+        raise GuardError("bad_cmd")
+    r["n"] = q
+    _save(r)
+    return status()
+
+
+def status():
+    # Names, epochs, times (the host's iat of the command), staged or not: never a value.
+    r = _load()
+    _expire(r)
+    out = {}
+    for n in r["s"]:
+        out[n] = {"epoch": r["s"][n][0], "at": r["s"][n][1], "staged": None}
+    for n in r["p"]:
+        out.setdefault(n, {"epoch": 0, "at": None})["staged"] = r["p"][n][0]
+    return {"seq": r["n"], "secrets": out}
+
+
+def get(name):
+    # The committed value of secret `name` (bytes), or None: guard.secret(name).
+    r = _load()
+    s = r["s"].get(name)
+    return _open(_dk(r), _aad(name, s[0]), s[2]) if s else None
+
+
+def test(name):
+    # Run the app's test (guard.on_stage) on the staged value: {"ok": bool, "why": str or
+    # None}. A failed test reverts the staged value at once (a fail-safe, as Matter's).
+    r = _load()
+    _expire(r)
+    p = r["p"].get(name)
+    if not p:
+        raise GuardError("no_staged")
+    fn = guard._rt.get(name)
+    if not fn:
+        raise GuardError("no_test")
+    v = _open(_dk(r), _aad(name, p[0]), p[2])
+    try:
+        why = None if fn(v) else "failed"
+    except Exception as e:  # the app's code: its class name only, never its message
+        why = type(e).__name__
+    v = None
+    if why:
+        del r["p"][name]
+        _save(r)
+    return {"ok": not why, "why": why}
+
+
+def boot():
+    # From guard.boot.run: count this boot for each staged value; revert at _MAX_BOOTS.
+    r = _load()
+    if r["p"]:
+        for n in list(r["p"]):
+            p = r["p"][n]
+            p[3] += 1
+            if p[3] >= _MAX_BOOTS:
+                del r["p"][n]
+                print("guard: reverted", n, p[0])
+        _save(r)
+
+
+def rewrap(d):
+    # Before the identity key changes to d: wrap the data key under d too (guard.identity).
+    r = _load()
+    dk = _dk(r)
+    r["w"].append(_seal(_kek(d), b"dk", dk))
+    _save(r)
+
+
+def anchors(tokens):
+    # A trust-anchor statement: JWS tokens over one payload {"typ": "mpguard-anchors", "ver",
+    # "keys", "k", "ops"}, each by a distinct current anchor; returns the new kids.
+    from guard import jws
+
+    a = _ops()
+    try:
+        cur = _keys(a["keys"])
+    except (KeyError, AttributeError, TypeError):
+        raise GuardError("no_anchors")
+    if type(tokens) is not list or not 0 < len(tokens) <= 8:
+        raise GuardError("bad_statement")
+    body = None
+    kids = []
+    for t in tokens:
+        h, b = jws.verify(t, cur, _MAX_CMD)
+        if (body is not None and b != body) or h["kid"] in kids:
+            raise GuardError("bad_statement")
+        body = b
+        kids.append(h["kid"])
+    if body is None or len(kids) < max(1, a.get("k", 1)):
+        raise GuardError("threshold")
+    try:
+        s = json.loads(body)
+        ver, keys, k, ops = s["ver"], s["keys"], s["k"], s.get("ops", a.get("ops", {}))
+        if s["typ"] != "mpguard-anchors" or type(ver) is not int:
+            raise ValueError
+        if ver <= a.get("ver", 0):
+            raise GuardError("anchors_rollback")
+        if not keys:
+            raise GuardError("no_keys")
+        for m in (keys, ops):
+            for kid, pub in _keys(m).items():
+                if jws.thumbprint(pub) != kid:
+                    raise ValueError
+        if type(k) is not int or not 0 < k <= len(keys):
+            raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise GuardError("bad_statement")
+    store.write(_ANCHORS, (json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops}).encode(),))
+    return sorted(keys)

@@ -99,12 +99,12 @@ def token(nonce, key=None, out=None):
     n = len(ueid) - 1 if isinstance(ueid, (bytes, bytearray)) else 0
     if n < 1 or not ((ueid[0] == 1 and n in (16, 24, 32)) or (ueid[0] == 2 and n in (6, 8))):
         raise GuardError("bad_ueid")
-    had = [m for m in ("claims", "posture") if "guard." + m in sys.modules]
+    had = [m for m in ("claims", "posture", "pin") if "guard." + m in sys.modules]
     from guard import claims
 
     parts = claims.claims(nonce, ueid)
     del claims
-    for m in ("claims", "posture"):
+    for m in ("claims", "posture", "pin"):
         if m not in had:
             unload(m)
     from guard import hw

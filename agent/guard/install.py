@@ -12,7 +12,8 @@
 #  4. one atomic state write (temp file + os.rename) makes the slot the trial slot; the
 #     next boot runs it on trial (guard.boot), and only confirm() advances the sequence.
 #
-# Reasons: no_anchors no_space bad_hash io_error, plus guard.state's and guard.bundle's.
+# Reasons: no_anchors no_space bad_hash io_error, plus guard.state's, guard.bundle's and
+# guard.pin's (anchors_pin: the anchors do not match the digest pinned in eFuse).
 import hashlib
 import json
 import os
@@ -30,11 +31,11 @@ _BLOCK_SLACK = const(2)  # blocks kept free for the state file and littlefs meta
 
 def load_anchors():
     # /mpguard/anchors.json: {"v": 1, "keys": {kid: base64url(65-byte public key)}}
-    from guard import jws
+    from guard import jws, pin
 
     try:
-        with open(ANCHORS) as f:
-            d = json.load(f)
+        with open(ANCHORS, "rb") as f:
+            d = json.loads(pin.check(f.read()))  # hook: the eFuse anchors pin (guard.pin)
         return {k: jws.b64u_dec(v) for k, v in d["keys"].items()}
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         raise GuardError("no_anchors")

@@ -108,7 +108,7 @@ class Board:
 # heap (no _board harness).
 BARE = """
 import os, gc
-import guard.install as I, guard.hw as hw, guard.jws, guard.bundle
+import guard.install as I, guard.hw as hw, guard.jws, guard.bundle, guard.pin
 from _flash import Flash, mount
 class Hw:
     def board(self):

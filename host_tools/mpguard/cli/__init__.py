@@ -28,6 +28,7 @@ COMMANDS = [
     "mpguard.cli.deploy",
     "mpguard.cli.attest",
     "mpguard.cli.report",
+    "mpguard.cli.fuse",
     "mpguard.cli.demo",
 ]
 

@@ -15,6 +15,7 @@ import guard.ec
 import guard.hw as hw
 import guard.jws
 import guard.p256
+import guard.pin
 import guard.boot as B
 import guard.install as I
 import guard.state as S

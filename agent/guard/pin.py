@@ -1,0 +1,54 @@
+# guard.pin: the trust anchors' digest pinned in a user eFuse block (docs/fuse.md).
+# `mpguard fuse harden` burns the first bytes of the SHA-256 of /mpguard/anchors.json into
+# words of the chip's user block that no other eFuse field uses (boards/*.json "anchors_pin";
+# tests/host/test_fuse_pin.py keeps _PIN equal to it). The addresses live here, not in the
+# board profile (a file, as writable as the anchors): the chip is the firmware's own name
+# (os.uname().machine "... with ESP32S3"), the words are read through guard.hw.
+# state(data): "unpinned" (the pin words are blank), "match" (the first bytes of
+#   SHA-256(data) are the pin), "mismatch", or None (a chip this table does not know).
+# check(data): data, or GuardError("anchors_pin") if the pin is burned and data does not
+#   match it (guard.install loads the anchors through it).
+# Reasons: anchors_pin.
+from hashlib import sha256
+
+from guard import GuardError, hw
+
+# chip -> (read address of the user block's word 0, word indexes of the pin)
+_PIN = {
+    "ESP32": (0x3FF5A078, 2, 6, 7),
+    "ESP32S2": (0x3F41A07C, 0, 1, 2, 3, 4, 5),
+    "ESP32S3": (0x6000707C, 0, 1, 2, 3, 4, 5),
+    "ESP32C3": (0x6000887C, 0, 1, 2, 3, 4, 5),
+}
+
+
+def chip():
+    import os
+
+    try:
+        return os.uname().machine.rsplit(" with ", 1)[-1].upper().replace("-", "")
+    except AttributeError:  # a port without os.uname (unix): not a chip this table knows
+        return ""
+
+
+def pinned():
+    # The pin as burned (bytes), or None where this chip has none.
+    p = _PIN.get(chip())
+    if not p:
+        return None
+    return b"".join((hw.mem32(p[0] + 4 * w)).to_bytes(4, "little") for w in p[1:])
+
+
+def state(data):
+    pin = pinned()
+    if pin is None:
+        return None
+    if not any(pin):
+        return "unpinned"
+    return "match" if sha256(data).digest()[: len(pin)] == pin else "mismatch"
+
+
+def check(data):
+    if state(data) == "mismatch":
+        raise GuardError("anchors_pin")
+    return data

@@ -31,11 +31,11 @@ _BLOCK_SLACK = const(2)  # blocks kept free for the state file and littlefs meta
 
 def load_anchors():
     # /mpguard/anchors.json: {"v": 1, "keys": {kid: base64url(65-byte public key)}}
-    from guard import jws, pin
+    from guard import jws
 
     try:
-        with open(ANCHORS, "rb") as f:
-            d = json.loads(pin.check(f.read()))  # hook: the eFuse anchors pin (guard.pin)
+        with open(ANCHORS) as f:
+            d = json.load(f)
         return {k: jws.b64u_dec(v) for k, v in d["keys"].items()}
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         raise GuardError("no_anchors")
@@ -130,6 +130,9 @@ def _install(stream, length):
     st = state.load()
     m, digest = bundle.read_manifest(stream, length, load_anchors())
     bundle.check_context(m, length, _kind(), st["seq"], _now(), st["floor"])
+    from guard import pin  # hook: anchors that do not match the eFuse pin refuse (guard.pin)
+
+    pin.check(ANCHORS)
     slot = "b" if st["active"] == "a" else "a"
     app = state.APP
     dst = app + "/" + slot

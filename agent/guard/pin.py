@@ -3,11 +3,12 @@
 # words of the chip's user block that no other eFuse field uses (boards/*.json "anchors_pin";
 # tests/host/test_fuse_pin.py keeps _PIN equal to it). The addresses live here, not in the
 # board profile (a file, as writable as the anchors): the chip is the firmware's own name
-# (os.uname().machine "... with ESP32S3"), the words are read through guard.hw.
+# (guard.hw.chip), the words are read through guard.hw.
 # state(data): "unpinned" (the pin words are blank), "match" (the first bytes of
 #   SHA-256(data) are the pin), "mismatch", or None (a chip this table does not know).
-# check(data): data, or GuardError("anchors_pin") if the pin is burned and data does not
-#   match it (guard.install loads the anchors through it).
+# check(path): GuardError("anchors_pin") if the pin is burned and the anchors file at path
+#   does not match it; guard.install calls it before it writes anything (after the
+#   manifest checks). It unloads this module.
 # Reasons: anchors_pin.
 from hashlib import sha256
 
@@ -22,18 +23,9 @@ _PIN = {
 }
 
 
-def chip():
-    import os
-
-    try:
-        return os.uname().machine.rsplit(" with ", 1)[-1].upper().replace("-", "")
-    except AttributeError:  # a port without os.uname (unix): not a chip this table knows
-        return ""
-
-
 def pinned():
     # The pin as burned (bytes), or None where this chip has none.
-    p = _PIN.get(chip())
+    p = _PIN.get(hw.chip())
     if not p:
         return None
     return b"".join((hw.mem32(p[0] + 4 * w)).to_bytes(4, "little") for w in p[1:])
@@ -48,7 +40,14 @@ def state(data):
     return "match" if sha256(data).digest()[: len(pin)] == pin else "mismatch"
 
 
-def check(data):
-    if state(data) == "mismatch":
+def check(path):
+    # The anchors file at path against the pin; this module leaves the heap again (the
+    # install's heap is tight).
+    import sys
+
+    with open(path, "rb") as f:
+        s = state(f.read())
+    del sys.modules["guard.pin"]
+    delattr(sys.modules["guard"], "pin")
+    if s == "mismatch":
         raise GuardError("anchors_pin")
-    return data

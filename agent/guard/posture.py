@@ -169,15 +169,23 @@ def _anchors():
 
 
 def _pin():
-    # guard.pin's state of the anchors file: unpinned | match | mismatch (None: unsupported)
-    from guard import pin
-
+    # guard.pin's state of the anchors file: unpinned | match | mismatch (None: unsupported),
+    # guard.pin unloaded again at once (the token's heap is tight)
     try:
         with open(ANCHORS, "rb") as f:
             d = f.read()
     except OSError:
         d = b""
-    return pin.state(d)
+    had = "guard.pin" in sys.modules
+    from guard import pin
+
+    try:
+        return pin.state(d)
+    finally:
+        if not had:
+            from guard.attest import unload
+
+            unload("pin")
 
 
 def facts(keep):

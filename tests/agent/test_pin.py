@@ -1,6 +1,6 @@
 """guard.pin on the MicroPython unix port: the anchors' digest pinned in eFuse, read through
-guard.hw (a machine stand-in serving eFuse words) and enforced where the installer loads the
-anchors (guard.install.load_anchors)."""
+guard.hw (a machine stand-in serving eFuse words). The installer's refusal (anchors_pin) is
+shown end to end in tests/e2e/test_fuse_pin.py."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class M:
     def __init__(self, words):
         self.mem32 = Mem(words)
 hw.use(mach=M({int(k): v for k, v in IN['words'].items()}))
-pin.chip = lambda: IN['chip']
+hw.chip = lambda: IN['chip']
 R = []
 def P(*a):
     R.append(' '.join(str(x) for x in a))
@@ -61,58 +61,40 @@ def test_unknown_chip_has_no_pin(mp):
     assert out.split() == ["None", "None"]
 
 
-def test_check_refuses_other_anchors(mp):
-    code = """
-P(pin.check(IN['a'].encode()) == IN['a'].encode())
-try:
-    pin.check(IN['o'].encode())
-except GuardError as e:
-    P('refused', e.args[0])
-"""
-    out = run(mp, code, "esp32", ANCHORS, a=ANCHORS.decode(), o=OTHER.decode())
-    assert out.split() == ["True", "refused", "anchors_pin"]
-
-
 def test_chip_name_from_the_firmware(mp):
-    # the esp32 port's machine string: "<board> with <MCU>"; the dash form is accepted too
-    real = """
-import sys, guard.pin as pin
-class U:
-    def __init__(self, m):
-        self.machine = m
-class FakeOs:
-    pass
-sys.modules['os'] = FakeOs
-R = []
-for m in IN['m']:
-    FakeOs.uname = lambda m=m: U(m)
-    R.append(pin.chip())
-OUT(R)
-"""
-    names = ["Generic ESP32 module with ESP32", "ESP32S3 module with ESP32S3",
-             "x with esp32-c3", "mpguard virtual board sim with ESP32"]
-    assert mp.out(real, {"m": names}) == ["ESP32", "ESP32S3", "ESP32C3", "ESP32"]
-
-
-def test_install_loads_anchors_through_the_pin(mp, tmp_path):
-    # guard.install.load_anchors on a real file: accepted while it matches, refused by name
-    # (anchors_pin) once another anchors file replaces it; unpinned boards take any.
+    # the virtual board's chip; on the unix port (not an ESP32) no chip the table knows
     code = """
-import guard.install as inst
-inst.ANCHORS = IN['path']
+import guard.hw as hw, guard.pin as pin
+class Sim:
+    def board(self):
+        return {"kind": "x", "chip": IN}
+    def efuse_word(self, addr):
+        return 0
+hw.use(sim=Sim())
+r = [hw.chip(), pin.state(b"x")]
+class M:
+    pass
+hw.use(mach=M())
+r += [pin.pinned() is None, pin.state(b"x")]
+OUT(r)
+"""
+    assert mp.out(code, "esp32s3") == ["ESP32S3", "unpinned", True, None]
+
+
+def test_check_refuses_other_anchors_and_leaves_the_heap(mp, tmp_path):
+    # guard.install calls check(ANCHORS) before it writes anything; the check unloads guard.pin
+    code = """
+import sys
 for body in (IN['a'], IN['o']):
     with open(IN['path'], 'w') as f:
         f.write(body)
+    import guard.pin as pin
     try:
-        P(sorted(inst.load_anchors()))
+        P(pin.check(IN['path']) is None)
     except GuardError as e:
         P('refused', e.args[0])
+    P('guard.pin' in sys.modules, 'guard.hw' in sys.modules)
 """
-    anchors = json.dumps({"v": 1, "keys": {"k1": "BA" + "A" * 86}}, sort_keys=True).encode()
-    other = json.dumps({"v": 1, "keys": {"evil": "BA" + "B" * 86}}, sort_keys=True).encode()
-    extra = {"path": str(tmp_path / "anchors.json"), "a": anchors.decode(), "o": other.decode()}
-    # (the agent's .py sources are compiled on the heap here: more room than the 64K)
-    out = run(mp, code, "esp32", anchors, heapsize="256K", **extra).splitlines()
-    assert out == ["['k1']", "refused anchors_pin"]
-    out = run(mp, code, "esp32", None, heapsize="256K", **extra).splitlines()
-    assert out == ["['k1']", "['evil']"]
+    extra = {"path": str(tmp_path / "anchors.json"), "a": ANCHORS.decode(), "o": OTHER.decode()}
+    out = run(mp, code, "esp32", ANCHORS, **extra).splitlines()
+    assert out == ["True", "False True", "refused anchors_pin", "False True"]

@@ -161,7 +161,9 @@ def install(
         if main and main != _sha((root / "main.py").read_bytes()) and main not in EARLIER_STUBS:
             raise CommandError("the board has its own /main.py; deploy the app as a bundle, "
                                "or use --force to replace it with the agent's stub")
-    # 2. What the board is (a board without the agent gets the bootstrap first).
+    # 2. What the board is (a board without the agent gets the bootstrap first), on a fresh
+    # heap: an app that ran (or file copies) leaves it in pieces too small for the answers.
+    link.soft_reset()
     info = probe(link)
     boot: list[str] = []
     if info is None:

@@ -98,7 +98,9 @@ class Supervisor:
             "cause": self.cause,
             "efuse": self.efuse_words(),
             "uid": self.cfg["uid"],
-            "board": self.cfg["board"],
+            # the profile as the board needs it (the anchors pin's place is the agent's own
+            # table, guard/pin.py; its words are in "efuse"): every byte here is app heap
+            "board": {k: v for k, v in self.cfg["board"].items() if k != "anchors_pin"},
             "net": self.cfg["net"],
             "dir": str(self.d),
             "reserve": self.cfg.get("peripheral_kib", 0),

@@ -33,7 +33,7 @@ from .hardware import blank_image, check_image, efuse_words, profile
 DEFAULT_BOARD = "sim"
 # What the firmware itself keeps on the heap (its code, the REPLs' buffers), added to the
 # profile's heap so user code sees about the board's heap. Measured: bench/sim.py.
-FIRMWARE_HEAP = 30 * 1024
+FIRMWARE_HEAP = 32 * 1024
 # The bytecode of the peripherals (machine.Pin, I2C, ... network.WLAN: C in flash on a board)
 # when an app loads them: held in reserve by the firmware and given back as they load, so the
 # app's free heap stays about the profile's (firmware/_simhw.py load). Measured: all of them.

@@ -170,3 +170,19 @@ class FuseError(MpguardError):
         self.reason = reason
         self.detail = detail
         self.exit_code = self._EXIT.get(reason, _r.EXIT_USAGE)
+
+
+class LineError(MpguardError):
+    """A production-line station cannot run, or a board failed a step; `reason` names it
+    (mpguard.reasons): bad_station before anything is touched, the others per board."""
+
+    exit_code = _r.EXIT_USAGE
+    _EXIT = {"disconnected": _r.EXIT_LINK, "step_failed": _r.EXIT_FAIL,
+             "attest_failed": _r.EXIT_FAIL, "deploy_failed": _r.EXIT_FAIL,
+             "not_available": _r.EXIT_ERROR}
+
+    def __init__(self, reason: str, detail: object = None):
+        super().__init__(_r.message(reason, detail))
+        self.reason = reason
+        self.detail = detail
+        self.exit_code = self._EXIT.get(reason, _r.EXIT_USAGE)

@@ -131,6 +131,18 @@ REASONS: dict[str, tuple[str, str]] = {
     "no_pin_anchors": ("no trust anchors to pin", "run in the project folder (or --project DIR)"),
     "burn_mismatch": ("after the burn, espefuse does not report what the plan burned",
                       "run `mpguard fuse status` and check the chip; do not burn again blindly"),
+    # production line (host only: mpguard.line, docs/line.md)
+    "bad_station": ("the station file is not usable", "see docs/line.md (the station file)"),
+    "station_key": ("this station name is recorded with another station key",
+                    "give the station another name, or use its own key (keys/station-NAME.pem)"),
+    "disconnected": ("the board was disconnected", "plug it in again: it resumes where it stopped"),
+    "step_failed": ("a step failed on this board", "read the reason; plug the board in again to retry"),
+    "deploy_failed": ("the app was not confirmed on this board",
+                      "check the app (it must call guard.confirm()) and the bundle"),
+    "attest_failed": ("the board failed its attestation gate", "set it aside: see the failed rule"),
+    "not_available": ("this step needs a part of mpguard this build does not have",
+                      "update mpguard"),
+    "no_mac": ("the board's MAC address could not be read", "check the port (esptool read-mac)"),
     # bulk transfer
     "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
     "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),

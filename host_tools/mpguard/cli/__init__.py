@@ -29,6 +29,7 @@ COMMANDS = [
     "mpguard.cli.attest",
     "mpguard.cli.report",
     "mpguard.cli.fuse",
+    "mpguard.cli.line",
     "mpguard.cli.demo",
 ]
 

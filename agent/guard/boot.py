@@ -101,7 +101,7 @@ def run():
         with open(d + "/main.py") as f:
             src = f.read()
         os.chdir(d)
-        exec(src, {"__name__": "__main__"})
+        exec(compile(src, d + "/main.py", "exec"), {"__name__": "__main__"})
     except KeyboardInterrupt:
         raise
     except Exception as e:

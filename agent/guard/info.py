@@ -1,5 +1,6 @@
 # guard.info: facts about the running interpreter, the board and the agent, cheap to gather
-# and safe to share; and SHA-256 of files (what `mpguard agent install` compares).
+# and safe to share; the trust anchors' key ids; and SHA-256 of files (what `mpguard agent
+# install` compares).
 # Runs as .py on a board without the rest of the agent (with guard.rpc and guard.hw: the
 # bootstrap of `mpguard agent install`), so it imports nothing else of guard.
 # Reasons: bad_arg.
@@ -33,6 +34,40 @@ def _kind():
         return None  # a damaged profile: reinstalling the agent replaces it
 
 
+def _uid():
+    # The chip's unique id (on an ESP32 its factory MAC) as hex: names the board in reports.
+    from binascii import hexlify
+
+    from guard import hw
+
+    try:
+        return hexlify(hw.unique_id()).decode()
+    except (AttributeError, OSError):
+        return None
+
+
+ANCHORS = "/mpguard/anchors.json"  # guard.install.ANCHORS (a host test keeps them equal)
+
+
+def anchors():
+    # The key ids (RFC 7638 thumbprints) of the trust anchors: {"file": "ok", "kids": [...]};
+    # "absent" or "bad" (unreadable) with no kids. Public keys only: nothing secret.
+    import json
+
+    try:
+        f = open(ANCHORS)
+    except OSError:
+        return {"file": "absent", "kids": []}
+    try:
+        keys = json.load(f)["keys"]
+        kids = sorted(k for k in keys if type(k) is str)
+    except (ValueError, KeyError, TypeError):
+        return {"file": "bad", "kids": []}
+    finally:
+        f.close()
+    return {"file": "ok", "kids": kids}
+
+
 def facts():
     gc.collect()
     impl = sys.implementation
@@ -46,6 +81,7 @@ def facts():
         "platform": sys.platform,
         "machine": _machine(),
         "board_kind": _kind(),
+        "uid": _uid(),
         "heap_free": gc.mem_free(),
         "heap_alloc": gc.mem_alloc(),
     }

@@ -28,6 +28,7 @@ _MARK = "\x1eMPG:"
 # name -> (module of the guard package, function)
 _CALLS = {
     "info.facts": ("info", "facts"),
+    "info.anchors": ("info", "anchors"),
     "fs.hashes": ("info", "hashes"),
     "update.status": ("state", "status"),
 }

@@ -63,6 +63,25 @@ class BoardNotAnswering(LinkError):
     """The port opened but the board did not give a REPL in time."""
 
 
+class LinkDeadline(BoardNotAnswering):
+    """An operation on the board did not end before its deadline (a board that keeps
+    printing never lets a silence timeout fire; a deadline always ends the wait)."""
+
+    reason = "deadline"
+
+
+class BoardReset(LinkError):
+    """The board reset (its boot banner or MicroPython's soft-reboot line came) while the
+    host waited for an answer: a power cut, a watchdog, a crash. `output` is what the board
+    printed from a little before the reset on. The link reconnects on its next use."""
+
+    reason = "board_reset"
+
+    def __init__(self, message: str, output: bytes = b""):
+        super().__init__(message)
+        self.output = output
+
+
 class DeviceRefused(DeviceError):
     """The agent refused an operation with a `GuardError(reason, detail)`."""
 

@@ -7,7 +7,14 @@ come back, with timeouts and typed errors:
 - `NoPortError`        the port does not exist or cannot be opened;
 - `BoardNotAnswering`  the port opened but no REPL appeared in time;
 - `DeviceError`        code on the board raised (device traceback kept on the exception);
-- `DeviceRefused`      the agent refused with `GuardError(reason, detail)`.
+- `DeviceRefused`      the agent refused with `GuardError(reason, detail)`;
+- `BoardReset`         the board reset while the host waited (a power cut, a watchdog, a
+                       crash): raised at once, not after a timeout; the next use reconnects;
+- `LinkDeadline`       an operation did not end before its deadline.
+
+Every wait ends (mpguard.watch): each operation has an overall deadline (its timeout, plus
+time for its bytes), and `deadline` (set with `set_deadline`) bounds them all; a board that
+keeps printing no longer keeps the host waiting.
 
 The host sends the agent names and JSON arguments, never code (docs/decisions/0010-board-rpc.md):
 `call(name, args)` and `stream(name, args, data)` send the one line of `_CALL` (a call of
@@ -19,7 +26,9 @@ mpremote's own operations (files, hashing, eval) and `machine.reset()` for `hard
 The board's output outside raw-REPL answers (boot messages, what `main.py` printed) is kept
 in `BoardLink.console` so tests and reports can show what the board printed.
 
-(Over 300 lines: one class, every way the host reaches a board, kept in one place on purpose.)
+(Over 300 lines: one class, every way the host reaches a board, kept in one place on purpose;
+its file operations are mpguard.linkfiles, its resets mpguard.linkresets, the port's watch
+mpguard.watch.)
 """
 
 from __future__ import annotations
@@ -30,27 +39,44 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 from . import xfer
-from .errors import BoardNotAnswering, DeviceError, DeviceRefused, NoPortError
+from .errors import (
+    BoardNotAnswering,
+    BoardReset,
+    DeviceError,
+    DeviceRefused,
+    LinkDeadline,
+    NoPortError,
+)
+from .linkfiles import MIN_RATE, FileOps
+from .linkresets import ResetOps
 from .unixport import parse_traceback
+from .watch import Watch, settle
 
 # The one line the host sends to call the agent: guard.rpc's run(name, args) or
 # stream(name, args, length, sha), every parameter a Python literal (names and JSON text).
 _CALL = "import guard.rpc\nguard.rpc.{entry}({params})"
+_RESET = "import machine\nmachine.reset()"  # works on a board without the agent
 _MARK = "\x1eMPG:"  # must equal agent/guard/rpc.py _MARK: the answer's line starts with it
 _NAME = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\Z")
 CONSOLE_LIMIT = 64 * 1024  # bytes of board output kept for reports
 _READ_TIMEOUT = 2.0  # s: longest single blocking read on the port
 _ATTEMPT = 3.0  # s: one try at entering the raw REPL
+_BUSY = " (it may be in use by another program: mpremote, a terminal, or a test's `board` fixture)"
 
-class BoardLink:
-    """A connected board. Use as a context manager, or call `close()`."""
+
+class BoardLink(FileOps, ResetOps):
+    """A connected board. Use as a context manager, or call `close()`.
+
+    File operations (`put`, `get`, `listdir`, `exists`, `sha256`, `remove`, `mkdir`,
+    `rmtree`, `wipe`) come from mpguard.linkfiles, resets (`soft_reset`, `hard_reset`,
+    `reboot`, `wait_boot`) from mpguard.linkresets."""
 
     def __init__(
         self,
@@ -64,13 +90,26 @@ class BoardLink:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.console = b""
+        self.printed = 0  # bytes ever added to `console` (a mark for `console_since`)
+        self.deadline: float | None = None  # time.monotonic() bounding every operation
         self._t: SerialTransport | None = None
+        self._stale = False  # the board reset under us: reconnect before the next operation
         self.connect(soft_reset=soft_reset)
 
     # -- connection -------------------------------------------------------------------------
 
     def _record(self, data: bytes) -> None:
         self.console = (self.console + data)[-CONSOLE_LIMIT:]
+        self.printed += len(data)
+
+    def console_since(self, mark: int) -> bytes:
+        """What the board printed since `mark` (an earlier value of `printed`)."""
+        n = self.printed - mark
+        return self.console[-n:] if n > 0 else b""
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """Bound every later operation to end within `seconds` from now (None: no bound)."""
+        self.deadline = None if seconds is None else time.monotonic() + seconds
 
     def connect(self, soft_reset: bool = False) -> None:
         """Open the port and enter the raw REPL (interrupting whatever runs)."""
@@ -79,7 +118,11 @@ class BoardLink:
         try:
             self._t = SerialTransport(self.port, baudrate=115200)
         except TransportError as e:
-            raise NoPortError(f"cannot open {self.port}: {e}") from None
+            # mpremote gives up with "failed to access PORT" when the port exists but cannot
+            # be opened (exclusively): most often another program holds it
+            raise NoPortError(f"cannot open {self.port}: {e}{_BUSY}") from None
+        self._t.serial = Watch(self._t.serial)
+        self._stale = False
         # mpremote opens the port with no read timeout and, on a pty, blocks in read(1): a
         # board that swallowed our Ctrl-A (e.g. code reading stdin raced the Ctrl-C) would
         # hang us forever. A read timeout lets each attempt end; the next attempt sends
@@ -105,12 +148,19 @@ class BoardLink:
         if n:
             self._record(t.serial.read(n))
         noise = io.StringIO()  # mpremote prints what it got when it fails: keep it, quietly
+        t.serial.arm(time.monotonic() + timeout, "connecting", resets=False)
         try:
             with contextlib.redirect_stdout(noise):
                 t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+        except LinkDeadline as e:  # a board that kept printing: the next attempt sends Ctrl-C again
+            raise TransportError(str(e)) from None
         finally:
+            t.serial.disarm()
             if noise.getvalue():
                 self._record(noise.getvalue().encode())
+        got = settle(t.serial)  # a late second banner, left on the port, broke the next command
+        if got:
+            self._record(got)
 
     def close(self) -> None:
         if self._t is not None:
@@ -128,11 +178,55 @@ class BoardLink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def reconnect(self) -> None:
+        """Close the port and connect again (interrupting whatever runs on the board)."""
+        self.close()
+        self.connect()
+
+    @contextlib.contextmanager
+    def detached(self) -> Iterator[str]:
+        """Let go of the port for a while (for `mpguard` or `mpremote` as a subprocess, which
+        cannot open a port the link holds), then connect again::
+
+            with board.detached() as port:
+                subprocess.run(["mpguard", "deploy", "--port", port, "app.bundle"])
+        """
+        self.close()
+        try:
+            yield self.port
+        finally:
+            self.connect()
+
     @property
     def transport(self) -> SerialTransport:
+        if self._stale:  # the board reset during the last operation: start clean
+            self.reconnect()
         if self._t is None:
             raise BoardNotAnswering(f"not connected to {self.port}")
         return self._t
+
+    @contextlib.contextmanager
+    def _op(self, what: str, seconds: float) -> Iterator[SerialTransport]:
+        """One operation: the port's watch armed with the operation's deadline (the nearer of
+        `seconds` from now and the link's `deadline`). A reset or a missed deadline leaves the
+        link to reconnect before its next operation."""
+        t = self.transport
+        end = time.monotonic() + seconds
+        if self.deadline is not None:
+            end = min(end, self.deadline)
+        w = t.serial
+        w.arm(end, what)
+        try:
+            yield t
+        except BoardReset as e:
+            self._stale = True
+            self._record(e.output)
+            raise
+        except LinkDeadline:
+            self._stale = True
+            raise
+        finally:
+            w.disarm()
 
     # -- running a test's code (HIL) ----------------------------------------------------------
 
@@ -143,10 +237,16 @@ class BoardLink:
         data_consumer: Callable[[bytes], None] | None = None,
     ) -> str:
         """Run a test's code in the raw REPL; return what it printed (device exception ->
-        DeviceError). mpguard itself calls the agent with `call` and `stream` instead."""
-        t = self.transport
+        DeviceError). `timeout`: the longest the code may run (default: the link's timeout).
+        A board reset meanwhile is BoardReset at once. mpguard itself calls the agent with
+        `call` and `stream` instead."""
+        return self._exec(code, timeout or self.timeout, data_consumer, "the code it ran")
+
+    def _exec(self, code: str | bytes, tmo: float,
+              data_consumer: Callable[[bytes], None] | None, what: str) -> str:
         try:
-            out, err = t.exec_raw(code, timeout=timeout or self.timeout, data_consumer=data_consumer)
+            with self._op(what, tmo) as t:
+                out, err = t.exec_raw(code, timeout=tmo, data_consumer=data_consumer)
         except TransportExecError as e:  # pragma: no cover - exec_raw does not raise it
             out, err = b"", e.error_output.encode()
         except (TransportError, OSError) as e:
@@ -168,7 +268,8 @@ class BoardLink:
     def eval(self, expr: str) -> Any:
         """Evaluate a Python-literal expression on the board (mpremote's own eval)."""
         try:
-            return self.transport.eval(expr)
+            with self._op("an eval", self.timeout) as t:
+                return t.eval(expr)
         except TransportExecError as e:
             raise self._device_error(e.error_output) from None
         except (TransportError, OSError) as e:
@@ -203,7 +304,9 @@ class BoardLink:
         A refusal (GuardError on the board) is DeviceRefused(reason, detail); any other
         exception on the board is DeviceError with the device traceback.
         """
-        return self._answer(name, self.exec(self._line("run", name, args), timeout))
+        out = self._exec(self._line("run", name, args), timeout or self.timeout, None,
+                         f"the agent's {name}")
+        return self._answer(name, out)
 
     def stream(self, name: str, args: Sequence[Any], data: bytes,
                progress: Callable[[int, int], None] | None = None, *,
@@ -216,130 +319,34 @@ class BoardLink:
         """
         line = self._line("stream", name, args, len(data), xfer.digest(data))
         tmo = timeout or self.timeout
-        t = self.transport
-        ser = t.serial
-        old = ser.timeout
         printed = bytearray()
-        try:
-            t.exec_raw_no_follow(line)
-            ser.timeout = 0.05
-            xfer.stream(ser, data, progress=progress, timeout=tmo, console=printed)
-        except (TransportError, OSError) as e:
-            self._record(bytes(printed))
-            raise BoardNotAnswering(f"link to {self.port} failed during transfer: {e}") from None
-        finally:
-            ser.timeout = old
-        # xfer.stream stops at the last ack: the answer and the raw REPL's EOF markers are
-        # still on the port, after what the board printed during the transfer.
-        try:
-            out, err = t.follow(tmo)
-        except (TransportError, OSError) as e:
-            self._record(bytes(printed))
-            raise BoardNotAnswering(f"board on {self.port} gave no answer: {e}") from None
+        with self._op("the transfer", tmo + len(data) / MIN_RATE) as t:
+            ser = t.serial
+            old = ser.timeout
+            try:
+                t.exec_raw_no_follow(line)
+                ser.timeout = 0.05
+                xfer.stream(ser, data, progress=progress, timeout=tmo, console=printed)
+            except (TransportError, OSError) as e:
+                self._record(bytes(printed))
+                raise BoardNotAnswering(f"link to {self.port} failed during transfer: {e}") from None
+            finally:  # a BoardReset carries what the board printed (the watch saw it all)
+                ser.timeout = old
+            # xfer.stream stops at the last ack: the answer and the raw REPL's EOF markers are
+            # still on the port, after what the board printed during the transfer.
+            try:
+                out, err = t.follow(tmo)
+            except (TransportError, OSError) as e:
+                self._record(bytes(printed))
+                raise BoardNotAnswering(f"board on {self.port} gave no answer: {e}") from None
         out = bytes(printed) + out
         self._record(out + err)
         if err:
             raise self._device_error(err.decode("utf-8", "replace"))
         return self._answer(name, out.decode("utf-8", "replace"))
 
-    # -- files ------------------------------------------------------------------------------
-
-    def put(self, data: bytes, remote: str, progress: Callable[[int, int], None] | None = None) -> None:
-        self._fs(lambda t: t.fs_writefile(remote, data, progress_callback=progress), remote)
-
-    def get(self, remote: str) -> bytes:
-        return bytes(self._fs(lambda t: t.fs_readfile(remote), remote))
-
-    def listdir(self, path: str = "/") -> list[str]:
-        return [e.name for e in self._fs(lambda t: t.fs_listdir(path), path)]
-
-    def exists(self, path: str) -> bool:
-        return bool(self._fs(lambda t: t.fs_exists(path), path))
-
-    def sha256(self, path: str) -> str | None:
-        """SHA-256 (hex) of a file on the board, hashed there (mpremote's own fs_hashfile);
-        None when there is no such file. Needs no agent."""
-        if not self.exists(path):
-            return None
-        return bytes(self._fs(lambda t: t.fs_hashfile(path, "sha256"), path)).hex()
-
-    def remove(self, path: str) -> None:
-        self._fs(lambda t: t.fs_rmfile(path), path)
-
-    def mkdir(self, path: str, exist_ok: bool = True) -> None:
-        """Create `path` and its parents."""
-        parts = [p for p in path.split("/") if p]
-        cur = ""
-        for p in parts:
-            cur += "/" + p
-            if not self.exists(cur):
-                self._fs(lambda t, c=cur: t.fs_mkdir(c), cur)
-            elif not exist_ok and cur == "/" + "/".join(parts):
-                raise FileExistsError(cur)
-
-    def _fs(self, op: Callable[[SerialTransport], Any], path: str) -> Any:
+    def _send_reset(self) -> None:
         try:
-            return op(self.transport)
-        except TransportExecError as e:
-            exc_type, msg = parse_traceback(e.error_output)
-            raise DeviceError(f"{path}: {exc_type}: {msg}", exc_type, e.error_output) from None
-        except TransportError as e:
-            raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
-        except OSError as e:  # mpremote turns a device OSError into a local one
-            err = DeviceError(f"{path}: {e.strerror or e}", "OSError", str(e))
-            err.errno = e.errno  # type: ignore[attr-defined]
-            raise err from None
-
-    # -- resets -----------------------------------------------------------------------------
-
-    def soft_reset(self) -> None:
-        """Ctrl-D in the raw REPL: boot.py runs again, then we are back in the raw REPL."""
-        t = self.transport
-        try:
-            t.serial.write(b"\x04")
-            data = t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout_overall=self.connect_timeout)
-        except (TransportError, OSError) as e:
-            raise BoardNotAnswering(f"board on {self.port} did not come back: {e}") from None
-        self._record(data)
-        if not data.endswith(b"raw REPL; CTRL-B to exit\r\n"):
-            raise BoardNotAnswering(f"board on {self.port} did not come back after soft reset")
-
-    def hard_reset(self, wait: float = 0.0, until: bytes | None = None,
-                   until_any: tuple[bytes, ...] = ()) -> bytes:
-        """`machine.reset()`: the board reboots and runs boot.py and main.py.
-
-        Collects what the board prints for `wait` seconds (or until `until` appears), then
-        reconnects into the raw REPL (interrupting main.py) and returns the collected output.
-        """
-        t = self.transport
-        try:
-            t.exec_raw_no_follow("import machine\nmachine.reset()")
+            self.transport.exec_raw_no_follow(_RESET)
         except (TransportError, OSError):
             pass  # the board may go away before answering
-        return self.wait_boot(wait, until, until_any)
-
-    def wait_boot(self, wait: float = 0.0, until: bytes | None = None,
-                  until_any: tuple[bytes, ...] = ()) -> bytes:
-        """Read the board's output for `wait` s or until `until` (or any of `until_any`)
-        appears, then reconnect."""
-        marks = until_any + ((until,) if until is not None else ())
-        t = self.transport
-        t.in_raw_repl = False
-        seen = b""
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                n = t.serial.in_waiting
-                chunk = t.serial.read(n or 1) if n else b""
-            except OSError:
-                chunk = b""
-            if chunk:
-                seen += chunk
-                if any(m in seen for m in marks):
-                    break
-            else:
-                time.sleep(0.01)
-        self._record(seen)
-        self.close()
-        self.connect(soft_reset=False)
-        return seen

@@ -15,15 +15,29 @@ Options (each is also a fixture of the same name, which a test module may overri
                           (default: none)                       -> fixture `board_latency`
 
 Fixtures:
-  board   a connected `mpguard.link.BoardLink`
-  sim     sim-only controls (`SimControl`: power cuts, flash counters, restart); a test that
-          needs them is skipped on a real board, with the reason printed.
+  board            a connected `mpguard.link.BoardLink` (a board reset meanwhile, e.g. a power
+                   cut, is `BoardReset` at once; the next use reconnects)
+  board_port       the board's port, for a `mpguard`/`mpremote` subprocess inside
+                   `with board.detached():` (the link holds the port otherwise)
+  sim              sim-only controls (`SimControl`: power cuts, flash counters, restart); a
+                   test that needs them is skipped on a real board, with the reason printed
+  clean_board      `board` with its filesystem emptied first (`mpguard.api.wipe`): a real
+                   board's factory reset, so tests do not depend on each other
+  mpguard_project  a project in the test's tmp folder (release key unencrypted: tests only)
+                   whose releases target the board's kind
+  mpguard_release  `make(source, version, **options) -> api.Release`: sign an app (a folder, or
+                   {path: source} written to a folder) with `mpguard_project`
+  agent_board      `clean_board` with the agent and `mpguard_project`'s anchors installed
 
+Marker `sim_only`: the test needs the virtual board (skipped on a real one, reason printed).
 On failure, the report gets a section with what the board printed.
 
 Virtual boards of a test session never join the user's sims: each board fixture's sim lives
 in that fixture's tmp folder and is removed at teardown; a sim a test starts by itself
 (mpguard.sim, `mpguard sim`) lives in a temp folder of the session, removed at its end.
+
+(Just over 300 lines: the options, the board's life cycle and SimControl in one place; the
+project, release and agent fixtures are mpguard.pytest_fixtures.)
 """
 
 from __future__ import annotations
@@ -42,8 +56,16 @@ from typing import Any
 import pytest
 
 from .link import BoardLink
+from .pytest_fixtures import (  # noqa: F401  (fixtures of this plugin)
+    agent_board,
+    board_port,
+    clean_board,
+    mpguard_project,
+    mpguard_release,
+)
 
 _CONSOLE_KEY = pytest.StashKey[list]()
+_SIM_ONLY = "needs the virtual board's controls; running on a real board ({})"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,7 +86,8 @@ _SIMS_KEY = pytest.StashKey[tuple[pytest.MonkeyPatch, Path]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "sim_only: needs the virtual board's controls")
+    config.addinivalue_line("markers", "sim_only: needs the virtual board (skipped on a real "
+                            "board, with the reason)")
     # The session's sims folder: named now, created by the first sim that starts in it.
     root = Path(tempfile.gettempdir()) / f"mpguard-sims-{uuid.uuid4().hex[:12]}"
     mp = pytest.MonkeyPatch()
@@ -100,6 +123,12 @@ def _remove_sims(root: Path) -> None:
         else:
             os.environ["MPGUARD_SIM_DIR"] = old
     shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    target = str(item.config.getoption("board_target"))
+    if item.get_closest_marker("sim_only") and not _is_sim(target):
+        pytest.skip(_SIM_ONLY.format(target))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -255,15 +284,15 @@ def _mpguard_board(request: pytest.FixtureRequest,
 def board(_mpguard_board: _BoardProvider, request: pytest.FixtureRequest) -> Iterator[BoardLink]:
     link = _mpguard_board.link
     assert link is not None
-    start = len(link.console)
-    request.node.stash[_CONSOLE_KEY] = [link, start]
+    request.node.stash[_CONSOLE_KEY] = [link, link.printed]
     yield link
+    link.deadline = None  # a test's own bound ends with it
 
 
 @pytest.fixture
 def sim(request: pytest.FixtureRequest, board_target: str) -> SimControl:
     if not _is_sim(board_target):
-        pytest.skip(f"needs the virtual board's controls; running on a real board ({board_target})")
+        pytest.skip(_SIM_ONLY.format(board_target))
     prov: _BoardProvider = request.getfixturevalue("_mpguard_board")
     assert prov.sim is not None
     return prov.sim
@@ -276,10 +305,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         entry = item.stash.get(_CONSOLE_KEY, None)
         if entry:
             link, start = entry
-            text = link.console[start:].decode("utf-8", "replace")
+            text = link.console_since(start).decode("utf-8", "replace")
             rep.sections.append(("what the board printed", text or "(nothing)"))
     return rep
 
 
-__all__ = ["SimControl", "board", "sim", "board_target", "board_kind", "board_baud",
-           "board_latency", "board_scope"]
+__all__ = ["SimControl", "agent_board", "board", "board_baud", "board_kind", "board_latency",
+           "board_port", "board_scope", "board_target", "clean_board", "mpguard_project",
+           "mpguard_release", "sim"]

@@ -147,6 +147,11 @@ REASONS: dict[str, tuple[str, str]] = {
     "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
     "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),
     "xfer_format": ("the transfer's framing is broken", "run again"),
+    # the board link (host only: mpguard.link)
+    "board_reset": ("the board reset while mpguard waited for it",
+                    "check its power and cable, then run the same command again"),
+    "deadline": ("the board did not finish in time",
+                 "check the board's output (a stuck app?), or give a longer --deadline"),
     # inventory (host only: mpguard.inventory)
     "duplicate_ueid": ("a board with this UEID is already in the inventory",
                        "re-provision it with --force (revokes its certificate, keeps its history)"),

@@ -7,8 +7,8 @@ buffer never overflows, with an end-to-end SHA-256 the board checks before it co
 `guard.xfer.Reader(len, sha)`; `BoardLink.stream` (mpguard.link) starts that code, a
 streaming agent call through guard.rpc, and reads its answer.
 
-A transfer the host breaks off itself (the progress callback raised, or Ctrl-C on the host)
-first lets the board take the frames in flight (their acks are read, bounded by SETTLE
+A transfer the host breaks off itself (the progress callback raised, Ctrl-C on the host, or
+its deadline passed) first lets the board take the frames in flight (their acks are read, bounded by SETTLE
 seconds): bytes left unread in the board's RX buffer would reach its REPL as keystrokes once
 the host interrupts the Reader (Ctrl-A, Ctrl-B, Ctrl-E... are ordinary payload bytes).
 """
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .errors import BoardNotAnswering
+from .errors import BoardNotAnswering, LinkDeadline
 
 FRAME = 128  # must equal agent/guard/xfer.py _FRAME
 WINDOW = 2  # must equal agent/guard/xfer.py _WINDOW
@@ -71,7 +71,8 @@ def stream(
 
     Returns True when every frame was acknowledged, False when the board refused early
     (NAK; the abort frame has then been sent). Bytes the board prints other than acks are
-    appended to `console`. Raises BoardNotAnswering if no ack arrives for `timeout` seconds.
+    appended to `console`. Raises BoardNotAnswering if no ack arrives for `timeout` seconds
+    (whatever else the board prints: an app that started after a reset does not count).
     """
     enc = encode(data)
     frames = len(enc) // FRAME
@@ -91,13 +92,18 @@ def stream(
             if not b:
                 return
             block = False
-            last = time.monotonic()
             if b[0] == ACK:
                 acked += 1
+                last = time.monotonic()
             elif b[0] == NAK:
                 nak = True
-            elif console is not None:
-                console.append(b[0])
+            else:
+                # only acks count as the board answering: an app that started after a
+                # reset and prints must not keep the transfer alive
+                if console is not None:
+                    console.append(b[0])
+                if time.monotonic() - last > timeout:
+                    return
 
     def settle() -> None:
         # The host breaks off: read the acks of the frames in flight, so the board has taken
@@ -131,7 +137,7 @@ def stream(
                 raise BoardNotAnswering(
                     f"board stopped acknowledging after {acked} of {frames} frames"
                 )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, LinkDeadline):  # the host gives up: let the board take its frames
         settle()
         raise
     return True

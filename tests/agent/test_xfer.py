@@ -272,3 +272,70 @@ def test_host_breaking_off_lets_the_board_take_the_frames_in_flight(stop_at):
     with pytest.raises(KeyboardInterrupt):
         transfer.stream(board, os.urandom(20 * transfer.FRAME), progress=stop)
     assert board.written == stop_at and board.taken == board.written
+
+
+_STRADDLE = b"a" * 127 + b"\x10" + b"a" * 10  # its escape pair straddles the frame edge
+
+
+@pytest.mark.parametrize("payload, read, nak", [
+    (b"a" * 100, 10, False),  # one frame: the consumer holds it all
+    (b"a" * 300, 260, False),  # holds the last of three frames
+    (b"a" * 300, 200, True),  # a frame is still to come: NAK and the abort frame, as before
+    (_STRADDLE, 127, True),  # the escaped byte's second half is in the next frame
+    (_STRADDLE, 128, False),  # holds the last frame
+])
+def test_refusal_within_the_last_frame_sends_no_nak(payload, read, nak):
+    # A consumer that refuses when the rest of the payload is already in the frame it holds
+    # (the host sent everything and is past its last ack) sends no NAK and waits for no abort
+    # frame that never comes (that wait cost a refused small bundle the whole 5 s timeout).
+    code = unixport._PRELUDE.format(has_input="False") + (
+        "import sys\nfrom guard.xfer import Reader\n"
+        f"r = Reader({len(payload)}, {hashlib.sha256(payload).hexdigest()!r}, timeout_ms=3000)\n"
+        f"buf = bytearray({read})\nn = 0\n"
+        f"while n < {read}:\n    n += r.readinto(memoryview(buf)[n:])\n"
+        "r.abort()\n"
+        "sys.stdout.write('\\x1eRES:aborted %d\\n' % r.left)\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code)
+    proc = subprocess.Popen([unixport.micropython_path(), "-X", "heapsize=64K", f.name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MICROPYPATH=str(AGENT)))
+    ser = PipeSerial(proc)
+    try:
+        done = transfer.stream(ser, payload, timeout=5)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.unlink(f.name)
+    text = ser.out + out
+    assert proc.returncode == 0, err.decode()
+    assert b"\x1eRES:aborted 0" in text
+    assert (bytes([transfer.NAK]) in text) is nak
+    assert done is not nak  # the host saw the NAK (and sent the abort frame) only then
+
+
+class _ChattyBoard:
+    """A board that stopped acking (it reset) and whose app prints without end."""
+
+    def __init__(self) -> None:
+        self.i = 0
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    @property
+    def in_waiting(self) -> int:
+        return 1
+
+    def read(self, n: int) -> bytes:
+        self.i += 1
+        return b"tick\r\n"[(self.i - 1) % 6:][:1]
+
+
+def test_printing_does_not_keep_a_transfer_alive():
+    # Only acks count as the board answering: the transfer ends with a typed error after
+    # `timeout` seconds without one, however much the board prints meanwhile.
+    console = bytearray()
+    with pytest.raises(BoardNotAnswering, match="stopped acknowledging after 0 of"):
+        transfer.stream(_ChattyBoard(), os.urandom(10 * transfer.FRAME), timeout=0.3,
+                        console=console)
+    assert console.startswith(b"tick\r\n")

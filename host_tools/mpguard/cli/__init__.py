@@ -26,6 +26,7 @@ COMMANDS = [
     "mpguard.cli.agent",
     "mpguard.cli.release",
     "mpguard.cli.deploy",
+    "mpguard.cli.status",
     "mpguard.cli.attest",
     "mpguard.cli.report",
     "mpguard.cli.fuse",

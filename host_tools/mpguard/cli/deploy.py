@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import stat
 from pathlib import Path
 
 from .. import reasons
 from ..errors import CommandError
 from ..link import BoardLink
-from ..updates import deploy
+from ..updates import deploy, explain
 from .common import Progress, Result, resolve_port
 
 # Exit codes a script can rely on (mpguard.reasons).
@@ -22,34 +23,58 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="send a signed bundle to a board and report installed / refused / rolled back",
         description="Stream BUNDLE to the board's agent, which verifies it before writing "
         "anything. When installed, the board reboots into the new app on trial; deploy waits "
-        "for the app to confirm (or the board to roll back).",
+        "for the app to confirm (or the board to roll back) and reports what the agent's "
+        "state says. A board that resets during the transfer keeps its old app (exit 3).",
         epilog=reasons.epilog(*reasons.EXIT_CODES),
     )
     p.add_argument("bundle")
     p.add_argument("--port", required=True, help="serial port, or sim:NAME for a virtual board")
     p.add_argument("--wait", type=float, default=30.0, metavar="S",
                    help="seconds to wait for the trial's outcome (default 30)")
+    p.add_argument("--deadline", type=float, default=None, metavar="S",
+                   help="seconds the transfer and install may take at most, whatever the board "
+                   "prints (default: 60 + 1 s per 500 B of bundle)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> Result:
-    path = Path(args.bundle)
+def read_bundle(name: str) -> bytes:
+    """The bundle file's bytes: a regular file of at most the largest bundle a board takes
+    (a device such as /dev/zero, a folder or a FIFO is refused before anything is read)."""
+    path = Path(name)
     try:
-        data = path.read_bytes()
+        st = path.stat()
     except OSError as e:
-        raise CommandError(f"cannot read {path}: {e.strerror}") from None
-    progress = None if args.json else Progress("transfer")
+        raise CommandError(f"cannot read {name}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CommandError(f"{name} is not a regular file (a bundle is one, from "
+                           "`mpguard release build`)")
+    if st.st_size > deploy.MAX_BUNDLE:
+        raise CommandError(f"{name} is {st.st_size} B, larger than any bundle "
+                           f"({deploy.MAX_BUNDLE} B at most)")
+    try:
+        with path.open("rb") as f:
+            data = f.read(deploy.MAX_BUNDLE + 1)
+    except OSError as e:
+        raise CommandError(f"cannot read {name}: {e.strerror}") from None
+    if len(data) > deploy.MAX_BUNDLE:  # it grew after the check
+        raise CommandError(f"{name} is larger than any bundle ({deploy.MAX_BUNDLE} B at most)")
+    return data
+
+
+def run(args: argparse.Namespace) -> Result:
+    data = read_bundle(args.bundle)
+    if args.deadline is not None and args.deadline <= 0:
+        raise CommandError("--deadline must be positive")
+    progress = None if args.json else Progress(f"transfer to {args.port}")
     with BoardLink(resolve_port(args.port)) as link:
-        res = deploy.deploy(link, data, progress=progress, wait=args.wait)
+        res = deploy.deploy(link, data, progress=progress, wait=args.wait,
+                            deadline=args.deadline)
     rc = EXIT_BY_OUTCOME.get(res.outcome, reasons.EXIT_ERROR)
-    if res.outcome == "refused":
-        text = f"refused by the board: {reasons.message(str(res.reason), res.detail)}"
-        hint = reasons.hint(str(res.reason))
-        if hint:
-            text += f"\n  hint: {hint}"
-    else:
-        st = res.status
-        text = (f"{res.outcome}: board runs {st.get('app')} {st.get('ver')} (seq {st.get('seq')}) "
-                f"in {res.seconds:.1f} s")
-    return Result(res.as_dict(), text, rc)
+    head, lines, hint = explain.explain(res)
+    text = "\n".join([head] + [f"  {ln}" for ln in lines]
+                     + [f"  warning: {w}" for w in res.warnings]
+                     + ([f"  hint: {hint}"] if hint else []))
+    data_out = res.as_dict()
+    data_out.update(message=head, details=lines, hint=hint)
+    return Result(data_out, text, rc)

@@ -14,7 +14,9 @@ from .common import Result
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("release", help="build (sign) and verify update bundles")
+    p = sub.add_parser("release", help="build (sign) and verify update bundles",
+                       epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
+                                             reasons.EXIT_REFUSED))
     rs = p.add_subparsers(dest="release_command", metavar="ACTION")
 
     b = rs.add_parser("build", help="sign an app folder as an update bundle",

@@ -1,0 +1,119 @@
+"""The board link's file operations (a part of `mpguard.link.BoardLink`).
+
+Every one is mpremote's own file operation (no code of mpguard's runs on the board), run as
+one link operation: watched for a board reset, bounded by a deadline (mpguard.watch).
+Errors: a missing file or a full flash is DeviceError (with `errno` when the board gave
+one); a link that fails is BoardNotAnswering, BoardReset or LinkDeadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport_serial import SerialTransport
+
+from .errors import BoardNotAnswering, DeviceError
+from .unixport import parse_traceback
+
+MIN_RATE = 500  # B/s: the slowest link an operation's deadline allows for (9600 baud is ~960)
+_DIR = 0x4000
+
+
+class FileOps:
+    """Mixin of BoardLink: needs its `port`, `timeout` and `_op(what, seconds)`."""
+
+    port: str
+    timeout: float
+
+    def _op(self, what: str, seconds: float) -> contextlib.AbstractContextManager[SerialTransport]:
+        raise NotImplementedError  # BoardLink's
+
+    def put(self, data: bytes, remote: str, progress: Callable[[int, int], None] | None = None) -> None:
+        self._fs(lambda t: t.fs_writefile(remote, data, progress_callback=progress), remote,
+                 len(data) * 2)  # mpremote sends bytes as repr text: up to 4x, mostly less
+
+    def get(self, remote: str) -> bytes:
+        return bytes(self._fs(lambda t: t.fs_readfile(remote), remote))
+
+    def listdir(self, path: str = "/") -> list[str]:
+        return [e.name for e in self._fs(lambda t: t.fs_listdir(path), path)]
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs(lambda t: t.fs_exists(path), path))
+
+    def sha256(self, path: str) -> str | None:
+        """SHA-256 (hex) of a file on the board, hashed there (mpremote's own fs_hashfile);
+        None when there is no such file. Needs no agent."""
+        if not self.exists(path):
+            return None
+        return bytes(self._fs(lambda t: t.fs_hashfile(path, "sha256"), path)).hex()
+
+    def remove(self, path: str) -> None:
+        self._fs(lambda t: t.fs_rmfile(path), path)
+
+    def mkdir(self, path: str, exist_ok: bool = True) -> None:
+        """Create `path` and its parents."""
+        parts = [p for p in path.split("/") if p]
+        cur = ""
+        for p in parts:
+            cur += "/" + p
+            if not self.exists(cur):
+                self._fs(lambda t, c=cur: t.fs_mkdir(c), cur)
+            elif not exist_ok and cur == "/" + "/".join(parts):
+                raise FileExistsError(cur)
+
+    def _walk(self, path: str) -> Iterator[tuple[str, bool]]:
+        """(path, is_dir) of everything under `path`, children before their folder."""
+        for e in self._fs(lambda t: t.fs_listdir(path), path):
+            p = path.rstrip("/") + "/" + e.name
+            if e.st_mode & _DIR:
+                yield from self._walk(p)
+                yield p, True
+            else:
+                yield p, False
+
+    def rmtree(self, path: str) -> list[str]:
+        """Remove the folder `path` and everything in it (nothing when it is absent); return
+        the files removed."""
+        if not self.exists(path):
+            return []
+        removed = []
+        for p, is_dir in self._walk(path):
+            self._fs((lambda t, q=p: t.fs_rmdir(q)) if is_dir else (lambda t, q=p: t.fs_rmfile(q)), p)
+            if not is_dir:
+                removed.append(p)
+        self._fs(lambda t: t.fs_rmdir(path), path)
+        return removed
+
+    def wipe(self, keep: tuple[str, ...] = ()) -> list[str]:
+        """Empty the board's filesystem, as a freshly flashed board (the HIL fixtures'
+        factory reset for a real board, so tests do not depend on each other); return the
+        files removed. Paths in `keep` (and the folders on their way) stay. The caller
+        soft-resets afterwards if code of the removed files may still be loaded."""
+        kept = {k.rstrip("/") for k in keep}
+        on_way = {"/".join(k.split("/")[:i]) for k in kept for i in range(2, k.count("/") + 1)}
+        removed = []
+        for p, is_dir in self._walk("/"):
+            if p in kept or p in on_way or any(p.startswith(k + "/") for k in kept):
+                continue
+            self._fs((lambda t, q=p: t.fs_rmdir(q)) if is_dir else (lambda t, q=p: t.fs_rmfile(q)), p)
+            if not is_dir:
+                removed.append(p)
+        return removed
+
+    def _fs(self, op: Callable[[SerialTransport], Any], path: str, size: int = 0) -> Any:
+        try:
+            with self._op(f"a file operation on {path}", self.timeout + size / MIN_RATE) as t:
+                return op(t)
+        except TransportExecError as e:
+            exc_type, msg = parse_traceback(e.error_output)
+            raise DeviceError(f"{path}: {exc_type}: {msg}", exc_type, e.error_output) from None
+        except TransportError as e:
+            raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+        except OSError as e:  # mpremote turns a device OSError into a local one
+            err = DeviceError(f"{path}: {e.strerror or e}", "OSError", str(e))
+            err.errno = e.errno  # type: ignore[attr-defined]
+            raise err from None

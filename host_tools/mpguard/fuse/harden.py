@@ -16,6 +16,7 @@ In order:
 from __future__ import annotations
 
 import hashlib
+import secrets
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -118,7 +119,8 @@ def _pin_steps(p: Plan, summ: dict[str, Any], anchors: bytes | None, workdir: Pa
         data = bytearray(32)
         for i, w in enumerate(spec["words"]):
             data[4 * w : 4 * w + 4] = want[4 * i : 4 * i + 4]
-        path = str(workdir / f"mpguard-pin-{want.hex()[:16]}.bin")
+        # one file per plan: boards of a station burn at the same time
+        path = str(workdir / f"mpguard-pin-{want.hex()[:16]}-{secrets.token_hex(4)}.bin")
         p.files[path] = bytes(data)
         words = ", ".join(str(w) for w in spec["words"])
         p.steps.append(Step(

@@ -50,7 +50,7 @@ def prepare(st: station_mod.Station, *, passphrase: bytes | None, burn: bool,
                         "`mpguard fuse harden --dry-run` on a board first, then start the "
                         "station with --i-understand-this-is-irreversible")
     anchors = project.anchor_set(list(proj.anchors().values()))
-    data = policy = None
+    data = policy = rel = None
     if "deploy" in st.steps:
         from ..updates import bundle
 
@@ -59,6 +59,7 @@ def prepare(st: station_mod.Station, *, passphrase: bytes | None, burn: bool,
         if not rep["ok"]:
             raise LineError("bad_station", f"[steps] deploy: the bundle does not verify with "
                             f"the project's anchors: {rep['problems']}")
+        rel = rep["manifest"]
     if "attest" in st.steps:
         from ..attest import policy as policy_mod
 
@@ -72,7 +73,7 @@ def prepare(st: station_mod.Station, *, passphrase: bytes | None, burn: bool,
     except BaseException:
         inv.close()
         raise
-    ctx = Context(st, proj, passphrase, inv, anchors, data, policy, burn)
+    ctx = Context(st, proj, passphrase, inv, anchors, data, rel, policy, burn)
     return ctx, line, key
 
 

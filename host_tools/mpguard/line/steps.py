@@ -42,6 +42,7 @@ class Context:
     inventory: Any  # mpguard.inventory.Inventory
     anchors: dict[str, Any]
     bundle: bytes | None = None
+    release: dict[str, Any] | None = None  # the bundle's verified manifest (app, version, seq)
     policy: Any = None
     burn: bool = False  # the operator confirmed the irreversible harden step
     link_timeout: float = 10.0
@@ -154,6 +155,12 @@ def deploy(b: Board, cfg: dict[str, Any]) -> dict[str, Any]:
     assert data is not None
     res = dep.deploy(b.link(), data, progress=lambda d, t: b.progress("deploy", d, t),
                      wait=float(cfg.get("wait", 30)))
+    m = b.ctx.release or {}
+    if res.outcome == "refused" and res.reason == "replay":
+        # this very release is confirmed on the board already (a run cut short after it)
+        st = b.link().call("update.status")
+        if st.get("seq") == m.get("seq") and st.get("app") == m.get("app") and not st.get("trial"):
+            res.outcome, res.status = "confirmed", st
     if res.outcome != "confirmed":
         raise LineError("deploy_failed", f"{res.outcome}: {res.reason or ''}".rstrip(": "))
     st = res.status

@@ -29,14 +29,17 @@ _seen = []  # type: list
 
 
 def _identity():
-    # (d, pub65, ueid bytes) from guard.identity: the one function to adapt when device
-    # identity lands. Until then no board can attest.
+    # (d, pub65, ueid bytes) from guard.identity (GuardError no_identity without one); the
+    # module is unloaded again unless it was loaded before: posture needs the heap
+    had = "guard.identity" in sys.modules
     try:
-        from guard import identity  # type: ignore[attr-defined]
+        from guard import identity
     except ImportError:
         raise GuardError("no_identity")
-    d, pub = identity.key()
-    return d, pub, identity.ueid()
+    k = identity.key() + (identity.ueid(),)
+    if not had:
+        unload("identity")
+    return k
 
 
 def unload(name):

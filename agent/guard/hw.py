@@ -2,9 +2,13 @@
 # In the virtual board the sim provides `_simhw`; on a chip, `machine` and `network`.
 # The eFuse map is the board profile (boards/KIND.json) installed as BOARD_FILE; without it
 # eFuse facts are unknown (None), never guessed.
+# Secrets (the identity key record) are kept by guard.store, the storage half of this seam,
+# kept apart so that code importing guard.hw (the install path, compiled from source on some
+# boards) does not pay for it.
 # Reasons: bad_profile (the eFuse map or board file is malformed or points outside the
 # chip's eFuse registers; nothing is read then).
 import json
+import os
 
 from micropython import const
 

@@ -29,7 +29,7 @@ from micropython import const
 
 from guard import GuardError
 from guard.ec import comb_bytes, comb_point, dbl, inv, madd, mul, mul_g, odd_multiples, rand_scalar, to_affine
-from guard.mac import hmac_sha256
+from guard.mac import hkdf, hmac_sha256
 
 _P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 _N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
@@ -199,15 +199,16 @@ def sign(d, digest):
 
 
 def keygen(extra_entropy=b""):
-    # (d, pub65): d from os.urandom mixed with host-supplied entropy through HMAC-SHA256,
-    # rejection-sampled into [1, n-1]
+    # (d, pub65): HKDF-SHA256 (RFC 5869) with os.urandom(32) as input keying material and
+    # the host's entropy as salt, so neither source alone decides d; candidates (info =
+    # label || counter) are rejection-sampled into [1, n-1] (no modulo bias)
     if not isinstance(extra_entropy, (bytes, bytearray, memoryview)):
         raise GuardError("bad_arg")
-    seed = hmac_sha256(os.urandom(32), extra_entropy)
+    ikm = os.urandom(32)
     ctr = 0
     while True:
         ctr += 1
-        d = int.from_bytes(hmac_sha256(seed, ctr.to_bytes(4, "big")), "big")
+        d = int.from_bytes(hkdf(extra_entropy, ikm, b"mpguard p256 keygen" + bytes((ctr,)), 32), "big")
         if 0 < d < _N:
             return d, public_key(d)
 

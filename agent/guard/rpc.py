@@ -31,6 +31,13 @@ _CALLS = {
     "info.anchors": ("info", "anchors"),
     "fs.hashes": ("info", "hashes"),
     "update.status": ("state", "status"),
+    "hw.board_kind": ("hw", "board_kind"),
+    # device identity (guard.identity; docs/decisions/0012-identity.md)
+    "identity.status": ("identity", "status"),
+    "identity.begin": ("identity", "begin"),  # (entropy_b64u, force)
+    "identity.csr": ("identity", "csr"),  # (challenge, pending)
+    "identity.install": ("identity", "install"),  # (cert_b64u, [ca_b64u])
+    "identity.certificate": ("identity", "certificate"),
 }
 _STREAMS = {
     "update.install": ("install", "install"),  # install(stream, length)

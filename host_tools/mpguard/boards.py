@@ -11,7 +11,8 @@ small table below, each number with its source.
     python -m mpguard.boards --check   # exit 1 if a committed profile drifted
 
 Profile schema (docs/decisions/0001-interfaces.md, extended in 0004-boards-efuse.md):
-`kind`, `chip`, `heap_bytes`, `flash_bytes`, `block_size`, `efuse_regs` {`base`, `size`}
+`kind`, `chip`, `heap_bytes`, `flash_bytes`, `block_size`, `ueid` ("eui" or "rand", the
+UEID type, 0012-identity.md), `efuse_regs` {`base`, `size`}
 (the eFuse register window an `espefuse --virt` file holds), `efuse` {fact: {`field`,
 `addr`, `bit`, `width`, `fields`: [{`field`, `addr`, `bit`, `width`, `on`}, ...]}} where the
 top-level `field/addr/bit/width` repeat the fact's first field, and `on` says how a value
@@ -122,6 +123,14 @@ _BUDGETS: dict[str, tuple[str, int, int, int]] = {
     "esp32c3": ("esp32c3", 64 * _KIB, 2 * _MIB, 4096),
     "sim": ("esp32", 64 * _KIB, 2 * _MIB, 4096),
 }
+
+
+# UEID type of each kind (RFC 9711 4.2.1; guard.identity): "eui" = type 0x02 + the chip's
+# factory MAC (machine.unique_id(): the base MAC in eFuse BLK0, from Espressif's IEEE OUI, so
+# globally unique), or "rand" = type 0x01 + 16 random bytes made once on the board (for
+# chips without a unique id, or to keep the MAC out of certificates and attestations).
+_UEID: dict[str, str] = {"esp32": "eui", "esp32s2": "eui", "esp32s3": "eui", "esp32c3": "eui",
+                         "sim": "eui"}
 
 
 def profile_kinds() -> list[str]:
@@ -245,6 +254,7 @@ def generate_profile(kind: str) -> dict[str, Any]:
         "heap_bytes": heap,
         "flash_bytes": flash,
         "block_size": block,
+        "ueid": _UEID[kind],
         "efuse_regs": {"base": regs.DR_REG_EFUSE_BASE, "size": regs.EFUSE_MEM_SIZE},
         "efuse": efuse,
         "anchors_pin": pin_spec(chip),

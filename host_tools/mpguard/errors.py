@@ -135,6 +135,24 @@ class SimError(MpguardError):
     exit_code = _r.EXIT_USAGE
 
 
+class IdentityError(MpguardError):
+    """A board's identity, or a request for one, was refused; `reason` names why
+    (mpguard.reasons). Raised before the board, the CA or the inventory changed."""
+
+    exit_code = _r.EXIT_REFUSED
+
+    def __init__(self, reason: str, detail: object = None):
+        super().__init__(_r.message(reason, detail))
+        self.reason = reason
+        self.detail = detail
+
+
+class CAError(IdentityError):
+    """The project's device CA is missing, exists already, or was asked for bad input."""
+
+    exit_code = _r.EXIT_USAGE
+
+
 class InventoryError(MpguardError):
     """The inventory refused a record or a request; `reason` names why (mpguard.reasons).
 

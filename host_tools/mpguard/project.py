@@ -6,6 +6,8 @@ Layout made by `mpguard init DIR` (docs/init.md)::
     DIR/keys/release-1.pem    release signing key (ES256), PEM, encrypted unless opted out
     DIR/anchors.json          the trust-anchor set a board holds: {"v": 1, "keys": {kid: b64u}}
     DIR/releases.json         every bundle built: the sequence record (never goes back)
+    DIR/keys/device-ca.pem, DIR/devices-ca.pem, DIR/devices-ca-crl.pem
+                              the device CA (mpguard.identity.ca), key encrypted as above
 
 Commands find the project from the current folder upwards, or from `--project DIR`.
 Sequence numbers are one counter for the whole project, so they are monotonic per app and
@@ -162,10 +164,12 @@ def init(
     passphrase: bytes | None,
     targets: list[str] | None = None,
     min_agent: str = DEFAULT_MIN_AGENT,
+    device_ca: bool = True,
 ) -> Project:
     """Make `directory` an mpguard project (refuses one that already is).
 
-    `passphrase` encrypts the release key; None stores it unencrypted (only on request).
+    `passphrase` encrypts the release key (and the device CA's key, made unless
+    `device_ca=False`); None stores them unencrypted (only on request).
     """
     from . import keys
 
@@ -198,6 +202,10 @@ def init(
     }
     write_json(root / "anchors.json", anchors)
     _gitignore(root)
+    if device_ca:  # hook: the project's device CA (mpguard.identity.ca, docs/provision.md)
+        from .identity import ca
+
+        ca.create(root, passphrase)
     write_json(root / CONFIG_NAME, config)  # last: a project exists once complete
     return Project(root, config)
 

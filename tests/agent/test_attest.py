@@ -489,7 +489,7 @@ def smallest_heap(b: AttestBoard, code: str, lo: int = 16, hi: int = 64) -> int 
         try:
             b.run(code, heapsize=f"{k}K", expect_error=True)
             return True
-        except DeviceError:
+        except (DeviceError, ValueError):  # ValueError: the heap ran out mid-way through an OUT line
             return False
     if not fits(hi):
         return None

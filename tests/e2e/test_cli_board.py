@@ -107,3 +107,6 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert re.search(r"refused by the board /dev/\S+ \(uid [0-9a-f]+, sim\): signed by a key "
                      "that is not trusted here", out)
     assert "the board trusts " in out  # the numbers: who signed, whom the board trusts
+    # the provisioning step: an identity, then "already provisioned"; the deploys recorded
+    assert "provisioned: " in out and "already provisioned with a matching record" in out
+    assert out.count("  deploy       ") == 4

@@ -174,8 +174,9 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
         raise CommandError("the board has its own /main.py; deploy the app as a bundle, "
                            "or use --force to replace it with the agent's stub (your file is "
                            f"kept as {BACKUP}/main.py)")
-    # 2. What the board is (a board without the agent gets the bootstrap first), on a fresh
-    # heap: an app that ran (or file copies) leaves it in pieces too small for the answers.
+    # 2. What the board is (a board without the agent gets the bootstrap first), from a fresh
+    # heap: a running app, or an agent compiled from source, leaves too little for the
+    # answer of fs.hashes below.
     link.soft_reset()
     info = probe(link)
     boot: list[str] = []

@@ -54,7 +54,14 @@ class CompiledModule:
     size: int
 
 
-def compile_agent(outdir: Path, opt: int = 2, exe: str | None = None) -> list[CompiledModule]:
+# mpy-cross optimisation level of the agent as it goes on a board. -O3 also leaves out the
+# line-number tables (a board's traceback names the module and function, with line 1): with
+# identity and attestation in the agent, -O2 is over the flash budget by about 1 KiB, -O3
+# saves about 2.2 KiB (docs/decisions/0012-identity.md, "Flash budget").
+OPT = 3
+
+
+def compile_agent(outdir: Path, opt: int = OPT, exe: str | None = None) -> list[CompiledModule]:
     """Compile every agent module to .mpy under `outdir` (same relative layout).
 
     Raises MpguardError naming the module and mpy-cross's message if one fails.

@@ -80,10 +80,12 @@ def _not_after(rec: Any) -> dt.datetime | None:
         cert = _get(rec, "cert", "certificate", "cert_pem")
         if cert is None:
             return None
-        from cryptography import x509
+        na = getattr(cert, "not_after", None)  # mpguard.inventory's Certificate row
+        if na is None:
+            from cryptography import x509
 
-        c = x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
-        na = c.not_valid_after_utc
+            c = x509.load_pem_x509_certificate(cert.encode() if isinstance(cert, str) else cert)
+            na = c.not_valid_after_utc
     if isinstance(na, (int, float)):
         return dt.datetime.fromtimestamp(na, dt.UTC)
     if isinstance(na, str):

@@ -1,9 +1,10 @@
 """`make demo` / `mpguard demo`: the mpguard story on a virtual board, through the real CLI.
 
 1. start a virtual ESP32 (`mpguard sim start`);
-2. `mpguard init` a project (release key encrypted with a demo passphrase);
-3. `mpguard agent install` onto the board;
-4. build and deploy app v1, then v2 (both confirm themselves);
+2. `mpguard init` a project (release key and device CA key encrypted with a demo passphrase);
+3. `mpguard provision`: the agent, then an identity made on the board, a certificate from
+   the project's device CA and an inventory record; run again, it changes nothing;
+4. build and deploy app v1, then v2 (both confirm themselves; the inventory records them);
 5. deploy a broken v3: it crashes on every trial boot and the board rolls back to v2;
 6. deploy a forged bundle (v4 signed by a key the board does not trust): refused, nothing
    written;
@@ -63,7 +64,7 @@ class Story:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the mpguard story on a virtual board (init, agent, "
+    p = sub.add_parser("demo", help="the mpguard story on a virtual board (init, provision, "
                        "updates, rollback, a forged bundle refused)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_ERROR))
@@ -84,7 +85,11 @@ def run(root: Path) -> int:
     try:
         s.run("sim", "start", "--name", "demo")
         s.run("init", ".", "--target", "sim")
-        s.run("agent", "install", "--port", "sim:demo")
+
+        print("\n== 0. identity: the board makes its key, the project's CA certifies it")
+        s.run("provision", "--port", "sim:demo")
+        s.run("provision", "--port", "sim:demo")  # again: already provisioned, nothing changes
+        s.run("devices", "list")
 
         print("\n== 1. app v1 and v2: genuine, new, meant for this board -> installed, confirmed")
         for v in ("1.0.0", "2.0.0"):
@@ -118,6 +123,8 @@ def run(root: Path) -> int:
               "--project", str(forged), "--seq", "100", "-o", "forged-4.0.0.bundle")
         s.run("release", "verify", "forged-4.0.0.bundle", ok=(4,))
         s.run("deploy", "--port", "sim:demo", "forged-4.0.0.bundle", ok=(4,))
+        ueid = json.loads(s.run("devices", "list", "--json", quiet=True))["devices"][0]["ueid"]
+        s.run("devices", "show", ueid)
         print("\nThe board still runs the confirmed v2; every refusal left its files unchanged.")
 
         print("\n== 4. attestation: the board signs its posture facts, the policy judges them")

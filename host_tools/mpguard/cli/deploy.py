@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import stat
+import sys
 from pathlib import Path
 
 from .. import reasons
-from ..errors import CommandError
+from ..errors import CommandError, MpguardError
 from ..link import BoardLink
 from ..updates import deploy, explain
 from .common import Progress, Result, resolve_port
@@ -35,7 +37,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds the transfer and install may take at most, whatever the board "
                    "prints (default: 60 + 1 s per 500 B of bundle)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--project", metavar="DIR",
+                   help="project whose inventory records the outcome (default: found upwards)")
+    p.add_argument("--db", metavar="URL", help="inventory database (default: the project's)")
     p.set_defaults(func=run)
+
+
+def _record(link: BoardLink, args: argparse.Namespace, res: deploy.DeployResult,
+            data: bytes) -> None:
+    """The outcome goes to the board's history in the inventory, when the board is a
+    provisioned one of this project; a failure to record is a warning, not a failed deploy."""
+    from .. import project
+    from ..identity import records
+
+    try:
+        proj = project.find(args.project)
+    except MpguardError:
+        if args.project:
+            raise
+        return  # not in a project: nothing to record against
+    st = res.status or {}
+    event = {"outcome": res.outcome, "reason": res.reason,
+             "bundle_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+             "seconds": round(res.seconds, 2),
+             # what the board runs afterwards (after a rollback: the previous app)
+             "runs": {k: st.get(k) for k in ("app", "ver", "seq")} if st else None}
+    try:
+        records.record_board_event(link, proj.root, "deploy", event, args.db)
+    except MpguardError as e:
+        print(f"mpguard: deploy not recorded in the inventory: {e}", file=sys.stderr)
 
 
 def read_bundle(name: str) -> bytes:
@@ -70,6 +100,7 @@ def run(args: argparse.Namespace) -> Result:
     with BoardLink(resolve_port(args.port)) as link:
         res = deploy.deploy(link, data, progress=progress, wait=args.wait,
                             deadline=args.deadline)
+        _record(link, args, res, data)
     rc = EXIT_BY_OUTCOME.get(res.outcome, reasons.EXIT_ERROR)
     head, lines, hint = explain.explain(res)
     text = "\n".join([head] + [f"  {ln}" for ln in lines]

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> Result:
         "kid": entry["kid"],
         "encrypted": entry["encrypted"],
         "anchors": str(proj.anchors_path),
+        "device_ca": str(proj.root / "devices-ca.pem"),
         "targets": proj.targets,
     }
     text = "\n".join([
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> Result:
         f"  release key   {info['release_key']} (kid {info['kid']}, "
         f"{'encrypted' if info['encrypted'] else 'NOT encrypted'})",
         f"  trust anchors {info['anchors']} (install on boards)",
+        f"  device CA     {info['device_ca']} (key "
+        f"{'encrypted' if info['encrypted'] else 'NOT encrypted'})",
         f"  targets       {', '.join(info['targets'])}",
         f"  .gitignore    keeps {', '.join(project.GITIGNORE)} out of git",
     ])

@@ -1,0 +1,118 @@
+# A tiny DER (X.690) writer and reader: what the identity needs to build a PKCS#10 request
+# and read the certificate the host returns. Definite lengths of at most 2 bytes, minimal
+# encodings only; anything else is refused, never guessed.
+#
+# certificate(der) reads the fields of an X.509 certificate (RFC 5280 4.1) the identity checks.
+#
+# Reasons (GuardError args[0]):
+#   bad_der   truncated, indefinite or non-minimal length, wrong tag, trailing bytes
+#   bad_cert  a certificate not signed ecdsa-with-SHA256
+from micropython import const
+
+from guard import GuardError
+
+SEQ = const(0x30)
+SET = const(0x31)
+INT = const(0x02)
+BITS = const(0x03)
+OCTETS = const(0x04)
+OID = const(0x06)
+UTF8 = const(0x0C)
+ECDSA_SHA256 = b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02"  # AlgorithmIdentifier
+
+
+def tlv(tag, body):
+    n = len(body)
+    if n < 0x80:
+        h = bytes((tag, n))
+    elif n < 0x100:
+        h = bytes((tag, 0x81, n))
+    else:
+        h = bytes((tag, 0x82, n >> 8, n & 0xFF))
+    return h + body
+
+
+def seq(*parts):
+    return tlv(SEQ, b"".join(parts))
+
+
+def uint(b):
+    # a non-negative INTEGER from big-endian bytes: no leading zeros, 0x00 before a high bit
+    i = 0
+    while i < len(b) - 1 and not b[i]:
+        i += 1
+    b = b[i:]
+    if b[0] & 0x80:
+        b = b"\x00" + b
+    return tlv(INT, b)
+
+
+def read(buf, pos, end, tag=None):
+    # (tag, start, stop) of the element at buf[pos:end]: its contents are buf[start:stop]
+    if pos + 2 > end:
+        raise GuardError("bad_der")
+    t = buf[pos]
+    if tag is not None and t != tag:
+        raise GuardError("bad_der")
+    n = buf[pos + 1]
+    pos += 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k < 1 or k > 2 or pos + k > end:
+            raise GuardError("bad_der")
+        n = int.from_bytes(buf[pos : pos + k], "big")
+        if n < 0x80 or (k == 2 and n < 0x100):
+            raise GuardError("bad_der")
+        pos += k
+    if pos + n > end:
+        raise GuardError("bad_der")
+    return t, pos, pos + n
+
+
+def uint_bytes(buf, start, stop, size):
+    # the value of a non-negative INTEGER's contents as `size` big-endian bytes
+    b = bytes(buf[start:stop])
+    if not b or b[0] & 0x80 or (len(b) > 1 and not b[0] and not b[1] & 0x80):
+        raise GuardError("bad_der")
+    if b[0] == 0:
+        b = b[1:]
+    if len(b) > size:
+        raise GuardError("bad_der")
+    return bytes(size - len(b)) + b
+
+
+def certificate(der):
+    # (tbs, issuer, subject, spki, sig64) of an X.509 certificate (RFC 5280 4.1), parsed strictly
+    r = read
+    n = len(der)
+    _, s, e = r(der, 0, n, SEQ)
+    if e != n:
+        raise GuardError("bad_der")
+    _, ts, te = r(der, s, e, SEQ)
+    tbs = der[s:te]
+    p = ts
+    t, _, q = r(der, p, te)
+    if t == 0xA0:  # [0] EXPLICIT version
+        p = q
+    p = r(der, p, te, INT)[2]  # serialNumber
+    p = r(der, p, te, SEQ)[2]  # signature
+    _, _, q = r(der, p, te, SEQ)
+    issuer = der[p:q]
+    p = r(der, q, te, SEQ)[2]  # validity
+    _, _, q = r(der, p, te, SEQ)
+    subject = der[p:q]
+    _, _, p = r(der, q, te, SEQ)
+    spki = der[q:p]
+    _, a, b = r(der, te, e, SEQ)
+    if der[te:b] != ECDSA_SHA256:
+        raise GuardError("bad_cert", "algorithm")
+    _, a, b = r(der, b, e, BITS)
+    if b != e or a >= b or der[a] != 0:
+        raise GuardError("bad_der")
+    _, a, b = r(der, a + 1, b, SEQ)
+    _, x, y = r(der, a, b, INT)
+    sig = uint_bytes(der, x, y, 32)
+    _, x, y = r(der, y, b, INT)
+    if y != b:
+        raise GuardError("bad_der")
+    return tbs, issuer, subject, spki, sig + uint_bytes(der, x, y, 32)

@@ -1,0 +1,83 @@
+"""Where identity meets the inventory (mpguard.inventory): opening it for a project, and the
+CRL entries its revoked certificates make. The inventory's own API is used directly by
+provision.py and cli/devices.py; this module only holds what both need."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CommandError, DeviceError
+from ..files import b64u_enc
+from . import ca as device_ca
+
+if TYPE_CHECKING:
+    from ..inventory import Inventory
+
+
+def open_inventory(root: Path, url: str | None = None) -> Inventory:
+    """The project's inventory (`url`: --db; default the project's SQLite file)."""
+    from ..inventory import Inventory
+
+    return Inventory.open(url=url, project_root=root)
+
+
+def crl_entries(inv: Any) -> list[device_ca.Revoked]:
+    """Every revoked certificate of the inventory, as the CRL lists it."""
+    return [device_ca.Revoked(c.serial, c.revoked_at, c.revoke_reason or "unspecified")
+            for c in inv.revoked()]
+
+
+def write_crl(ca: device_ca.DeviceCA, inv: Any) -> None:
+    """Sign the project's CRL again from the inventory's revoked certificates."""
+    ca.write_crl(crl_entries(inv))
+
+
+def ueid_b64(ueid_hex: str) -> str:
+    """The inventory's UEID (hex) as mpguard shows it: base64url."""
+    return b64u_enc(bytes.fromhex(ueid_hex))
+
+
+def find_device(inv: Any, ident: str) -> Any:
+    """The device named by `ident`: its UEID (base64url or hex) or its key's thumbprint."""
+    cands: list[bytes] = []
+    if re.fullmatch(r"(?:[0-9a-fA-F]{2}){7,33}", ident):
+        cands.append(bytes.fromhex(ident))
+    if re.fullmatch(r"[A-Za-z0-9_-]{10,45}", ident):
+        try:
+            cands.append(base64.urlsafe_b64decode(ident + "=" * (-len(ident) % 4)))
+        except ValueError:
+            pass
+    for raw in cands:
+        if 7 <= len(raw) <= 33 and raw[0] in (1, 2, 3):
+            dev = inv.device(raw)
+            if dev is not None:
+                return dev
+    dev = inv.device_by_thumbprint(ident)
+    if dev is None:
+        raise CommandError(f"no board {ident!r} in the inventory (give its UEID or key id)")
+    return dev
+
+
+def record_board_event(link: Any, root: Path, kind: str, data: dict[str, Any],
+                       db: str | None = None) -> str | None:
+    """Append a history row (deploy, ...) for the board on `link`, if it has an identity
+    this inventory knows; returns its UEID (base64url), or None when there is nothing to
+    record it against. Inventory failures propagate (InventoryError)."""
+    from . import board
+
+    try:
+        st = board.status(link)
+    except (DeviceError, CommandError):  # an agent without guard.identity
+        return None
+    if st.get("state") != "complete" or not st.get("ueid"):
+        return None
+    ueid = board.unb64u(st["ueid"])
+    with open_inventory(root, db) as inv:
+        dev = inv.device(ueid)
+        if dev is None or dev.thumbprint != st.get("kid"):
+            return None
+        inv.add_event(ueid, kind, data)
+    return str(st["ueid"])

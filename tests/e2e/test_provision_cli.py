@@ -1,0 +1,187 @@
+"""`mpguard provision`, `devices` and `ca` as a user runs them against a virtual board (keys
+encrypted with a passphrase), `openssl verify` on what `devices export` writes, and the test
+that the board's private key appears nowhere on the host side: not in the project folder,
+the inventory, the exported files, the CLI's output, the sim's log or what the board printed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from idhelp import board_private_key
+
+import mpguard.sim as simlib
+from mpguard.link import BoardLink
+
+pytestmark = pytest.mark.timeout(300)
+MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ, MPGUARD_SIM_DIR=str(tmp_path / "sims"), MPGUARD_PASSPHRASE="pw")
+    yield e
+    subprocess.run(MPGUARD + ["sim", "stop", "--all"], env=e, capture_output=True)
+
+
+class Cli:
+    def __init__(self, env, cwd: Path):
+        self.env, self.cwd = env, cwd
+        self.transcript: list[str] = []  # every stdout and stderr, for the grep test
+
+    def __call__(self, *args: str, code: int = 0, env=None) -> subprocess.CompletedProcess:
+        r = subprocess.run(MPGUARD + list(args), env=env or self.env, cwd=self.cwd,
+                           capture_output=True, text=True, timeout=180)
+        self.transcript += [r.stdout, r.stderr]
+        assert r.returncode == code, f"mpguard {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def json(self, *args: str) -> object:
+        return json.loads(self(*args, "--json").stdout)
+
+
+def key_encodings(sec1_der: bytes) -> dict[str, bytes]:
+    """The private key in every encoding we can think of, as bytes to search for."""
+    key = serialization.load_der_private_key(sec1_der, None)
+    d = key.private_numbers().private_value  # type: ignore[union-attr]
+    raw = d.to_bytes(32, "big")
+    pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+    out = {"raw scalar": raw, "decimal": str(d).encode(), "SEC1 DER": sec1_der,
+           "PKCS#8 DER": pkcs8}
+    for name, b in (("scalar", raw), ("SEC1", sec1_der), ("PKCS#8", pkcs8)):
+        out[f"{name} hex"] = b.hex().encode()
+        out[f"{name} HEX"] = b.hex().upper().encode()
+        out[f"{name} base64"] = base64.b64encode(b).rstrip(b"=")
+        out[f"{name} base64url"] = base64.urlsafe_b64encode(b).rstrip(b"=")
+    return out
+
+
+def find_key(blobs: dict[str, bytes], encodings: dict[str, bytes]) -> list[str]:
+    """Where any encoding occurs; PEM/base64 line breaks are ignored."""
+    hits = []
+    for where, data in blobs.items():
+        flat = data.replace(b"\r", b"").replace(b"\n", b"")
+        for name, enc in encodings.items():
+            if enc in data or enc in flat:
+                hits.append(f"{name} in {where}")
+    return hits
+
+
+def host_side(tmp_path: Path, sims: Path, transcript: list[str], console: bytes) -> dict[str, bytes]:
+    """Every host-side file under tmp_path (the board's own flash image excluded: that is the
+    board), the CLI transcript and what the board printed."""
+    blobs = {"CLI output": "\n".join(transcript).encode(), "board console": console}
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not (path.is_relative_to(sims) and path.suffix == ".img"):
+            blobs[str(path.relative_to(tmp_path))] = path.read_bytes()
+    return blobs
+
+
+def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tmp_path):
+    cli = Cli(env, tmp_path)
+    cli("sim", "start", "--name", "b")
+    cli("init", "proj", "--target", "sim")
+    cli.cwd = tmp_path / "proj"
+    assert (cli.cwd / "keys" / "device-ca.pem").read_bytes().startswith(
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+
+    # the board has no agent yet: provision installs it, then the identity
+    first = cli.json("provision", "--port", "sim:b", "--batch", "b-1", "--station", "desk")
+    assert first["outcome"] == "provisioned" and first["agent_installed"]
+    again = cli.json("provision", "--port", "sim:b")
+    assert again["outcome"] == "already" and again["serial"] == first["serial"]
+    text = cli("provision", "--port", "sim:b").stdout
+    assert "already provisioned" in text and "nothing changed" in text
+    forced = cli.json("provision", "--port", "sim:b", "--force")
+    assert forced["outcome"] == "reprovisioned" and forced["revoked"] == [first["serial"]]
+
+    # deploy records its outcome in the board's history
+    (cli.cwd / "app").mkdir()
+    (cli.cwd / "app" / "main.py").write_text("import guard\nguard.confirm()\n")
+    cli("release", "build", "app", "--version", "1.0.0", "-o", "app.bundle")
+    assert cli.json("deploy", "--port", "sim:b", "app.bundle")["outcome"] == "confirmed"
+
+    rows = cli.json("devices", "list")["devices"]
+    assert [(r["ueid"], r["serial"], r["state"], r["batch"]) for r in rows] == [
+        (first["ueid"], forced["serial"], "valid", "b-1")]
+    csv_text = cli("devices", "list", "--csv").stdout
+    assert csv_text.splitlines()[0].startswith("ueid,kind,chip,mac,kid,serial")
+    assert first["ueid"] in csv_text
+    shown = cli.json("devices", "show", first["ueid"])
+    assert [c["state"] for c in shown["certificates"]] == ["revoked", "valid"]
+    assert [e["kind"] for e in shown["events"]] == ["provision", "reprovision", "deploy"]
+    dep = shown["events"][-1]["data"]
+    assert dep["outcome"] == "confirmed" and dep["runs"] == {"app": "app", "ver": "1.0.0", "seq": 1}
+    assert "mpguard: no board" in cli("devices", "show", "AgAAAAAAAAAA", code=2).stderr
+
+    # what export writes, openssl verifies (and its CRL check refuses a revoked one)
+    cli("devices", "export", "-o", str(tmp_path / "out"))
+    out = tmp_path / "out"
+    board_pem = out / f"{first['ueid']}.pem"
+    assert json.loads((out / "devices.json").read_text())[0]["certificate"] == board_pem.name
+    if shutil.which("openssl"):
+        ok = subprocess.run(["openssl", "verify", "-CAfile", str(out / "devices-ca.pem"),
+                             str(board_pem)], capture_output=True, text=True)
+        assert ok.returncode == 0 and ": OK" in ok.stdout, ok.stderr
+        cli("devices", "revoke", first["ueid"], "--reason", "keyCompromise")
+        cli("devices", "export", "-o", str(out), "--csv")
+        bad = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile",
+                              str(out / "devices-ca.pem"), "-CRLfile",
+                              str(out / "devices-ca-crl.pem"), str(board_pem)],
+                             capture_output=True, text=True)
+        assert bad.returncode != 0 and "revoked" in (bad.stdout + bad.stderr).lower()
+    assert (out / "devices.csv").exists()
+
+    # the passphrase is needed to issue: without it nothing happens (the board is untouched)
+    no_pw = {k: v for k, v in env.items() if k != "MPGUARD_PASSPHRASE"}
+    r = cli("provision", "--port", "sim:b", "--force", code=2, env=no_pw)
+    assert "passphrase" in r.stderr
+
+    # the grep: the board's key (read from its flash by the board, test-only) is nowhere
+    os.environ["MPGUARD_SIM_DIR"] = env["MPGUARD_SIM_DIR"]
+    try:
+        with BoardLink(simlib.get("b").port) as link:
+            sec1 = board_private_key(link)
+            console = link.console
+    finally:
+        del os.environ["MPGUARD_SIM_DIR"]
+    encodings = key_encodings(sec1)
+    probe = {"probe": b"xx" + base64.b64encode(encodings["PKCS#8 DER"])[:40] + b"\n" +
+             base64.b64encode(encodings["PKCS#8 DER"])[40:] + b"yy"}
+    assert find_key(probe, encodings)  # the search does find a key split over PEM lines
+    blobs = host_side(tmp_path, tmp_path / "sims", cli.transcript, console)
+    assert any("inventory.db" in k for k in blobs) and any(k.endswith(".log") for k in blobs)
+    assert find_key(blobs, encodings) == []
+
+
+def test_ca_init_for_a_project_made_before_identities(env, tmp_path):
+    cli = Cli(env, tmp_path)
+    cli("init", "old", "--target", "sim")
+    cli.cwd = tmp_path / "old"
+    for name in ("keys/device-ca.pem", "devices-ca.pem", "devices-ca-crl.pem"):
+        (cli.cwd / name).unlink()  # as a project made before this release looks
+    r = cli("provision", "--port", "/dev/null-no-such-port", code=2)
+    assert "no device CA" in r.stderr and "ca init" in r.stderr
+    info = cli.json("ca", "init")
+    assert info["encrypted"] and info["crl_revoked"] == 0
+    r = cli("ca", "init", code=2)
+    assert "mpguard: the project already has a device CA" in r.stderr
+    assert "passphrase" not in r.stderr  # refused before asking for one
+    shown = cli.json("ca", "show")
+    assert shown["sha256"] == info["sha256"]
+    crl = cli.json("ca", "crl")
+    assert crl["crl_revoked"] == 0 and crl["sha256"] == info["sha256"]
+
+
+def test_help_lists_exit_codes():
+    for cmd in (["provision"], ["devices", "list"], ["ca", "init"]):
+        r = subprocess.run(MPGUARD + cmd + ["--help"], capture_output=True, text=True)
+        assert r.returncode == 0 and "exit codes: 0 success" in r.stdout, cmd

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             sr = line_run.StationRun(ctx, line, key, src, count=args.count, idle=args.idle,
                                      on_event=out.on_event)
             summ = sr.run()
-            print(json.dumps({"event": "summary", **summ.as_dict()}, sort_keys=True))
+            print(json.dumps({"event": "summary", **summ.as_dict()}, sort_keys=True), flush=True)
         else:
             with view.LiveView(title) as live:
                 sr = line_run.StationRun(ctx, line, key, src, count=args.count, idle=args.idle,

@@ -49,8 +49,6 @@ def test_three_stations_share_one_postgresql_inventory(pg_server, sim_dir, tmp_p
              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "MPGUARD_SIM_DIR": str(sim_dir)}))
     outs = [p.communicate(timeout=800) for p in procs]
-    for i, (o, e) in enumerate(outs):
-        Path(f"/tmp/st{i}.out").write_text(o + "\n---\n" + e)
     for p, (out, err) in zip(procs, outs, strict=True):
         lines = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
         summary = next((x for x in lines if x["event"] == "summary"), {})

@@ -8,7 +8,7 @@ runs one station over them (library level: mpguard.line.run) with the steps agen
 identity is in this build, provision and attest; boards per hour = boards / wall time.
 Scaling at N = (boards per hour at N) / (N x boards per hour at 1): 1.0 is linear.
 
-    python -m bench.line [--sizes 1,4,8,16] [--baud 115200] [--app-kib 16]
+    python -m bench.line [--sizes 1,4,8,16] [--baud 115200] [--app-kib 16] [--steps transfer]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _identity() -> bool:
     return True
 
 
-def setup(d: Path, app_kib: int) -> tuple[Path, str]:
+def setup(d: Path, app_kib: int, which: str) -> tuple[Path, str]:
     proj = project.init(d / "proj", passphrase=None, targets=["sim"])
     app = d / "app"
     app.mkdir()
@@ -45,6 +45,8 @@ def setup(d: Path, app_kib: int) -> tuple[Path, str]:
     (app / "data.bin").write_bytes(os.urandom(app_kib * 1024))
     release.build_release(proj, app, "1.0.0", d / "app.bundle", passphrase=None, app="bench")
     steps = 'agent = true\nharden = { profile = "production" }\ndeploy = "app.bundle"\n'
+    if which == "transfer":  # what goes over the UART only
+        return proj.root, 'agent = true\ndeploy = "app.bundle"\n'
     if _identity():
         steps = ('agent = true\nprovision = true\nharden = { profile = "production" }\n'
                  'deploy = "app.bundle"\nattest = true\n')
@@ -81,15 +83,21 @@ def case(d: Path, root: Path, steps: str, n: int, baud: int) -> dict[str, object
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None:  # `make bench`: both, the transfer-only case first
+        main(["--steps", "transfer", "--app-kib", "64"])
+        main(["--steps", "full"])
+        return
     p = argparse.ArgumentParser(prog="python -m bench.line")
     p.add_argument("--sizes", default="1,4,8,16")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--app-kib", type=int, default=16)
-    a = p.parse_args(argv if argv is not None else [])
+    p.add_argument("--steps", choices=["full", "transfer"], default="full",
+                   help="full: every step this build has; transfer: agent and deploy only")
+    a = p.parse_args(argv)
     sizes = [int(x) for x in a.sizes.split(",")]
     with tempfile.TemporaryDirectory() as d:
         os.environ["MPGUARD_SIM_DIR"] = str(Path(d) / "sims")
-        root, steps = setup(Path(d), a.app_kib)
+        root, steps = setup(Path(d), a.app_kib, a.steps)
         rows = [case(Path(d), root, steps, n, a.baud) for n in sizes]
     one = next((r for r in rows if r["n"] == 1), None)
     print(f"line: virtual boards at {a.baud} baud, steps "

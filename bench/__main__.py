@@ -17,6 +17,7 @@ BENCHES = [
     "bench.inventory",
     "bench.attest",
     "bench.identity",
+    "bench.line",
 ]
 
 

@@ -127,6 +127,7 @@ def eat_claims(nonce: str, ueid: bytes, **over):
         "credentials": {"s": "unsupported"},
         "update": ok({"seq": 3, "app": "demo", "ver": "1.2.0", "trial": False, "last": "confirmed"}),
         "anchors": ok(["k1"]),
+        "anchors_pin": ok("match"),
         "app": ok({"result": "success", "digest": "0" * 64, "files": 3, "bad": [], "extra": []}),
         "agent": ok({"result": "success", "digest": "1" * 64, "files": 13, "bad": [], "extra": []}),
         "micropython": ok({"version": "1.28.0", "mpy": "6.3"}),

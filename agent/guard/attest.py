@@ -27,7 +27,7 @@ _RING = const(8)  # recent nonces remembered
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _seen = []  # type: list
 # the modules a token loads; each is unloaded again unless it was loaded before
-_LOADED = ("claims", "posture", "hw", "store", "jws", "p256", "ec", "mac")
+_LOADED = ("claims", "posture", "pin", "hw", "store", "jws", "p256", "ec", "mac")
 
 
 def _identity():
@@ -112,7 +112,7 @@ def token(nonce, key=None, out=None):
 
     parts = claims.claims(nonce, ueid)
     del claims
-    for m in ("claims", "posture", "hw"):
+    for m in _LOADED[:5]:  # what the claims loaded
         if m not in had:
             unload(m)
     if "hw" in had:

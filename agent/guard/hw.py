@@ -76,6 +76,17 @@ def board_kind():
     return p.get("kind") if p else None
 
 
+def chip():
+    # The chip (ESP32, ESP32S3, ...) as the firmware names it, not a file: the esp32 port's
+    # "<board> with <MCU>" (sys.implementation._machine), the virtual board's chip.
+    if _sim:
+        return _sim.board().get("chip", "").upper()
+    import sys
+
+    m = getattr(sys.implementation, "_machine", "")
+    return m.rsplit(" with ", 1)[-1].upper().replace("-", "")
+
+
 def mem32(addr):
     # One 32-bit eFuse register word, unsigned (machine.mem32 may return it signed).
     if _sim:

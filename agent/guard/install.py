@@ -10,11 +10,12 @@
 #  3. the board kind (guard.hw), the state (guard.state), the manifest parsed (guard.bundle)
 #  4. guard.manifest checks the fields and the manifest against the board: target, sequence
 #     above the highest accepted, jump, issue time, expiry, agent version, stream length.
+#  5. guard.pin: anchors that do not match a digest pinned in eFuse refuse (anchors_pin).
 #     Up to here a refusal changes nothing at all.
-#  5. guard.slots writes the free slot (a, b or c: neither the confirmed one nor a trial) and
+#  6. guard.slots writes the free slot (a, b or c: neither the confirmed one nor a trial) and
 #     stores the verified manifest; nothing is carried over from the running app. Any failure
 #     removes what it wrote: the confirmed app, a pending trial and the state stay.
-#  6. one atomic state write makes the new slot the trial slot and raises the highest accepted
+#  7. one atomic state write makes the new slot the trial slot and raises the highest accepted
 #     sequence (`hi`); only then is a trial it replaces removed (never cancel what runs before
 #     its replacement is complete). The next boot runs it on trial (guard.boot); only
 #     confirm() advances the confirmed sequence (ETSI EN 303 645 5.3).
@@ -22,7 +23,7 @@
 # OSError io_error, anything unexpected `internal` (KeyboardInterrupt, the host breaking off,
 # still propagates after the clean-up).
 # Reasons: no_anchors no_memory io_error internal, plus those of guard.bundle, guard.manifest,
-# guard.slots and guard.state.
+# guard.pin (anchors_pin), guard.slots and guard.state.
 import time
 
 from guard import GuardError
@@ -108,6 +109,10 @@ def _install(stream, length):
     want += manifest.check(m)  # header + manifest + files
     manifest.check_context(m, want, length, kind, st, _now())
     del manifest
+    from guard import pin  # anchors that do not match the eFuse pin refuse (guard.pin)
+
+    pin.check(ANCHORS)
+    del pin
     keep.append("guard.state")
     keep.append("guard.slots")
     _unload(keep)

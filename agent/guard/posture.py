@@ -11,7 +11,7 @@
 #   app, agent: a live SHA-256 re-hash, streamed through one buffer, against the confirmed
 #     manifest (/mpguard/m-<digest[:16]>.jws, trusted only if its SHA-256 is the digest the
 #     installer recorded after verifying its signature) / /lib/guard/digests.json
-#   micropython, update, anchors, reset_cause, heap, flash
+#   micropython, update, anchors, anchors_pin (guard.pin), reset_cause, heap, flash
 # Reasons: none of its own; a failed read becomes an "unreadable" fact.
 import gc
 import json
@@ -196,6 +196,26 @@ def _anchors():
         return []
 
 
+def _pin():
+    # guard.pin's state of the anchors file: unpinned | match | mismatch (None: unsupported),
+    # guard.pin unloaded again at once (the token's heap is tight)
+    try:
+        with open(ANCHORS, "rb") as f:
+            d = f.read()
+    except OSError:
+        d = b""
+    had = "guard.pin" in sys.modules
+    from guard import pin
+
+    try:
+        return pin.state(d)
+    finally:
+        if not had:
+            from guard.attest import unload
+
+            unload("pin")
+
+
 def facts(keep):
     # Yields (name, fact) one at a time: the token is serialised as they come, so the heap
     # never holds every fact as objects at once. The update status goes into keep["st"].
@@ -219,6 +239,7 @@ def facts(keep):
                 "last": (st["last"] or {}).get("result")})
     yield "update", u
     yield "anchors", _fact(_anchors)
+    yield "anchors_pin", _fact(_pin)
     yield "app", u if not st else _fact(_app, st) if st["active"] else ok({"result": "absent"})
     yield "agent", _fact(_agent)
     mpy = getattr(sys.implementation, "_mpy", 0)

@@ -19,6 +19,10 @@ top-level `field/addr/bit/width` repeat the fact's first field, and `on` says ho
 reads: "set" (any bit set), "odd" (an odd number of bits set, esptool's bit counters),
 "count" (the number of bits set) or "raw" (a bit mask), plus `esptool_version` and
 `generated_by`. `flash_encryption` also has `wr_dis_bit`, the counter's bit in WR_DIS.
+`anchors_pin` {`block`, `words`, `addrs`, `bytes`, `wr_dis_bit`}: where `mpguard fuse harden`
+pins the digest of the board's trust anchors (docs/fuse.md): whole 32-bit words of the user
+eFuse block that no field of esptool's table uses, their read-register addresses, and the
+block's write-protect bit.
 """
 
 from __future__ import annotations
@@ -84,6 +88,22 @@ FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disab
 # `write_disable_bit`) goes into the profile as `flash_encryption.wr_dis_bit`: with the
 # WR_DIS word of `key_protect` the agent tells release mode (counter locked) from development.
 _CRYPT_CNT = {"esp32": "FLASH_CRYPT_CNT"}
+
+# The anchors pin (docs/fuse.md, guard/pin.py): the first bytes of the SHA-256 of the board's
+# trust anchors file, in whole words of the user eFuse block that no esptool field uses
+# (generation fails if one ever does). chip -> (block as espefuse names it, word indexes).
+# ESP32 BLOCK3: words 0-1 custom MAC, 3 ADC calibration, 4 SECURE_VERSION, 5 MAC_VERSION are
+#   taken; 2, 6, 7 (BLK3_RESERVED_2/6/7) are free: a 96-bit pin.
+# ESP32-S2/S3/C3 BLOCK3 (BLOCK_USR_DATA): bytes 0-23 are user data, 25-30 CUSTOM_MAC:
+#   words 0-5, a 192-bit pin.
+_PIN: dict[str, tuple[str, tuple[int, ...]]] = {
+    "esp32": ("BLOCK3", (2, 6, 7)),
+    "esp32s2": ("BLOCK_USR_DATA", (0, 1, 2, 3, 4, 5)),
+    "esp32s3": ("BLOCK_USR_DATA", (0, 1, 2, 3, 4, 5)),
+    "esp32c3": ("BLOCK_USR_DATA", (0, 1, 2, 3, 4, 5)),
+}
+# esptool fields that only name free space (reserved words, the user-data area itself)
+_PIN_FREE = ("BLK3_RESERVED_2", "BLK3_RESERVED_6", "BLK3_RESERVED_7", "BLOCK_USR_DATA")
 
 _KIB = 1024
 _MIB = 1024 * 1024
@@ -176,6 +196,39 @@ def write_disable_bit(chip: str, name: str) -> int:
     raise BoardProfileError(f"esptool {esptool_version()} has no write-protect bit for {name} on {chip}")
 
 
+def all_fields(chip: str) -> list[Any]:
+    """Every eFuse field esptool defines for `chip`: its main table and the special lists
+    (custom MAC, calibration, key blocks, computed fields) it keeps apart."""
+    _, _, fields = chip_definitions(chip)
+    out: list[Any] = []
+    for name, v in vars(fields).items():
+        if name.isupper() and isinstance(v, list):
+            out += [f for f in v if hasattr(f, "write_disable_bit")]
+    return out
+
+
+def pin_spec(chip: str) -> dict[str, Any]:
+    """Where the anchors pin of `chip` lives: block, words, read addresses, write-protect bit."""
+    _, blocks, _ = chip_definitions(chip)
+    name, words = _PIN[chip]
+    for b in blocks.BLOCKS:
+        blk = blocks.get(b)
+        if blk.name == name:
+            break
+    else:
+        raise BoardProfileError(f"esptool {esptool_version()} has no eFuse block {name} on {chip}")
+    for f in all_fields(chip):
+        whole = f.name == blk.name or f.name in blk.alias  # the block itself, as a key block
+        if f.block != blk.id or whole or f.name in _PIN_FREE or f.word is None or f.pos is None:
+            continue
+        lo = f.word * 32 + f.pos
+        if any(lo < 32 * w + 32 and 32 * w < lo + f.bit_len for w in words):
+            raise BoardProfileError(f"{chip}: eFuse field {f.name} overlaps the anchors pin "
+                                    f"in {name}")
+    return {"block": name, "words": list(words), "addrs": [blk.rd_addr + 4 * w for w in words],
+            "bytes": 4 * len(words), "wr_dis_bit": blk.write_disable_bit}
+
+
 def generate_profile(kind: str) -> dict[str, Any]:
     """Build the profile of `kind` from the installed esptool and the budget table."""
     _check_kind(kind)
@@ -204,6 +257,7 @@ def generate_profile(kind: str) -> dict[str, Any]:
         "ueid": _UEID[kind],
         "efuse_regs": {"base": regs.DR_REG_EFUSE_BASE, "size": regs.EFUSE_MEM_SIZE},
         "efuse": efuse,
+        "anchors_pin": pin_spec(chip),
         "esptool_version": esptool_version(),
         "generated_by": GENERATED_BY,
     }

@@ -68,8 +68,17 @@ def word_at(data: bytes, profile: dict[str, Any], addr: int) -> int:
     return int.from_bytes(data[start : start + 4], "big")
 
 
+def pin_addrs(profile: dict[str, Any]) -> list[int]:
+    """The read-register addresses of the anchors pin's words (boards.pin_spec), or []."""
+    try:
+        return [int(a) for a in (profile.get("anchors_pin") or {}).get("addrs") or []]
+    except (TypeError, ValueError, AttributeError):
+        raise EfuseError("board profile has a malformed anchors_pin") from None
+
+
 def efuse_words(efuse_file: str | os.PathLike[str], profile: dict[str, Any]) -> dict[int, int]:
-    """{address: 32-bit word} for every register the profile's eFuse fields live in."""
+    """{address: 32-bit word} for every register the profile's eFuse fields and its anchors
+    pin live in."""
     data = read_efuse_file(efuse_file, profile)
     words: dict[int, int] = {}
     for spec in profile_fields(profile):
@@ -78,7 +87,21 @@ def efuse_words(efuse_file: str | os.PathLike[str], profile: dict[str, Any]) -> 
         except (KeyError, TypeError, ValueError):
             raise EfuseError(f"eFuse field spec without an address: {spec!r}") from None
         words[addr] = word_at(data, profile, addr)
+    for addr in pin_addrs(profile):
+        words[addr] = word_at(data, profile, addr)
     return words
+
+
+def pin_bytes(words: dict[int, int], profile: dict[str, Any]) -> bytes | None:
+    """The anchors pin as burned (its words little-endian, as the block's bytes), or None when
+    the profile has no pin. All zeros: nothing pinned."""
+    addrs = pin_addrs(profile)
+    if not addrs:
+        return None
+    try:
+        return b"".join(words[a].to_bytes(4, "little") for a in addrs)
+    except KeyError as e:
+        raise EfuseError(f"no eFuse word read at {e.args[0]:#x}") from None
 
 
 def field_value(words: dict[int, int], field_spec: dict[str, Any]) -> int:

@@ -191,3 +191,35 @@ class AttestError(MpguardError):
         self.detail = detail
         if reason in ("bad_policy", "no_inventory"):
             self.exit_code = _r.EXIT_USAGE  # bad input, not a refused token
+
+
+class FuseError(MpguardError):
+    """An eFuse status or hardening step was refused or failed; `reason` names it
+    (mpguard.reasons). Raised before anything is burned, except `burn_mismatch`, which says
+    what espefuse reports after a burn that did not give what the plan said."""
+
+    exit_code = _r.EXIT_USAGE
+    _EXIT = {"espefuse_failed": _r.EXIT_LINK, "pin_conflict": _r.EXIT_REFUSED,
+             "fuse_unsupported": _r.EXIT_REFUSED, "burn_mismatch": _r.EXIT_ERROR}
+
+    def __init__(self, reason: str, detail: object = None):
+        super().__init__(_r.message(reason, detail))
+        self.reason = reason
+        self.detail = detail
+        self.exit_code = self._EXIT.get(reason, _r.EXIT_USAGE)
+
+
+class LineError(MpguardError):
+    """A production-line station cannot run, or a board failed a step; `reason` names it
+    (mpguard.reasons): bad_station before anything is touched, the others per board."""
+
+    exit_code = _r.EXIT_USAGE
+    _EXIT = {"disconnected": _r.EXIT_LINK, "step_failed": _r.EXIT_FAIL,
+             "attest_failed": _r.EXIT_FAIL, "deploy_failed": _r.EXIT_FAIL,
+             "not_available": _r.EXIT_ERROR}
+
+    def __init__(self, reason: str, detail: object = None):
+        super().__init__(_r.message(reason, detail))
+        self.reason = reason
+        self.detail = detail
+        self.exit_code = self._EXIT.get(reason, _r.EXIT_USAGE)

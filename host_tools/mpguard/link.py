@@ -38,6 +38,7 @@ import io
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -67,6 +68,9 @@ _MARK = "\x1eMPG:"  # must equal agent/guard/rpc.py _MARK: the answer's line sta
 _NAME = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\Z")
 CONSOLE_LIMIT = 64 * 1024  # bytes of board output kept for reports
 _READ_TIMEOUT = 2.0  # s: longest single blocking read on the port
+# redirect_stdout swaps the process's sys.stdout: links of several threads (a production line)
+# take turns, or one restores another's StringIO for good and the process's output is lost
+_STDOUT = threading.Lock()
 _ATTEMPT = 3.0  # s: one try at entering the raw REPL
 _BUSY = " (it may be in use by another program: mpremote, a terminal, or a test's `board` fixture)"
 
@@ -150,7 +154,7 @@ class BoardLink(FileOps, ResetOps):
         noise = io.StringIO()  # mpremote prints what it got when it fails: keep it, quietly
         t.serial.arm(time.monotonic() + timeout, "connecting", resets=False)
         try:
-            with contextlib.redirect_stdout(noise):
+            with _STDOUT, contextlib.redirect_stdout(noise):
                 t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
         except LinkDeadline as e:  # a board that kept printing: the next attempt sends Ctrl-C again
             raise TransportError(str(e)) from None

@@ -77,6 +77,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_digest": ("a digest is not 32 bytes", "internal: report this"),
     "no_anchors": ("no trust anchors to verify against",
                    "install them with `mpguard agent install --port P`"),
+    "anchors_pin": ("the trust anchors do not match the digest pinned in the board's eFuses",
+                    "reinstall the project's anchors (`mpguard agent install --port P --force`); "
+                    "a pinned board accepts no others (docs/fuse.md)"),
     # board state and install
     "no_space": ("not enough free flash on the board", "remove files or ship a smaller app"),
     "bad_hash": ("a file's contents do not match its SHA-256", "copy the bundle again"),
@@ -137,6 +140,36 @@ REASONS: dict[str, tuple[str, str]] = {
                    "update the board's agent (`mpguard agent install`)"),
     "bad_policy": ("the attestation policy is malformed", "see docs/attest.md (policy)"),
     "no_inventory": ("the inventory is not available", "run `mpguard init` (it creates it)"),
+    # eFuses (host only: mpguard.fuse, docs/fuse.md)
+    "no_espefuse": ("espefuse is not installed", "pip install esptool==5.6.0 (or run `make test`)"),
+    "espefuse_failed": ("espefuse failed", "check the port and that no other program holds it; "
+                        "read espefuse's message above"),
+    "bad_target": ("which eFuses? the port or eFuse file is not usable",
+                   "--port P (or sim:NAME) or --efuse-file F with --chip"),
+    "no_efuses": ("the virtual board has no eFuse file",
+                  "start it with `mpguard sim start --efuse F` (an espefuse --virt file)"),
+    "bad_fuse_profile": ("not a hardening profile or option", "see docs/fuse.md (profiles)"),
+    "not_confirmed": ("eFuse burns are irreversible: the confirmation flag is missing",
+                      "read the dry run, then add --burn --i-understand-this-is-irreversible"),
+    "pin_conflict": ("the anchors pin's eFuse words already hold other bits",
+                     "this chip was pinned to other anchors (or its block is used): "
+                     "it cannot take this project's pin"),
+    "fuse_unsupported": ("this chip cannot do that", "see docs/fuse.md (per chip)"),
+    "no_pin_anchors": ("no trust anchors to pin", "run in the project folder (or --project DIR)"),
+    "burn_mismatch": ("after the burn, espefuse does not report what the plan burned",
+                      "run `mpguard fuse status` and check the chip; do not burn again blindly"),
+    # production line (host only: mpguard.line, docs/line.md)
+    "bad_station": ("the station file is not usable", "see docs/line.md (the station file)"),
+    "station_key": ("this station name is recorded with another station key",
+                    "give the station another name, or use its own key (keys/station-NAME.pem)"),
+    "disconnected": ("the board was disconnected", "plug it in again: it resumes where it stopped"),
+    "step_failed": ("a step failed on this board", "read the reason; plug the board in again to retry"),
+    "deploy_failed": ("the app was not confirmed on this board",
+                      "check the app (it must call guard.confirm()) and the bundle"),
+    "attest_failed": ("the board failed its attestation gate", "set it aside: see the failed rule"),
+    "not_available": ("this step needs a part of mpguard this build does not have",
+                      "update mpguard"),
+    "no_mac": ("the board's MAC address could not be read", "check the port (esptool read-mac)"),
     # shared by identity (provision) and attestation
     "no_identity": ("the board has no identity (key and certificate)",
                     "provision it: `mpguard provision --port P`"),

@@ -109,7 +109,7 @@ class Board:
 BARE = """
 import os, gc
 import guard.install as I, guard.hw as hw, guard.jws, guard.bundle, guard.manifest, guard.state
-import guard.slots
+import guard.slots, guard.pin
 from _flash import Flash, mount
 class Hw:
     def board(self):
@@ -175,7 +175,7 @@ from _flash import Flash, mount
 lazy = IN["lazy"]
 if not lazy:
     import guard.install, guard.hw, guard.jws, guard.mac, guard.bundle, guard.manifest
-    import guard.state, guard.slots
+    import guard.state, guard.slots, guard.pin
     if IN["confirm"]:
         import guard.boot
 fl = Flash(IN["flash"], IN["blocks"])

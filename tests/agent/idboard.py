@@ -83,7 +83,7 @@ def setup(data):
     IN = data
     if IN.get("rot"):  # credential rotation tests: guard.rotate and the install path too
         import guard.rotate as R
-        for m in ("state", "bundle", "install", "manifest", "slots", "boot") + (("posture",) if IN.get("pos") else ()):
+        for m in ("state", "bundle", "install", "manifest", "slots", "boot", "pin") + (("posture",) if IN.get("pos") else ()):
             try:
                 __import__("guard." + m)
             except ImportError:

@@ -161,9 +161,10 @@ def test_fuzzed_bundles_are_refused_cleanly(fboard, signer):
         blob += b
         off += len(b)
     pristine = fboard.path.read_bytes()
-    # 96K: the harness also holds the case index of all the mutations in this one process
+    # 112K: the harness also holds the case index of all the mutations in this one process,
+    # and _board preloads every module an install may load (guard.pin the latest)
     results = fboard.run(FUZZ, [bytes(blob), pristine], cases=index, blocks=fboard.blocks,
-                         heapsize="96K").outputs
+                         heapsize="112K").outputs
     assert len(results) == len(cases)
     kinds: dict[str, int] = {}
     installed = 0

@@ -118,7 +118,7 @@ def test_attest_story_on_the_virtual_board(sim_factory, tmp_path, fake_inventory
     assert rc in (reasons.EXIT_WARN, reasons.EXIT_FAIL)  # a stock chip still warns (secure boot, flash encryption) or fails
     last = inv.events_[-1]
     assert last["kind"] == "attestation"
-    assert last["data"]["facts"]["jtag"]["value"] == "disabled-permanently"
+    assert dict(last["data"]["facts"])["jtag"]["value"] == "disabled-permanently"
     token = last["data"]["token"]
     assert jwt.decode(token, KEY.public_key(), algorithms=["ES256"])["dbgstat"] == "disabled-permanently"
     assert {r["rule"]: r["outcome"] for r in last["data"]["results"]}["jtag-disabled"] == "pass"

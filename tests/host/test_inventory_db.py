@@ -27,7 +27,8 @@ from mpguard.inventory import (
     schema,
 )
 
-TABLES = {"devices", "certificates", "events", "alembic_version"}
+TABLES = {"devices", "certificates", "events", "alembic_version", "line_stations", "line_boards",
+          "line_steps"}
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -38,7 +39,7 @@ def test_migrations_from_empty_to_head_and_a_second_open_is_a_no_op(inventory_ur
     eng = engine_for(inventory_url)
     try:
         assert set(sa.inspect(eng).get_table_names()) == set()
-        assert migrate.upgrade(eng) == ["0001"]
+        assert migrate.upgrade(eng) == ["0001", "0002"]
         assert set(sa.inspect(eng).get_table_names()) == TABLES
         with eng.connect() as conn:
             assert migrate.current(conn) == migrate.head()
@@ -78,7 +79,7 @@ def test_downgrade_to_empty_and_up_again(inventory_url):
         migrate.upgrade(eng)
         migrate.downgrade(eng, "base")
         assert set(sa.inspect(eng).get_table_names()) <= {"alembic_version"}
-        assert migrate.upgrade(eng) == ["0001"]
+        assert migrate.upgrade(eng) == ["0001", "0002"]
     finally:
         eng.dispose()
 

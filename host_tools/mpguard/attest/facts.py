@@ -137,6 +137,7 @@ def derive(claims: dict[str, Any]) -> dict[str, Fact]:
     put("update_trial", "update", lambda v: bool(v["trial"]))
     put("update_seq", "update", lambda v: int(v["seq"]))
     put("anchors", "anchors", len)
+    put("anchors_pin", "anchors_pin", str)  # unpinned | match | mismatch (guard.pin)
     put("micropython", "micropython", lambda v: v["version"])
     put("reset_cause", "reset_cause", lambda v: CAUSES.get(v, "other"))
     put("flash_free", "flash", lambda v: int(v["free"]))

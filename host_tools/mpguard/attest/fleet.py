@@ -101,7 +101,8 @@ def build(store: Store, since: dt.datetime | None = None, cert_days: int = 30,
     for e in store.events(kind=ATTESTATION):
         history[e.ueid].append(e)
     for ueid, evs in history.items():
-        seqs = [(e.at, e.data.get("facts", {}).get("update_seq", {}).get("value")) for e in evs]
+        seqs = [(e.at, dict(e.data.get("facts") or {}).get("update_seq", {}).get("value"))
+                for e in evs]
         seqs = [(t, s) for t, s in seqs if isinstance(s, int)]
         for (_, prev), (t1, cur) in zip(seqs, seqs[1:], strict=False):
             if cur < prev:

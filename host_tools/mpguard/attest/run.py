@@ -77,7 +77,9 @@ def appraise_token(store: Store, policy: Policy, tok: str, nonce: str, issued: f
     store.record(ev.device.ueid, ATTESTATION, {
         "nonce": nonce, "kid": ev.kid, "token": tok, "verdict": ap.verdict,
         "counts": data["counts"], "policy": ap.policy, "results": data["results"],
-        "facts": data["facts"]})
+        # as [name, fact] pairs: a fact name is data, not a field (the inventory refuses a
+        # field named like a password, and webrepl_password is only its class)
+        "facts": sorted(data["facts"].items())})
     return att
 
 

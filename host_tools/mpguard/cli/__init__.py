@@ -32,6 +32,8 @@ COMMANDS = [
     "mpguard.cli.status",
     "mpguard.cli.attest",
     "mpguard.cli.report",
+    "mpguard.cli.fuse",
+    "mpguard.cli.line",
     "mpguard.cli.demo",
 ]
 

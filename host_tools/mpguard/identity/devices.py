@@ -102,6 +102,7 @@ def export(inv: Any, root: Path, out: Path, devs: list[Any], fmt: str = "json") 
         path.write_text(pem(dev.certificate.der))
         written.append(path)
         r["certificate"] = path.name
+        r["travellers"] = _travellers(inv, dev.ueid, r["ueid"], out)  # hook: the line's records
         rows.append(r)
     index = out / f"devices.{fmt}"
     if fmt == "csv":
@@ -110,6 +111,19 @@ def export(inv: Any, root: Path, out: Path, devs: list[Any], fmt: str = "json") 
         index.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
     written.append(index)
     return written
+
+
+def _travellers(inv: Any, ueid: Any, name: str, out: Path) -> list[str]:
+    """The board's production-line travellers (signed JWS, mpguard.line), one file each."""
+    from ..inventory.line import Line
+
+    names = []
+    for b in Line(inv).boards(ueid=ueid):
+        if b.traveller:
+            path = out / f"{name}.{b.batch}.traveller.jws"
+            path.write_text(b.traveller + "\n")
+            names.append(path.name)
+    return names
 
 
 def revoke(inv: Any, ca: device_ca.DeviceCA, dev: Any, reason: str) -> Any:

@@ -111,3 +111,55 @@ events = sa.Table(
     sa.Column("station", sa.String(NAME), nullable=True),
     sa.Column("data", sa.JSON, nullable=False),
 )
+
+# --- production line (issue #12, migration 0002; mpguard.inventory.line) -----------------------
+# line_boards: one traveller per board (MAC) and batch: where it is, who holds it, its signed
+#   traveller record once finished. line_steps: one row per step a board completed (unique:
+#   a step completes once, whichever station did it). line_stations: each station's name and
+#   public key (the travellers' signer).
+STEP = 32
+STATUS = 16
+REASON_TEXT = 256
+
+line_stations = sa.Table(
+    "line_stations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(NAME), nullable=False, unique=True),
+    sa.Column("kid", sa.String(THUMBPRINT), nullable=False, unique=True),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+line_boards = sa.Table(
+    "line_boards",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("batch", sa.String(NAME), nullable=False),
+    sa.Column("mac", sa.String(17), nullable=False, index=True),
+    sa.Column("ueid", sa.String(UEID_HEX), nullable=True, index=True),
+    sa.Column("status", sa.String(STATUS), nullable=False),
+    sa.Column("reason", sa.String(REASON_TEXT), nullable=True),
+    sa.Column("station", sa.String(NAME), nullable=True),
+    sa.Column("claimed_by", sa.String(NAME), nullable=True),
+    sa.Column("claimed_at", UTCDateTime, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("traveller", sa.Text, nullable=True),
+    sa.UniqueConstraint("batch", "mac", name="uq_line_boards_batch_mac"),
+)
+
+line_steps = sa.Table(
+    "line_steps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("board_id", sa.Integer, sa.ForeignKey("line_boards.id"), nullable=False,
+              index=True),
+    sa.Column("step", sa.String(STEP), nullable=False),
+    sa.Column("station", sa.String(NAME), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.UniqueConstraint("board_id", "step", name="uq_line_steps_board_id_step"),
+)

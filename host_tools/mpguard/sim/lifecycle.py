@@ -52,6 +52,8 @@ class SimInfo:
     board: str
     baud: int | None
     latency_ms: float | None = None
+    efuse_file: str | None = None  # its `espefuse --virt` file (mpguard fuse burns it)
+    uid: str | None = None  # machine.unique_id(), hex: the board's MAC
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +73,8 @@ def _info(d: Path) -> SimInfo:
         board=cfg.get("board", {}).get("kind", ""),
         baud=cfg.get("baud"),
         latency_ms=cfg.get("latency_ms"),
+        efuse_file=cfg.get("efuse_file"),
+        uid=cfg.get("uid"),
     )
 
 

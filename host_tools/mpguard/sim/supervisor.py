@@ -29,9 +29,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from ..errors import SimError
 from . import folder
 from .child import Child
 from .events import Board, ev
+from .hardware import efuse_words
 from .terminal import Terminal
 
 _ROM_BANNER = (
@@ -94,9 +96,11 @@ class Supervisor:
             "cut_file": str(self.d / folder.CUT_FILE),
             "raw": self.raw,
             "cause": self.cause,
-            "efuse": self.cfg["efuse"],
+            "efuse": self.efuse_words(),
             "uid": self.cfg["uid"],
-            "board": self.cfg["board"],
+            # the profile as the board needs it (the anchors pin's place is the agent's own
+            # table, guard/pin.py; its words are in "efuse"): every byte here is app heap
+            "board": {k: v for k, v in self.cfg["board"].items() if k != "anchors_pin"},
             "net": self.cfg["net"],
             "dir": str(self.d),
             "reserve": self.cfg.get("peripheral_kib", 0),
@@ -115,6 +119,18 @@ class Supervisor:
         self.board.booting()
         self.boot_times.append(time.monotonic())
         self.dirty = True
+
+    def efuse_words(self) -> dict[str, int]:
+        """The eFuse words, read again from the eFuse file at every boot: what espefuse burned
+        meanwhile (`mpguard fuse harden`) shows after the next reset, as on a chip, where
+        espefuse resets the board after a burn. A file that cannot be read keeps the last."""
+        f = self.cfg.get("efuse_file")
+        if f:
+            try:
+                self.cfg["efuse"] = efuse_words(f, self.cfg["board"])
+            except SimError as e:
+                print(f"mpguard sim: eFuse file: {e}", file=sys.stderr, flush=True)
+        return dict(self.cfg["efuse"])
 
     def apply(self, lines: list[bytes]) -> None:
         for ln in lines:

@@ -1,0 +1,3 @@
+import guard
+print("sensor app")
+guard.confirm()

@@ -1,0 +1,137 @@
+"""`mpguard line run|status`: a production-line station, and what the inventory says of a batch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .. import fuse, project, reasons
+from ..errors import LineError
+from ..inventory import Inventory
+from ..inventory.line import Line
+from ..line import ports as ports_mod
+from ..line import run as line_run
+from ..line import sims, station, traveller, view
+from .common import Result
+
+_RUN_EXIT = (reasons.EXIT_OK, reasons.EXIT_FAIL, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("line", help="production-line station: many boards in parallel",
+                       description="Run a production-line station (docs/line.md): every board "
+                       "plugged in goes through the station file's steps in its own worker; "
+                       "results, steps and signed travellers go to the inventory.")
+    s = p.add_subparsers(dest="line_cmd", metavar="SUBCOMMAND")
+    r = s.add_parser("run", help="run a station until stopped (Ctrl-C)",
+                     description="Poll the ports; each board that appears runs the station's "
+                     "steps (resuming from the inventory's record), shown in a live table. "
+                     "Exit 0: every board passed; 9: a board failed; 7: boards parked because "
+                     "the inventory could not be reached.",
+                     epilog=reasons.epilog(*_RUN_EXIT))
+    r.add_argument("--station", required=True, metavar="FILE", help="the station file (TOML)")
+    r.add_argument("--ports", default=None, metavar="auto|P1,P2,sim:PATTERN",
+                   help="where boards are (default: auto, or the --sims boards only)")
+    r.add_argument("--sims", type=int, default=0, metavar="N",
+                   help="start N virtual boards for this station (<station>-1..N)")
+    r.add_argument("--baud", type=int, help="the --sims boards' UART rate (default unthrottled)")
+    r.add_argument("--count", type=int, metavar="N", help="stop after N boards")
+    r.add_argument("--idle", type=float, metavar="S", help="stop after S seconds with no board "
+                   "running")
+    r.add_argument("--keep-sims", action="store_true", help="leave the --sims boards running")
+    r.add_argument("--db", metavar="URL", help="inventory (default: the station file's)")
+    r.add_argument(fuse.CONFIRM_FLAG, dest="burn", action="store_true",
+                   help="the station may burn eFuses (its harden step)")
+    r.add_argument("--json", action="store_true", help="JSON lines, one per event")
+    r.set_defaults(func=run)
+    st = s.add_parser("status", help="a batch as the inventory records it",
+                      description="Every board of the batch: status, last step, reason; the "
+                      "travellers verified against the stations' keys.",
+                      epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
+                                            reasons.EXIT_INVENTORY))
+    st.add_argument("--station", metavar="FILE", help="take batch, project and inventory from it")
+    st.add_argument("--batch", metavar="B", help="the batch (default: the station file's)")
+    st.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
+    st.add_argument("--db", metavar="URL", help="inventory (default: the project's)")
+    st.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    st.set_defaults(func=status)
+    p.set_defaults(func=lambda a: p.print_help() or 2)
+
+
+def run(args: argparse.Namespace) -> int:
+    stn = station.load(args.station)
+    if args.sims < 0 or args.sims > 64:
+        raise LineError("bad_station", "--sims: 0..64")
+    pw = _passphrase(stn)
+    ctx, line, key = line_run.prepare(stn, passphrase=pw, burn=args.burn, inventory=args.db)
+    started: list[str] = []
+    try:
+        if args.sims:
+            started = sims.start(stn.project, stn.name, args.sims, board=stn.board, baud=args.baud)
+        spec = args.ports or ("sim:" + sims.pattern(stn.name) if args.sims else "auto")
+        if args.sims and args.ports:
+            spec += ",sim:" + sims.pattern(stn.name)
+        src = ports_mod.parse(spec)
+        title = f"station {stn.name} — batch {stn.batch} — operator {stn.operator}"
+        if args.json:
+            out = view.JsonLines()
+            sr = line_run.StationRun(ctx, line, key, src, count=args.count, idle=args.idle,
+                                     on_event=out.on_event)
+            summ = sr.run()
+            print(json.dumps({"event": "summary", **summ.as_dict()}, sort_keys=True), flush=True)
+        else:
+            with view.LiveView(title) as live:
+                sr = line_run.StationRun(ctx, line, key, src, count=args.count, idle=args.idle,
+                                         on_event=live.on_event)
+                summ = sr.run()
+                live.note = view.summary_text(summ)
+                live.on_event(line_run.Event("end", ""), sr.rows)
+    finally:
+        if started and not args.keep_sims:
+            sims.stop(started)
+        ctx.inventory.close()
+    if summ.parked:
+        return reasons.EXIT_INVENTORY
+    return reasons.EXIT_FAIL if summ.failed else reasons.EXIT_OK
+
+
+def _passphrase(stn: station.Station) -> bytes | None:
+    proj = project.find(stn.project)
+    encrypted = any(k.get("encrypted") for k in proj.config.get("release_keys", []))
+    return project.ask_passphrase() if encrypted else None
+
+
+def status(args: argparse.Namespace) -> Result:
+    stn = station.load(args.station) if args.station else None
+    batch = args.batch or (stn.batch if stn else None)
+    if not batch:
+        raise LineError("bad_station", "give --batch B or --station FILE")
+    root = stn.project if stn else project.find(args.project).root
+    url = args.db or (stn.inventory if stn else None)
+    with Inventory.open(url, project_root=root) as inv:
+        line = Line(inv)
+        recs = line.boards(batch=batch)
+        rows: list[dict[str, Any]] = []
+        for r in recs:
+            signed = None
+            if r.traveller:
+                try:
+                    traveller.verify(r.traveller, line)
+                    signed = "valid"
+                except Exception as e:  # noqa: BLE001 - reported per board
+                    signed = getattr(e, "reason", type(e).__name__)
+            rows.append({"mac": r.mac, "ueid": r.ueid, "status": r.status, "reason": r.reason,
+                         "station": r.station, "steps": [s.step for s in r.steps],
+                         "traveller": signed})
+    counts = {k: sum(1 for x in rows if x["status"] == k) for k in ("pass", "fail", "running",
+                                                                    "parked")}
+    lines = [f"batch {batch}: {len(rows)} boards, " + ", ".join(f"{v} {k}" for k, v in counts.items())]
+    for x in rows:
+        lines.append(f"  {x['mac']}  {(x['ueid'] or '-')[:16]:<16}  {x['status']:<7} "
+                     f"{','.join(x['steps']) or '-':<40} traveller {x['traveller'] or '-':<7} "
+                     f"{x['reason'] or ''}")
+    return Result({"batch": batch, "boards": rows, "counts": counts}, "\n".join(lines))
+
+
+

@@ -1,0 +1,81 @@
+"""A board's traveller: what the line did to it, signed by the station's key (JWS, ES256).
+
+The payload (JSON): `v`, `batch`, `station` (the one that finished it), `operator`, `mac`,
+`ueid`, `kind`, `result` (pass | fail), `reason`, `steps` (each: step, station, started,
+seconds, detail), `versions` (mpguard, agent, MicroPython, firmware, app), `attestation`
+(verdict, policy, failed rules), `iat`. The JWS header's `kid` is the RFC 7638 thumbprint of
+the station's key, which the inventory records (line_stations): `verify` checks a traveller
+against it, and any JOSE library can, with the station's public key.
+
+The station key lives in the project as keys/station-NAME.pem, encrypted with the project's
+passphrase like the release key (docs/keys.md), made the first time the station runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import __version__, jose, keys
+from ..errors import LineError
+from ..inventory.line import BoardRecord, Line
+
+TYP = "mpguard-traveller+jwt"
+
+
+def key_path(project_root: Path, station: str) -> Path:
+    return project_root / "keys" / f"station-{station}.pem"
+
+
+def station_key(project_root: Path, station: str, passphrase: bytes | None) -> Any:
+    """The station's signing key (made and saved, encrypted, the first time)."""
+    path = key_path(project_root, station)
+    if path.exists():
+        return keys.load_private(path, passphrase if keys.is_encrypted(path) else None)
+    key = keys.generate()
+    keys.save_private(key, path, passphrase, allow_plaintext=passphrase is None)
+    return key
+
+
+def payload(rec: BoardRecord, *, station: str, operator: str, kind: str | None,
+            result: str, reason: str | None, versions: dict[str, Any]) -> dict[str, Any]:
+    from ..agent import package
+
+    steps = [{"step": s.step, "station": s.station, "started": s.started_at.isoformat(),
+              "seconds": s.seconds, "detail": s.detail} for s in rec.steps]
+    return {
+        "v": 1, "batch": rec.batch, "station": station, "operator": operator, "mac": rec.mac,
+        "ueid": rec.ueid, "kind": kind, "result": result, "reason": reason, "steps": steps,
+        "versions": {"mpguard": __version__, "agent": package_version(package),
+                     **{k: v for k, v in versions.items() if k != "attestation"}},
+        "attestation": versions.get("attestation"), "iat": int(time.time()),
+    }
+
+
+def package_version(package: Any) -> str | None:
+    try:
+        return str(package.package_json()["version"])
+    except (KeyError, TypeError, OSError):
+        return None
+
+
+def sign(body: dict[str, Any], key: Any) -> str:
+    data = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return jose.sign(data, key, {"typ": TYP})
+
+
+def verify(token: str, line: Line) -> dict[str, Any]:
+    """The traveller's payload, if it is signed by a station the inventory knows."""
+    from .. import errors
+
+    try:
+        hdr = json.loads(jose.b64u_dec(token.split(".")[0]))
+        found = line.station_key(str(hdr.get("kid")))
+    except (ValueError, IndexError, errors.JoseError):
+        raise LineError("bad_station", "not a traveller") from None
+    if found is None:
+        raise errors.JoseError("unknown_key")
+    _, body = jose.verify(token, {hdr["kid"]: found[1]}, max_len=1 << 20)
+    return dict(json.loads(body))

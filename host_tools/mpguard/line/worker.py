@@ -1,0 +1,203 @@
+"""One board's run through the station's steps, in its own thread.
+
+1. the board's MAC (the port's, or esptool read-mac) names it; the inventory's traveller for
+   (batch, MAC) is claimed for this station (another station's fresh claim: held, not run);
+   a board that passed already is reported as such and left alone;
+2. each step the inventory does not record as completed runs; each completion is written to
+   the station's journal first, then to the inventory (a step that succeeded is never run
+   again, by this station or another: line_steps is unique per board and step);
+3. the end: the traveller (every step, timings, versions, the attestation) is signed with the
+   station's key and stored with the board's status (pass, or fail with the reason).
+
+A link failure while the port is gone is `disconnected`. An inventory that cannot be reached
+parks the board: what it did stays in the journal until the station can write it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InventoryUnavailable, LinkError, MpguardError
+from ..inventory.line import BoardRecord, Line
+from . import steps, traveller
+from .ports import Port, read_mac
+
+
+@dataclass
+class Event:
+    kind: str  # start | step | progress | done | held | parked
+    port: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Journal:
+    """What the inventory must still get: JSON lines in the project (written before the
+    inventory, replayed when it can be reached again), so nothing a board did is lost."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.Lock()
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(entry, default=str) + "\n")
+
+    def pending(self) -> list[dict[str, Any]]:
+        with self.lock:
+            if not self.path.exists():
+                return []
+            return [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+
+    def flush(self, line: Line) -> int:
+        """Write every pending entry to the inventory (idempotent); how many were written.
+        InventoryUnavailable if it still cannot be reached (what is left stays)."""
+        with self.lock:
+            if not self.path.exists():
+                return 0
+            todo = [json.loads(ln) for ln in self.path.read_text().splitlines() if ln.strip()]
+            done = 0
+            try:
+                for e in todo:
+                    rec = line.board(e["batch"], e["mac"])
+                    if rec is None:
+                        rec = line.claim(e["batch"], e["mac"], e["station"]).board
+                    line.step_done(rec.id, e["step"], e["station"],
+                                   datetime.fromisoformat(e["started"]),
+                                   datetime.fromisoformat(e["ended"]), e["detail"])
+                    done += 1
+            finally:
+                rest = todo[done:]
+                if rest:
+                    self.path.write_text("".join(json.dumps(e) + "\n" for e in rest))
+                else:
+                    self.path.unlink(missing_ok=True)
+            return done
+
+    def recorded(self, batch: str, mac: str) -> set[str]:
+        return {e["step"] for e in self.pending() if e["batch"] == batch and e["mac"] == mac}
+
+
+class Worker(threading.Thread):
+    def __init__(self, ctx: steps.Context, port: Port, line: Line, journal: Journal,
+                 key: Any, emit: Callable[[Event], None], present: Callable[[str], bool]):
+        super().__init__(name=f"board {port.label}", daemon=True)
+        self.ctx, self.port, self.line, self.journal = ctx, port, line, journal
+        self.key, self.emit, self.present = key, emit, present
+        self.status = "running"
+        self.reason: str | None = None
+        self.mac: str | None = None
+        self.board_id: int | None = None
+
+    def _progress(self, what: str, done: int, total: int) -> None:
+        self.emit(Event("progress", self.port.device, {"what": what, "done": done,
+                                                        "total": total}))
+
+    def run(self) -> None:
+        b = steps.Board(self.ctx, self.port, self._progress)
+        try:
+            try:
+                self._run(b)
+            except InventoryUnavailable:
+                raise
+            except MpguardError as e:
+                gone = isinstance(e, LinkError) and not self.present(self.port.device)
+                self._fail(b, "disconnected" if gone else _reason(e))
+            except Exception as e:  # noqa: BLE001 - a bug fails one board, not the station
+                self._fail(b, f"internal error: {type(e).__name__}: {e}")
+        except InventoryUnavailable as e:
+            self._end("parked", f"inventory: {e.reason}")
+        finally:
+            b.close()
+
+    def _fail(self, b: steps.Board, reason: str) -> None:
+        if self.board_id is None:  # not claimed yet: nothing recorded to close
+            self._end("fail", reason)
+        else:
+            self._finish(b, self.board_id, "fail", reason)
+
+    def _end(self, status: str, reason: str | None) -> None:
+        self.status, self.reason = status, reason
+        self.emit(Event("parked" if status == "parked" else "done", self.port.device,
+                        {"status": status, "reason": reason, "mac": self.mac}))
+
+    def _run(self, b: steps.Board) -> None:
+        st = self.ctx.station
+        self.mac = self.port.mac or read_mac(self.port.device)
+        self.emit(Event("start", self.port.device, {"mac": self.mac}))
+        claim = self.line.claim(st.batch, self.mac, st.name)
+        if not claim.ok:
+            self.status, self.reason = "held", f"held by station {claim.held_by}"
+            self.emit(Event("held", self.port.device, {"by": claim.held_by, "mac": self.mac}))
+            return
+        rec = claim.board
+        self.board_id = rec.id
+        b.ueid = rec.ueid
+        if rec.status == "pass":
+            self.status, self.reason = "pass", "already passed"
+            self.emit(Event("done", self.port.device, {"status": "pass", "reason": self.reason,
+                                                        "mac": self.mac, "ueid": rec.ueid}))
+            return
+        done = rec.done | self.journal.recorded(st.batch, self.mac)
+        for name in st.order:
+            if name in done:
+                self.emit(Event("step", self.port.device, {"step": name, "status": "skipped"}))
+                continue
+            self.emit(Event("step", self.port.device, {"step": name, "status": "running"}))
+            t0 = datetime.now(UTC)
+            m0 = time.monotonic()
+            try:
+                detail = steps.RUN[name](b, st.steps[name])
+            except (LinkError, InventoryUnavailable):
+                raise
+            except MpguardError as e:
+                self._finish(b, rec.id, "fail", f"{name}: {_reason(e)}")
+                return
+            t1 = datetime.fromtimestamp(t0.timestamp() + time.monotonic() - m0, UTC)
+            self.journal.add({"batch": st.batch, "mac": self.mac, "step": name,
+                              "station": st.name, "started": t0.isoformat(),
+                              "ended": t1.isoformat(), "detail": detail})
+            self.journal.flush(self.line)
+            if b.ueid and b.ueid != rec.ueid:
+                self.line.set_ueid(rec.id, _ueid_hex(b.ueid))
+            self.emit(Event("step", self.port.device, {"step": name, "status": "done",
+                                                        "seconds": round(time.monotonic() - m0, 2),
+                                                        "ueid": b.ueid}))
+        self._finish(b, rec.id, "pass", None)
+
+    def _finish(self, b: steps.Board, board_id: int, result: str, reason: str | None) -> None:
+        st = self.ctx.station
+        rec = self.line.board(st.batch, self.mac or "")
+        assert rec is not None  # claimed above: the row exists
+        body = traveller.payload(rec, station=st.name, operator=st.operator, kind=b.kind,
+                                 result=result, reason=reason, versions=b.versions)
+        self.line.release(board_id, st.name, result, reason, traveller.sign(body, self.key))
+        self._end(result, reason)
+
+
+def _reason(e: MpguardError) -> str:
+    r = getattr(e, "reason", None)
+    msg = str(e)
+    return f"{r}: {msg}" if r and not msg.startswith(r) else msg
+
+
+def _ueid_hex(u: str) -> str:
+    """A UEID from provisioning (base64url) or the inventory (hex), as hex."""
+    from .. import files
+
+    try:
+        bytes.fromhex(u)
+        return u
+    except ValueError:
+        return files.b64u_dec(u).hex()
+
+
+__all__ = ["BoardRecord", "Event", "Journal", "Worker"]

@@ -1,0 +1,74 @@
+"""Helpers for the production-line tests (imported by them; no fixtures here)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from mpguard import project
+from mpguard.line import ports as ports_mod
+from mpguard.line import run as line_run
+from mpguard.line import station
+from mpguard.updates import release
+
+APP = 'import guard\nprint("line app {v}")\nguard.confirm()\n'
+
+
+def make_project(folder: Path, version: str = "1.0.0") -> project.Project:
+    proj = project.init(folder / "proj", passphrase=None, targets=["sim"])
+    app = folder / "app"
+    app.mkdir(exist_ok=True)
+    (app / "main.py").write_text(APP.format(v=version))
+    release.build_release(proj, app, version, folder / "app.bundle", passphrase=None, app="lineapp")
+    return proj
+
+
+def station_file(folder: Path, name: str, steps: str, *, batch: str = "B1", parallel: int = 4,
+                 inventory: str | None = None) -> Path:
+    inv = f'inventory = "{inventory}"\n' if inventory else ""
+    text = (f'[station]\nname = "{name}"\noperator = "tester"\nbatch = "{batch}"\n'
+            f'project = "proj"\nparallel = {parallel}\n{inv}\n[steps]\n{steps}')
+    p = folder / f"{name}.toml"
+    p.write_text(text)
+    return p
+
+
+class Run:
+    """A station run (library level), its events, and what it left."""
+
+    def __init__(self, path: Path, ports: str, *, count: int | None = None,
+                 idle: float | None = 3.0, hook: Any = None, busy_timeout: float = 5.0,
+                 db: str | None = None):
+        self.st = station.load(path)
+        self.ctx, self.line, self.key = line_run.prepare(
+            self.st, passphrase=None, burn=True, inventory=db, busy_timeout=busy_timeout)
+        self.events: list[Any] = []
+        self.hook = hook
+        self.sr = line_run.StationRun(self.ctx, self.line, self.key, ports_mod.parse(ports),
+                                      count=count, idle=idle, on_event=self._on)
+        self.summary: Any = None
+
+    def _on(self, e: Any, rows: Any) -> None:
+        self.events.append(e)
+        if self.hook:
+            self.hook(e, rows)
+
+    def go(self) -> Run:
+        try:
+            self.summary = self.sr.run()
+        finally:
+            self.ctx.inventory.close()
+        return self
+
+    def in_thread(self) -> threading.Thread:
+        t = threading.Thread(target=self.go)
+        t.start()
+        return t
+
+    def of(self, label: str, kind: str | None = None) -> list[Any]:
+        port = next((p for p, r in self.sr.rows.items() if r.label == label), None)
+        return [e for e in self.events if e.port == port and (kind is None or e.kind == kind)]
+
+    def row(self, label: str) -> Any:
+        return next(r for r in self.sr.rows.values() if r.label == label)

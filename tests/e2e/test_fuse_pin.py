@@ -1,0 +1,120 @@
+"""eFuse hardening on the virtual board, for real: `mpguard fuse harden` burns the sim's
+`espefuse --virt` file; afterwards espefuse's own summary, `mpguard fuse status` and the
+board's signed attestation agree; an anchors file swapped through the REPL makes the board
+refuse every update (anchors_pin) and its attestation say so, until the pinned anchors are back.
+
+Device identity is not on this branch yet: a test stand-in for guard.identity (a fixed key,
+the UEID from the board's MAC) is copied to the board, as tests/e2e/test_attest_story.py does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mpguard import cli, fuse, keys, project
+from mpguard.agent import install as agent_install
+from mpguard.attest import policy, run, store
+from mpguard.link import BoardLink
+from mpguard.updates import deploy, release
+
+pytestmark = pytest.mark.timeout(600)
+ESPEFUSE = str(Path(sys.executable).parent / "espefuse")
+KEY = ec.derive_private_key(0x5EED0F0E5E, ec.SECP256R1())
+IDENTITY = f'''# test stand-in for guard.identity (device identity lands on its own branch)
+from guard import hw
+def key():
+    return {KEY.private_numbers().private_value:#x}, {keys.public_bytes(KEY)!r}
+def ueid():
+    return b"\\x02" + hw.unique_id()
+'''
+APP = 'import guard\nprint("app {v} running")\nguard.confirm()\n'
+
+
+def give_identity(link: BoardLink) -> bytes:
+    link.put(IDENTITY.encode(), "/lib/guard/identity.py")
+    d = json.loads(link.get(agent_install.DIGESTS))
+    d["files"]["identity.py"] = hashlib.sha256(IDENTITY.encode()).hexdigest()
+    link.put(json.dumps(d, sort_keys=True).encode(), agent_install.DIGESTS)
+    return b"\x02" + bytes.fromhex(link.eval("__import__('machine').unique_id().hex()"))
+
+
+def bundle(proj: project.Project, tmp: Path, version: str) -> bytes:
+    app = tmp / f"app-{version}"
+    app.mkdir(parents=True)
+    (app / "main.py").write_text(APP.format(v=version))
+    out = tmp / f"{version}.bundle"
+    release.build_release(proj, app, version, out, passphrase=None, app="demo")
+    return out.read_bytes()
+
+
+def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_path,
+                                                        fake_inventory, capsys):
+    efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
+    info = sim_factory("pin", efuse=str(efuse))
+    proj = project.init(tmp_path / "proj", passphrase=None, targets=["sim"])
+    anchors = project.anchor_set(list(proj.anchors().values()))
+    st = store.Store(fake_inventory)
+    with BoardLink(info.port) as link:
+        agent_install.install(link, anchors)
+        fake_inventory.add_device(give_identity(link), KEY, name="pin")
+        assert deploy.deploy(link, bundle(proj, tmp_path, "1.0.0"), wait=20).outcome == "confirmed"
+        before = run.attest(link, st, policy.load()).evidence.facts
+    assert before["anchors_pin"].value == "unpinned"
+
+    # the burn, through the CLI as an operator runs it (the dry run is printed first)
+    rc = cli.main(["fuse", "harden", "--port", "sim:pin", "--profile", "production", "--burn",
+                   fuse.CONFIRM_FLAG, "--project", str(proj.root)])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.index("irreversible") < out.index("burned 4 step(s)")
+
+    # 1. espefuse's own summary
+    summ = tmp_path / "summary.json"
+    subprocess.run([ESPEFUSE, "--virt", "--path-efuse-file", str(efuse), "--chip", "esp32",
+                    "summary", "--format", "json", "--file", str(summ)], check=True,
+                   capture_output=True, timeout=120)
+    told = json.loads(summ.read_text())
+    assert told["JTAG_DISABLE"]["value"] is True and told["UART_DOWNLOAD_DIS"]["value"] is True
+    assert told["BLOCK3"]["writeable"] is False
+    # 2. mpguard fuse status
+    assert cli.main(["fuse", "status", "--port", "sim:pin", "--project", str(proj.root),
+                     "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    # 3. the board's attestation (the sim reads its eFuses again at the reset before it)
+    with BoardLink(info.port) as link:
+        att = run.attest(link, st, policy.load())
+    facts = att.evidence.facts
+    for name in ("jtag", "uart_download", "secure_boot", "flash_encryption", "anchors_pin"):
+        assert facts[name].value == status["facts"][name], name
+    assert status["facts"]["jtag"] == "disabled-permanently"
+    assert status["facts"]["anchors_pin"] == "match" and status["anchors_pin"]["locked"]
+    assert att.evidence.claims["dbgstat"] == "disabled-permanently"
+    outcome = {r.rule: r.outcome for r in att.appraisal.results}
+    assert outcome["anchors-pinned"] == "pass" and outcome["jtag-disabled"] == "pass"
+
+    # a REPL user swaps the trust anchors for their own key's: every update is refused
+    intruder = project.init(tmp_path / "intruder", passphrase=None, targets=["sim"])
+    theirs = tmp_path / "theirs.json"
+    theirs.write_bytes(fuse.anchors_bytes(project.anchor_set(list(intruder.anchors().values()))))
+    mpr(info.port, "fs", "cp", str(theirs), ":/mpguard/anchors.json")
+    bundle(intruder, tmp_path / "intruder-app", "1.9.0")  # their sequence passes the board's
+    with BoardLink(info.port) as link:
+        # theirs verifies against their anchors, and the pin refuses them; the project's own
+        # release no longer verifies against the swapped anchors
+        for who, reason in ((intruder, "anchors_pin"), (proj, "unknown_key")):
+            res = deploy.deploy(link, bundle(who, tmp_path / who.root.name, "2.0.0"), wait=20)
+            assert (res.outcome, res.reason) == ("refused", reason), who.root
+        att = run.attest(link, st, policy.load())
+        assert att.evidence.facts["anchors_pin"].value == "mismatch"
+        assert {r.rule: r.outcome for r in att.appraisal.results}["anchors-pin-match"] == "fail"
+        assert link.call("update.status")["app"] == "demo"  # still the app it had
+        # the pinned anchors back: updates from the project go through again
+        link.put(fuse.anchors_bytes(anchors), agent_install.ANCHORS)
+        res = deploy.deploy(link, bundle(proj, tmp_path / "again", "2.0.1"), wait=20)
+        assert res.outcome == "confirmed", res

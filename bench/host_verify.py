@@ -133,7 +133,7 @@ def main(runs: int = RUNS) -> dict[str, tuple[list[float], list[float]]]:
         return len(manifests)
 
     raw = []
-    for nonce, tok in corpus:
+    for _, tok in corpus:
         h, p, s = tok.split(".")
         sig = files.b64u_dec(s)
         der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))

@@ -3,8 +3,9 @@ tests).
 
 Each cut point of a sweep is independent of the others: a fresh copy of the same image, the
 run that loses power at write N, then the boots after it. So the points are spread over a
-few boards, each an image file of its own driven by a thread of its own (the work is done by
-the MicroPython processes those threads start), as many as this machine has processors.
+few boards, each an image file of its own (a unix-port board of tests/agent, or a virtual
+board of tests/e2e) driven by a thread of its own (the work is done by the processes those
+threads start), as many as this machine has processors.
 What each point checks is the same as in a loop; the results come back in the order of the
 points, and a failure is raised for the first failing point in that order.
 """

@@ -108,6 +108,8 @@ def test_bad_headers_are_refused_every_time_and_not_remembered():
 def test_the_caches_stay_bounded(monkeypatch):
     monkeypatch.setattr(jose, "HEADER_CACHE", 4)
     monkeypatch.setattr(keys, "POINT_CACHE", 4)
+    monkeypatch.setattr(jose, "_HEADERS", {})  # what earlier tests left is not this test's
+    monkeypatch.setattr(keys, "_POINTS", {})
     signers = [ec.derive_private_key(0x1000 + i, ec.SECP256R1()) for i in range(10)]
     tokens = [(jose.sign(b"{}", k), keys.thumbprint(k), keys.public_bytes(k)) for k in signers]
     for _ in range(2):

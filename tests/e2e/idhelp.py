@@ -5,7 +5,6 @@ the board's private key read from its flash *through the board*, never a host co
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -42,14 +41,6 @@ class Proj:
     def __init__(self, root: Path):
         self.proj = project.init(root, passphrase=None, targets=["sim"])
         self.root = self.proj.root
-
-    def copy(self, root: Path) -> Proj:
-        """The same project (its keys and device CA) in folder `root`, with no inventory."""
-        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("inventory.db*"))
-        other = Proj.__new__(Proj)
-        other.proj = project.find(root)
-        other.root = other.proj.root
-        return other
 
     def inventory(self, **kw):
         from mpguard.inventory import Inventory

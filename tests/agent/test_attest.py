@@ -180,7 +180,8 @@ class AttestBoard:
         if app:
             token, _ = bundle.split(bundle.build(app_files(), KEY, app="demo", version="1.2.0",
                                                  seq=3, targets=[kind]))
-            self.manifest_digest = hashlib.sha256(token).hexdigest()
+            # the measurement: SHA-256 of the signing input (as guard.install records it)
+            self.manifest_digest = hashlib.sha256(token[: token.rfind(b".")]).hexdigest()
             files[f"/mpguard/m-{self.manifest_digest[:16]}.jws"] = token
             for p, d in app_files():
                 files[f"/app/a/{p}"] = d

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -15,6 +17,29 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mpguard import project
 from mpguard.identity import records
 from mpguard.link import BoardLink
+
+MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
+
+
+class Cli:
+    """The `mpguard` command as a user runs it (a subprocess in `cwd`, with `env`)."""
+
+    def __init__(self, env, cwd: Path):
+        self.env, self.cwd = env, cwd
+        self.transcript: list[str] = []  # every stdout and stderr, for the grep test
+
+    def __call__(self, *args: str, code: int | tuple[int, ...] = 0,
+                 env=None) -> subprocess.CompletedProcess:
+        r = subprocess.run(MPGUARD + list(args), env=env or self.env, cwd=self.cwd,
+                           capture_output=True, text=True, timeout=180)
+        self.transcript += [r.stdout, r.stderr]
+        codes = code if isinstance(code, tuple) else (code,)
+        assert r.returncode in codes, f"mpguard {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def json(self, *args: str, code: int | tuple[int, ...] = 0) -> object:
+        return json.loads(self(*args, "--json", code=code).stdout)
+
 
 SNAPSHOT = """\
 import os, json, hashlib, binascii, gc

@@ -11,6 +11,8 @@ schema the project's config names. The second test runs it all as a user does, t
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -19,7 +21,18 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography import x509
-from idhelp import Proj
+from idhelp import (
+    MPGUARD,
+    Cli,
+    Proj,
+    find_key,
+    flash_private_keys,
+    host_side,
+    key_encodings,
+    public_point,
+    split_probe,
+    use_inventory,
+)
 
 import mpguard.sim as simlib
 from mpguard import cli, files, keys, reasons
@@ -28,7 +41,9 @@ from mpguard.errors import DeviceRefused
 from mpguard.identity import board as idboard
 from mpguard.identity import ca as device_ca
 from mpguard.identity import provision as prov
+from mpguard.inventory import Inventory
 from mpguard.link import BoardLink
+from mpguard.sim import folder as simfolder
 from mpguard.updates import deploy, release
 
 pytestmark = pytest.mark.timeout(600)
@@ -141,3 +156,67 @@ def test_attest_story_on_the_virtual_board(sim_factory, tmp_path, inv_url):
     assert f.boards[0].claims["dbgstat"] == "disabled-permanently"
     assert (f.boards[0].ueid, f.boards[0].kid) == (ueid.hex(), ident.kid)
     inv.close()
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ, MPGUARD_SIM_DIR=str(tmp_path / "sims"), MPGUARD_PASSPHRASE="pw")
+    yield e
+    subprocess.run(MPGUARD + ["sim", "stop", "--all"], env=e, capture_output=True)
+
+
+def test_the_board_key_is_nowhere_on_the_host_after_provision_and_attest(env, tmp_path,
+                                                                         pg_server):
+    """Provisioning and attestation as a user runs them, with every report; then the board's
+    private key (read from the virtual board's flash image file, as only a test can) is
+    searched for in everything the host side has: the project folder, a pg_dump of the
+    inventory's schema, the commands' output, the sim's logs, the reports."""
+    url = pg_server.new_schema()
+    cli = Cli(env, tmp_path)
+    cli("sim", "start", "--name", "g")
+    cli("init", "proj", "--target", "sim")
+    cli.cwd = root = tmp_path / "proj"
+    use_inventory(root, url)  # mpguard.json names the PostgreSQL schema: every command uses it
+    prov_out = cli.json("provision", "--port", "sim:g", "--batch", "b-1")
+    assert prov_out["outcome"] == "provisioned" and prov_out["agent_installed"]
+    (root / "app").mkdir()
+    (root / "app" / "main.py").write_text(GOOD.format(v="1.0.0"))
+    cli("release", "build", "app", "--version", "1.0.0", "-o", "app.bundle")
+    assert cli.json("deploy", "--port", "sim:g", "app.bundle")["outcome"] == "confirmed"
+    ear_key = tmp_path / "ear-key.pem"
+    keys.save_private(keys.generate(), ear_key, None, allow_plaintext=True)
+    graded = (reasons.EXIT_WARN, reasons.EXIT_FAIL)  # a stock chip: warn or fail, never refused
+    att = cli.json("attest", "--port", "sim:g", "--junit", "att.xml", "--html", "att.html",
+                   "--ear", "att.ear", "--ear-key", str(ear_key), code=graded)
+    assert att["device"]["ueid"] == idboard.unb64u(prov_out["ueid"]).hex()
+    assert att["device"]["kid"] == prov_out["kid"] and att["token"]
+    rep_out = cli.json("report", "--junit", "fleet.xml", "--html", "fleet.html", code=graded)
+    assert [b["attestations"] for b in rep_out["boards"]] == [1]
+    cli("devices", "show", prov_out["ueid"])
+    cli("sim", "stop", "--all")  # the flash image file is complete once the board is off
+
+    # the board's keys, from its flash image (the host's commands never read it)
+    sims = tmp_path / "sims"
+    found = flash_private_keys(sims / "g" / simfolder.IMAGE)
+    with Inventory.open(url) as inv:
+        (dev,) = inv.devices()
+        kinds = [e.kind for e in inv.events(ueid=dev.ueid)]
+    assert dev.thumbprint == prov_out["kid"]
+    assert dev.public_key in [public_point(k) for k in found]  # the identity key is among them
+    assert kinds == ["provision", "deploy", "attestation"]
+
+    dump = pg_server.dump(url)
+    # the dump holds the board's records: the search below looks at real data
+    assert dev.ueid.encode() in dump and dev.thumbprint.encode() in dump
+    assert att["token"].split(".")[1].encode() in dump and b"attestation" in dump
+    blobs = host_side(tmp_path, sims, cli.transcript, b"")
+    blobs["inventory dump"] = dump
+    for name in ("proj/att.html", "proj/att.xml", "proj/att.ear", "proj/fleet.html",
+                 "proj/fleet.xml", "proj/mpguard.json"):
+        assert name in blobs, name
+    assert any(k.startswith("sims/") and k.endswith(".log") for k in blobs)
+    assert json.loads(blobs["proj/mpguard.json"])["inventory"] == url
+    for sec1 in found:
+        enc = key_encodings(sec1)
+        assert find_key(split_probe(enc), enc)  # the search finds a key split over lines
+        assert find_key(blobs, enc) == []

@@ -9,17 +9,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from idhelp import board_private_key, find_key, host_side, key_encodings, split_probe
+from idhelp import MPGUARD, Cli, board_private_key, find_key, host_side, key_encodings, split_probe
 
 import mpguard.sim as simlib
 from mpguard.link import BoardLink
 
 pytestmark = pytest.mark.timeout(300)
-MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
 
 
 @pytest.fixture
@@ -27,22 +24,6 @@ def env(tmp_path):
     e = dict(os.environ, MPGUARD_SIM_DIR=str(tmp_path / "sims"), MPGUARD_PASSPHRASE="pw")
     yield e
     subprocess.run(MPGUARD + ["sim", "stop", "--all"], env=e, capture_output=True)
-
-
-class Cli:
-    def __init__(self, env, cwd: Path):
-        self.env, self.cwd = env, cwd
-        self.transcript: list[str] = []  # every stdout and stderr, for the grep test
-
-    def __call__(self, *args: str, code: int = 0, env=None) -> subprocess.CompletedProcess:
-        r = subprocess.run(MPGUARD + list(args), env=env or self.env, cwd=self.cwd,
-                           capture_output=True, text=True, timeout=180)
-        self.transcript += [r.stdout, r.stderr]
-        assert r.returncode == code, f"mpguard {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}"
-        return r
-
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args, "--json").stdout)
 
 
 def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tmp_path):

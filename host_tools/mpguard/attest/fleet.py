@@ -3,6 +3,8 @@ per-rule counts, and the problems no single board can see:
 
   same_key       two boards' records hold the same public key (a cloned identity)
   same_ueid      two records hold the same UEID
+                 (mpguard.inventory refuses both when a board is recorded, duplicate_key /
+                 duplicate_ueid; these two check a database written by other means)
   seq_backwards  a board's update sequence went down between two attestations (rollback)
   cert_expiry    a device certificate expires within `cert_days` (or has expired)
   never_attested a board in the inventory without any attestation in the period

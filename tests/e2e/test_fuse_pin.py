@@ -96,9 +96,9 @@ def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_pa
     mpr(info.port, "fs", "cp", str(theirs), ":/mpguard/anchors.json")
     bundle(intruder, tmp_path / "intruder-app", "1.9.0")  # their sequence passes the board's
     with BoardLink(info.port) as link:
-        # theirs verifies against their anchors, and the pin refuses them; the project's own
-        # release no longer verifies against the swapped anchors
-        for who, reason in ((intruder, "anchors_pin"), (proj, "unknown_key")):
+        # the install checks the anchors against the pin first: theirs (which would verify
+        # against their anchors) and the project's own are both refused for the anchors
+        for who, reason in ((intruder, "anchors_pin"), (proj, "anchors_pin")):
             res = deploy.deploy(link, bundle(who, tmp_path / who.root.name, "2.0.0"), wait=20)
             assert (res.outcome, res.reason) == ("refused", reason), who.root
         att = run.attest(link, st, policy.load())

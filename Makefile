@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed
 STUBS  := $(VENV)/mpstubs
 STUBS_PIN := micropython-esp32-esp32-generic-stubs==1.29.0.post1
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (the machines are 2-core); PYTEST_WORKERS=0 runs it in
+# one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: all demo test lint bench clean help
 
@@ -34,7 +37,7 @@ lint: $(STAMP)
 		--custom-typeshed-dir ../$(STUBS) guard
 
 test: lint
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

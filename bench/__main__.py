@@ -16,6 +16,7 @@ BENCHES = [
     "bench.sim",
     "bench.inventory",
     "bench.attest",
+    "bench.host_verify",
     "bench.identity",
     "bench.line",
 ]

@@ -28,6 +28,7 @@ block's write-protect bit.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import sys
@@ -156,8 +157,12 @@ def esptool_version() -> str:
     return str(esptool.__version__)
 
 
+@functools.cache
 def chip_definitions(chip: str) -> tuple[Any, Any, Any]:
-    """esptool's (registers, blocks, fields) definitions for `chip` (e.g. "esp32c3")."""
+    """esptool's (registers, blocks, fields) definitions for `chip` (e.g. "esp32c3").
+
+    Read once per chip and process (esptool parses its tables for each `EfuseDefineFields`:
+    about 0.2 s, and a profile asks for them about twenty times); read only."""
     try:
         mod = importlib.import_module(f"espefuse.efuse.{chip}.mem_definition")
     except ModuleNotFoundError:

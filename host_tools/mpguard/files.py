@@ -58,8 +58,12 @@ def b64u_enc(data: bytes) -> str:
     return base64.urlsafe_b64encode(bytes(data)).rstrip(b"=").decode("ascii")
 
 
-_TO_STD = bytes.maketrans(b"-_", b"+/")
 _STD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# base64url's alphabet to the standard one in one pass; "+", "/" and "=" (not base64url)
+# become "!", which the strict decoder refuses like any other character outside the alphabet
+_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
+_VALUE = bytes(_STD.index(c) if c in _STD else 0 for c in range(256))
+_PAD = (b"", b"", b"==", b"=")
 
 
 def b64u_dec(text: str | bytes) -> bytes:
@@ -68,15 +72,15 @@ def b64u_dec(text: str | bytes) -> bytes:
     Raises ValueError for anything else (a non-canonical last character included).
     """
     raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
-    n = len(raw) % 4
-    if n == 1 or b"+" in raw or b"/" in raw or b"=" in raw:
+    n = len(raw) & 3
+    if n == 1:
         raise ValueError("not base64url")
     std = raw.translate(_TO_STD)
     try:  # strict_mode: only the alphabet, padding only at the end
-        out = binascii.a2b_base64(std + b"=" * (-n % 4), strict_mode=True)
+        out = binascii.a2b_base64(std + _PAD[n], strict_mode=True)
     except (binascii.Error, ValueError):
         raise ValueError("not base64url") from None
     # canonical: the last character's bits beyond the data are zero (RFC 4648 3.5)
-    if n and _STD.index(std[-1]) & (0x0F if n == 2 else 0x03):
+    if n and _VALUE[std[-1]] & (0x0F if n == 2 else 0x03):
         raise ValueError("non-canonical base64url")
     return out

@@ -15,6 +15,13 @@ board's reason string):
   6. "kid" (4.1.4) names one of `keys`                                       unknown_key
   7. signature strict base64url, 64 bytes R || S (RFC 7518 3.4), verifies    bad_sig
   8. payload strict base64url                                                jws_format
+
+At fleet rate (`mpguard attest` over many boards, release checks) the same few headers and
+keys come back token after token, so two things are parsed once and remembered, each by its
+exact bytes: a header's base64url text -> the header it decodes to (steps 2-5 passed: what
+the header alone decides), and a key's SEC1 bytes -> the parsed key (mpguard.keys). Neither
+remembers a verdict: for every token the kid is looked up in the caller's `keys` (a kid no
+longer there is refused) and the signature is checked against that key.
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ from .errors import JoseError, KeyStoreError
 ALG = "ES256"
 MAX_TOKEN = 16384  # the board's default limit (guard.jws._MAX_TOKEN)
 MAX_HEADER = 1024
+_ECDSA = ec.ECDSA(hashes.SHA256())
+# header base64url text -> (header, kid): see the module docstring. Bounded: the oldest entry
+# goes first when it is full (a fleet has a header per signing key).
+_HEADERS: dict[bytes, tuple[dict[str, Any], Any]] = {}
+HEADER_CACHE = 4096
 
 
 def _fail(reason: str) -> JoseError:
@@ -151,6 +163,29 @@ def measurement(token: str | bytes) -> str:
     return hashlib.sha256(signing_input(token)).hexdigest()
 
 
+def _header(h64: bytes) -> tuple[dict[str, Any], Any]:
+    """Steps 2-5 on a header's base64url text: (header, its kid, unchecked), or JoseError."""
+    if len(h64) > MAX_HEADER:
+        raise _fail("too_large")
+    if not h64:
+        raise _fail("jws_format")
+    raw_header = b64u_dec(h64)
+    members = json_shape(raw_header, 2)  # flat: strings (and "crit", an array, refused below)
+    if members < 0:
+        raise _fail("jws_format")
+    try:
+        header = json.loads(raw_header, object_pairs_hook=_no_duplicates)
+    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
+        raise _fail("jws_format") from None
+    if not isinstance(header, dict) or len(header) != members:
+        raise _fail("jws_format")
+    if header.get("alg") != ALG:
+        raise _fail("jws_alg")
+    if "crit" in header:
+        raise _fail("jws_crit")
+    return header, header.get("kid")
+
+
 def verify(
     token: str | bytes, keys: Mapping[str, Any], max_len: int = MAX_TOKEN
 ) -> tuple[dict[str, Any], bytes]:
@@ -170,28 +205,21 @@ def verify(
     if len(parts) != 3:
         raise _fail("jws_format")
     h64, p64, s64 = parts
-    if len(h64) > MAX_HEADER:
-        raise _fail("too_large")
-    if not h64:
-        raise _fail("jws_format")
-    raw_header = b64u_dec(h64)
-    members = json_shape(raw_header, 2)  # flat: strings (and "crit", an array, refused below)
-    if members < 0:
-        raise _fail("jws_format")
-    try:
-        header = json.loads(raw_header, object_pairs_hook=_no_duplicates)
-    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
-        raise _fail("jws_format") from None
-    if not isinstance(header, dict) or len(header) != members:
-        raise _fail("jws_format")
-    if header.get("alg") != ALG:
-        raise _fail("jws_alg")
-    if "crit" in header:
-        raise _fail("jws_crit")
-    kid = header.get("kid")
-    if not isinstance(kid, str) or kid not in keys:
+    known = _HEADERS.get(h64)
+    if known is None:
+        known = _header(h64)  # raises for a bad header: nothing is remembered of it
+        if all(isinstance(v, str) for v in known[0].values()):  # flat: a copy is a true copy
+            if len(_HEADERS) >= HEADER_CACHE:
+                del _HEADERS[next(iter(_HEADERS))]
+            _HEADERS[h64] = known
+    header, kid = known
+    if not isinstance(kid, str):
         raise _fail("unknown_key")
-    pub = _public(keys[kid])
+    try:
+        key = keys[kid]  # the caller's set, asked for every token
+    except KeyError:
+        raise _fail("unknown_key") from None
+    pub = _public(key)
     try:
         sig = b64u_dec(s64)
     except JoseError:
@@ -200,7 +228,7 @@ def verify(
         raise _fail("bad_sig")
     der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
     try:
-        pub.verify(der, h64 + b"." + p64, ec.ECDSA(hashes.SHA256()))
+        pub.verify(der, h64 + b"." + p64, _ECDSA)
     except InvalidSignature:
         raise _fail("bad_sig") from None
-    return header, b64u_dec(p64)
+    return dict(header), b64u_dec(p64)

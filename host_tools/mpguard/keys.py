@@ -61,14 +61,30 @@ def public_bytes(key: PrivateKey | PublicKey | bytes) -> bytes:
     )
 
 
+# SEC1 bytes -> parsed public key: parsing (decompression, the on-curve check) costs about
+# as much as half a signature check, and a fleet's few keys come back token after token. Keyed
+# by the exact bytes, so an entry is only ever the key those bytes encode; bounded (the oldest
+# goes first). Bytes that are not a key are never remembered.
+_POINTS: dict[bytes, PublicKey] = {}
+POINT_CACHE = 4096
+
+
 def public_from_bytes(data: bytes) -> PublicKey:
     """A public key from a 33- or 65-byte SEC1 point, fully validated (on the curve)."""
+    data = bytes(data)
+    key = _POINTS.get(data)
+    if key is not None:
+        return key
     if len(data) not in (33, 65):
         raise KeyStoreError(f"a P-256 public key is 33 or 65 bytes, not {len(data)}")
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes(data))
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), data)
     except ValueError:
         raise KeyStoreError("not a valid P-256 public key (not on the curve)") from None
+    if len(_POINTS) >= POINT_CACHE:
+        del _POINTS[next(iter(_POINTS))]
+    _POINTS[data] = key
+    return key
 
 
 def thumbprint(key: PrivateKey | PublicKey | bytes) -> str:

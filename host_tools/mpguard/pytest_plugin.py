@@ -35,6 +35,8 @@ On failure, the report gets a section with what the board printed.
 Virtual boards of a test session never join the user's sims: each board fixture's sim lives
 in that fixture's tmp folder and is removed at teardown; a sim a test starts by itself
 (mpguard.sim, `mpguard sim`) lives in a temp folder of the session, removed at its end.
+The agent is compiled once per session: the session's compiled modules are kept in a temp
+folder ($MPGUARD_MPY_CACHE, mpguard.agent.package), removed at its end.
 
 (Just over 300 lines: the options, the board's life cycle and SimControl in one place; the
 project, release and agent fixtures are mpguard.pytest_fixtures.)
@@ -83,6 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 _SIMS_KEY = pytest.StashKey[tuple[pytest.MonkeyPatch, Path]]()
+_MPY_KEY = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,6 +96,12 @@ def pytest_configure(config: pytest.Config) -> None:
     mp = pytest.MonkeyPatch()
     mp.setenv("MPGUARD_SIM_DIR", str(root))
     config.stash[_SIMS_KEY] = (mp, root)
+    from .agent import package
+
+    if not os.environ.get(package.CACHE_ENV):  # pytest-xdist's workers share the controller's
+        mpy = Path(tempfile.mkdtemp(prefix="mpguard-mpy-"))
+        mp.setenv(package.CACHE_ENV, str(mpy))
+        config.stash[_MPY_KEY] = mpy
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -102,6 +111,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     mp, root = got
     _remove_sims(root)
     mp.undo()
+    mpy = config.stash.get(_MPY_KEY, None)
+    if mpy is not None:
+        shutil.rmtree(mpy, ignore_errors=True)
 
 
 def _remove_sims(root: Path) -> None:

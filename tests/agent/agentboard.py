@@ -101,6 +101,13 @@ class Board:
     def out(self, code: str, bundles=(), **data):
         return self.run(code, bundles, **data).out
 
+    def twin(self, path: Path) -> Board:
+        """A board like this one on an image file of its own (whose content the caller sets):
+        for the cut points of a sweep run at once (cuts.py)."""
+        b = Board(self.mp, self.agent, path, self.blocks)
+        b.formatted = self.formatted
+        return b
+
 
 # -- the heap an install needs -----------------------------------------------------------
 

@@ -167,6 +167,13 @@ class IdBoard:
     def out(self, code: str, **data):
         return self.run(code, **data).out
 
+    def twin(self, path: Path) -> IdBoard:
+        """A board like this one on an image file of its own (whose content the caller sets):
+        for the cut points of a sweep run at once (cuts.py)."""
+        b = IdBoard(self.mp, self.agent, path, self.blocks, self.uid, self.profile)
+        b.formatted = self.formatted
+        return b
+
     def files(self) -> dict:
         return self.out("OUT(files())")
 

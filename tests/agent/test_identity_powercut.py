@@ -5,7 +5,8 @@ key; install: the certificate) on a fresh copy of the flash with power failing a
 block write (program or erase): nothing more reaches the flash. A second process boots the
 image and must find either no identity or a complete one (key, certificate and CA that
 belong together), and provisioning run again must finish. A board that had an identity
-(re-provisioning with force) must still have a complete one, old or new, never none.
+(re-provisioning with force) must still have a complete one, old or new, never none. The cut
+points run on a few boards at once (cuts.py), each on a fresh copy of the image.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import cuts
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -96,15 +98,22 @@ def _check_whole(board, ca, expect_certs):
 
 
 def _sweep(board, ca, pristine, step, writes, expect, **kw):
-    for n in range(1, writes + 1):
-        shutil.copyfile(pristine, board.path)
-        hit, done = _step(board, step, n, **kw)
+    """[(n, the board's state after the cut at write n)] for every write of `step`; after
+    each cut, provisioning run again must finish. The points run on a few boards at once."""
+
+    def point(b, n):
+        shutil.copyfile(pristine, b.path)
+        hit, done = _step(b, step, n, **kw)
         assert hit and done == n - 1, (step, n)
-        st = _check_whole(board, ca, expect)
-        yield n, st
-        final = _finish(board, ca)
+        st = _check_whole(b, ca, expect)
+        final = _finish(b, ca)
         assert final["state"] == "complete" and not final["pending_pub"], (step, n, final)
-        _check_whole(board, ca, None)
+        _check_whole(b, ca, None)
+        return n, st
+
+    boards = [board] + [board.twin(board.path.with_name(f"cut{i}.img"))
+                        for i in range(1, cuts.workers())]
+    return cuts.each(range(1, writes + 1), boards, point)
 
 
 def test_power_cut_at_every_write_of_a_first_provisioning(mp, agent, ca, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import cuts
 import pytest
 from idboard import HostCA, IdBoard, b64u, compile_board, unb64u
 
@@ -98,19 +99,22 @@ class Scene:
         return _run(self.b, CHECK).out
 
     def sweep(self, pristine, **data):
-        """Run the step uncut (its write count), then cut at each write; yield each check,
-        then the check of the uncut run."""
+        """Run the step uncut (its write count), then cut at each write: the check after each
+        cut (the points on a few boards of their own at once, cuts.py), then the check of the
+        uncut run. The scene's board is left as the uncut run and its check left it."""
         shutil.copyfile(pristine, self.b.path)
         writes = self.step(None, **data)[1]
         assert writes >= 1
-        done_img = self.save("done.img")
-        for n in range(1, writes + 1):
-            shutil.copyfile(pristine, self.b.path)
-            hit, done = self.step(n, **data)
-            assert hit and done == n - 1
-            yield self.check()
-        shutil.copyfile(done_img, self.b.path)
-        yield self.check()
+        done = self.check()
+        boards = [self.b.twin(self.tmp / f"cut{i}.img") for i in range(cuts.workers())]
+
+        def point(b, n):
+            shutil.copyfile(pristine, b.path)
+            hit, before = _run(b, STEP, cut=n, **data).out
+            assert hit and before == n - 1
+            return _run(b, CHECK).out
+
+        return cuts.each(range(1, writes + 1), boards, point) + [done]
 
 
 def _whole(st, value):

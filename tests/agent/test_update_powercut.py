@@ -6,7 +6,8 @@ block write (program or erase): the block device raises and nothing more reaches
 A second process boots the image as the board would after power returns, and must run a
 complete app, 1.0 or 2.0 (every file byte for byte as in its manifest), then take a later
 deploy (3.0, seq 3) and boot it. Small bundle: every cut point. Large bundle: a seeded
-random sample. The number of cut points tried is printed.
+random sample. The number of cut points tried is printed. The cut points run on a few boards
+at once (cuts.py), each point on a fresh copy of the image.
 
 From a pending trial (issue #14): 1.0 confirmed, 2.0 installed on trial, then 3.0 is
 installed with power failing at every write: the board boots a complete 1.0, 2.0 or 3.0,
@@ -18,6 +19,7 @@ from __future__ import annotations
 import random
 import shutil
 
+import cuts
 import pytest
 from agentboard import Board, app, manifest_hashes
 
@@ -95,8 +97,11 @@ def _sweep(fboard, signer, extra, sample=None, seed=0, pending=False):
         # a seeded random sample, plus the tail where the state flips and the first boot runs
         points = sorted(set(random.Random(seed).sample(points, sample)) | set(points[-20:]))
     seen = {"old": 0, "new": 0}
-    for n in points:
-        seen[_cut_and_boot(fboard, pristine, n, b2, b3, olds, new)] += 1
+    boards = [fboard] + [fboard.twin(fboard.path.with_name(f"cut{i}.img"))
+                         for i in range(1, cuts.workers())]
+    for got in cuts.each(points, boards,
+                         lambda b, n: _cut_and_boot(b, pristine, n, b2, b3, olds, new)):
+        seen[got] += 1
     print(f"\npower-cut sweep{' from a pending trial' if pending else ''}: {len(points)} cut "
           f"points tried of {total} block writes (install + first boot) ({extra} B extra "
           f"payload): booted an old app {seen['old']}x, the new app {seen['new']}x")

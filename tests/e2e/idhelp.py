@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,14 @@ class Proj:
         if inventory is not None:
             self.proj = use_inventory(self.proj.root, inventory)
         self.root = self.proj.root
+
+    def copy(self, root: Path) -> Proj:
+        """The same project (its keys and device CA) in folder `root`, with no inventory."""
+        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("inventory.db*"))
+        other = Proj.__new__(Proj)
+        other.proj = project.find(root)
+        other.root = other.proj.root
+        return other
 
     def inventory(self, **kw):
         from mpguard.inventory import Inventory

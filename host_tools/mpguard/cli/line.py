@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import fuse, project, reasons
 from ..errors import LineError
-from ..inventory import Inventory
-from ..inventory.line import Line
-from ..line import ports as ports_mod
-from ..line import run as line_run
-from ..line import sims, station, traveller, view
 from .common import Result
+
+if TYPE_CHECKING:
+    from ..line import station
+
+# The station's modules (and through them SQLAlchemy, half a second) are imported by the
+# commands that run, not here: building the CLI's parser imports every command's module.
 
 _RUN_EXIT = (reasons.EXIT_OK, reasons.EXIT_FAIL, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
 
@@ -62,6 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..line import ports as ports_mod
+    from ..line import run as line_run
+    from ..line import sims, station, view
+
     stn = station.load(args.station)
     if args.sims < 0 or args.sims > 64:
         raise LineError("bad_station", "--sims: 0..64")
@@ -105,6 +110,10 @@ def _passphrase(stn: station.Station) -> bytes | None:
 
 
 def status(args: argparse.Namespace) -> Result:
+    from ..inventory import Inventory
+    from ..inventory.line import Line
+    from ..line import station, traveller
+
     stn = station.load(args.station) if args.station else None
     batch = args.batch or (stn.batch if stn else None)
     if not batch:

@@ -6,10 +6,15 @@
    lock, so stations opening a new inventory at once migrate it once), read the revision
    again and upgrade to head. Both backends have transactional DDL: a failed upgrade leaves
    the previous schema as it was.
+
+Alembic runs a migration through module-level state (`alembic.context`), so within one
+process upgrades take turns (`_ALEMBIC`): threads that open new inventories at once (a test's
+boards in parallel, a station's workers) would otherwise break each other's.
 """
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from ..errors import InventoryError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK = 0x6D7067756172  # "mpguar": the advisory lock id migrations take on PostgreSQL
+_ALEMBIC = threading.Lock()
 
 
 def config() -> Config:
@@ -75,7 +81,8 @@ def upgrade(engine: sa.Engine) -> list[str]:
         if todo:
             cfg = config()
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            with _ALEMBIC:
+                command.upgrade(cfg, "head")
     return todo
 
 

@@ -26,7 +26,8 @@
 # A staged value reverts by itself at the _MAX_BOOTS-th boot (boot()) or after _TTL seconds of
 # this boot without commit; a failed test reverts it at once.
 # anchors(tokens): a statement signed by k distinct current anchors (threshold), "ver" above
-# the board's (anchors_rollback), a non-empty key set (no_keys), kids = thumbprints.
+# the board's (anchors_rollback), a non-empty key set (no_keys), kids = thumbprints; anchors
+# pinned in eFuse (guard.pin) are never replaced (anchors_pin).
 # Reasons: bad_cmd wrong_board cmd_replay bad_name old_epoch bad_epoch no_staged secret_size
 # too_many_secrets bad_jwe bad_tag no_test bad_secrets bad_statement threshold
 # anchors_rollback no_keys, plus guard.jws's.
@@ -364,5 +365,10 @@ def anchors(tokens):
             raise ValueError
     except (ValueError, KeyError, TypeError, AttributeError):
         raise GuardError("bad_statement")
-    store.write(_ANCHORS, (json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops}).encode(),))
+    d = json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops}).encode()
+    from guard import pin  # anchors pinned in eFuse stay for ever (else every update refuses)
+
+    if pin.state(d) == "mismatch":
+        raise GuardError("anchors_pin")
+    store.write(_ANCHORS, (d,))
     return sorted(keys)

@@ -59,7 +59,7 @@ def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_pa
     efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
     info = sim_factory("pin", efuse=str(efuse))
     proj = project.init(tmp_path / "proj", passphrase=None, targets=["sim"])
-    anchors = project.anchor_set(list(proj.anchors().values()))
+    anchors = proj.board_anchors()
     st = store.Store(fake_inventory)
     with BoardLink(info.port) as link:
         agent_install.install(link, anchors)

@@ -263,9 +263,15 @@ def install(cert, chain):
         raise GuardError("bad_cert", "issuer")
     if not p256.verify(bytes(ca_spki[_SPKI_HEAD:]), h, sig):
         raise GuardError("bad_sig")
-    del issuer, ca_subject, ca_spki, sig
+    del issuer, ca_subject, ca_spki, sig, p256
     import gc
+    import sys
 
+    import guard
+
+    for m in ("p256", "ec"):  # done with: their code leaves the heap (a rewrap needs it)
+        sys.modules.pop("guard." + m, None)
+        guard.__dict__.pop(m, None)
     gc.collect()  # a busy board's heap: the write needs no big piece, but leave it room
     if store.exists("sec"):  # secrets at rest stay readable under the new key (guard.rotate)
         from guard import rotate

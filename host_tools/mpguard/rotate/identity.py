@@ -37,13 +37,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .. import jose
-from ..errors import IdentityError, JoseError, RotateError
+from ..errors import DeviceError, DeviceRefused, IdentityError, JoseError, RotateError
 from ..identity import board, csr, records
 from ..identity import ca as device_ca
 from ..identity.provision import operator as who
 from ..link import BoardLink
 
 EVENT = "rotate_identity"
+ATTEMPTS = 3
 
 
 @dataclass
@@ -78,13 +79,13 @@ def rotate_identity(link: BoardLink, ca: device_ca.DeviceCA, inv: Any, *, days: 
     if st["kid"] == dev.thumbprint:
         stale = [c for c in certs if not c.revoked and c.thumbprint != dev.thumbprint]
         if stale:  # interrupted after the board took the new identity: finish (step 6)
-            return _finish(ca, inv, ueid, dev, stale, st["kid"], "resumed", t0)
+            return _finish(ca, inv, ueid, dev, stale, stale[0].thumbprint, "resumed", t0)
     elif st.get("pending_kid") == dev.thumbprint:  # interrupted in step 5: resume there
         old = [c for c in certs if not c.revoked and c.thumbprint == st["kid"]]
         if not old:
             raise RotateError("key_mismatch", f"the board's key {st['kid']} has no valid "
                               "certificate in its record")
-        _possession(link, st)
+        _retry(link, lambda: _possession(link, st))
         _install(link, ca, dev.certificate.der, dev.thumbprint)
         return _finish(ca, inv, ueid, dev, old, old[0].thumbprint, "resumed", t0)
     else:
@@ -92,12 +93,11 @@ def rotate_identity(link: BoardLink, ca: device_ca.DeviceCA, inv: Any, *, days: 
                           f"{dev.thumbprint}")
     old_pub, old_kid = bytes(dev.public_key), dev.thumbprint
 
-    board.reset_heap(link)  # key generation gets the whole heap
-    st = board.begin(link, secrets.token_bytes(32), True)  # step 2 (a stale pending key goes)
+    # step 2 (a stale pending key goes); key generation gets the whole heap
+    st = _retry(link, lambda: board.begin(link, secrets.token_bytes(32), True))
     new_pub = board.unb64u(st["pending_pub"])
-    proof = _continuity(link, old_pub, old_kid, new_pub)  # step 3
-    board.reset_heap(link)
-    pub = _possession(link, st)  # step 4
+    proof = _retry(link, lambda: _continuity(link, old_pub, old_kid, new_pub))  # step 3
+    pub = _retry(link, lambda: _possession(link, st))  # step 4
     kid = st["pending_kid"]
     other = inv.device_by_thumbprint(kid)
     if other is not None:
@@ -136,11 +136,30 @@ def _possession(link: BoardLink, st: dict[str, Any]) -> Any:
                      public_key=board.unb64u(st["pending_pub"]))
 
 
+def _retry(link: BoardLink, fn: Any) -> Any:
+    """fn() on a fresh heap, again after a MemoryError (the board's peak is near a 64 KiB
+    heap's end); every call retried here leaves the board as it was, or done."""
+    for attempt in range(ATTEMPTS):
+        board.reset_heap(link)
+        try:
+            return fn()
+        except DeviceError as e:
+            if isinstance(e, DeviceRefused) or e.exc_type != "MemoryError" \
+                    or attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # noqa: B011 (the loop returns or raises)
+
+
 def _install(link: BoardLink, ca: device_ca.DeviceCA, der: bytes, kid: str) -> None:
-    board.reset_heap(link)  # the install parses two certificates and verifies one
-    st = board.install(link, der, ca.der)
-    if (st.get("state") != "complete" or st.get("kid") != kid
-            or st.get("cert_sha256") != hashlib.sha256(der).hexdigest()):
+    def done(st: dict[str, Any]) -> bool:
+        return (st.get("state") == "complete" and st.get("kid") == kid
+                and st.get("cert_sha256") == hashlib.sha256(der).hexdigest())
+
+    def once() -> dict[str, Any]:
+        st = board.status(link)  # kept by an attempt that ran out of heap after its write
+        return st if done(st) else board.install(link, der, ca.der)
+
+    if not done(_retry(link, once)):
         raise IdentityError("bad_store", "the board did not keep the certificate it was given")
 
 

@@ -114,10 +114,10 @@ def _save(r):
     store.write(_REC, (json.dumps(r).encode(),))
 
 
-def _dk(r):
-    # the data key, unwrapped with the identity key (made on first use); only the wrapping
-    # that opened is kept at the next write
-    k = _kek()
+def _dk(r, d=None):
+    # the data key, unwrapped with the identity key (or d; made on first use); only the
+    # wrapping that opened is kept at the next write
+    k = _kek(d)
     for w in r["w"]:
         try:
             dk = _open(k, b"dk", w)
@@ -318,11 +318,12 @@ def boot():
         _save(r)
 
 
-def rewrap(d):
-    # Before the identity key changes to d: wrap the data key under d too (guard.identity).
+def rewrap(d, old=None):
+    # Before the identity key changes to d: wrap the data key under d too (guard.identity;
+    # old: the current key's d, when the caller has it).
     r = _load()
-    dk = _dk(r)
-    r["w"].append(_seal(_kek(d), b"dk", dk))
+    dk = _dk(r, old)
+    r["w"].insert(0, _seal(_kek(d), b"dk", dk))  # first: the key most likely to open it
     _save(r)
 
 

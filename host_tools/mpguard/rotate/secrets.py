@@ -103,6 +103,9 @@ def target(link: BoardLink, inv: Any) -> Target:
     dev = inv.device(idboard.unb64u(st["ueid"]))
     if dev is None:
         raise RotateError("not_provisioned", f"UEID {st['ueid']} is not in the inventory")
+    if dev.thumbprint == st.get("pending_kid"):
+        raise RotateError("key_mismatch", "an identity rotation was cut short: finish it "
+                          "with `mpguard rotate --port P identity`")
     if dev.thumbprint != st.get("kid"):
         raise RotateError("key_mismatch", f"the board's key is {st.get('kid')}, its record's "
                           f"{dev.thumbprint}")

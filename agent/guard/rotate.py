@@ -149,7 +149,7 @@ def _name(n):
         raise GuardError("bad_name")
 
 
-def _jwe(text):
+def _jwe(text, key=None):
     from guard import identity, jws, p256
 
     if type(text) is not str or len(text) > 2 * _MAX_VALUE + 512:
@@ -170,7 +170,7 @@ def _jwe(text):
     if h.get("alg") != "ECDH-ES" or h.get("enc") != _ENC or "zip" in h or "crit" in h \
             or e.get("kty") != "EC" or e.get("crv") != "P-256" or len(iv) != 16 or len(tag) != 16:
         raise GuardError("bad_jwe")
-    d, pub = identity.key()
+    d, pub = key or identity.key()
     t = jws.thumbprint(pub)
     if h.get("kid", t) != t:
         raise GuardError("wrong_board")
@@ -210,6 +210,7 @@ def command(token):
     from guard import identity, jws
 
     r = _load()
+    key = identity.key()  # read while the heap is whole (a 64K heap: P-256 fragments it)
     try:
         ops = _keys(_ops()["ops"])
     except (KeyError, AttributeError, TypeError):
@@ -237,8 +238,8 @@ def command(token):
             raise GuardError("old_epoch" if e <= cur else "bad_epoch")
         if not s and n not in r["p"] and len(r["s"]) + len(r["p"]) >= _MAX_NAMES:
             raise GuardError("too_many_secrets")
-        v = _jwe(c.get("jwe"))
-        ent = [e, c.get("iat"), _seal(_dk(r), _aad(n, e), v)]
+        v = _jwe(c.get("jwe"), key)
+        ent = [e, c.get("iat"), _seal(_dk(r, key[0]), _aad(n, e), v)]
         v = None
         if op == "set":
             r["s"][n] = ent

@@ -221,7 +221,11 @@ def board_doc(link: BoardLink) -> dict[str, Any] | None:
     """The board's anchors file (None when absent or unreadable)."""
     try:
         doc = json.loads(link.get(BOARD_FILE))
-    except (DeviceError, ValueError):
+    except DeviceError as e:
+        if e.exc_type != "OSError":  # absent (ENOENT); anything else is not an answer
+            raise
+        return None
+    except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -239,16 +243,15 @@ class Pushed:
 def push(link: BoardLink, proj: Any) -> Pushed:
     """Every statement above the board's anchors version, in order (a board refuses the
     first it cannot verify: DeviceRefused with its reason, and keeps what it had)."""
+    link.soft_reset()  # a whole heap for reading the file, then for the signatures
     doc = board_doc(link)
     if doc is None:
         raise RotateError("no_operator_on_board", "the board has no trust anchors: "
                           "`mpguard agent install --port P` first")
     ver = int(doc.get("ver", 0) or 0)
     res = Pushed(ver, ver, [])
-    todo = [s for s in statements(proj) if s["ver"] > ver]
-    if todo:
+    for s in [s for s in statements(proj) if s["ver"] > ver]:
         link.soft_reset()  # each statement's signatures get the whole heap
-    for s in todo:
         link.call("anchors.rotate", [s["tokens"]], timeout=60)
         res.applied.append(s["ver"])
         res.after = s["ver"]

@@ -26,7 +26,6 @@ never a value.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -114,11 +113,9 @@ def target(link: BoardLink, inv: Any) -> Target:
 
 def check_operator(link: BoardLink, op_kid: str) -> None:
     """Step 3: the board's anchors list the operator key (read with mpremote's file ops)."""
-    try:
-        doc = json.loads(link.get("/mpguard/anchors.json"))
-        ops = doc.get("ops") or {}
-    except (DeviceError, ValueError, AttributeError, TypeError):
-        ops = {}
+    from .anchors import board_doc
+
+    ops = (board_doc(link) or {}).get("ops") or {}
     if op_kid not in ops:
         raise RotateError("no_operator_on_board", f"operator key {op_kid}")
 

@@ -18,6 +18,7 @@ BENCHES = [
     "bench.attest",
     "bench.identity",
     "bench.line",
+    "bench.rotate",
 ]
 
 

@@ -44,7 +44,7 @@ from ..identity.provision import operator as who
 from ..link import BoardLink
 
 EVENT = "rotate_identity"
-ATTEMPTS = 3
+ATTEMPTS = 5
 
 
 @dataclass

@@ -130,7 +130,7 @@ def _epochs(st: dict[str, Any], name: str) -> tuple[int, int | None]:
     return int(s.get("epoch") or 0), s.get("staged")
 
 
-ATTEMPTS = 3  # a command the board could not run for heap (MemoryError) is sent again
+ATTEMPTS = 5  # a command the board could not run for heap (MemoryError) is sent again
 
 
 class _Session:

@@ -1,4 +1,4 @@
-# guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0015-rotation.md):
+# guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0016-rotation.md):
 # application secrets sent as JWE, kept encrypted, rotated in two phases with an epoch; and
 # the trust-anchor statement. Secret values never appear in an answer, an error or a log.
 #

@@ -21,7 +21,7 @@ anchors file says its version; every statement above it is sent in order
 (`anchors.rotate`); the board checks each against its current anchors and keeps it (one
 atomic write) or refuses it, changing nothing.
 A board whose anchors are pinned in eFuse (`mpguard fuse harden`) keeps its anchors for
-ever: a statement is not sent to it (docs/decisions/0016-rotation.md).
+ever: it refuses every statement (anchors_pin; docs/decisions/0016-rotation.md).
 """
 
 from __future__ import annotations

@@ -102,6 +102,25 @@ class Project:
         anchor_set(the release keys), as before."""
         return load_board_anchors(self.anchors_path)
 
+    def add_operator_key(self, passphrase: bytes | None) -> dict[str, Any]:
+        """`mpguard secret init`: give a project made before operator keys its first one
+        (keys/operator-N.pem, its public key in the anchors' "ops"); returns its entry."""
+        from .rotate import operator
+
+        if self.config.get("operator_keys"):
+            raise ProjectError(f"the project has an operator key already "
+                               f"({self.config['operator_keys'][0]['kid']})")
+        n = 1
+        while (self.root / operator.PATH.format(n=n)).exists():
+            n += 1
+        entry, pub = operator.make(self.root, passphrase, n)
+        doc = self.board_anchors()
+        doc["ops"] = {**doc.get("ops", {}), entry["kid"]: b64u_enc(pub)}
+        write_json(self.anchors_path, doc)
+        self.config["operator_keys"] = [entry]
+        write_json(self.root / CONFIG_NAME, self.config)
+        return entry
+
     def releases(self) -> dict[str, Any]:
         if not self.releases_path.exists():
             return {"last_seq": 0, "apps": {}}

@@ -75,7 +75,7 @@ def run_init(args: argparse.Namespace) -> Result:
         return Result({"kid": e["kid"], "path": str(proj.root / e["path"]), "made": False},
                       f"the project has an operator key: {e['kid']} ({e['path']})")
     pw = None if args.no_passphrase else project.ask_passphrase(confirm=True)
-    e = operator.add(proj, pw)
+    e = proj.add_operator_key(pw)
     return Result({"kid": e["kid"], "path": str(proj.root / e["path"]), "made": True},
                   f"operator key {e['kid']} made: {e['path']}"
                   f"{'' if pw else ' (NOT encrypted)'}\n"

@@ -4,7 +4,8 @@ operator key can change a board's secrets, never its code, and a release key can
 secrets (docs/rotate.md, docs/decisions/0016-rotation.md).
 
 Made by `mpguard init` (beside the release key and the device CA key, encrypted with the same
-passphrase, mode 0600, never in git), or by `mpguard secret init` in a project made before:
+passphrase, mode 0600, never in git), or by `mpguard secret init` in a project made before
+(Project.add_operator_key):
 
     keys/operator-1.pem                       the key (PKCS#8 PEM, encrypted unless opted out)
     mpguard.json "operator_keys"              [{"kid", "path", "encrypted"}]
@@ -19,7 +20,6 @@ from typing import Any
 
 from .. import keys
 from ..errors import ProjectError, RotateError
-from ..files import b64u_enc, write_json
 
 PATH = "keys/operator-{n}.pem"
 
@@ -55,21 +55,3 @@ def load(proj: Any, passphrase: bytes | None) -> keys.PrivateKey:
     if e["kid"] not in proj.board_anchors().get("ops", {}):
         raise ProjectError(f"the operator key {e['kid']} is not in {proj.anchors_path}")
     return key
-
-
-def add(proj: Any, passphrase: bytes | None) -> dict[str, Any]:
-    """`mpguard secret init`: give a project made before operator keys its first one."""
-    from .. import project
-
-    if proj.config.get("operator_keys"):
-        raise ProjectError(f"the project has an operator key already ({entry(proj)['kid']})")
-    n = 1
-    while (proj.root / PATH.format(n=n)).exists():
-        n += 1
-    e, pub = make(proj.root, passphrase, n)
-    doc = proj.board_anchors()
-    doc["ops"] = {**doc.get("ops", {}), e["kid"]: b64u_enc(pub)}
-    write_json(proj.anchors_path, doc)
-    proj.config["operator_keys"] = [e]
-    write_json(proj.root / project.CONFIG_NAME, proj.config)
-    return e

@@ -221,11 +221,11 @@ def test_named_bad_inputs_refused_nothing_changed(tmp_path, pg_server, monkeypat
 
 
 def send(link: BoardLink, call: str, arg) -> object:
-    """One call as mpguard makes it: on a fresh heap with guard.identity and guard.rotate
-    loaded first, again after a MemoryError (the board's peak is near its heap's end)."""
+    """One call as mpguard makes it: on a fresh heap with guard.hw and guard.rotate loaded
+    first, again after a MemoryError (the board's peak is near its heap's end)."""
     for attempt in range(3):
         link.soft_reset()
-        link.call("identity.status")
+        link.call("hw.board_kind")
         link.call("secret.status")
         try:
             return link.call(call, [arg], timeout=30)

@@ -145,24 +145,28 @@ class _Session:
         self.st = status(link)
 
     def fresh(self) -> None:
-        """A fresh heap for a command: a soft reset, then guard.identity and guard.rotate
-        loaded first, in that order (the decryption's peak is near a 64 KiB heap's end: what
-        is loaded before the big numbers are made decides whether it fits)."""
+        """A fresh heap for a command: a soft reset, then guard.hw and guard.rotate loaded
+        first, in that order (the decryption's peak is near a 64 KiB heap's end: what is
+        loaded before the big numbers are made decides whether it fits; bench/rotate.py)."""
         self.link.soft_reset()
-        idboard.status(self.link)
+        self.link.call("hw.board_kind")
         self.st = status(self.link)
 
     def send(self, op: str, epoch: int, value: bytes | None = None) -> dict[str, Any]:
         """One signed command with the board's counter + 1, on a fresh heap. A board out of
         heap (MemoryError: refused before its one write, or after it, as its counter shows)
-        gets the same command again on a fresh heap, ATTEMPTS times at most."""
+        gets the command again (made anew) on a fresh heap, ATTEMPTS times at most."""
         seq = int(self.st["seq"]) + 1
-        tok = commands.command(self.key, op=op, sub=self.tgt.ueid, seq=seq, name=self.name,
-                               epoch=epoch, value=value, board_key=self.tgt.public_key)
         for attempt in range(ATTEMPTS):
             self.fresh()
             if int(self.st["seq"]) >= seq:  # kept by the attempt before, which ran out after
                 return self.st
+            # made anew for each attempt (a new ephemeral key and IV; "try" changes the
+            # signature of a commit): the numbers the board works with change size, so a
+            # command that ran out of heap may fit the next time
+            tok = commands.command(self.key, op=op, sub=self.tgt.ueid, seq=seq, name=self.name,
+                                   epoch=epoch, value=value, board_key=self.tgt.public_key,
+                                   extra={"try": attempt} if attempt else None)
             try:
                 self.st = dict(self.link.call("secret.command", [tok], timeout=30))
                 return self.st

@@ -38,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", action="store_true",
                    help="run the app's test on the board with the new value before committing")
     p.add_argument("--settle", type=float, default=secrets.SETTLE, metavar="S",
-                   help="seconds the app gets after a reset to register its test, when it was "
-                   f"not running (default {secrets.SETTLE:g})")
+                   help="with --test: seconds the app gets, after the board's reset, to start "
+                   f"and register its test (default {secrets.SETTLE:g})")
     p.add_argument("--no-restart", action="store_true",
                    help="do not reset the board after a commit (the app reads the new value "
                    "at its next start)")

@@ -233,9 +233,13 @@ def csr(challenge, pending=True):
 def install(cert, chain):
     # Store the host's certificate (base64url DER) and its CA chain (a list of one base64url
     # DER certificate) with the pending key, as the board's identity; returns status().
-    new = _pending(store.read(_ID))
+    rec = store.read(_ID)
+    new = _pending(rec)
     if new is None:
         raise GuardError("no_pending")
+    # the current key for a rewrap, read now while the heap is whole (guard.rotate)
+    old = _key(rec)[0] if rec is not None and store.exists("sec") else None
+    rec = None
     if not isinstance(chain, list) or len(chain) != 1:
         raise GuardError("bad_cert", "chain")
     for x in (cert, chain[0]):  # too large refused before decoding: no heap spent on it
@@ -263,14 +267,20 @@ def install(cert, chain):
         raise GuardError("bad_cert", "issuer")
     if not p256.verify(bytes(ca_spki[_SPKI_HEAD:]), h, sig):
         raise GuardError("bad_sig")
-    del issuer, ca_subject, ca_spki, sig
+    del issuer, ca_subject, ca_spki, sig, p256
     import gc
+    import sys
 
+    import guard
+
+    for m in ("p256", "ec"):  # done with: their code leaves the heap (a rewrap needs it)
+        sys.modules.pop("guard." + m, None)
+        guard.__dict__.pop(m, None)
     gc.collect()  # a busy board's heap: the write needs no big piece, but leave it room
     if store.exists("sec"):  # secrets at rest stay readable under the new key (guard.rotate)
         from guard import rotate
 
-        rotate.rewrap(_key(new)[0])
+        rotate.rewrap(_key(new)[0], old)
     store.write(_ID, (new[:_KEY_LEN], c, ca))
     store.remove(_NEW)
     return status()

@@ -1,4 +1,4 @@
-# guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0015-rotation.md):
+# guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0016-rotation.md):
 # application secrets sent as JWE, kept encrypted, rotated in two phases with an epoch; and
 # the trust-anchor statement. Secret values never appear in an answer, an error or a log.
 #
@@ -26,7 +26,8 @@
 # A staged value reverts by itself at the _MAX_BOOTS-th boot (boot()) or after _TTL seconds of
 # this boot without commit; a failed test reverts it at once.
 # anchors(tokens): a statement signed by k distinct current anchors (threshold), "ver" above
-# the board's (anchors_rollback), a non-empty key set (no_keys), kids = thumbprints.
+# the board's (anchors_rollback), a non-empty key set (no_keys), kids = thumbprints; anchors
+# pinned in eFuse (guard.pin) are never replaced (anchors_pin).
 # Reasons: bad_cmd wrong_board cmd_replay bad_name old_epoch bad_epoch no_staged secret_size
 # too_many_secrets bad_jwe bad_tag no_test bad_secrets bad_statement threshold
 # anchors_rollback no_keys, plus guard.jws's.
@@ -113,10 +114,10 @@ def _save(r):
     store.write(_REC, (json.dumps(r).encode(),))
 
 
-def _dk(r):
-    # the data key, unwrapped with the identity key (made on first use); only the wrapping
-    # that opened is kept at the next write
-    k = _kek()
+def _dk(r, d=None):
+    # the data key, unwrapped with the identity key (or d; made on first use); only the
+    # wrapping that opened is kept at the next write
+    k = _kek(d)
     for w in r["w"]:
         try:
             dk = _open(k, b"dk", w)
@@ -148,7 +149,7 @@ def _name(n):
         raise GuardError("bad_name")
 
 
-def _jwe(text):
+def _jwe(text, key=None):
     from guard import identity, jws, p256
 
     if type(text) is not str or len(text) > 2 * _MAX_VALUE + 512:
@@ -169,7 +170,7 @@ def _jwe(text):
     if h.get("alg") != "ECDH-ES" or h.get("enc") != _ENC or "zip" in h or "crit" in h \
             or e.get("kty") != "EC" or e.get("crv") != "P-256" or len(iv) != 16 or len(tag) != 16:
         raise GuardError("bad_jwe")
-    d, pub = identity.key()
+    d, pub = key or identity.key()
     t = jws.thumbprint(pub)
     if h.get("kid", t) != t:
         raise GuardError("wrong_board")
@@ -209,6 +210,7 @@ def command(token):
     from guard import identity, jws
 
     r = _load()
+    key = identity.key()  # read while the heap is whole (a 64K heap: P-256 fragments it)
     try:
         ops = _keys(_ops()["ops"])
     except (KeyError, AttributeError, TypeError):
@@ -236,8 +238,8 @@ def command(token):
             raise GuardError("old_epoch" if e <= cur else "bad_epoch")
         if not s and n not in r["p"] and len(r["s"]) + len(r["p"]) >= _MAX_NAMES:
             raise GuardError("too_many_secrets")
-        v = _jwe(c.get("jwe"))
-        ent = [e, c.get("iat"), _seal(_dk(r), _aad(n, e), v)]
+        v = _jwe(c.get("jwe"), key)
+        ent = [e, c.get("iat"), _seal(_dk(r, key[0]), _aad(n, e), v)]
         v = None
         if op == "set":
             r["s"][n] = ent
@@ -317,11 +319,12 @@ def boot():
         _save(r)
 
 
-def rewrap(d):
-    # Before the identity key changes to d: wrap the data key under d too (guard.identity).
+def rewrap(d, old=None):
+    # Before the identity key changes to d: wrap the data key under d too (guard.identity;
+    # old: the current key's d, when the caller has it).
     r = _load()
-    dk = _dk(r)
-    r["w"].append(_seal(_kek(d), b"dk", dk))
+    dk = _dk(r, old)
+    r["w"].insert(0, _seal(_kek(d), b"dk", dk))  # first: the key most likely to open it
     _save(r)
 
 
@@ -364,5 +367,10 @@ def anchors(tokens):
             raise ValueError
     except (ValueError, KeyError, TypeError, AttributeError):
         raise GuardError("bad_statement")
-    store.write(_ANCHORS, (json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops}).encode(),))
+    d = json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops}).encode()
+    from guard import pin  # anchors pinned in eFuse stay for ever (else every update refuses)
+
+    if pin.state(d) == "mismatch":
+        raise GuardError("anchors_pin")
+    store.write(_ANCHORS, (d,))
     return sorted(keys)

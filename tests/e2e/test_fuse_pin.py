@@ -46,7 +46,7 @@ def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_pa
     info = sim_factory("pin", efuse=str(efuse))
     p = Proj(tmp_path / "proj", inventory=pg_server.new_schema())
     proj = p.proj
-    anchors = project.anchor_set(list(proj.anchors().values()))
+    anchors = proj.board_anchors()
     inv = p.inventory()
     st = store.Store(inv)
     with BoardLink(info.port) as link:

@@ -75,7 +75,7 @@ def _anchors(args: argparse.Namespace, needed: bool) -> bytes | None:
         if needed or args.project:
             raise
         return None
-    return fuse.anchors_bytes(project.anchor_set(list(proj.anchors().values())))
+    return fuse.anchors_bytes(proj.board_anchors())
 
 
 def _target(args: argparse.Namespace) -> fuse.Target:

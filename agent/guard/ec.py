@@ -10,13 +10,15 @@ from micropython import const
 
 _P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 _N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
+# p and n for guard.p256 (a 256-bit constant costs 80 bytes of .mpy in each module using it)
+P = _P
+N = _N
 
 # Signed comb for G (docs/decisions/0002-crypto.md): _TEETH teeth, _COLS columns,
 # covering _COMB_BITS = _TEETH * _COLS bits (a blinded 289-bit scalar fits).
 _TEETH = const(5)
 _COLS = const(58)
-_COMB_ONES = const((1 << 290) - 1)  # comb covers _TEETH * _COLS = 290 bits
-_COMB_BYTES = const(37)
+_COMB_BYTES = const(37)  # comb covers _TEETH * _COLS = 290 bits
 _LOWMASK = const(15)  # 2**(_TEETH - 1) - 1
 _BLIND_BYTES = const(4)
 
@@ -172,8 +174,12 @@ def comb_col(bb, j):
 
 
 def comb_bytes(k):
-    # k odd, 0 < k < 2^290 -> recoded bits b with k = sum (2 b_i - 1) 2^i
-    return ((k + _COMB_ONES) >> 1).to_bytes(_COMB_BYTES, "little")
+    # k odd, 0 < k < 2^290 -> recoded bits b with k = sum (2 b_i - 1) 2^i: the bits of
+    # (k + 2^290 - 1) / 2 = (k >> 1) + 2^289, i.e. k >> 1 with bit 289 (byte 36, bit 1) set
+    # (a 290-bit constant would cost 90 bytes of .mpy)
+    b = bytearray((k >> 1).to_bytes(_COMB_BYTES, "little"))
+    b[36] |= 2
+    return b
 
 
 def comb_point(bb, j):

@@ -17,17 +17,15 @@
 # Reasons: bad_nonce replay no_identity bad_ueid, guard.claims's bad_config, guard.jws's bad_key.
 import gc
 import sys
-from binascii import b2a_base64
-
 from micropython import const
 
-from guard import GuardError
+from guard import GuardError, b64u
 
 _RING = const(8)  # recent nonces remembered
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _seen = []  # type: list
 # the modules a token loads; each is unloaded again unless it was loaded before
-_LOADED = ("claims", "posture", "pin", "hw", "store", "jws", "p256", "ec", "mac")
+_LOADED = const(("claims", "posture", "pin", "hw", "store", "jws", "p256", "ec", "mac"))
 
 
 def _identity():
@@ -51,11 +49,6 @@ def unload(name):
         g = sys.modules["guard"]
         if hasattr(g, name):
             delattr(g, name)
-
-
-def b64u(b):
-    # base64url without padding (RFC 7515 2)
-    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
 
 
 def _sign(parts, d, pub, emit):

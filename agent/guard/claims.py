@@ -16,8 +16,8 @@ import sys
 
 from micropython import const
 
-from guard import VERSION, GuardError
-from guard.attest import B64U, b64u
+from guard import VERSION, GuardError, b64u
+from guard.attest import B64U
 
 PROFILE = "tag:mpguard.invalid,2025:eat-profile:1"
 CLAIM = "mpguard_posture"

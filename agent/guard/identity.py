@@ -22,28 +22,27 @@
 #
 # Reasons: identity_exists no_identity no_pending bad_store bad_ueid bad_cert cert_mismatch
 # ueid_mismatch bad_sig bad_arg, plus guard.asn1's bad_der.
-from binascii import b2a_base64
 from hashlib import sha256
 
 from micropython import const
 
-from guard import GuardError, hw, store
+from guard import GuardError, b64u, hw, store
 
 # guard.jws (and through it P-256, ~20 KiB of heap once loaded) and guard.asn1 are imported
 # only where a function needs them: reading the key (attestation) loads neither.
 
-_ID = "id"
-_NEW = "id.new"
-_UEID = "ueid"
+_ID = const("id")
+_NEW = const("id.new")
+_UEID = const("ueid")
 _KEY_LEN = const(121)
-_KEY_A = b"\x30\x77\x02\x01\x01\x04\x20"  # SEC1 ECPrivateKey: version 1, privateKey ...
-_KEY_B = b"\xa0\x0a\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\xa1\x44\x03\x42\x00"  # prime256v1, pub
+_KEY_A = const(b"\x30\x77\x02\x01\x01\x04\x20")  # SEC1 ECPrivateKey: version 1, privateKey ...
+_KEY_B = const(b"\xa0\x0a\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\xa1\x44\x03\x42\x00")  # prime256v1, pub
 # SubjectPublicKeyInfo of a P-256 key up to the point: id-ecPublicKey, prime256v1
-_SPKI = b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00"
+_SPKI = const(b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00")
 _SPKI_HEAD = const(26)
 _SPKI_LEN = const(91)  # _SPKI_HEAD + 65
-_CN = b"\x06\x03\x55\x04\x03"  # id-at-commonName
-_CHALLENGE = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x09\x07"  # PKCS#9 challengePassword
+_CN = const(b"\x06\x03\x55\x04\x03")  # id-at-commonName
+_CHALLENGE = const(b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x09\x07")  # PKCS#9 challengePassword
 _MAX_CERT = const(2048)
 _MAX_B64 = const(2731)  # base64url characters of _MAX_CERT bytes
 _MAX_CHALLENGE = const(128)
@@ -90,6 +89,19 @@ def _cur():
     return rec
 
 
+def _new():
+    new = _pending(store.read(_ID))
+    if new is None:
+        raise GuardError("no_pending")
+    return new
+
+
+def _challenge(c):
+    # the host's fresh challenge: 16.._MAX_CHALLENGE characters
+    if not isinstance(c, str) or not 16 <= len(c) <= _MAX_CHALLENGE:
+        raise GuardError("bad_arg", "challenge")
+
+
 def _pending(rec):
     # the pending key record, or None; one left behind by a cut after install's rename
     # (the same key as the identity's) is no pending key
@@ -123,7 +135,7 @@ def ueid(create=False):
 
 def _b64e(b):
     # base64url without padding (RFC 4648 5), as str
-    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_").decode()
+    return b64u(b).decode()
 
 
 def _b64(s, reason, what):
@@ -206,15 +218,8 @@ def csr(challenge, pending=True):
     # PKCS#10 CertificationRequest (RFC 2986 4) for the pending (or the current) key:
     # subject CN = base64url(UEID), the host's challenge as challengePassword (PKCS#9 5.4.1),
     # signed ecdsa-with-SHA256 (RFC 5758 3.2). Returns base64url(DER).
-    if not isinstance(challenge, str) or not 16 <= len(challenge) <= _MAX_CHALLENGE:
-        raise GuardError("bad_arg", "challenge")
-    if pending:
-        rec = _pending(store.read(_ID))
-        if rec is None:
-            raise GuardError("no_pending")
-    else:
-        rec = _cur()
-    d, pub = _key(rec)
+    _challenge(challenge)
+    d, pub = _key(_new() if pending else _cur())
     u = ueid()
     if u is None:
         raise GuardError("bad_ueid")
@@ -233,9 +238,7 @@ def csr(challenge, pending=True):
 def install(cert, chain):
     # Store the host's certificate (base64url DER) and its CA chain (a list of one base64url
     # DER certificate) with the pending key, as the board's identity; returns status().
-    new = _pending(store.read(_ID))
-    if new is None:
-        raise GuardError("no_pending")
+    new = _new()
     if not isinstance(chain, list) or len(chain) != 1:
         raise GuardError("bad_cert", "chain")
     for x in (cert, chain[0]):  # too large refused before decoding: no heap spent on it
@@ -279,11 +282,8 @@ def install(cert, chain):
 def proof(challenge):
     # Continuity of an identity rotation: the current key signs (JWS ES256, guard.jws) the
     # pending key and the host's challenge, {"new": base64url(pending point), "nonce": ...}.
-    if not isinstance(challenge, str) or not 16 <= len(challenge) <= _MAX_CHALLENGE:
-        raise GuardError("bad_arg", "challenge")
-    new = _pending(store.read(_ID))
-    if new is None:
-        raise GuardError("no_pending")
+    _challenge(challenge)
+    new = _new()
     import json
 
     from guard import jws

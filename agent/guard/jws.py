@@ -26,19 +26,14 @@ from hashlib import sha256
 
 from micropython import const
 
-from guard import GuardError
-from guard import p256
+from guard import GuardError, p256
+from guard import b64u as b64u_enc  # base64url without padding (RFC 7515 2, RFC 4648 5) -> bytes
 
 _MAX_TOKEN = const(16384)
 _MAX_HEADER = const(1024)  # base64url characters of the protected header
 _SIG_B64 = const(86)  # base64url characters of 64 bytes
 _CHUNK = const(256)  # base64url characters decoded at a time (a multiple of 4)
-_ALG = "ES256"
-
-
-def b64u_enc(b):
-    # base64url without padding (RFC 7515 2, RFC 4648 5) -> bytes
-    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+_ALG = const("ES256")
 
 
 def b64u_dec(s):

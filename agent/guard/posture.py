@@ -176,15 +176,7 @@ def _creds():
     from guard import store
 
     r = store.read("sec")  # guard.rotate._REC
-    if not r:
-        return {}
-    r = json.loads(r)
-    out = {}
-    for n in r["s"]:
-        out[n] = {"epoch": r["s"][n][0], "at": r["s"][n][1], "staged": None}
-    for n in r["p"]:
-        out.setdefault(n, {"epoch": 0, "at": None})["staged"] = r["p"][n][0]
-    return out
+    return store.secrets(json.loads(r)) if r else {}
 
 
 def _anchors():

@@ -127,7 +127,9 @@ def _store_manifest(buf, info, path):
     # Write the token guard.bundle verified, as it was: header "." base64url(payload) "."
     # signature (buf holds the payload decoded in place), and check it against the digest.
     import hashlib
-    from binascii import b2a_base64, hexlify
+    from binascii import hexlify
+
+    from guard import b64u
 
     _, _, d1, d2, plen, _ = info
     h = hashlib.sha256()
@@ -138,8 +140,7 @@ def _store_manifest(buf, info, path):
         i = d1 + 1
         end = i + plen
         while i < end:
-            c = b2a_base64(buf[i : min(i + _B64, end)], newline=False)
-            c = c.rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+            c = b64u(buf[i : min(i + _B64, end)])
             h.update(c)
             f.write(c)
             i += _B64

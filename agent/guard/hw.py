@@ -187,6 +187,15 @@ def net_facts():
     }
 
 
+def now():
+    # Seconds since 1970 while the board's clock is set (year 2024 or later), else None (an
+    # ESP32's time counts from 2000, the unix port's from 1970).
+    import time
+
+    t = time.time() + (946684800 if time.gmtime(0)[0] == 2000 else 0)
+    return int(t) if t >= 1704067200 else None
+
+
 def uptime():
     # Seconds since boot, or None where the board cannot tell. On a chip the RTC counts from
     # power-on until the clock is set (NTP, RTC.datetime): only then is time.time() an uptime.
@@ -194,8 +203,7 @@ def uptime():
         return _sim.uptime()
     import time
 
-    t = int(time.time())
-    return t if t + (946684800 if time.gmtime(0)[0] == 2000 else 0) < 1704067200 else None
+    return None if now() else int(time.time())
 
 
 def boot_count():

@@ -26,17 +26,16 @@ from guard import GuardError
 from guard import hw
 
 _MAX_LIST = const(4)  # paths listed per integrity fact: the token stays small
-AGENT_DIR = "/lib/guard"
-DIGESTS = "digests.json"
-MANIFEST = "/mpguard/m-"
-ANCHORS = "/mpguard/anchors.json"
+_AGENT_DIR = const("/lib/guard")
+_DIGESTS = const("digests.json")
+_MANIFEST = const("/mpguard/m-")
+_ANCHORS = const("/mpguard/anchors.json")
 # Passwords published in docs and firmware (ESP8266's AP, WebREPL examples): never unique.
-_DEFAULT_PW = ("micropythoN", "micropython", "python", "1234", "12345678", "password", "admin")
-UNSUPPORTED = {"s": "unsupported"}
+_DEFAULT_PW = const(("micropythoN", "micropython", "python", "1234", "12345678", "password", "admin"))
 
 
 def ok(v):
-    return UNSUPPORTED if v is None else {"s": "ok", "v": v}
+    return {"s": "unsupported"} if v is None else {"s": "ok", "v": v}
 
 
 def _fact(fn, *a):
@@ -130,7 +129,7 @@ def _app(st):
     ref = None
     d = st["digest"]
     try:
-        p = MANIFEST + d[:16] + ".jws"
+        p = _MANIFEST + d[:16] + ".jws"
         n = os.stat(p)[6]
         with open(p, "rb") as f:
             tok = f.read(n) if n <= 4096 else None  # guard.bundle's manifest limit
@@ -145,25 +144,30 @@ def _app(st):
 
 def _agent():
     try:
-        with open(AGENT_DIR + "/" + DIGESTS) as f:
+        with open(_AGENT_DIR + "/" + _DIGESTS) as f:
             ref = json.load(f)["files"]
     except OSError:
         ref = None
-    return measure(AGENT_DIR, ref, DIGESTS)
+    return measure(_AGENT_DIR, ref, _DIGESTS)
 
 
-def _update():
-    # guard.state's status (the update state file), unloaded again after if we loaded it.
-    had = "guard.state" in sys.modules
-    from guard import state
-
+def _call(mod, fn, *a):
+    # guard.<mod>.<fn>(*a), the module unloaded again after if this loaded it (the token's
+    # heap is tight)
+    had = "guard." + mod in sys.modules
+    m = __import__("guard." + mod, None, None, (fn,))
     try:
-        st = state.status()
+        return getattr(m, fn)(*a)
     finally:
         if not had:
             from guard.attest import unload
 
-            unload("state")
+            unload(mod)
+
+
+def _update():
+    # guard.state's status (the update state file)
+    st = _call("state", "status")
     if st.get("state") == "bad":
         raise GuardError("bad_state")
     return st
@@ -182,30 +186,20 @@ def _creds():
 def _anchors():
     # the kids of {"v": 1, "keys": {kid: key}} (docs/architecture.md), keys left unparsed
     try:
-        with open(ANCHORS) as f:
+        with open(_ANCHORS) as f:
             return sorted(json.load(f)["keys"])
     except OSError:
         return []
 
 
 def _pin():
-    # guard.pin's state of the anchors file: unpinned | match | mismatch (None: unsupported),
-    # guard.pin unloaded again at once (the token's heap is tight)
+    # guard.pin's state of the anchors file: unpinned | match | mismatch (None: unsupported)
     try:
-        with open(ANCHORS, "rb") as f:
+        with open(_ANCHORS, "rb") as f:
             d = f.read()
     except OSError:
         d = b""
-    had = "guard.pin" in sys.modules
-    from guard import pin
-
-    try:
-        return pin.state(d)
-    finally:
-        if not had:
-            from guard.attest import unload
-
-            unload("pin")
+    return _call("pin", "state", d)
 
 
 def facts(keep):

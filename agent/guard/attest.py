@@ -101,7 +101,10 @@ def token(nonce, key=None, out=None):
     if n < 1 or not ((ueid[0] == 1 and n in (16, 24, 32)) or (ueid[0] == 2 and n in (6, 8))):
         raise GuardError("bad_ueid")
     gc.collect()  # what a call before left behind, before modules load into the heap
-    had = [m for m in _LOADED if "guard." + m in sys.modules]
+    had = []
+    for m in _LOADED:
+        if "guard." + m in sys.modules:
+            had.append(m)
     from guard import claims
 
     parts = claims.claims(nonce, ueid)
@@ -130,4 +133,4 @@ def token(nonce, key=None, out=None):
     _seen.append(nonce)
     if len(_seen) > _RING:
         _seen.pop(0)
-    return sum(got) if out is not None else "".join(str(b, "ascii") for b in got)
+    return sum(got) if out is not None else b"".join(got).decode()

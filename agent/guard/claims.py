@@ -65,13 +65,12 @@ def _dbgstat(p, spec):
     j = _on(p, spec, "jtag_disable")
     if j is None:
         return None
-    hard = [x for h, x in j if h == "set"]
-    if hard and all(hard):
+    if ("set", True) in j and ("set", False) not in j:  # every "set" field burned (one at least)
         u = _on(p, spec, "uart_download_disable")
         r = p["repl_uart"]
         full = u and u[0][1] and r["s"] == "ok" and r["v"] is False
         return "disabled-fully-and-permanently" if full else "disabled-permanently"
-    return "disabled" if [x for h, x in j if h == "odd" and x] else "enabled"
+    return "disabled" if ("odd", True) in j else "enabled"
 
 
 def _measure(ms, rs, name, f, extra):

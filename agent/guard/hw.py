@@ -21,16 +21,10 @@ FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disab
 _WORD = const(0xFFFFFFFF)
 
 
-def _pick():
-    try:
-        return __import__("_simhw"), None
-    except ImportError:
-        import machine
-
-        return None, machine
-
-
-_sim, _mach = _pick()
+try:  # the backend: the virtual board's _simhw, else the chip's machine
+    _sim, _mach = __import__("_simhw"), None
+except ImportError:
+    _sim, _mach = None, __import__("machine")  # type: ignore[assignment]
 _net = None  # network module (or a test's stand-in); imported when first needed
 _prof = None  # the board profile, read once
 _read = False
@@ -107,18 +101,17 @@ def efuse(fact, prof=None):
         raise GuardError("bad_profile", fact)
     base = regs.get("base")
     size = regs.get("size")
-    fields = spec.get("fields") or (spec,)
+    if type(base) is not int or type(size) is not int:
+        raise GuardError("bad_profile", fact)
     out = {}
-    for f in fields:
-        a = f.get("addr") if type(f) is dict else None
-        b = f.get("bit") if type(f) is dict else None
-        w = f.get("width") if type(f) is dict else None
-        if (type(a) is not int or type(b) is not int or type(w) is not int
-                or type(base) is not int or type(size) is not int):
+    for f in spec.get("fields") or (spec,):  # never empty: a dict spec is its own field
+        if type(f) is not dict:
             raise GuardError("bad_profile", fact)
-        if a < base or a + 4 > base + size or a & 3 or b < 0 or w < 1 or b + w > 32:
+        a, b, w = f.get("addr"), f.get("bit"), f.get("width")
+        if (type(a) is not int or type(b) is not int or type(w) is not int or a < base
+                or a + 4 > base + size or a & 3 or b < 0 or w < 1 or b + w > 32):
             raise GuardError("bad_profile", fact)
-        out[f.get("field", str(a))] = (mem32(a) >> b) & ((1 << w) - 1)  # type: ignore[union-attr]
+        out[f.get("field", str(a))] = (mem32(a) >> b) & ((1 << w) - 1)
     return out
 
 

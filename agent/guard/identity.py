@@ -41,6 +41,11 @@ _KEY_B = const(b"\xa0\x0a\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\xa1\x44\x03\x4
 _SPKI = const(b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00")
 _SPKI_HEAD = const(26)
 _SPKI_LEN = const(91)  # _SPKI_HEAD + 65
+_SEQ = const(0x30)  # DER tags (as guard.asn1's)
+_SET = const(0x31)
+_BITS = const(0x03)
+_UTF8 = const(0x0C)
+_ECDSA_SHA256 = const(b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02")  # AlgorithmIdentifier
 _CN = const(b"\x06\x03\x55\x04\x03")  # id-at-commonName
 _CHALLENGE = const(b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x09\x07")  # PKCS#9 challengePassword
 _MAX_CERT = const(2048)
@@ -74,7 +79,7 @@ def _parts(rec):
     out = []
     pos = 0
     while pos < len(rec):
-        _, _, stop = asn1.read(rec, pos, len(rec), asn1.SEQ)
+        _, _, stop = asn1.read(rec, pos, len(rec), _SEQ)
         out.append(rec[pos:stop])
         pos = stop
     if len(out) != 3:
@@ -211,7 +216,7 @@ def _name(u):
     # Name ::= SEQUENCE { SET { SEQUENCE { id-at-commonName, UTF8String base64url(UEID) } } }
     from guard import asn1
 
-    return asn1.seq(asn1.tlv(asn1.SET, asn1.seq(_CN, asn1.tlv(asn1.UTF8, _b64e(u).encode()))))
+    return asn1.seq(asn1.tlv(_SET, asn1.seq(_CN, asn1.tlv(_UTF8, _b64e(u).encode()))))
 
 
 def csr(challenge, pending=True):
@@ -225,14 +230,14 @@ def csr(challenge, pending=True):
         raise GuardError("bad_ueid")
     from guard import asn1
 
-    attrs = asn1.seq(_CHALLENGE, asn1.tlv(asn1.SET, asn1.tlv(asn1.UTF8, challenge.encode())))
+    attrs = asn1.seq(_CHALLENGE, asn1.tlv(_SET, asn1.tlv(_UTF8, challenge.encode())))
     info = asn1.seq(b"\x02\x01\x00", _name(u), _SPKI + pub, asn1.tlv(0xA0, attrs))
     from guard import p256
 
     sig = p256.sign(d, sha256(info).digest())
     d = 0
-    bits = asn1.tlv(asn1.BITS, b"\x00" + asn1.seq(asn1.uint(sig[:32]), asn1.uint(sig[32:])))
-    return _b64e(asn1.seq(info, asn1.ECDSA_SHA256, bits))
+    bits = asn1.tlv(_BITS, b"\x00" + asn1.seq(asn1.uint(sig[:32]), asn1.uint(sig[32:])))
+    return _b64e(asn1.seq(info, _ECDSA_SHA256, bits))
 
 
 def install(cert, chain):

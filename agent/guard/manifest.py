@@ -35,9 +35,9 @@ _MAX_CONFIRM = const(86400)  # seconds of healthy time: a day (a timer's ms stay
 _MAX_JUMP = const(1048576)  # sequence numbers a release may skip without "jump": true
 _MAX_AHEAD = const(315576000)  # seconds (10 years) an iat may be past the newest time known
 _T2024 = const(1704067200)  # 2024-01-01: a board's clock reading earlier is not set
-_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
-_DIGITS = "0123456789"
-_HEX = "0123456789abcdef"
+_SAFE = const("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_DIGITS = const("0123456789")
+_HEX = const("0123456789abcdef")
 # Names an app may not use at its top or under lib/: they would shadow the agent on sys.path
 # (a package folder or a module file).
 _RESERVED = ("guard", "guard.py", "guard.mpy", "_simhw", "_simhw.py", "_simhw.mpy")
@@ -56,7 +56,7 @@ def _version(v):
         for c in x:
             if c not in _DIGITS:
                 raise GuardError("bad_manifest", "version")
-    return tuple(int(x) for x in t)
+    return tuple(map(int, t))
 
 
 def _is_int(v):

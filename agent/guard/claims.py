@@ -57,8 +57,12 @@ def _on(p, spec, fact):
     f = p[fact]
     if f["s"] != "ok":
         return None
-    return [(s.get("on"), bin(f["v"][s["field"]]).count("1") & 1 == 1 if s.get("on") == "odd"
-             else f["v"][s["field"]] != 0) for s in spec[fact]["fields"]]
+    out = []
+    for s in spec[fact]["fields"]:
+        h = s.get("on")
+        v = f["v"][s["field"]]
+        out.append((h, bin(v).count("1") & 1 == 1 if h == "odd" else v != 0))
+    return out
 
 
 def _dbgstat(p, spec):

@@ -118,7 +118,10 @@ def measure(root, ref, skip=None):
                 bad.append(p)
     r = {"digest": hexlify(agg.digest()).decode(), "files": n, "result": "not-run"}
     if ref is not None:
-        miss = [p for p in ref if p in bad or p not in paths or p == skip]
+        miss = []
+        for p in ref:
+            if p in bad or p not in paths or p == skip:
+                miss.append(p)
         r["result"] = "fail" if miss else "success"
         r["bad"] = miss[:_MAX_LIST]
         r["extra"] = extra[:_MAX_LIST]

@@ -35,7 +35,7 @@ _MAX_CONFIRM = const(86400)  # seconds of healthy time: a day (a timer's ms stay
 _MAX_JUMP = const(1048576)  # sequence numbers a release may skip without "jump": true
 _MAX_AHEAD = const(315576000)  # seconds (10 years) an iat may be past the newest time known
 _T2024 = const(1704067200)  # 2024-01-01: a board's clock reading earlier is not set
-_SAFE = const("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"  # (tests/host/test_bundle.py reads this line)
 _DIGITS = const("0123456789")
 _HEX = const("0123456789abcdef")
 # Names an app may not use at its top or under lib/: they would shadow the agent on sys.path

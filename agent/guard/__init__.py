@@ -15,7 +15,7 @@ def b64u(b):
     # the agent's modules (guard.attest, claims, identity, jws, slots).
     from binascii import b2a_base64
 
-    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+    return b2a_base64(b).rstrip(b"=\n").replace(b"+", b"-").replace(b"/", b"_")  # (and its newline)
 
 
 def confirm():

@@ -10,14 +10,6 @@ class GuardError(Exception):
     pass
 
 
-def b64u(b):
-    # base64url without padding (RFC 4648 5, RFC 7515 2): bytes -> bytes. The one encoder of
-    # the agent's modules (guard.attest, claims, identity, jws, slots).
-    from binascii import b2a_base64
-
-    return b2a_base64(b).rstrip(b"=\n").replace(b"+", b"-").replace(b"/", b"_")  # (and its newline)
-
-
 def confirm():
     # Called by the app once it is healthy: keep this update (guard.boot.confirm).
     from guard import boot

@@ -20,7 +20,7 @@ import sys
 # const() is folded by MicroPython's compiler itself: no `from micropython import const`
 # (the import would cost 17 bytes of .mpy in each module)
 
-from guard import GuardError, b64u
+from guard import GuardError
 
 _RING = const(8)  # recent nonces remembered
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -50,6 +50,14 @@ def unload(name):
         g = sys.modules["guard"]
         if hasattr(g, name):
             delattr(g, name)
+
+
+def b64u(b):
+    # base64url without padding (RFC 7515 2), bytes -> bytes. (Each module that needs it has
+    # its own copy: in guard/__init__.py it would cost the heap of every operation.)
+    from binascii import b2a_base64
+
+    return b2a_base64(b).rstrip(b"=\n").replace(b"+", b"-").replace(b"/", b"_")  # (and its newline)
 
 
 def _sign(parts, d, pub, emit):

@@ -16,8 +16,8 @@ import json
 # const() is folded by MicroPython's compiler itself: no `from micropython import const`
 # (the import would cost 17 bytes of .mpy in each module)
 
-from guard import VERSION, GuardError, b64u
-from guard.attest import B64U
+from guard import VERSION, GuardError
+from guard.attest import B64U, b64u
 
 _PROFILE = const("tag:mpguard.invalid,2025:eat-profile:1")
 _CLAIM = const(b'"mpguard_posture":{')  # the private claim of the posture facts, opened

@@ -27,7 +27,7 @@ from hashlib import sha256
 # const() is folded by MicroPython's compiler itself: no `from micropython import const`
 # (the import would cost 17 bytes of .mpy in each module)
 
-from guard import GuardError, b64u, hw, store
+from guard import GuardError, hw, store
 
 # guard.jws (and through it P-256, ~20 KiB of heap once loaded) and guard.asn1 are imported
 # only where a function needs them: reading the key (attestation) loads neither.
@@ -141,7 +141,9 @@ def ueid(create=False):
 
 def _b64e(b):
     # base64url without padding (RFC 4648 5), as str
-    return b64u(b).decode()
+    from binascii import b2a_base64
+
+    return b2a_base64(b).rstrip(b"=\n").replace(b"+", b"-").replace(b"/", b"_").decode()
 
 
 def _b64(s, reason, what):

@@ -28,13 +28,17 @@ from hashlib import sha256
 # (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError, p256
-from guard import b64u as b64u_enc  # base64url without padding (RFC 7515 2, RFC 4648 5) -> bytes
 
 _MAX_TOKEN = const(16384)
 _MAX_HEADER = const(1024)  # base64url characters of the protected header
 _SIG_B64 = const(86)  # base64url characters of 64 bytes
 _CHUNK = const(256)  # base64url characters decoded at a time (a multiple of 4)
 _ALG = const("ES256")
+
+
+def b64u_enc(b):
+    # base64url without padding (RFC 7515 2, RFC 4648 5) -> bytes
+    return b2a_base64(b).rstrip(b"=\n").replace(b"+", b"-").replace(b"/", b"_")  # (and its newline)
 
 
 def b64u_dec(s):

@@ -14,7 +14,7 @@
 #     again: the heap holds the measuring or the signing, never both)
 #  5. signed (_sign); only then does the nonce join the ring
 #
-# Reasons: bad_nonce replay no_identity bad_ueid, guard.claims's bad_config, guard.jws's bad_key.
+# Reasons: bad_nonce replay no_identity bad_ueid, guard.claims's bad_config, guard.p256's bad_key.
 import gc
 import sys
 # const() is folded by MicroPython's compiler itself: no `from micropython import const`
@@ -26,7 +26,7 @@ _RING = const(8)  # recent nonces remembered
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _seen = []  # type: list
 # the modules a token loads; each is unloaded again unless it was loaded before
-_LOADED = const(("claims", "posture", "pin", "hw", "store", "jws", "p256", "ec", "mac"))
+_LOADED = const(("claims", "posture", "pin", "hw", "store", "p256", "ec", "mac"))
 
 
 def _identity():
@@ -67,15 +67,22 @@ def _sign(parts, d, pub, emit):
     # emitted before the second "." (the signing input, RFC 7515 5.1).
     from hashlib import sha256
 
-    from guard import jws, p256
+    from guard import p256
 
+    # kid: the key's RFC 7638 thumbprint, as guard.jws.thumbprint makes it (made here: guard.jws
+    # loaded for it would take the heap the signing needs); the key a valid P-256 point
+    p256.decode_point(pub)
+    if len(pub) != 65:
+        raise GuardError("bad_key")
+    kid = b64u(sha256(b'{"crv":"P-256","kty":"EC","x":"' + b64u(pub[1:33]) + b'","y":"' + b64u(pub[33:65])
+                      + b'"}').digest())
     h = sha256()
 
     def out(b):
         h.update(b)
         emit(b)
 
-    out(b64u(b'{"alg":"ES256","kid":"' + jws.thumbprint(pub).encode() + b'","typ":"eat+jwt"}') + b".")
+    out(b64u(b'{"alg":"ES256","kid":"' + kid + b'","typ":"eat+jwt"}') + b".")
     buf = bytearray(768)
     mv = memoryview(buf)
     k = 0

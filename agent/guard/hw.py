@@ -119,7 +119,10 @@ def efuse(fact, prof=None):
 def efuse_facts(prof=None):
     # Every posture fact the eFuses measure: {fact: {field: value} or None (unknown)}.
     p = prof or board()
-    return {fact: efuse(fact, p) for fact in FACTS}
+    out = {}
+    for fact in FACTS:
+        out[fact] = efuse(fact, p)
+    return out
 
 
 def unique_id():

@@ -37,7 +37,11 @@ def anchors():
         return {"file": "absent", "kids": []}
     try:
         keys = json.load(f)["keys"]
-        kids = sorted(k for k in keys if type(k) is str)
+        kids = []
+        for k in keys:
+            if type(k) is str:
+                kids.append(k)
+        kids.sort()
     except (ValueError, KeyError, TypeError):
         return {"file": "bad", "kids": []}
     finally:

@@ -68,13 +68,16 @@ def _unload(keep):
 
     import guard
 
-    for name in [n for n in sys.modules if n.startswith("guard.") and n not in keep]:
-        if name != "guard.install":
-            del sys.modules[name]
-            try:
-                delattr(guard, name[6:])
-            except AttributeError:
-                pass
+    gone = []  # (sys.modules cannot change while it is iterated)
+    for name in sys.modules:
+        if name.startswith("guard.") and name not in keep and name != "guard.install":
+            gone.append(name)
+    for name in gone:
+        del sys.modules[name]
+        try:
+            delattr(guard, name[6:])
+        except AttributeError:
+            pass
     gc.collect()  # the next step's modules load into a compact heap
 
 
@@ -83,7 +86,10 @@ def _install(stream, length):
 
     # Step by step (also when the agent runs from source, on a board whose mpy version
     # differs: all its modules compiled at once do not fit a board's heap; in steps they do).
-    keep = [n for n in sys.modules if n.startswith("guard.")]
+    keep = []
+    for n in sys.modules:
+        if n.startswith("guard."):
+            keep.append(n)
     anchors = load_anchors()
     from guard import bundle
 

@@ -141,7 +141,9 @@ def _app(st):
         tok = None
     if tok and hexlify(sha256(tok).digest()).decode() == d:
         s = tok.split(b".")[1].replace(b"-", b"+").replace(b"_", b"/")
-        ref = {f[0]: f[2] for f in json.loads(a2b_base64(s + b"=" * (-len(s) % 4)))["files"]}
+        ref = {}
+        for f in json.loads(a2b_base64(s + b"=" * (-len(s) % 4)))["files"]:
+            ref[f[0]] = f[2]
     tok = s = None
     return measure("/app/" + st["active"], ref)
 

@@ -203,7 +203,10 @@ def _ops():
 def _keys(m):
     from guard import jws
 
-    return {k: jws.b64u_dec(v) for k, v in m.items()}
+    out = {}
+    for k, v in m.items():  # (not a dict: AttributeError, for the caller)
+        out[k] = jws.b64u_dec(v)
+    return out
 
 
 def command(token):

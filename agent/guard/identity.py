@@ -54,7 +54,10 @@ _MAX_B64 = const(2731)  # base64url characters of _MAX_CERT bytes
 _MAX_CHALLENGE = const(128)
 _ENTROPY = const(32)
 _RAND_LEN = const(16)
-_N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
+# n of P-256 as 32 big-endian bytes (bytes of equal length compare as the numbers; an int
+# constant would cost 80 bytes of .mpy)
+_N = const(b"\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"
+           b"\xbc\xe6\xfa\xad\xa7\x17\x9e\x84\xf3\xb9\xca\xc2\xfc\x63\x25\x51")
 _EUI = const(2)  # RFC 9711 4.2.1 UEID types
 _RAND = const(1)
 
@@ -66,10 +69,10 @@ def _key(rec):
     if rec is None or len(rec) < _KEY_LEN or rec[:7] != _KEY_A or rec[39:56] != _KEY_B \
             or rec[56] != 4:
         raise GuardError("bad_store")
-    d = int.from_bytes(rec[7:39], "big")
-    if d < 1 or d >= _N:
+    d = bytes(rec[7:39])
+    if not any(d) or d >= _N:  # d in [1, n-1]
         raise GuardError("bad_store")
-    return d, bytes(rec[56:_KEY_LEN])
+    return int.from_bytes(d, "big"), bytes(rec[56:_KEY_LEN])
 
 
 def _parts(rec):

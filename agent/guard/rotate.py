@@ -191,15 +191,6 @@ def _jwe(text):
     return v
 
 
-def _ops():
-    try:
-        with open("/mpguard/" + _ANCHORS) as f:
-            a = json.load(f)
-    except (OSError, ValueError):
-        raise GuardError("no_anchors")
-    return a
-
-
 def _keys(m):
     from guard import jws
 
@@ -209,16 +200,23 @@ def _keys(m):
     return out
 
 
+def _ops(name):
+    # (anchors.json, the public keys of its member `name`: "keys" or "ops"); no_anchors when
+    # either is missing or malformed
+    try:
+        with open("/mpguard/" + _ANCHORS) as f:
+            a = json.load(f)
+        return a, _keys(a[name])
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        raise GuardError("no_anchors")
+
+
 def command(token):
     # A signed command (see the steps above); returns status().
     from guard import identity, jws
 
     r = _load()
-    try:
-        ops = _keys(_ops()["ops"])
-    except (KeyError, AttributeError, TypeError):
-        raise GuardError("no_anchors")
-    c = jws.verify(token, ops, _MAX_CMD)[1]
+    c = jws.verify(token, _ops("ops")[1], _MAX_CMD)[1]
     try:
         c = json.loads(c)
         op, n, e, q = c["op"], c["name"], c["epoch"], c["seq"]
@@ -331,11 +329,7 @@ def anchors(tokens):
     # "keys", "k", "ops"}, each by a distinct current anchor; returns the new kids.
     from guard import jws
 
-    a = _ops()
-    try:
-        cur = _keys(a["keys"])
-    except (KeyError, AttributeError, TypeError):
-        raise GuardError("no_anchors")
+    a, cur = _ops("keys")
     if type(tokens) is not list or not 0 < len(tokens) <= 8:
         raise GuardError("bad_statement")
     body = None

@@ -9,7 +9,6 @@
 # Reasons: bad_profile (the eFuse map or board file is malformed or points outside the
 # chip's eFuse registers; nothing is read then).
 import json
-import os
 
 # const() is folded by MicroPython's compiler itself: no `from micropython import const`
 # (the import would cost 17 bytes of .mpy in each module)

@@ -5,17 +5,17 @@
 # (if the install loaded it) when it is done, so the crypto modules, the parsed manifest and
 # the file-writing code are never on the heap together:
 #  1. anchors (/mpguard/anchors.json) are read                                  (no_anchors)
+#     and must match a digest pinned in eFuse, if one is (guard.pin)            (anchors_pin)
 #  2. guard.bundle reads the header and the manifest into one buffer (the only allocation that
 #     grows with the bundle, at most 4 KiB, made first) and checks the signature
 #  3. the board kind (guard.hw), the state (guard.state), the manifest parsed (guard.bundle)
 #  4. guard.manifest checks the fields and the manifest against the board: target, sequence
 #     above the highest accepted, jump, issue time, expiry, agent version, stream length.
-#  5. guard.pin: anchors that do not match a digest pinned in eFuse refuse (anchors_pin).
 #     Up to here a refusal changes nothing at all.
-#  6. guard.slots writes the free slot (a, b or c: neither the confirmed one nor a trial) and
+#  5. guard.slots writes the free slot (a, b or c: neither the confirmed one nor a trial) and
 #     stores the verified manifest; nothing is carried over from the running app. Any failure
 #     removes what it wrote: the confirmed app, a pending trial and the state stay.
-#  7. one atomic state write makes the new slot the trial slot and raises the highest accepted
+#  6. one atomic state write makes the new slot the trial slot and raises the highest accepted
 #     sequence (`hi`); only then is a trial it replaces removed (never cancel what runs before
 #     its replacement is complete). The next boot runs it on trial (guard.boot); only
 #     confirm() advances the confirmed sequence (ETSI EN 303 645 5.3).
@@ -91,6 +91,11 @@ def _install(stream, length):
         if n.startswith("guard."):
             keep.append(n)
     anchors = load_anchors()
+    from guard import pin  # anchors that do not match the eFuse pin refuse (guard.pin): first,
+
+    pin.check(ANCHORS)  # while the heap is clean (from source it compiles as the rest did)
+    del pin
+    _unload(keep)
     from guard import bundle
 
     buf, info = bundle.read(stream, length, anchors)  # also checks the signature
@@ -114,10 +119,6 @@ def _install(stream, length):
     want += manifest.check(m)  # header + manifest + files
     manifest.check_context(m, want, length, kind, st, now)
     del manifest
-    from guard import pin  # anchors that do not match the eFuse pin refuse (guard.pin)
-
-    pin.check(ANCHORS)
-    del pin
     keep.append("guard.state")
     keep.append("guard.slots")
     _unload(keep)

@@ -139,7 +139,9 @@ def _app(st):
             tok = f.read(n) if n <= 4096 else None  # guard.bundle's manifest limit
     except (OSError, TypeError):
         tok = None
-    if tok and hexlify(sha256(tok).digest()).decode() == d:
+    # the measurement is the SHA-256 of the manifest's signing input (header.payload, RFC 7515
+    # 5.1; docs/decisions/0015-update-hardening.md), the stored file the token it was
+    if tok and hexlify(sha256(tok[: tok.rfind(b".")]).digest()).decode() == d:
         s = tok.split(b".")[1].replace(b"-", b"+").replace(b"_", b"/")
         ref = {}
         for f in json.loads(a2b_base64(s + b"=" * (-len(s) % 4)))["files"]:

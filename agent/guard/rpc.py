@@ -38,6 +38,7 @@ _CALLS = {
     "identity.csr": ("identity", "csr"),  # (challenge, pending)
     "identity.install": ("identity", "install"),  # (cert_b64u, [ca_b64u])
     "identity.certificate": ("identity", "certificate"),
+    "attest.prepare": ("attest", "prepare"),  # (nonce) -> payload length; then attest.token
     "identity.proof": ("identity", "proof"),  # (challenge): old key signs the pending key
     # credential rotation (guard.rotate; docs/decisions/0015-rotation.md)
     "secret.status": ("rotate", "status"),

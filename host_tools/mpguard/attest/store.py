@@ -1,7 +1,7 @@
 """The inventory as attestation sees it: devices by key or UEID, and attestation records.
 
-The one module that touches the inventory (mpguard.inventory: SQLAlchemy Core + Alembic, on
-its own branch). `Store` wraps any object with the inventory's API:
+The one module that touches the inventory (mpguard.inventory.Inventory: SQLAlchemy Core +
+Alembic, SQLite or PostgreSQL). `Store` wraps an object with the inventory's API:
 
     inv.device(ueid)                 -> record or None
     inv.device_by_thumbprint(kid)    -> record or None
@@ -9,9 +9,11 @@ its own branch). `Store` wraps any object with the inventory's API:
     inv.add_event(ueid, kind, data, at=None)
     inv.events(ueid=None, kind=None, since=None) -> events (ueid, kind, data, at)
 
-and `device_from(record)` reads a record into a `Device`: the one function to adapt to the
-inventory's final record shape. Events written here: kind "attestation" (data: nonce, kid,
-token, verdict, results, facts) and "attestation_refused" (data: nonce, kid, reason).
+and `device_from(record)` reads a record into a `Device`: for mpguard.inventory's Device, the
+UEID (hex), the 65-byte public key, its thumbprint, and not-after from its current
+Certificate (the inventory keeps no board names: reports name a board by its UEID). Events
+written here: kind "attestation" (data: nonce, kid, token, verdict, results, facts) and
+"attestation_refused" (data: nonce, kid, reason).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fuse", help="eFuses: status in the words of attestation; guarded burns",
                        description="Read a chip's eFuses with espefuse, or burn a hardening "
                        "profile: always a dry run first, burns only with --burn and "
-                       f"{fuse.CONFIRM_FLAG}. See docs/fuse.md.")
+                       f"{fuse.CONFIRM_FLAG}. See docs/fuse.md.",
+                       epilog=reasons.epilog(*_EXIT))
     s = p.add_subparsers(dest="fuse_cmd", metavar="SUBCOMMAND")
     st = s.add_parser("status", help="espefuse's summary mapped to the posture facts",
                       description="espefuse reads the chip; the eFuse fields the board profile "

@@ -20,21 +20,21 @@
 # in one call did not fit the virtual board's 64 KiB heap once identity, rotation and the
 # eFuse pin had grown the agent. The file is removed when the token is signed or refused.
 #
-# Reasons: bad_nonce replay no_identity bad_ueid, guard.claims's bad_config, guard.jws's bad_key.
+# Reasons: bad_nonce replay no_identity bad_ueid, guard.claims's bad_config, guard.p256's bad_key.
 import gc
 import sys
-from binascii import b2a_base64
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError
 
 _RING = const(8)  # recent nonces remembered
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _seen = []  # type: list
-_PREPARED = "/mpguard/eat.tmp"
+_PREPARED = const("/mpguard/eat.tmp")
 # the modules a token loads; each is unloaded again unless it was loaded before
-_LOADED = ("claims", "posture", "pin", "hw", "store", "state", "jws", "p256", "ec", "mac")
+_LOADED = const(("claims", "posture", "pin", "hw", "store", "state", "p256", "ec", "mac"))
 
 
 def _identity():
@@ -61,8 +61,11 @@ def unload(name):
 
 
 def b64u(b):
-    # base64url without padding (RFC 7515 2)
-    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+    # base64url without padding (RFC 7515 2), bytes -> bytes. (Each module that needs it has
+    # its own copy: in guard/__init__.py it would cost the heap of every operation.)
+    from binascii import b2a_base64
+
+    return b2a_base64(b).rstrip(b"=\n").replace(b"+", b"-").replace(b"/", b"_")  # (and its newline)
 
 
 def _sign(parts, d, pub, emit):
@@ -72,15 +75,22 @@ def _sign(parts, d, pub, emit):
     # emitted before the second "." (the signing input, RFC 7515 5.1).
     from hashlib import sha256
 
-    from guard import jws, p256
+    from guard import p256
 
+    # kid: the key's RFC 7638 thumbprint, as guard.jws.thumbprint makes it (made here: guard.jws
+    # loaded for it would take the heap the signing needs); the key a valid P-256 point
+    p256.decode_point(pub)
+    if len(pub) != 65:
+        raise GuardError("bad_key")
+    kid = b64u(sha256(b'{"crv":"P-256","kty":"EC","x":"' + b64u(pub[1:33]) + b'","y":"' + b64u(pub[33:65])
+                      + b'"}').digest())
     h = sha256()
 
     def out(b):
         h.update(b)
         emit(b)
 
-    out(b64u(b'{"alg":"ES256","kid":"' + jws.thumbprint(pub).encode() + b'","typ":"eat+jwt"}') + b".")
+    out(b64u(b'{"alg":"ES256","kid":"' + kid + b'","typ":"eat+jwt"}') + b".")
     buf = bytearray(768)
     mv = memoryview(buf)
     k = 0
@@ -101,7 +111,8 @@ def _sign(parts, d, pub, emit):
 
 
 def _check(nonce):
-    if type(nonce) is not str or not 10 <= len(nonce) <= 74 or [c for c in nonce.encode() if c not in B64U]:
+    # (strip leaves nothing iff every character is base64url)
+    if type(nonce) is not str or not 10 <= len(nonce) <= 74 or nonce.encode().strip(B64U):
         raise GuardError("bad_nonce")
     if nonce in _seen:
         raise GuardError("replay")
@@ -126,6 +137,15 @@ def _claims(nonce, ueid, had):
     return parts
 
 
+def _had():
+    # the modules of _LOADED loaded before this call: they stay loaded
+    had = []
+    for m in _LOADED:
+        if "guard." + m in sys.modules:
+            had.append(m)
+    return had
+
+
 def _drop(had):
     # leave the modules as found: a second call in one session fits too
     for m in _LOADED:
@@ -148,7 +168,7 @@ def prepare(nonce, key=None):
     # follows; returns its length. `key`: as token()'s (its UEID is used).
     _check(nonce)
     gc.collect()
-    had = [m for m in _LOADED if "guard." + m in sys.modules]
+    had = _had()
     _remove()
     try:
         parts = _claims(nonce, (key or _identity())[2], had)
@@ -184,7 +204,7 @@ def token(nonce, key=None, out=None):
     # on the unix port; on a board the identity key signs.
     _check(nonce)
     gc.collect()  # what a call before left behind, before modules load into the heap
-    had = [m for m in _LOADED if "guard." + m in sys.modules]
+    had = _had()
     parts = _prepared(nonce)
     try:
         d, pub, ueid = key or _identity()
@@ -207,4 +227,4 @@ def token(nonce, key=None, out=None):
     _seen.append(nonce)
     if len(_seen) > _RING:
         _seen.pop(0)
-    return sum(got) if out is not None else "".join(str(b, "ascii") for b in got)
+    return sum(got) if out is not None else b"".join(got).decode()

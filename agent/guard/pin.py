@@ -27,7 +27,9 @@ def state(data):
     p = _PIN.get(hw.chip())
     if not p:
         return None
-    pin = b"".join(hw.mem32(p[0] + 4 * w).to_bytes(4, "little") for w in p[1:])
+    pin = b""
+    for w in p[1:]:
+        pin += hw.mem32(p[0] + 4 * w).to_bytes(4, "little")
     if not any(pin):
         return "unpinned"
     return "match" if sha256(data).digest()[: len(pin)] == pin else "mismatch"

@@ -73,8 +73,6 @@ def _args(text):
 
 def _say(key, v):
     # streamed: an answer never needs its whole JSON text in one piece of a used heap
-    import sys
-
     sys.stdout.write(_MARK)
     json.dump({key: v}, sys.stdout)
     sys.stdout.write("\n")
@@ -90,8 +88,7 @@ def _refuse(e):
 
 class _Out:
     # the answer stream of a _WRITES function: the frame opens at the first write
-    def __init__(self):
-        self.open = False
+    open = False  # (per instance once set)
 
     def write(self, s):
         if not self.open:

@@ -1,6 +1,7 @@
 # guard.identity: the board's identity (docs/decisions/0012-identity.md): a P-256 key made
 # on the board, its UEID (RFC 9711 4.2.1), a PKCS#10 request (RFC 2986) as proof of
 # possession, and the certificate the host's device CA issues for it.
+# (Over 300 lines: the key, the request and the certificate check are one record's life cycle.)
 #
 # Records (through guard.store; each written atomically):
 #   "id"      the identity: SEC1 ECPrivateKey DER (RFC 5915) || certificate DER || CA DER

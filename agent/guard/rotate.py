@@ -1,6 +1,8 @@
 # guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0016-rotation.md):
 # application secrets sent as JWE, kept encrypted, rotated in two phases with an epoch; and
 # the trust-anchor statement. Secret values never appear in an answer, an error or a log.
+# (Over 300 lines: the commands share one record and one atomic write; split, each would
+# load the other on a heap with little room.)
 #
 # command(token), in order; any refusal changes nothing:
 #  1. a JWS (RFC 7515, guard.jws) by an operator key of /mpguard/anchors.json "ops"

@@ -40,7 +40,7 @@ _CALLS = {
     "identity.certificate": ("identity", "certificate"),
     "attest.prepare": ("attest", "prepare"),  # (nonce) -> payload length; then attest.token
     "identity.proof": ("identity", "proof"),  # (challenge): old key signs the pending key
-    # credential rotation (guard.rotate; docs/decisions/0015-rotation.md)
+    # credential rotation (guard.rotate; docs/decisions/0016-rotation.md)
     "secret.status": ("rotate", "status"),
     "secret.command": ("rotate", "command"),  # (signed command JWS)
     "secret.test": ("rotate", "test"),  # (name): the app's test on the staged value

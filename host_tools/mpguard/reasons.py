@@ -130,6 +130,9 @@ REASONS: dict[str, tuple[str, str]] = {
                        "provision the board (or attest against the right inventory)"),
     "wrong_key": ("the token is not signed by the key of the board its UEID names",
                   "the board's identity changed or the token is forged: re-provision it"),
+    "device_revoked": ("the board's certificate is revoked: its key is not trusted",
+                       "if the board is yours and its key safe, provision it again "
+                       "(`mpguard provision --force`)"),
     "old_nonce": ("the token does not carry the nonce this attestation sent",
                   "attest again: an old or foreign token was presented"),
     "replayed": ("this token was already presented (the inventory has it)",

@@ -93,6 +93,16 @@ def test_ueid_mismatch_another_boards_key(inv, eat):
     assert refusal(inv, eat.token(OTHER, good(eat))) == "ueid_mismatch"
 
 
+def test_a_revoked_board_is_refused(inv, eat):
+    tok = eat.token(KEY, good(eat))
+    check(inv, tok)  # trusted before
+    inv.revoke(inv.device(UEID).certificate.serial, "keyCompromise")
+    with pytest.raises(AttestError) as e:
+        check(inv, tok)
+    assert (e.value.reason, e.value.detail) == ("device_revoked", "keyCompromise")
+    check(inv, eat.token(OTHER, eat.claims(NONCE, UEID2, iat=int(T0))))  # the other board is not
+
+
 def test_old_nonce(inv, eat):
     c = eat.claims("an-older-nonce-000001", UEID, iat=int(T0))
     assert refusal(inv, eat.token(KEY, c)) == "old_nonce"

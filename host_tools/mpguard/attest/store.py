@@ -38,6 +38,7 @@ class Device:
     public_key: Any  # cryptography EllipticCurvePublicKey, parsed once
     name: str = ""
     cert_not_after: dt.datetime | None = None
+    revoked: str | None = None  # the current certificate's revocation reason, if revoked
 
     @property
     def ueid_hex(self) -> str:
@@ -101,8 +102,12 @@ def device_from(rec: Any) -> Device:
     try:
         pub = _public(_get(rec, "public_key", "pubkey", "key"))
         kid = _get(rec, "kid", "thumbprint") or keys.thumbprint(pub)
+        cert = _get(rec, "cert", "certificate", "cert_pem")
+        revoked = None
+        if getattr(cert, "revoked_at", None) is not None:  # mpguard.inventory's Certificate row
+            revoked = str(getattr(cert, "revoke_reason", None) or "unspecified")
         return Device(_ueid(_get(rec, "ueid")), str(kid), pub, str(_get(rec, "name") or ""),
-                      _not_after(rec))
+                      _not_after(rec), revoked)
     except (KeyStoreError, ValueError, TypeError) as e:
         raise AttestError("no_inventory", f"unreadable device record: {e}") from None
 

@@ -38,7 +38,7 @@ def test_nothing_refers_outside_the_repository():
         names = files.stdout.split()
     # the design notes outside the repository, and this machine's paths (built from parts so
     # that this line does not name them itself)
-    pattern = re.compile(r"\.\./" + "shared|/" + "work/|DESIGN\.md")
+    pattern = re.compile(r"\.\./" + "shared|/" + r"work/|DESIGN\.md")
     me = Path(__file__).relative_to(ROOT).as_posix()
     bad = []
     for name in names:

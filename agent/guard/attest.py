@@ -14,20 +14,27 @@
 #     again: the heap holds the measuring or the signing, never both)
 #  5. signed (_sign); only then does the nonce join the ring
 #
-# Reasons: bad_nonce replay no_identity bad_ueid, guard.claims's bad_config, guard.jws's bad_key.
+# prepare(nonce) does steps 1-4 alone and writes the payload to _PREPARED (the nonce on its
+# first line); a token(nonce) after it (the host soft-resets between the two) signs that
+# payload instead of measuring again. Each half then has a fresh heap: measuring and signing
+# in one call did not fit the virtual board's 64 KiB heap once identity, rotation and the
+# eFuse pin had grown the agent. The file is removed when the token is signed or refused.
+#
+# Reasons: bad_nonce replay no_identity bad_ueid, guard.claims's bad_config, guard.p256's bad_key.
 import gc
 import sys
-from binascii import b2a_base64
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError
 
 _RING = const(8)  # recent nonces remembered
 B64U = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _seen = []  # type: list
+_PREPARED = const("/mpguard/eat.tmp")
 # the modules a token loads; each is unloaded again unless it was loaded before
-_LOADED = ("claims", "posture", "pin", "hw", "store", "jws", "p256", "ec", "mac")
+_LOADED = const(("claims", "posture", "pin", "hw", "store", "state", "p256", "ec", "mac"))
 
 
 def _identity():
@@ -54,8 +61,11 @@ def unload(name):
 
 
 def b64u(b):
-    # base64url without padding (RFC 7515 2)
-    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+    # base64url without padding (RFC 7515 2), bytes -> bytes. (Each module that needs it has
+    # its own copy: in guard/__init__.py it would cost the heap of every operation.)
+    from binascii import b2a_base64
+
+    return b2a_base64(b).rstrip(b"=\n").replace(b"+", b"-").replace(b"/", b"_")  # (and its newline)
 
 
 def _sign(parts, d, pub, emit):
@@ -65,15 +75,22 @@ def _sign(parts, d, pub, emit):
     # emitted before the second "." (the signing input, RFC 7515 5.1).
     from hashlib import sha256
 
-    from guard import jws, p256
+    from guard import p256
 
+    # kid: the key's RFC 7638 thumbprint, as guard.jws.thumbprint makes it (made here: guard.jws
+    # loaded for it would take the heap the signing needs); the key a valid P-256 point
+    p256.decode_point(pub)
+    if len(pub) != 65:
+        raise GuardError("bad_key")
+    kid = b64u(sha256(b'{"crv":"P-256","kty":"EC","x":"' + b64u(pub[1:33]) + b'","y":"' + b64u(pub[33:65])
+                      + b'"}').digest())
     h = sha256()
 
     def out(b):
         h.update(b)
         emit(b)
 
-    out(b64u(b'{"alg":"ES256","kid":"' + jws.thumbprint(pub).encode() + b'","typ":"eat+jwt"}') + b".")
+    out(b64u(b'{"alg":"ES256","kid":"' + kid + b'","typ":"eat+jwt"}') + b".")
     buf = bytearray(768)
     mv = memoryview(buf)
     k = 0
@@ -93,47 +110,121 @@ def _sign(parts, d, pub, emit):
     emit(b"." + b64u(p256.sign(d, h.digest())))
 
 
-def token(nonce, key=None, out=None):
-    # -> the signed token (str); with `out` (a stream) the token is written to it in pieces
-    # instead (no large allocation: the heap of a busy board may have no 3 KiB in one piece)
-    # and its length returned. `key` = (d, pub65, ueid) is a test hook for tests and bench
-    # on the unix port; on a board the identity key signs.
-    if type(nonce) is not str or not 10 <= len(nonce) <= 74 or [c for c in nonce.encode() if c not in B64U]:
+def _check(nonce):
+    # (strip leaves nothing iff every character is base64url)
+    if type(nonce) is not str or not 10 <= len(nonce) <= 74 or nonce.encode().strip(B64U):
         raise GuardError("bad_nonce")
     if nonce in _seen:
         raise GuardError("replay")
-    d, pub, ueid = key or _identity()
+
+
+def _claims(nonce, ueid, had):
+    # the payload's pieces (guard.claims), every module the claims loaded unloaded again
     n = len(ueid) - 1 if isinstance(ueid, (bytes, bytearray)) else 0
     if n < 1 or not ((ueid[0] == 1 and n in (16, 24, 32)) or (ueid[0] == 2 and n in (6, 8))):
         raise GuardError("bad_ueid")
-    gc.collect()  # what a call before left behind, before modules load into the heap
-    had = [m for m in _LOADED if "guard." + m in sys.modules]
     from guard import claims
 
     parts = claims.claims(nonce, ueid)
     del claims
-    for m in _LOADED[:5]:  # what the claims loaded
+    for m in _LOADED[:6]:
         if m not in had:
             unload(m)
     if "hw" in had:
         from guard import hw
 
         hw.forget()  # the board profile, read again when needed: P-256 needs the room
-    gc.collect()
-    got = []  # type: list
+    return parts
 
-    def emit(b):
-        if out is None:
-            got.append(b)
-        else:
-            got.append(len(b))
-            out.write(str(b, "ascii"))
 
-    _sign(parts, d, pub, emit)
-    for m in _LOADED:  # leave the modules as found: a second token in one session fits too
+def _had():
+    # the modules of _LOADED loaded before this call: they stay loaded
+    had = []
+    for m in _LOADED:
+        if "guard." + m in sys.modules:
+            had.append(m)
+    return had
+
+
+def _drop(had):
+    # leave the modules as found: a second call in one session fits too
+    for m in _LOADED:
         if m not in had:
             unload(m)
+    gc.collect()
+
+
+def _remove():
+    import os
+
+    try:
+        os.remove(_PREPARED)
+    except OSError:
+        pass
+
+
+def prepare(nonce, key=None):
+    # Steps 1-4 of token(): the payload written to _PREPARED for the token(nonce) that
+    # follows; returns its length. `key`: as token()'s (its UEID is used).
+    _check(nonce)
+    gc.collect()
+    had = _had()
+    _remove()
+    try:
+        parts = _claims(nonce, (key or _identity())[2], had)
+        with open(_PREPARED, "wb") as f:
+            f.write(nonce.encode() + b"\n")
+            n = 0
+            for j in range(len(parts)):
+                n += f.write((b"," if j else b"") + parts[j])
+                parts[j] = None
+    except BaseException:
+        _remove()
+        raise
+    finally:
+        _drop(had)
+    return n
+
+
+def _prepared(nonce):
+    # [payload] that prepare(nonce) left, or None (none, or for another nonce)
+    try:
+        with open(_PREPARED, "rb") as f:
+            if f.readline() != nonce.encode() + b"\n":
+                return None
+            return [f.read()]
+    except OSError:
+        return None
+
+
+def token(nonce, key=None, out=None):
+    # -> the signed token (str); with `out` (a stream) the token is written to it in pieces
+    # instead (no large allocation: the heap of a busy board may have no 3 KiB in one piece)
+    # and its length returned. `key` = (d, pub65, ueid) is a test hook for tests and bench
+    # on the unix port; on a board the identity key signs.
+    _check(nonce)
+    gc.collect()  # what a call before left behind, before modules load into the heap
+    had = _had()
+    parts = _prepared(nonce)
+    try:
+        d, pub, ueid = key or _identity()
+        if parts is None:
+            parts = _claims(nonce, ueid, had)
+        gc.collect()
+        got = []  # type: list
+
+        def emit(b):
+            if out is None:
+                got.append(b)
+            else:
+                got.append(len(b))
+                out.write(str(b, "ascii"))
+
+        _sign(parts, d, pub, emit)
+    finally:
+        _remove()
+        _drop(had)
     _seen.append(nonce)
     if len(_seen) > _RING:
         _seen.pop(0)
-    return sum(got) if out is not None else "".join(str(b, "ascii") for b in got)
+    return sum(got) if out is not None else b"".join(got).decode()

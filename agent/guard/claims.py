@@ -12,44 +12,43 @@
 # cannot measure is left out, never guessed.
 # Reasons: bad_config (the oemid in /mpguard/attest.json).
 import json
-import sys
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import VERSION, GuardError
 from guard.attest import B64U, b64u
 
-PROFILE = "tag:mpguard.invalid,2025:eat-profile:1"
-CLAIM = "mpguard_posture"
-CONFIG = "/mpguard/attest.json"
+_PROFILE = const("tag:mpguard.invalid,2025:eat-profile:1")
+_CLAIM = const(b'"mpguard_posture":{')  # the private claim of the posture facts, opened
+_CONFIG = const("/mpguard/attest.json")
 _JSON = const(50)  # CoAP content-format application/json
 _MULTI = const(1)  # version-scheme multipartnumeric (RFC 9393)
-_KEEP = ("secure_boot", "jtag_disable", "uart_download_disable", "repl_uart", "app", "agent")
+_KEEP = const(("secure_boot", "jtag_disable", "uart_download_disable", "repl_uart", "app", "agent",
+               "micropython"))
 
 
 def _dumps(v):
     return json.dumps(v, separators=(",", ":"))
 
 
-def _now():
-    # Seconds since 1970 while the board's clock is set (year >= 2024), else None.
-    import time
-
-    t = time.time() + (946684800 if time.gmtime(0)[0] == 2000 else 0)
-    return int(t) if t >= 1704067200 else None
+def _pair(k, v):
+    # one member of a JSON object, as bytes: "k":v
+    return ('"%s":%s' % (k, _dumps(v))).encode()
 
 
 def _oemid():
     # RFC 9711 4.2.3: an IANA PEN (integer), or base64url of a 3-byte OUI or 16 random bytes.
     try:
-        with open(CONFIG) as f:
+        with open(_CONFIG) as f:
             v = json.load(f).get("oemid")
     except OSError:
         return None
     except (ValueError, AttributeError):
         raise GuardError("bad_config")
+    # (strip leaves nothing iff every character is base64url)
     if v is None or (type(v) is int and v >= 0) or (type(v) is str and len(v) in (4, 22)
-                                                    and not [c for c in v.encode() if c not in B64U]):
+                                                    and not v.encode().strip(B64U)):
         return v
     raise GuardError("bad_config", "oemid")
 
@@ -59,21 +58,24 @@ def _on(p, spec, fact):
     f = p[fact]
     if f["s"] != "ok":
         return None
-    return [(s.get("on"), bin(f["v"][s["field"]]).count("1") & 1 == 1 if s.get("on") == "odd"
-             else f["v"][s["field"]] != 0) for s in spec[fact]["fields"]]
+    out = []
+    for s in spec[fact]["fields"]:
+        h = s.get("on")
+        v = f["v"][s["field"]]
+        out.append((h, bin(v).count("1") & 1 == 1 if h == "odd" else v != 0))
+    return out
 
 
 def _dbgstat(p, spec):
     j = _on(p, spec, "jtag_disable")
     if j is None:
         return None
-    hard = [x for h, x in j if h == "set"]
-    if hard and all(hard):
+    if ("set", True) in j and ("set", False) not in j:  # every "set" field burned (one at least)
         u = _on(p, spec, "uart_download_disable")
         r = p["repl_uart"]
         full = u and u[0][1] and r["s"] == "ok" and r["v"] is False
         return "disabled-fully-and-permanently" if full else "disabled-permanently"
-    return "disabled" if [x for h, x in j if h == "odd" and x] else "enabled"
+    return "disabled" if ("odd", True) in j else "enabled"
 
 
 def _measure(ms, rs, name, f, extra):
@@ -99,17 +101,17 @@ def claims(nonce, ueid):
         if k in ("app", "agent") and "digest" in f.get("v", ()):
             f = {"s": "ok", "v": dict(f["v"])}
             del f["v"]["digest"]  # it is in the measurements claim
-        parts.append(('"%s":%s' % (k, _dumps(f))).encode())
-    parts[0] = b'"' + CLAIM.encode() + b'":{' + parts[0]
+        parts.append(_pair(k, f))
+    parts[0] = _CLAIM + parts[0]
     parts[-1] += b"}}"
     head = []
 
     def add(k, v):
         if v is not None:
-            head.append(('"%s":%s' % (k, _dumps(v))).encode())
+            head.append(_pair(k, v))
 
     st = p["st"]
-    add("eat_profile", PROFILE)
+    add("eat_profile", _PROFILE)
     add("eat_nonce", nonce)
     add("ueid", b64u(ueid).decode())
     add("oemid", _oemid())
@@ -128,7 +130,7 @@ def claims(nonce, ueid):
     add("dbgstat", _dbgstat(p, spec))
     add("uptime", hw.uptime())
     add("bootcount", hw.boot_count())
-    add("iat", _now())
+    add("iat", hw.now())
     ms = []  # type: list
     rs = []  # type: list
     if st:
@@ -136,7 +138,7 @@ def claims(nonce, ueid):
     _measure(ms, rs, "agent", p["agent"], {"ver": VERSION})
     add("measurements", ms or None)
     add("measres", [["mpguard", rs]])
-    mp = "%d.%d.%d" % sys.implementation.version[:3]
+    mp = p["micropython"]["v"]["version"]  # as posture measured it
     add("submods", {"agent": {"swname": "mpguard-agent", "swversion": [VERSION, _MULTI]},
                     "micropython": {"swname": "MicroPython", "swversion": [mp, _MULTI]}})
     head[0] = b"{" + head[0]

@@ -5,18 +5,21 @@
 # Every coordinate handed between functions is reduced into [0, p).
 import os
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 
 _P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
 _N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
+# p and n for guard.p256 (a 256-bit constant costs 80 bytes of .mpy in each module using it)
+P = _P
+N = _N
 
 # Signed comb for G (docs/decisions/0002-crypto.md): _TEETH teeth, _COLS columns,
 # covering _COMB_BITS = _TEETH * _COLS bits (a blinded 289-bit scalar fits).
 _TEETH = const(5)
 _COLS = const(58)
-_COMB_ONES = const((1 << 290) - 1)  # comb covers _TEETH * _COLS = 290 bits
-_COMB_BYTES = const(37)
+_COMB_BYTES = const(37)  # comb covers _TEETH * _COLS = 290 bits
 _LOWMASK = const(15)  # 2**(_TEETH - 1) - 1
 _BLIND_BYTES = const(4)
 
@@ -154,32 +157,28 @@ def odd_multiples(x, y, count):
     return out
 
 
-def gpoint(c):
-    o = c << 6
-    return int.from_bytes(_GTAB[o : o + 32], "big"), int.from_bytes(_GTAB[o + 32 : o + 64], "big")
-
-
-def comb_col(bb, j):
-    # table index and sign of comb column j of recoded scalar bytes `bb` (little endian)
-    c = 0
-    pos = j
-    for i in range(_TEETH - 1):
-        c |= ((bb[pos >> 3] >> (pos & 7)) & 1) << i
-        pos += _COLS
-    top = (bb[pos >> 3] >> (pos & 7)) & 1
-    # top tooth -1: the column is the negation of the table entry with every sign flipped
-    return c ^ (_LOWMASK * (1 - top)), 1 - top
-
-
 def comb_bytes(k):
-    # k odd, 0 < k < 2^290 -> recoded bits b with k = sum (2 b_i - 1) 2^i
-    return ((k + _COMB_ONES) >> 1).to_bytes(_COMB_BYTES, "little")
+    # k odd, 0 < k < 2^290 -> recoded bits b with k = sum (2 b_i - 1) 2^i: the bits of
+    # (k + 2^290 - 1) / 2 = (k >> 1) + 2^289, i.e. k >> 1 with bit 289 (byte 36, bit 1) set
+    # (a 290-bit constant would cost 90 bytes of .mpy)
+    b = bytearray((k >> 1).to_bytes(_COMB_BYTES, "little"))
+    b[36] |= 2
+    return b
 
 
 def comb_point(bb, j):
-    c, neg = comb_col(bb, j)
-    x, y = gpoint(c)
-    if neg:
+    # affine point of comb column j of recoded scalar bytes `bb` (little endian): the table
+    # entry the low teeth index; with the top tooth -1, the negation of the entry with every
+    # sign flipped
+    c = 0
+    for i in range(_TEETH):
+        c |= ((bb[j >> 3] >> (j & 7)) & 1) << i
+        j += _COLS
+    top = c >> (_TEETH - 1)
+    c = ((c ^ (_LOWMASK * (1 - top))) & _LOWMASK) << 6
+    x = int.from_bytes(_GTAB[c : c + 32], "big")
+    y = int.from_bytes(_GTAB[c + 32 : c + 64], "big")
+    if not top:
         y = _P - y
     return x, y
 
@@ -197,8 +196,8 @@ def blind(k):
 def mul_g(k):
     # k*G, fixed sequence: one doubling and one addition per column
     bb = comb_bytes(blind(k))
-    x, y = comb_point(bb, _COLS - 1)
-    X, Y, Z = x, y, 1
+    X, Y = comb_point(bb, _COLS - 1)
+    Z = 1
     for j in range(_COLS - 2, -1, -1):
         X, Y, Z = dbl(X, Y, Z)
         x, y = comb_point(bb, j)
@@ -219,10 +218,8 @@ def mul(k, x, y):
     d = k >> 1
     X, Y, Z = tab[2 * d], tab[2 * d + 1], 1
     for i in range(_RWIN - 2, -1, -1):
-        X, Y, Z = dbl(X, Y, Z)
-        X, Y, Z = dbl(X, Y, Z)
-        X, Y, Z = dbl(X, Y, Z)
-        X, Y, Z = dbl(X, Y, Z)
+        for _ in range(_RW):
+            X, Y, Z = dbl(X, Y, Z)
         d = digs[i] - 16
         neg = d < 0
         d = (-d if neg else d) >> 1

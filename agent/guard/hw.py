@@ -9,9 +9,9 @@
 # Reasons: bad_profile (the eFuse map or board file is malformed or points outside the
 # chip's eFuse registers; nothing is read then).
 import json
-import os
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError
 
@@ -21,16 +21,10 @@ FACTS = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disab
 _WORD = const(0xFFFFFFFF)
 
 
-def _pick():
-    try:
-        return __import__("_simhw"), None
-    except ImportError:
-        import machine
-
-        return None, machine
-
-
-_sim, _mach = _pick()
+try:  # the backend: the virtual board's _simhw, else the chip's machine
+    _sim, _mach = __import__("_simhw"), None
+except ImportError:
+    _sim, _mach = None, __import__("machine")  # type: ignore[assignment]
 _net = None  # network module (or a test's stand-in); imported when first needed
 _prof = None  # the board profile, read once
 _read = False
@@ -107,25 +101,27 @@ def efuse(fact, prof=None):
         raise GuardError("bad_profile", fact)
     base = regs.get("base")
     size = regs.get("size")
-    fields = spec.get("fields") or (spec,)
+    if type(base) is not int or type(size) is not int:
+        raise GuardError("bad_profile", fact)
     out = {}
-    for f in fields:
-        a = f.get("addr") if type(f) is dict else None
-        b = f.get("bit") if type(f) is dict else None
-        w = f.get("width") if type(f) is dict else None
-        if (type(a) is not int or type(b) is not int or type(w) is not int
-                or type(base) is not int or type(size) is not int):
+    for f in spec.get("fields") or (spec,):  # never empty: a dict spec is its own field
+        if type(f) is not dict:
             raise GuardError("bad_profile", fact)
-        if a < base or a + 4 > base + size or a & 3 or b < 0 or w < 1 or b + w > 32:
+        a, b, w = f.get("addr"), f.get("bit"), f.get("width")
+        if (type(a) is not int or type(b) is not int or type(w) is not int or a < base
+                or a + 4 > base + size or a & 3 or b < 0 or w < 1 or b + w > 32):
             raise GuardError("bad_profile", fact)
-        out[f.get("field", str(a))] = (mem32(a) >> b) & ((1 << w) - 1)  # type: ignore[union-attr]
+        out[f.get("field", str(a))] = (mem32(a) >> b) & ((1 << w) - 1)
     return out
 
 
 def efuse_facts(prof=None):
     # Every posture fact the eFuses measure: {fact: {field: value} or None (unknown)}.
     p = prof or board()
-    return {fact: efuse(fact, p) for fact in FACTS}
+    out = {}
+    for fact in FACTS:
+        out[fact] = efuse(fact, p)
+    return out
 
 
 def unique_id():
@@ -187,6 +183,15 @@ def net_facts():
     }
 
 
+def now():
+    # Seconds since 1970 while the board's clock is set (year 2024 or later), else None (an
+    # ESP32's time counts from 2000, the unix port's from 1970).
+    import time
+
+    t = time.time() + (946684800 if time.gmtime(0)[0] == 2000 else 0)
+    return int(t) if t >= 1704067200 else None
+
+
 def uptime():
     # Seconds since boot, or None where the board cannot tell. On a chip the RTC counts from
     # power-on until the clock is set (NTP, RTC.datetime): only then is time.time() an uptime.
@@ -194,8 +199,7 @@ def uptime():
         return _sim.uptime()
     import time
 
-    t = int(time.time())
-    return t if t + (946684800 if time.gmtime(0)[0] == 2000 else 0) < 1704067200 else None
+    return None if now() else int(time.time())
 
 
 def boot_count():

@@ -1,6 +1,7 @@
 # guard.identity: the board's identity (docs/decisions/0012-identity.md): a P-256 key made
 # on the board, its UEID (RFC 9711 4.2.1), a PKCS#10 request (RFC 2986) as proof of
 # possession, and the certificate the host's device CA issues for it.
+# (Over 300 lines: the key, the request and the certificate check are one record's life cycle.)
 #
 # Records (through guard.store; each written atomically):
 #   "id"      the identity: SEC1 ECPrivateKey DER (RFC 5915) || certificate DER || CA DER
@@ -22,34 +23,42 @@
 #
 # Reasons: identity_exists no_identity no_pending bad_store bad_ueid bad_cert cert_mismatch
 # ueid_mismatch bad_sig bad_arg, plus guard.asn1's bad_der.
-from binascii import b2a_base64
 from hashlib import sha256
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError, hw, store
 
 # guard.jws (and through it P-256, ~20 KiB of heap once loaded) and guard.asn1 are imported
 # only where a function needs them: reading the key (attestation) loads neither.
 
-_ID = "id"
-_NEW = "id.new"
-_UEID = "ueid"
+_ID = const("id")
+_NEW = const("id.new")
+_UEID = const("ueid")
 _KEY_LEN = const(121)
-_KEY_A = b"\x30\x77\x02\x01\x01\x04\x20"  # SEC1 ECPrivateKey: version 1, privateKey ...
-_KEY_B = b"\xa0\x0a\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\xa1\x44\x03\x42\x00"  # prime256v1, pub
+_KEY_A = const(b"\x30\x77\x02\x01\x01\x04\x20")  # SEC1 ECPrivateKey: version 1, privateKey ...
+_KEY_B = const(b"\xa0\x0a\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\xa1\x44\x03\x42\x00")  # prime256v1, pub
 # SubjectPublicKeyInfo of a P-256 key up to the point: id-ecPublicKey, prime256v1
-_SPKI = b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00"
+_SPKI = const(b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07\x03\x42\x00")
 _SPKI_HEAD = const(26)
 _SPKI_LEN = const(91)  # _SPKI_HEAD + 65
-_CN = b"\x06\x03\x55\x04\x03"  # id-at-commonName
-_CHALLENGE = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x09\x07"  # PKCS#9 challengePassword
+_SEQ = const(0x30)  # DER tags (as guard.asn1's)
+_SET = const(0x31)
+_BITS = const(0x03)
+_UTF8 = const(0x0C)
+_ECDSA_SHA256 = const(b"\x30\x0a\x06\x08\x2a\x86\x48\xce\x3d\x04\x03\x02")  # AlgorithmIdentifier
+_CN = const(b"\x06\x03\x55\x04\x03")  # id-at-commonName
+_CHALLENGE = const(b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x09\x07")  # PKCS#9 challengePassword
 _MAX_CERT = const(2048)
 _MAX_B64 = const(2731)  # base64url characters of _MAX_CERT bytes
 _MAX_CHALLENGE = const(128)
 _ENTROPY = const(32)
 _RAND_LEN = const(16)
-_N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
+# n of P-256 as 32 big-endian bytes (bytes of equal length compare as the numbers; an int
+# constant would cost 80 bytes of .mpy)
+_N = const(b"\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"
+           b"\xbc\xe6\xfa\xad\xa7\x17\x9e\x84\xf3\xb9\xca\xc2\xfc\x63\x25\x51")
 _EUI = const(2)  # RFC 9711 4.2.1 UEID types
 _RAND = const(1)
 
@@ -61,10 +70,10 @@ def _key(rec):
     if rec is None or len(rec) < _KEY_LEN or rec[:7] != _KEY_A or rec[39:56] != _KEY_B \
             or rec[56] != 4:
         raise GuardError("bad_store")
-    d = int.from_bytes(rec[7:39], "big")
-    if d < 1 or d >= _N:
+    d = bytes(rec[7:39])
+    if not any(d) or d >= _N:  # d in [1, n-1]
         raise GuardError("bad_store")
-    return d, bytes(rec[56:_KEY_LEN])
+    return int.from_bytes(d, "big"), bytes(rec[56:_KEY_LEN])
 
 
 def _parts(rec):
@@ -75,7 +84,7 @@ def _parts(rec):
     out = []
     pos = 0
     while pos < len(rec):
-        _, _, stop = asn1.read(rec, pos, len(rec), asn1.SEQ)
+        _, _, stop = asn1.read(rec, pos, len(rec), _SEQ)
         out.append(rec[pos:stop])
         pos = stop
     if len(out) != 3:
@@ -88,6 +97,19 @@ def _cur():
     if rec is None:
         raise GuardError("no_identity")
     return rec
+
+
+def _new():
+    new = _pending(store.read(_ID))
+    if new is None:
+        raise GuardError("no_pending")
+    return new
+
+
+def _challenge(c):
+    # the host's fresh challenge: 16.._MAX_CHALLENGE characters
+    if not isinstance(c, str) or not 16 <= len(c) <= _MAX_CHALLENGE:
+        raise GuardError("bad_arg", "challenge")
 
 
 def _pending(rec):
@@ -123,7 +145,9 @@ def ueid(create=False):
 
 def _b64e(b):
     # base64url without padding (RFC 4648 5), as str
-    return b2a_base64(b, newline=False).rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_").decode()
+    from binascii import b2a_base64
+
+    return b2a_base64(b).rstrip(b"=\n").replace(b"+", b"-").replace(b"/", b"_").decode()
 
 
 def _b64(s, reason, what):
@@ -199,43 +223,40 @@ def _name(u):
     # Name ::= SEQUENCE { SET { SEQUENCE { id-at-commonName, UTF8String base64url(UEID) } } }
     from guard import asn1
 
-    return asn1.seq(asn1.tlv(asn1.SET, asn1.seq(_CN, asn1.tlv(asn1.UTF8, _b64e(u).encode()))))
+    return asn1.seq(asn1.tlv(_SET, asn1.seq(_CN, asn1.tlv(_UTF8, _b64e(u).encode()))))
 
 
 def csr(challenge, pending=True):
     # PKCS#10 CertificationRequest (RFC 2986 4) for the pending (or the current) key:
     # subject CN = base64url(UEID), the host's challenge as challengePassword (PKCS#9 5.4.1),
     # signed ecdsa-with-SHA256 (RFC 5758 3.2). Returns base64url(DER).
-    if not isinstance(challenge, str) or not 16 <= len(challenge) <= _MAX_CHALLENGE:
-        raise GuardError("bad_arg", "challenge")
-    if pending:
-        rec = _pending(store.read(_ID))
-        if rec is None:
-            raise GuardError("no_pending")
-    else:
-        rec = _cur()
-    d, pub = _key(rec)
+    _challenge(challenge)
+    d, pub = _key(_new() if pending else _cur())
     u = ueid()
     if u is None:
         raise GuardError("bad_ueid")
     from guard import asn1
 
-    attrs = asn1.seq(_CHALLENGE, asn1.tlv(asn1.SET, asn1.tlv(asn1.UTF8, challenge.encode())))
+    attrs = asn1.seq(_CHALLENGE, asn1.tlv(_SET, asn1.tlv(_UTF8, challenge.encode())))
     info = asn1.seq(b"\x02\x01\x00", _name(u), _SPKI + pub, asn1.tlv(0xA0, attrs))
     from guard import p256
 
     sig = p256.sign(d, sha256(info).digest())
     d = 0
-    bits = asn1.tlv(asn1.BITS, b"\x00" + asn1.seq(asn1.uint(sig[:32]), asn1.uint(sig[32:])))
-    return _b64e(asn1.seq(info, asn1.ECDSA_SHA256, bits))
+    bits = asn1.tlv(_BITS, b"\x00" + asn1.seq(asn1.uint(sig[:32]), asn1.uint(sig[32:])))
+    return _b64e(asn1.seq(info, _ECDSA_SHA256, bits))
 
 
 def install(cert, chain):
     # Store the host's certificate (base64url DER) and its CA chain (a list of one base64url
     # DER certificate) with the pending key, as the board's identity; returns status().
-    new = _pending(store.read(_ID))
+    rec = store.read(_ID)
+    new = _pending(rec)
     if new is None:
         raise GuardError("no_pending")
+    # the current key for a rewrap, read now while the heap is whole (guard.rotate)
+    old = _key(rec)[0] if rec is not None and store.exists("sec") else None
+    rec = None
     if not isinstance(chain, list) or len(chain) != 1:
         raise GuardError("bad_cert", "chain")
     for x in (cert, chain[0]):  # too large refused before decoding: no heap spent on it
@@ -263,14 +284,20 @@ def install(cert, chain):
         raise GuardError("bad_cert", "issuer")
     if not p256.verify(bytes(ca_spki[_SPKI_HEAD:]), h, sig):
         raise GuardError("bad_sig")
-    del issuer, ca_subject, ca_spki, sig
+    del issuer, ca_subject, ca_spki, sig, p256
     import gc
+    import sys
 
+    import guard
+
+    for m in ("p256", "ec"):  # done with: their code leaves the heap (a rewrap needs it)
+        sys.modules.pop("guard." + m, None)
+        guard.__dict__.pop(m, None)
     gc.collect()  # a busy board's heap: the write needs no big piece, but leave it room
     if store.exists("sec"):  # secrets at rest stay readable under the new key (guard.rotate)
         from guard import rotate
 
-        rotate.rewrap(_key(new)[0])
+        rotate.rewrap(_key(new)[0], old)
     store.write(_ID, (new[:_KEY_LEN], c, ca))
     store.remove(_NEW)
     return status()
@@ -279,11 +306,8 @@ def install(cert, chain):
 def proof(challenge):
     # Continuity of an identity rotation: the current key signs (JWS ES256, guard.jws) the
     # pending key and the host's challenge, {"new": base64url(pending point), "nonce": ...}.
-    if not isinstance(challenge, str) or not 16 <= len(challenge) <= _MAX_CHALLENGE:
-        raise GuardError("bad_arg", "challenge")
-    new = _pending(store.read(_ID))
-    if new is None:
-        raise GuardError("no_pending")
+    _challenge(challenge)
+    new = _new()
     import json
 
     from guard import jws

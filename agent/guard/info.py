@@ -23,29 +23,6 @@ def _machine():
         return ""
 
 
-def _kind():
-    # The board kind from guard.hw (the virtual board says it; a chip once its profile is
-    # installed), or None: unknown, never guessed.
-    from guard import hw
-
-    try:
-        return hw.board_kind()
-    except GuardError:
-        return None  # a damaged profile: reinstalling the agent replaces it
-
-
-def _uid():
-    # The chip's unique id (on an ESP32 its factory MAC) as hex: names the board in reports.
-    from binascii import hexlify
-
-    from guard import hw
-
-    try:
-        return hexlify(hw.unique_id()).decode()
-    except (AttributeError, OSError):
-        return None
-
-
 ANCHORS = "/mpguard/anchors.json"  # guard.install.ANCHORS (a host test keeps them equal)
 
 
@@ -60,7 +37,11 @@ def anchors():
         return {"file": "absent", "kids": []}
     try:
         keys = json.load(f)["keys"]
-        kids = sorted(k for k in keys if type(k) is str)
+        kids = []
+        for k in keys:
+            if type(k) is str:
+                kids.append(k)
+        kids.sort()
     except (ValueError, KeyError, TypeError):
         return {"file": "bad", "kids": []}
     finally:
@@ -69,19 +50,34 @@ def anchors():
 
 
 def facts():
+    from binascii import hexlify
+
+    from guard import hw
+
+    try:
+        # The board kind from guard.hw (the virtual board says it; a chip once its profile is
+        # installed), or None: unknown, never guessed.
+        kind = hw.board_kind()
+    except GuardError:
+        kind = None  # a damaged profile: reinstalling the agent replaces it
+    try:
+        # The chip's unique id (on an ESP32 its factory MAC) as hex: names the board in reports.
+        uid = hexlify(hw.unique_id()).decode()
+    except (AttributeError, OSError):
+        uid = None
     gc.collect()
     impl = sys.implementation
     mpy = getattr(impl, "_mpy", 0)
     return {
         "agent": guard.VERSION,
-        "micropython": ".".join(str(v) for v in impl.version[:3]),
+        "micropython": "%d.%d.%d" % impl.version[:3],
         "mpy": mpy,
         "mpy_version": mpy & 0xFF,
         "mpy_sub": (mpy >> 8) & 3,
         "platform": sys.platform,
         "machine": _machine(),
-        "board_kind": _kind(),
-        "uid": _uid(),
+        "board_kind": kind,
+        "uid": uid,
         "heap_free": gc.mem_free(),
         "heap_alloc": gc.mem_alloc(),
     }
@@ -119,9 +115,16 @@ def hashes(paths, folder=None):
 
     found = list(paths)
     if folder:
+        more = []
         try:
-            found += [folder + "/" + e[0] for e in os.ilistdir(folder) if e[1] != 0x4000]
+            for e in os.ilistdir(folder):
+                if e[1] != 0x4000:
+                    more.append(folder + "/" + e[0])
         except OSError:
-            pass
+            more = []
+        found += more
     buf = bytearray(512)
-    return {p: _sha(p, buf) for p in found}
+    out = {}
+    for p in found:
+        out[p] = _sha(p, buf)
+    return out

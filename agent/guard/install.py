@@ -5,17 +5,17 @@
 # (if the install loaded it) when it is done, so the crypto modules, the parsed manifest and
 # the file-writing code are never on the heap together:
 #  1. anchors (/mpguard/anchors.json) are read                                  (no_anchors)
+#     and must match a digest pinned in eFuse, if one is (guard.pin)            (anchors_pin)
 #  2. guard.bundle reads the header and the manifest into one buffer (the only allocation that
 #     grows with the bundle, at most 4 KiB, made first) and checks the signature
 #  3. the board kind (guard.hw), the state (guard.state), the manifest parsed (guard.bundle)
 #  4. guard.manifest checks the fields and the manifest against the board: target, sequence
 #     above the highest accepted, jump, issue time, expiry, agent version, stream length.
-#  5. guard.pin: anchors that do not match a digest pinned in eFuse refuse (anchors_pin).
 #     Up to here a refusal changes nothing at all.
-#  6. guard.slots writes the free slot (a, b or c: neither the confirmed one nor a trial) and
+#  5. guard.slots writes the free slot (a, b or c: neither the confirmed one nor a trial) and
 #     stores the verified manifest; nothing is carried over from the running app. Any failure
 #     removes what it wrote: the confirmed app, a pending trial and the state stay.
-#  7. one atomic state write makes the new slot the trial slot and raises the highest accepted
+#  6. one atomic state write makes the new slot the trial slot and raises the highest accepted
 #     sequence (`hi`); only then is a trial it replaces removed (never cancel what runs before
 #     its replacement is complete). The next boot runs it on trial (guard.boot); only
 #     confirm() advances the confirmed sequence (ETSI EN 303 645 5.3).
@@ -24,8 +24,6 @@
 # still propagates after the clean-up).
 # Reasons: no_anchors no_memory io_error internal, plus those of guard.bundle, guard.manifest,
 # guard.pin (anchors_pin), guard.slots and guard.state.
-import time
-
 from guard import GuardError
 
 ANCHORS = "/mpguard/anchors.json"
@@ -53,11 +51,11 @@ def load_anchors():
 
 
 def _now():
-    # Seconds since 1970, or None while the board's clock is not set (year < 2024).
-    t = time.time()
-    if time.gmtime(0)[0] == 2000:
-        t += 946684800
-    return int(t) if t >= 1704067200 else None
+    # Seconds since 1970, or None while the board's clock is not set (year < 2024): guard.hw's
+    # clock, read while guard.hw is loaded for the board kind (tests replace this function).
+    from guard.hw import now
+
+    return now()
 
 
 def _unload(keep):
@@ -70,13 +68,16 @@ def _unload(keep):
 
     import guard
 
-    for name in [n for n in sys.modules if n.startswith("guard.") and n not in keep]:
-        if name != "guard.install":
-            del sys.modules[name]
-            try:
-                delattr(guard, name[6:])
-            except AttributeError:
-                pass
+    gone = []  # (sys.modules cannot change while it is iterated)
+    for name in sys.modules:
+        if name.startswith("guard.") and name not in keep and name != "guard.install":
+            gone.append(name)
+    for name in gone:
+        del sys.modules[name]
+        try:
+            delattr(guard, name[6:])
+        except AttributeError:
+            pass
     gc.collect()  # the next step's modules load into a compact heap
 
 
@@ -85,8 +86,16 @@ def _install(stream, length):
 
     # Step by step (also when the agent runs from source, on a board whose mpy version
     # differs: all its modules compiled at once do not fit a board's heap; in steps they do).
-    keep = [n for n in sys.modules if n.startswith("guard.")]
+    keep = []
+    for n in sys.modules:
+        if n.startswith("guard."):
+            keep.append(n)
     anchors = load_anchors()
+    from guard import pin  # anchors that do not match the eFuse pin refuse (guard.pin): first,
+
+    pin.check(ANCHORS)  # while the heap is clean (from source it compiles as the rest did)
+    del pin
+    _unload(keep)
     from guard import bundle
 
     buf, info = bundle.read(stream, length, anchors)  # also checks the signature
@@ -95,6 +104,7 @@ def _install(stream, length):
     from guard import hw
 
     kind = hw.board_kind()
+    now = _now()
     del hw
     _unload(keep)
     # the field rules and the slot writer load (or compile, from source) before the parsed
@@ -107,12 +117,8 @@ def _install(stream, length):
     want = bundle.HDR_LEN + info[1]
     del bundle
     want += manifest.check(m)  # header + manifest + files
-    manifest.check_context(m, want, length, kind, st, _now())
+    manifest.check_context(m, want, length, kind, st, now)
     del manifest
-    from guard import pin  # anchors that do not match the eFuse pin refuse (guard.pin)
-
-    pin.check(ANCHORS)
-    del pin
     keep.append("guard.state")
     keep.append("guard.slots")
     _unload(keep)

@@ -17,7 +17,8 @@
 #    never a name that shadows the agent, no duplicates, no path both a file and a folder.
 # check_context(m, want, length, kind, st, now), against the board: wrong_target, rollback,
 # replay, seq_jump, future_iat, expired, agent_too_old, bad_length.
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import VERSION, GuardError
 
@@ -35,9 +36,9 @@ _MAX_CONFIRM = const(86400)  # seconds of healthy time: a day (a timer's ms stay
 _MAX_JUMP = const(1048576)  # sequence numbers a release may skip without "jump": true
 _MAX_AHEAD = const(315576000)  # seconds (10 years) an iat may be past the newest time known
 _T2024 = const(1704067200)  # 2024-01-01: a board's clock reading earlier is not set
-_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
-_DIGITS = "0123456789"
-_HEX = "0123456789abcdef"
+_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"  # (tests/host/test_bundle.py reads this line)
+_DIGITS = const("0123456789")
+_HEX = const("0123456789abcdef")
 # Names an app may not use at its top or under lib/: they would shadow the agent on sys.path
 # (a package folder or a module file).
 _RESERVED = ("guard", "guard.py", "guard.mpy", "_simhw", "_simhw.py", "_simhw.mpy")
@@ -56,7 +57,7 @@ def _version(v):
         for c in x:
             if c not in _DIGITS:
                 raise GuardError("bad_manifest", "version")
-    return tuple(int(x) for x in t)
+    return tuple(map(int, t))
 
 
 def _is_int(v):

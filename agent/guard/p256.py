@@ -25,15 +25,15 @@
 #   bad_arg     argument of the wrong type
 import os
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError
+from guard.ec import N as _N  # n and p of P-256: kept once, in guard.ec (as variables here,
+from guard.ec import P as _P  # expressions of them such as p - 1 are not folded into constants)
 from guard.ec import comb_bytes, comb_point, dbl, inv, madd, mul, mul_g, odd_multiples, rand_scalar, to_affine
 
-_P = const(0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF)
-_N = const(0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551)
 _B = const(0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B)
-_SQRT_EXP = const(0x3FFFFFFFC0000000400000000000000000000000400000000000000000000000)  # (p+1)/4
 _COLS = const(58)  # comb columns of guard.ec
 _WMASK = const(15)  # wNAF of u2 in verify: width 4, odd multiples 1Q, 3Q, 5Q, 7Q
 _WHALF = const(8)
@@ -88,7 +88,7 @@ def decode_point(b):
         if x >= _P:
             raise GuardError("bad_key")
         a = (x * x * x - 3 * x + _B) % _P
-        y = pow(a, _SQRT_EXP, _P)
+        y = pow(a, (_P + 1) // 4, _P)  # a square root: p = 3 mod 4
         if y * y % _P != a:
             raise GuardError("bad_key")
         if (y & 1) != (b[0] & 1):

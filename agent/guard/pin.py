@@ -7,8 +7,8 @@
 # state(data): "unpinned" (the pin words are blank), "match" (the first bytes of
 #   SHA-256(data) are the pin), "mismatch", or None (a chip this table does not know).
 # check(path): GuardError("anchors_pin") if the pin is burned and the anchors file at path
-#   does not match it; guard.install calls it before it writes anything (after the
-#   manifest checks) and unloads this module with the others it loaded.
+#   does not match it; guard.install calls it first, before it reads the bundle, and
+#   unloads this module with the others it loaded.
 # Reasons: anchors_pin.
 from hashlib import sha256
 
@@ -27,7 +27,9 @@ def state(data):
     p = _PIN.get(hw.chip())
     if not p:
         return None
-    pin = b"".join(hw.mem32(p[0] + 4 * w).to_bytes(4, "little") for w in p[1:])
+    pin = b""
+    for w in p[1:]:
+        pin += hw.mem32(p[0] + 4 * w).to_bytes(4, "little")
     if not any(pin):
         return "unpinned"
     return "match" if sha256(data).digest()[: len(pin)] == pin else "mismatch"

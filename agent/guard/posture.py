@@ -20,23 +20,23 @@ import sys
 from binascii import a2b_base64, hexlify
 from hashlib import sha256
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError
 from guard import hw
 
 _MAX_LIST = const(4)  # paths listed per integrity fact: the token stays small
-AGENT_DIR = "/lib/guard"
-DIGESTS = "digests.json"
-MANIFEST = "/mpguard/m-"
-ANCHORS = "/mpguard/anchors.json"
+_AGENT_DIR = const("/lib/guard")
+_DIGESTS = const("digests.json")
+_MANIFEST = const("/mpguard/m-")
+_ANCHORS = const("/mpguard/anchors.json")
 # Passwords published in docs and firmware (ESP8266's AP, WebREPL examples): never unique.
-_DEFAULT_PW = ("micropythoN", "micropython", "python", "1234", "12345678", "password", "admin")
-UNSUPPORTED = {"s": "unsupported"}
+_DEFAULT_PW = const(("micropythoN", "micropython", "python", "1234", "12345678", "password", "admin"))
 
 
 def ok(v):
-    return UNSUPPORTED if v is None else {"s": "ok", "v": v}
+    return {"s": "unsupported"} if v is None else {"s": "ok", "v": v}
 
 
 def _fact(fn, *a):
@@ -119,7 +119,10 @@ def measure(root, ref, skip=None):
                 bad.append(p)
     r = {"digest": hexlify(agg.digest()).decode(), "files": n, "result": "not-run"}
     if ref is not None:
-        miss = [p for p in ref if p in bad or p not in paths or p == skip]
+        miss = []
+        for p in ref:
+            if p in bad or p not in paths or p == skip:
+                miss.append(p)
         r["result"] = "fail" if miss else "success"
         r["bad"] = miss[:_MAX_LIST]
         r["extra"] = extra[:_MAX_LIST]
@@ -130,40 +133,49 @@ def _app(st):
     ref = None
     d = st["digest"]
     try:
-        p = MANIFEST + d[:16] + ".jws"
+        p = _MANIFEST + d[:16] + ".jws"
         n = os.stat(p)[6]
         with open(p, "rb") as f:
             tok = f.read(n) if n <= 4096 else None  # guard.bundle's manifest limit
     except (OSError, TypeError):
         tok = None
-    if tok and hexlify(sha256(tok).digest()).decode() == d:
+    # the measurement is the SHA-256 of the manifest's signing input (header.payload, RFC 7515
+    # 5.1; docs/decisions/0015-update-hardening.md), the stored file the token it was
+    if tok and hexlify(sha256(tok[: tok.rfind(b".")]).digest()).decode() == d:
         s = tok.split(b".")[1].replace(b"-", b"+").replace(b"_", b"/")
-        ref = {f[0]: f[2] for f in json.loads(a2b_base64(s + b"=" * (-len(s) % 4)))["files"]}
+        ref = {}
+        for f in json.loads(a2b_base64(s + b"=" * (-len(s) % 4)))["files"]:
+            ref[f[0]] = f[2]
     tok = s = None
     return measure("/app/" + st["active"], ref)
 
 
 def _agent():
     try:
-        with open(AGENT_DIR + "/" + DIGESTS) as f:
+        with open(_AGENT_DIR + "/" + _DIGESTS) as f:
             ref = json.load(f)["files"]
     except OSError:
         ref = None
-    return measure(AGENT_DIR, ref, DIGESTS)
+    return measure(_AGENT_DIR, ref, _DIGESTS)
 
 
-def _update():
-    # guard.state's status (the update state file), unloaded again after if we loaded it.
-    had = "guard.state" in sys.modules
-    from guard import state
-
+def _call(mod, fn, *a):
+    # guard.<mod>.<fn>(*a), the module unloaded again after if this loaded it (the token's
+    # heap is tight)
+    had = "guard." + mod in sys.modules
+    m = __import__("guard." + mod, None, None, (fn,))
     try:
-        st = state.status()
+        return getattr(m, fn)(*a)
     finally:
         if not had:
             from guard.attest import unload
 
-            unload("state")
+            unload(mod)
+
+
+def _update():
+    # guard.state's status (the update state file)
+    st = _call("state", "status")
     if st.get("state") == "bad":
         raise GuardError("bad_state")
     return st
@@ -176,44 +188,26 @@ def _creds():
     from guard import store
 
     r = store.read("sec")  # guard.rotate._REC
-    if not r:
-        return {}
-    r = json.loads(r)
-    out = {}
-    for n in r["s"]:
-        out[n] = {"epoch": r["s"][n][0], "at": r["s"][n][1], "staged": None}
-    for n in r["p"]:
-        out.setdefault(n, {"epoch": 0, "at": None})["staged"] = r["p"][n][0]
-    return out
+    return store.secrets(json.loads(r)) if r else {}
 
 
 def _anchors():
     # the kids of {"v": 1, "keys": {kid: key}} (docs/architecture.md), keys left unparsed
     try:
-        with open(ANCHORS) as f:
+        with open(_ANCHORS) as f:
             return sorted(json.load(f)["keys"])
     except OSError:
         return []
 
 
 def _pin():
-    # guard.pin's state of the anchors file: unpinned | match | mismatch (None: unsupported),
-    # guard.pin unloaded again at once (the token's heap is tight)
+    # guard.pin's state of the anchors file: unpinned | match | mismatch (None: unsupported)
     try:
-        with open(ANCHORS, "rb") as f:
+        with open(_ANCHORS, "rb") as f:
             d = f.read()
     except OSError:
         d = b""
-    had = "guard.pin" in sys.modules
-    from guard import pin
-
-    try:
-        return pin.state(d)
-    finally:
-        if not had:
-            from guard.attest import unload
-
-            unload("pin")
+    return _call("pin", "state", d)
 
 
 def facts(keep):

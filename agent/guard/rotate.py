@@ -1,6 +1,8 @@
-# guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0015-rotation.md):
+# guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0016-rotation.md):
 # application secrets sent as JWE, kept encrypted, rotated in two phases with an epoch; and
 # the trust-anchor statement. Secret values never appear in an answer, an error or a log.
+# (Over 300 lines: the commands share one record and one atomic write; split, each would
+# load the other on a heap with little room.)
 #
 # command(token), in order; any refusal changes nothing:
 #  1. a JWS (RFC 7515, guard.jws) by an operator key of /mpguard/anchors.json "ops"
@@ -26,7 +28,8 @@
 # A staged value reverts by itself at the _MAX_BOOTS-th boot (boot()) or after _TTL seconds of
 # this boot without commit; a failed test reverts it at once.
 # anchors(tokens): a statement signed by k distinct current anchors (threshold), "ver" above
-# the board's (anchors_rollback), a non-empty key set (no_keys), kids = thumbprints.
+# the board's (anchors_rollback), a non-empty key set (no_keys), kids = thumbprints; anchors
+# pinned in eFuse (guard.pin) are never replaced (anchors_pin).
 # Reasons: bad_cmd wrong_board cmd_replay bad_name old_epoch bad_epoch no_staged secret_size
 # too_many_secrets bad_jwe bad_tag no_test bad_secrets bad_statement threshold
 # anchors_rollback no_keys, plus guard.jws's.
@@ -34,25 +37,21 @@ import json
 import os
 from binascii import a2b_base64, b2a_base64
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
-import guard
-from guard import GuardError, store
+from guard import GuardError, _rt, store
 from guard.mac import ct_eq, hkdf, hmac_sha256
 
-_REC = "sec"
-_ANCHORS = "anchors.json"  # in /mpguard, as guard.install.ANCHORS
+_REC = const("sec")
+_ANCHORS = const("anchors.json")  # in /mpguard, as guard.install.ANCHORS
 _MAX_VALUE = const(384)
 _MAX_NAMES = const(6)
 _MAX_CMD = const(4096)
 _MAX_BOOTS = const(3)
 _TTL = const(600000)  # ms a staged value waits for its commit in one boot
-_ENC = "A128CBC-HS256"
-_SAFE = "abcdefghijklmnopqrstuvwxyz0123456789_"
-
-
-def _b64(b):
-    return b2a_base64(b, newline=False).decode()
+_ENC = const("A128CBC-HS256")
+_SAFE = const("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def _cbc(k, aad, iv, data, tag=None):
@@ -60,15 +59,16 @@ def _cbc(k, aad, iv, data, tag=None):
     # else check the tag, decrypt -> plaintext
     from cryptolib import aes
 
+    c = aes(k[16:], 2, iv)  # used only after the tag is checked when decrypting
     if tag is None:
         n = 16 - len(data) % 16
-        data = aes(k[16:], 2, iv).encrypt(data + bytes((n,)) * n)
+        data = c.encrypt(data + bytes((n,)) * n)
     t = hmac_sha256(k[:16], aad + iv + data + (len(aad) * 8).to_bytes(8, "big"))[:16]
     if tag is None:
         return data, t
     if not data or len(data) % 16 or not ct_eq(t, tag):
         raise GuardError("bad_tag")
-    p = aes(k[16:], 2, iv).decrypt(data)
+    p = c.decrypt(data)
     n = p[-1]
     if not 0 < n <= 16 or p[-n:] != bytes((n,)) * n:
         raise GuardError("bad_tag")
@@ -78,7 +78,7 @@ def _cbc(k, aad, iv, data, tag=None):
 def _seal(k, aad, v):
     iv = os.urandom(16)
     c, t = _cbc(k, aad, iv, v)
-    return _b64(iv + c + t)
+    return b2a_base64(iv + c + t)[:-1].decode()  # (without its newline)
 
 
 def _open(k, aad, blob):
@@ -113,10 +113,10 @@ def _save(r):
     store.write(_REC, (json.dumps(r).encode(),))
 
 
-def _dk(r):
-    # the data key, unwrapped with the identity key (made on first use); only the wrapping
-    # that opened is kept at the next write
-    k = _kek()
+def _dk(r, d=None):
+    # the data key, unwrapped with the identity key (or d; made on first use); only the
+    # wrapping that opened is kept at the next write
+    k = _kek(d)
     for w in r["w"]:
         try:
             dk = _open(k, b"dk", w)
@@ -135,73 +135,83 @@ def _expire(r):
     # staged values past _TTL in this boot revert (guard._rt keeps stage times across unloads)
     import time
 
-    t = guard._rt
-    gone = [n for n in r["p"] if "@" + n in t and time.ticks_diff(time.ticks_ms(), t["@" + n]) > _TTL]
-    for n in gone:
-        del r["p"][n]
+    p = r["p"]
+    t = time.ticks_ms()
+    gone = False
+    for n in list(p):
+        if time.ticks_diff(t, _rt.get("@" + n, t)) > _TTL:  # no stage time: not expired
+            del p[n]
+            gone = True
     if gone:
         _save(r)
 
 
 def _name(n):
-    if type(n) is not str or not 0 < len(n) <= 16 or not "a" <= n[0] <= "z" or [c for c in n if c not in _SAFE]:
+    # 1..16 characters of _SAFE, a letter first (strip leaves nothing iff all are of _SAFE)
+    if type(n) is not str or not 0 < len(n) <= 16 or not "a" <= n[0] <= "z" or n.strip(_SAFE):
         raise GuardError("bad_name")
 
 
-def _jwe(text):
+def _jwe(text, key=None):
+    from hashlib import sha256
+
     from guard import identity, jws, p256
 
+    dec = jws.b64u_dec
     if type(text) is not str or len(text) > 2 * _MAX_VALUE + 512:
         raise GuardError("secret_size")
     p = text.split(".")
     if len(p) != 5 or p[1]:
         raise GuardError("bad_jwe")
-    iv, c, tag = jws.b64u_dec(p[2]), jws.b64u_dec(p[3]), jws.b64u_dec(p[4])
+    iv, c, tag = dec(p[2]), dec(p[3]), dec(p[4])
     if len(c) > _MAX_VALUE + 16:
         raise GuardError("secret_size")
     aad = p[0].encode()
     try:
-        h = json.loads(jws.b64u_dec(aad))
+        h = json.loads(dec(aad))
         e = h["epk"]
-        x, y = jws.b64u_dec(e["x"]), jws.b64u_dec(e["y"])
+        x, y = dec(e["x"]), dec(e["y"])
     except (ValueError, KeyError, TypeError, GuardError):
         raise GuardError("bad_jwe")
     if h.get("alg") != "ECDH-ES" or h.get("enc") != _ENC or "zip" in h or "crit" in h \
             or e.get("kty") != "EC" or e.get("crv") != "P-256" or len(iv) != 16 or len(tag) != 16:
         raise GuardError("bad_jwe")
-    d, pub = identity.key()
+    d, pub = key or identity.key()
     t = jws.thumbprint(pub)
     if h.get("kid", t) != t:
         raise GuardError("wrong_board")
-    z = p256.ecdh(d, b"\x04" + x + y)
+    # Concat KDF: SHA-256 of counter 1 || Z || the fields AlgorithmID (_ENC), PartyUInfo,
+    # PartyVInfo (each a 32-bit length, then the bytes) || keydatalen 256
+    k = sha256(b"\0\0\0\1" + p256.ecdh(d, b"\x04" + x + y) + b"\0\0\0\x0dA128CBC-HS256")
     d = 0
-
-    def f(b):  # a Concat KDF field: 32-bit length, then the bytes
-        return len(b).to_bytes(4, "big") + b
-
-    from hashlib import sha256
-
-    k = sha256(b"\0\0\0\1" + z + f(_ENC.encode()) + f(jws.b64u_dec(h.get("apu", "")))
-               + f(jws.b64u_dec(h.get("apv", ""))) + b"\0\0\1\0").digest()
-    v = _cbc(k, aad, iv, c, tag)
+    for f in ("apu", "apv"):
+        f = dec(h.get(f, ""))
+        k.update(len(f).to_bytes(4, "big") + f)
+    k.update(b"\0\0\1\0")
+    v = _cbc(k.digest(), aad, iv, c, tag)
     if len(v) > _MAX_VALUE:
         raise GuardError("secret_size")
     return v
 
 
-def _ops():
-    try:
-        with open("/mpguard/" + _ANCHORS) as f:
-            a = json.load(f)
-    except (OSError, ValueError):
-        raise GuardError("no_anchors")
-    return a
-
-
 def _keys(m):
     from guard import jws
 
-    return {k: jws.b64u_dec(v) for k, v in m.items()}
+    out = {}
+    for k, v in m.items():  # (not a dict: AttributeError, for the caller)
+        out[k] = jws.b64u_dec(v)
+    return out
+
+
+def _ops(name):
+    # (anchors.json, the public keys of its member `name`: "keys" or "ops"); no_anchors when
+    # either is missing or malformed
+    try:
+        with open("/mpguard/" + _ANCHORS) as f:
+            a = json.load(f)
+        return a, _keys(a[name])
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        raise GuardError("no_anchors")
 
 
 def command(token):
@@ -209,18 +219,14 @@ def command(token):
     from guard import identity, jws
 
     r = _load()
-    try:
-        ops = _keys(_ops()["ops"])
-    except (KeyError, AttributeError, TypeError):
-        raise GuardError("no_anchors")
-    c = jws.verify(token, ops, _MAX_CMD)[1]
+    key = identity.key()  # read while the heap is whole (a 64K heap: P-256 fragments it)
+    c = jws.verify(token, _ops("ops")[1], _MAX_CMD)[1]
     try:
         c = json.loads(c)
         op, n, e, q = c["op"], c["name"], c["epoch"], c["seq"]
     except (ValueError, KeyError, TypeError):
         raise GuardError("bad_cmd")
-    u = identity.ueid()
-    if c.get("sub") != identity._b64e(u or b""):
+    if c.get("sub") != identity._b64e(identity.ueid() or b""):
         raise GuardError("wrong_board")
     if type(q) is not int or q <= r["n"]:
         raise GuardError("cmd_replay")
@@ -228,33 +234,34 @@ def command(token):
     if type(e) is not int:
         raise GuardError("bad_cmd")
     _expire(r)
-    s = r["s"].get(n)
-    p = r["p"].get(n)
+    S, P = r["s"], r["p"]
+    s = S.get(n)
+    p = P.get(n)
     if op == "set" or op == "stage":
         cur = s[0] if s else 0
         if e != cur + 1:
             raise GuardError("old_epoch" if e <= cur else "bad_epoch")
-        if not s and n not in r["p"] and len(r["s"]) + len(r["p"]) >= _MAX_NAMES:
+        if not s and n not in P and len(S) + len(P) >= _MAX_NAMES:
             raise GuardError("too_many_secrets")
-        v = _jwe(c.get("jwe"))
-        ent = [e, c.get("iat"), _seal(_dk(r), _aad(n, e), v)]
+        v = _jwe(c.get("jwe"), key)
+        ent = [e, c.get("iat"), _seal(_dk(r, key[0]), _aad(n, e), v)]
         v = None
         if op == "set":
-            r["s"][n] = ent
-            r["p"].pop(n, None)
+            S[n] = ent
+            P.pop(n, None)
         else:
             import time
 
-            r["p"][n] = ent + [0]
-            guard._rt["@" + n] = time.ticks_ms()
+            P[n] = ent + [0]
+            _rt["@" + n] = time.ticks_ms()
     elif op == "commit" or op == "revert":
         if not p:
             raise GuardError("no_staged")
         if e != p[0]:
             raise GuardError("old_epoch")
         if op == "commit":
-            r["s"][n] = [e, c.get("iat"), p[2]]
-        del r["p"][n]
+            S[n] = [e, c.get("iat"), p[2]]
+        del P[n]
     else:
         raise GuardError("bad_cmd")
     r["n"] = q
@@ -266,12 +273,7 @@ def status():
     # Names, epochs, times (the host's iat of the command), staged or not: never a value.
     r = _load()
     _expire(r)
-    out = {}
-    for n in r["s"]:
-        out[n] = {"epoch": r["s"][n][0], "at": r["s"][n][1], "staged": None}
-    for n in r["p"]:
-        out.setdefault(n, {"epoch": 0, "at": None})["staged"] = r["p"][n][0]
-    return {"seq": r["n"], "secrets": out}
+    return {"seq": r["n"], "secrets": store.secrets(r)}
 
 
 def get(name):
@@ -289,7 +291,7 @@ def test(name):
     p = r["p"].get(name)
     if not p:
         raise GuardError("no_staged")
-    fn = guard._rt.get(name)
+    fn = _rt.get(name)
     if not fn:
         raise GuardError("no_test")
     v = _open(_dk(r), _aad(name, p[0]), p[2])
@@ -307,21 +309,23 @@ def test(name):
 def boot():
     # From guard.boot.run: count this boot for each staged value; revert at _MAX_BOOTS.
     r = _load()
-    if r["p"]:
-        for n in list(r["p"]):
-            p = r["p"][n]
+    P = r["p"]
+    if P:
+        for n in list(P):
+            p = P[n]
             p[3] += 1
             if p[3] >= _MAX_BOOTS:
-                del r["p"][n]
+                del P[n]
                 print("guard: reverted", n, p[0])
         _save(r)
 
 
-def rewrap(d):
-    # Before the identity key changes to d: wrap the data key under d too (guard.identity).
+def rewrap(d, old=None):
+    # Before the identity key changes to d: wrap the data key under d too (guard.identity;
+    # old: the current key's d, when the caller has it).
     r = _load()
-    dk = _dk(r)
-    r["w"].append(_seal(_kek(d), b"dk", dk))
+    dk = _dk(r, old)
+    r["w"].insert(0, _seal(_kek(d), b"dk", dk))  # first: the key most likely to open it
     _save(r)
 
 
@@ -330,11 +334,7 @@ def anchors(tokens):
     # "keys", "k", "ops"}, each by a distinct current anchor; returns the new kids.
     from guard import jws
 
-    a = _ops()
-    try:
-        cur = _keys(a["keys"])
-    except (KeyError, AttributeError, TypeError):
-        raise GuardError("no_anchors")
+    a, cur = _ops("keys")
     if type(tokens) is not list or not 0 < len(tokens) <= 8:
         raise GuardError("bad_statement")
     body = None
@@ -364,5 +364,10 @@ def anchors(tokens):
             raise ValueError
     except (ValueError, KeyError, TypeError, AttributeError):
         raise GuardError("bad_statement")
-    store.write(_ANCHORS, (json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops}).encode(),))
+    d = json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops}).encode()
+    from guard import pin  # anchors pinned in eFuse stay for ever (else every update refuses)
+
+    if pin.state(d) == "mismatch":
+        raise GuardError("anchors_pin")
+    store.write(_ANCHORS, (d,))
     return sorted(keys)

@@ -38,8 +38,9 @@ _CALLS = {
     "identity.csr": ("identity", "csr"),  # (challenge, pending)
     "identity.install": ("identity", "install"),  # (cert_b64u, [ca_b64u])
     "identity.certificate": ("identity", "certificate"),
+    "attest.prepare": ("attest", "prepare"),  # (nonce) -> payload length; then attest.token
     "identity.proof": ("identity", "proof"),  # (challenge): old key signs the pending key
-    # credential rotation (guard.rotate; docs/decisions/0015-rotation.md)
+    # credential rotation (guard.rotate; docs/decisions/0016-rotation.md)
     "secret.status": ("rotate", "status"),
     "secret.command": ("rotate", "command"),  # (signed command JWS)
     "secret.test": ("rotate", "test"),  # (name): the app's test on the staged value
@@ -72,8 +73,6 @@ def _args(text):
 
 def _say(key, v):
     # streamed: an answer never needs its whole JSON text in one piece of a used heap
-    import sys
-
     sys.stdout.write(_MARK)
     json.dump({key: v}, sys.stdout)
     sys.stdout.write("\n")
@@ -89,8 +88,7 @@ def _refuse(e):
 
 class _Out:
     # the answer stream of a _WRITES function: the frame opens at the first write
-    def __init__(self):
-        self.open = False
+    open = False  # (per instance once set)
 
     def write(self, s):
         if not self.open:

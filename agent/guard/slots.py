@@ -14,9 +14,12 @@
 # Any failure removes the slot and the manifest again (the rest stays as it was): MemoryError
 # becomes no_memory, OSError io_error; KeyboardInterrupt (the host broke off) propagates.
 # Reasons: no_space bad_hash truncated io_error no_memory internal.
+import hashlib
 import os
+from binascii import hexlify
 
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import GuardError
 
@@ -54,12 +57,6 @@ def _du(d, bs, depth=0):
     return n
 
 
-def _first(d):
-    for e in os.ilistdir(d):
-        return e
-    return None
-
-
 def _rmtree(d):
     # Remove d (a folder or a file) and all under it, at any depth an app may have made,
     # without recursion or lists: go down to a folder with no sub-folder, empty it, repeat.
@@ -72,7 +69,9 @@ def _rmtree(d):
             return
         p = d
         while True:
-            e = _first(p)
+            e = None
+            for e in os.ilistdir(p):  # the first entry, if any
+                break
             if e is None:
                 os.rmdir(p)
                 break
@@ -83,28 +82,9 @@ def _rmtree(d):
                 os.remove(q)
 
 
-def _mkdirs(root, p):
-    i = p.find("/")
-    while i > 0:
-        if _stat(root + "/" + p[:i]) is None:
-            os.mkdir(root + "/" + p[:i])
-        i = p.find("/", i + 1)
-
-
-def _feed():
-    # Feed a watchdog guard.boot armed in this session (guard.hw is loaded then): an install
-    # takes long enough for it to fire otherwise.
-    import sys
-
-    hw = sys.modules.get("guard.hw")
-    if hw:
-        hw.feed()
-
-
 def _copy(buf, dst, n, stream):
     # Stream n bytes from `stream` into file dst through buf; return the SHA-256 hex.
-    import hashlib
-    from binascii import hexlify
+    import sys
 
     h = hashlib.sha256()
     with open(dst, "wb") as f:
@@ -119,15 +99,18 @@ def _copy(buf, dst, n, stream):
             h.update(mv)
             f.write(mv)
             n -= len(mv)
-            _feed()
+            # feed a watchdog guard.boot armed in this session (guard.hw is loaded then): an
+            # install takes long enough for it to fire otherwise
+            hw = sys.modules.get("guard.hw")
+            if hw:
+                hw.feed()
     return hexlify(h.digest()).decode()
 
 
 def _store_manifest(buf, info, path):
     # Write the token guard.bundle verified, as it was: header "." base64url(payload) "."
     # signature (buf holds the payload decoded in place), and check it against the digest.
-    import hashlib
-    from binascii import b2a_base64, hexlify
+    from binascii import b2a_base64
 
     _, _, d1, d2, plen, _ = info
     h = hashlib.sha256()
@@ -138,8 +121,8 @@ def _store_manifest(buf, info, path):
         i = d1 + 1
         end = i + plen
         while i < end:
-            c = b2a_base64(buf[i : min(i + _B64, end)], newline=False)
-            c = c.rstrip(b"=").replace(b"+", b"-").replace(b"/", b"_")
+            c = b2a_base64(buf[i : min(i + _B64, end)]).rstrip(b"=\n")  # (and its newline)
+            c = c.replace(b"+", b"-").replace(b"/", b"_")
             h.update(c)
             f.write(c)
             i += _B64
@@ -202,7 +185,11 @@ def write(st, app, m, info, buf, stream):
         _store_manifest(buf, info, mpath)
         os.mkdir(dst)
         for p, n, h in m["files"]:
-            _mkdirs(dst, p)
+            i = p.find("/")
+            while i > 0:  # the file's folders
+                if _stat(dst + "/" + p[:i]) is None:
+                    os.mkdir(dst + "/" + p[:i])
+                i = p.find("/", i + 1)
             if _copy(buf, dst + "/" + p, n, stream) != h:
                 raise GuardError("bad_hash", p)
     except BaseException as e:  # also KeyboardInterrupt: the host broke off the transfer

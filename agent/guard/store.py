@@ -45,3 +45,17 @@ def remove(name):
         os.remove(_DIR + "/" + name)
     except OSError:
         pass
+
+
+def secrets(r):
+    # The public facts of guard.rotate's record "sec" (parsed): per secret its epoch, the host's
+    # time of its command and the staged epoch; never a value. Here because both guard.rotate
+    # and guard.posture (which must not load guard.rotate: heap) report them.
+    out = {}
+    s = r["s"]
+    for n in s:
+        out[n] = {"epoch": s[n][0], "at": s[n][1], "staged": None}
+    s = r["p"]
+    for n in s:
+        out.setdefault(n, {"epoch": 0, "at": None})["staged"] = s[n][0]
+    return out

@@ -12,7 +12,8 @@
 import time
 
 import micropython
-from micropython import const
+# const() is folded by MicroPython's compiler itself: no `from micropython import const`
+# (the import would cost 17 bytes of .mpy in each module)
 
 from guard import boot
 

@@ -102,9 +102,14 @@ class Reader:
             self.pos = _FRAME
         return n
 
-    def _in_frame(self):
-        # Payload bytes still undecoded in the current frame (its padding counts too: that
-        # only matters when the frame is the last one, where the answer is the same).
+    def abort(self):
+        # Stop a transfer early (the consumer refused): send NAK; the host stops and answers
+        # with one abort frame (it starts with ESC 0x00, which data never does); read and drop
+        # what was in flight up to it, so the link returns to the REPL clean.
+        if not self.left:
+            return
+        # payload bytes still undecoded in the current frame (its padding counts too: that
+        # only matters when the frame is the last one, where the answer is the same)
         f = self.frame
         n = 0
         esc = self.esc
@@ -116,15 +121,7 @@ class Reader:
                 esc = True
             else:
                 n += 1
-        return n
-
-    def abort(self):
-        # Stop a transfer early (the consumer refused): send NAK; the host stops and answers
-        # with one abort frame (it starts with ESC 0x00, which data never does); read and drop
-        # what was in flight up to it, so the link returns to the REPL clean.
-        if not self.left:
-            return
-        if self._in_frame() >= self.left:
+        if n >= self.left:
             # the rest of the payload is in the frame already read (the last one): the host
             # sent everything and will not look for a NAK, so none is sent and no abort
             # frame awaited (that wait cost a refused small bundle the whole timeout)
@@ -133,7 +130,6 @@ class Reader:
             return
         self.out.write(b"\x15")
         self.left = 0
-        f = self.frame
         try:
             while True:
                 self.pos = _FRAME

@@ -110,7 +110,7 @@ def connect(port: str, *, timeout: float = 30.0) -> BoardLink:
 def install_agent(board: BoardLink, proj: Project, *, force: bool = False,
                   kind: str | None = None, deadline: float | None = 300.0) -> InstallReport:
     """`mpguard agent install`: the agent and `proj`'s trust anchors onto the board."""
-    anchors = _project.anchor_set(list(proj.anchors().values()))
+    anchors = proj.board_anchors()
     return _install.install(board, anchors, kind=kind, force=force, deadline=deadline)
 
 

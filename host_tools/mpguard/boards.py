@@ -1,5 +1,8 @@
 """Board profiles (boards/KIND.json): chip, budgets and the eFuse map posture needs.
 
+(Over 300 lines: generating a profile from esptool's tables and checking it for drift are
+one piece of knowledge about esptool's layout.)
+
 The eFuse map is never typed in by hand. `generate_profile(kind)` reads the installed
 esptool's own eFuse definitions (espefuse's per-chip `mem_definition`: the field table from
 `efuse_defs/<chip>.yaml` and the block read-register addresses) and computes, for every

@@ -223,3 +223,20 @@ class LineError(MpguardError):
         self.reason = reason
         self.detail = detail
         self.exit_code = self._EXIT.get(reason, _r.EXIT_USAGE)
+
+
+class RotateError(MpguardError):
+    """A credential rotation was refused (by the host's checks, before anything was sent, or
+    by the board, which then changed nothing); `reason` names it (mpguard.reasons). Bad input
+    (a name, a file, a key, a project without an operator key) is a usage error."""
+
+    exit_code = _r.EXIT_REFUSED
+    _USAGE = ("bad_name", "reserved_name", "bad_secret_file", "bad_anchor_key", "no_operator",
+              "secret_size", "no_keys", "threshold")
+
+    def __init__(self, reason: str, detail: object = None):
+        super().__init__(_r.message(reason, detail))
+        self.reason = reason
+        self.detail = detail
+        if reason in self._USAGE:
+            self.exit_code = _r.EXIT_USAGE

@@ -4,7 +4,11 @@ Layout made by `mpguard init DIR` (docs/init.md)::
 
     DIR/mpguard.json          config (JSON): targets, min agent version, file names below
     DIR/keys/release-1.pem    release signing key (ES256), PEM, encrypted unless opted out
-    DIR/anchors.json          the trust-anchor set a board holds: {"v": 1, "keys": {kid: b64u}}
+    DIR/anchors.json          the trust-anchor set a board holds: {"v": 1, "keys": {kid: b64u}},
+                              with "ops" (operator keys), "ver" and "k" once the project has them
+    DIR/keys/operator-1.pem   the operator key that signs secret commands (mpguard.rotate.operator),
+                              encrypted as the release key
+    DIR/anchors-statements.json  the trust-anchor statements made so far (mpguard.rotate.anchors)
     DIR/releases.json         every bundle built: the sequence record (never goes back)
     DIR/keys/device-ca.pem, DIR/devices-ca.pem, DIR/devices-ca-crl.pem
                               the device CA (mpguard.identity.ca), key encrypted as above
@@ -91,6 +95,32 @@ class Project:
         """The trust-anchor set: kid -> 65-byte uncompressed P-256 public key."""
         return load_anchor_file(self.anchors_path)
 
+    def board_anchors(self) -> dict[str, Any]:
+        """What a board holds as /mpguard/anchors.json: the release anchors and, once the
+        project has them, its operator keys ("ops"), the set's version ("ver") and the
+        threshold of a trust-anchor statement ("k"). Without those it is exactly
+        anchor_set(the release keys), as before."""
+        return load_board_anchors(self.anchors_path)
+
+    def add_operator_key(self, passphrase: bytes | None) -> dict[str, Any]:
+        """`mpguard secret init`: give a project made before operator keys its first one
+        (keys/operator-N.pem, its public key in the anchors' "ops"); returns its entry."""
+        from .rotate import operator
+
+        if self.config.get("operator_keys"):
+            raise ProjectError(f"the project has an operator key already "
+                               f"({self.config['operator_keys'][0]['kid']})")
+        n = 1
+        while (self.root / operator.PATH.format(n=n)).exists():
+            n += 1
+        entry, pub = operator.make(self.root, passphrase, n)
+        doc = self.board_anchors()
+        doc["ops"] = {**doc.get("ops", {}), entry["kid"]: b64u_enc(pub)}
+        write_json(self.anchors_path, doc)
+        self.config["operator_keys"] = [entry]
+        write_json(self.root / CONFIG_NAME, self.config)
+        return entry
+
     def releases(self) -> dict[str, Any]:
         if not self.releases_path.exists():
             return {"last_seq": 0, "apps": {}}
@@ -156,6 +186,27 @@ def load_anchor_file(path: Path) -> dict[str, bytes]:
     return out
 
 
+def load_board_anchors(path: Path) -> dict[str, Any]:
+    """The whole anchors file, checked: release keys, and the optional ops, ver, k."""
+    keys = load_anchor_file(path)
+    data = _read_json(path, "trust anchors")
+    doc: dict[str, Any] = {"v": 1, "keys": {k: b64u_enc(v) for k, v in keys.items()}}
+    try:
+        if "ops" in data:
+            ops = {str(k): b64u_dec(v) for k, v in data["ops"].items()}
+            if any(len(p) != 65 or p[0] != 4 for p in ops.values()):
+                raise ValueError("an operator key is not a 65-byte P-256 public key")
+            doc["ops"] = {k: b64u_enc(v) for k, v in ops.items()}
+        for name in ("ver", "k"):
+            if name in data:
+                if type(data[name]) is not int or data[name] < 0:
+                    raise ValueError(name)
+                doc[name] = data[name]
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ProjectError(f"trust anchors malformed: {path}: {e}") from None
+    return doc
+
+
 def anchor_set(public_keys: list[bytes]) -> dict[str, Any]:
     """The JSON a board holds as /mpguard/anchors.json for these 65-byte public keys."""
     from . import jose
@@ -170,11 +221,13 @@ def init(
     targets: list[str] | None = None,
     min_agent: str = DEFAULT_MIN_AGENT,
     device_ca: bool = True,
+    operator_key: bool = True,
 ) -> Project:
     """Make `directory` an mpguard project (refuses one that already is).
 
     `passphrase` encrypts the release key (and the device CA's key, made unless
-    `device_ca=False`); None stores them unencrypted (only on request).
+    `device_ca=False`, and the operator key, made unless `operator_key=False`); None stores
+    them unencrypted (only on request).
     """
     from . import keys
 
@@ -205,6 +258,12 @@ def init(
         "anchors": "anchors.json",
         "releases": "releases.json",
     }
+    if operator_key:  # hook: the key that signs secret commands (mpguard.rotate.operator)
+        from .rotate import operator
+
+        entry, op_pub = operator.make(root, passphrase, 1)
+        config["operator_keys"] = [entry]
+        anchors["ops"] = {entry["kid"]: b64u_enc(op_pub)}
     write_json(root / "anchors.json", anchors)
     _gitignore(root)
     if device_ca:  # hook: the project's device CA (mpguard.identity.ca, docs/provision.md)

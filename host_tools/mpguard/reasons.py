@@ -130,6 +130,9 @@ REASONS: dict[str, tuple[str, str]] = {
                        "provision the board (or attest against the right inventory)"),
     "wrong_key": ("the token is not signed by the key of the board its UEID names",
                   "the board's identity changed or the token is forged: re-provision it"),
+    "device_revoked": ("the board's certificate is revoked: its key is not trusted",
+                       "if the board is yours and its key safe, provision it again "
+                       "(`mpguard provision --force`)"),
     "old_nonce": ("the token does not carry the nonce this attestation sent",
                   "attest again: an old or foreign token was presented"),
     "replayed": ("this token was already presented (the inventory has it)",
@@ -188,6 +191,57 @@ REASONS: dict[str, tuple[str, str]] = {
                     "check its power and cable, then run the same command again"),
     "deadline": ("the board did not finish in time",
                  "check the board's output (a stuck app?), or give a longer --deadline"),
+    # credential rotation (guard.rotate on the board, mpguard.rotate on the host; docs/rotate.md)
+    "bad_cmd": ("the rotation command is malformed (op, epoch or members)",
+                "make it with mpguard (`mpguard secret set`, `mpguard rotate`)"),
+    "wrong_board": ("the command or the encrypted secret is for another board",
+                    "run the command against this board (its UEID and identity key)"),
+    "cmd_replay": ("the board has accepted a command with this sequence number or a later one "
+                   "(a replayed command)", "run the command again: mpguard takes the board's "
+                   "counter each time"),
+    "bad_name": ("the secret's name is not allowed", "[a-z][a-z0-9_]{0,15}, e.g. mqtt or wifi"),
+    "old_epoch": ("the epoch is at or below the board's (an old or replayed rotation)",
+                  "run the command again: mpguard reads the board's epochs each time"),
+    "bad_epoch": ("the epoch skips ahead of the board's", "run the command again"),
+    "no_staged": ("no staged value of this secret on the board (never staged, committed, "
+                  "reverted, or reverted by itself after its boots or time)",
+                  "stage it again: `mpguard rotate --port P NAME --from-file F`"),
+    "secret_size": ("the secret is too large (at most 384 bytes)", "shorten the value"),
+    "too_many_secrets": ("the board holds its maximum number of secrets (6)",
+                         "reuse a name; a board keeps at most 6 secrets"),
+    "bad_jwe": ("the encrypted secret is not a JWE this board reads (compact, ECDH-ES, "
+                "A128CBC-HS256)", "make it with mpguard or a JOSE library with those algorithms"),
+    "bad_tag": ("the encrypted secret was altered (its authentication tag does not verify)",
+                "send it again; a tag that keeps failing means someone changes it on the way"),
+    "bad_secrets": ("the board's secret store does not open (damaged, or under another "
+                    "identity key)", "set the board's secrets again (`mpguard secret set`)"),
+    "no_test": ("the app registered no test for this secret (guard.on_stage) in the running "
+                "app", "register it at the top of the app's main.py, or rotate without --test"),
+    "test_failed": ("the app's test of the new value failed on the board: reverted",
+                    "check the new value (the board keeps using the old one)"),
+    "bad_statement": ("the trust-anchor statement is malformed or its signatures disagree",
+                      "make it with `mpguard anchors rotate`"),
+    "threshold": ("the trust-anchor statement has fewer signatures of current anchors than "
+                  "the board's threshold", "sign it with more of the current release keys"),
+    "anchors_rollback": ("the trust-anchor statement is not newer than the board's anchors",
+                         "nothing to do, or make a new statement"),
+    "no_keys": ("the trust-anchor statement would leave no release key",
+                "keep at least one release key (--add one before you --remove the last)"),
+    "no_operator": ("the project has no operator key (the key that signs secret commands)",
+                    "make one: `mpguard secret init`, then `mpguard agent install --port P`"),
+    "no_operator_on_board": ("the board does not trust the project's operator key",
+                             "install the project's anchors: `mpguard anchors push --port P` "
+                             "(or `mpguard agent install --port P`)"),
+    "not_provisioned": ("the board has no identity this inventory knows (secrets are "
+                        "encrypted to the identity key the inventory recorded)",
+                        "provision it: `mpguard provision --port P`"),
+    "reserved_name": ("this name is reserved", "`identity` is the board's identity key: "
+                      "`mpguard rotate --port P identity`"),
+    "bad_secret_file": ("the secret file cannot be used", "a readable file of 1 to 384 bytes"),
+    "bad_anchor_key": ("the key given for the trust anchors is not usable",
+                       "a P-256 PEM (public or private) file, `new`, or a current key id"),
+    "bad_proof": ("the board's continuity proof does not verify with the key the inventory "
+                  "recorded", "set the board aside: it may not be the board it claims to be"),
     # inventory (host only: mpguard.inventory)
     "duplicate_ueid": ("a board with this UEID is already in the inventory",
                        "re-provision it with --force (revokes its certificate, keeps its history)"),

@@ -180,7 +180,8 @@ class AttestBoard:
         if app:
             token, _ = bundle.split(bundle.build(app_files(), KEY, app="demo", version="1.2.0",
                                                  seq=3, targets=[kind]))
-            self.manifest_digest = hashlib.sha256(token).hexdigest()
+            # the measurement: SHA-256 of the signing input (as guard.install records it)
+            self.manifest_digest = hashlib.sha256(token[: token.rfind(b".")]).hexdigest()
             files[f"/mpguard/m-{self.manifest_digest[:16]}.jws"] = token
             for p, d in app_files():
                 files[f"/app/a/{p}"] = d
@@ -405,6 +406,41 @@ def test_streamed_token_is_the_same_token(board):
     res = board.run(code, n=NONCE)
     tok, n = res.outputs
     assert len(tok) == n and payload(tok)["eat_nonce"] == NONCE
+
+
+def test_prepared_payload_is_signed_in_a_second_boot(board):
+    # attest.prepare measures and keeps the payload in a file; a token in the next boot (a
+    # fresh process on the same flash) signs exactly that payload and removes the file
+    code = "import guard.attest as A\nOUT(A.prepare(IN['n'], K))"
+    n = board.run(code, n=NONCE).out
+    prepared = board.run("f = open('/mpguard/eat.tmp', 'rb')\nOUT(f.read().decode())\nf.close()").out
+    first, body = prepared.split("\n", 1)
+    assert first == NONCE and len(body) == n
+    tok = board.run(f"EMIT({NONCE!r}, K)").out
+    assert jws_payload_bytes(tok) == body.encode()
+    assert payload(tok)["eat_nonce"] == NONCE
+    gone = board.run("import os\ntry:\n    os.stat('/mpguard/eat.tmp')\n    OUT(False)\n"
+                     "except OSError:\n    OUT(True)").out
+    assert gone is True
+
+
+def test_a_payload_prepared_for_another_nonce_is_not_signed(board):
+    board.run("import guard.attest as A\nOUT(A.prepare(IN['n'], K))", n=NONCE + "other")
+    tok = board.run(f"EMIT({NONCE!r}, K)").out  # measured afresh for this nonce
+    assert payload(tok)["eat_nonce"] == NONCE
+
+
+def test_prepare_refuses_what_token_refuses(board):
+    code = ("from guard import GuardError\nimport guard.attest as A\nA.token(IN['n'], K)\n"
+            "for n in (IN['n'], 'short'):\n    try:\n        A.prepare(n, K)\n"
+            "    except GuardError as e:\n        OUT(e.args[0])")
+    assert board.run(code, n=NONCE).outputs == ["replay", "bad_nonce"]
+
+
+def jws_payload_bytes(tok: str) -> bytes:
+    import base64
+    p = tok.split(".")[1]
+    return base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))
 
 
 # --- refusals ------------------------------------------------------------------------------

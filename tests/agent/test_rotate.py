@@ -467,3 +467,25 @@ def test_identity_rotation_keeps_secrets_and_proves_continuity(rig, ca):
 def test_proof_needs_a_pending_key(rig):
     assert rig.out("OUT(attempt(I.proof, IN['c']))", c=CHALLENGE) == [None, "no_pending"]
     assert rig.out("OUT(attempt(I.proof, 'short'))") == [None, "bad_arg"]
+
+
+def test_anchors_pinned_in_efuse_are_kept(rig):
+    # a chip whose anchors' digest is burned (guard.pin) refuses a statement: every later
+    # bundle would be refused (anchors_pin) with other anchors; the file stays as it was
+    from test_pin import words_for
+
+    cur = bytes.fromhex(rig.out("OUT(open('/mpguard/anchors.json', 'rb').read().hex())"))
+    doc = _doc([keys.generate()], [rig.operator], ver=1)
+    code = """
+import guard.hw as hw
+W = {int(k): v for k, v in IN['w'].items()}
+hw.chip = lambda: 'ESP32'
+hw.mem32 = lambda a: W.get(a, 0)
+OUT(attempt(R.anchors, IN['s']))
+OUT(open('/mpguard/anchors.json', 'rb').read().hex())
+"""
+    s = commands.statement(doc, [rig.release])
+    got, after = rig.run(code, s=s, w=words_for("esp32", cur)).outputs
+    assert got == [None, "anchors_pin"] and bytes.fromhex(after) == cur
+    got, after = rig.run(code, s=s, w=words_for("esp32", None)).outputs  # unpinned: taken
+    assert got == [sorted(doc["keys"]), None] and json.loads(bytes.fromhex(after))["ver"] == 1

@@ -3,46 +3,32 @@
 board's signed attestation agree; an anchors file swapped through the REPL makes the board
 refuse every update (anchors_pin) and its attestation say so, until the pinned anchors are back.
 
-Device identity is not on this branch yet: a test stand-in for guard.identity (a fixed key,
-the UEID from the board's MAC) is copied to the board, as tests/e2e/test_attest_story.py does.
+The board is provisioned for real (key made on the board, certificate from the project's
+device CA) and its attestations are verified against, and recorded in, the real inventory:
+a fresh PostgreSQL schema the project's config names.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from idhelp import Proj
 
-from mpguard import cli, fuse, keys, project
+from mpguard import cli, fuse, project
 from mpguard.agent import install as agent_install
 from mpguard.attest import policy, run, store
+from mpguard.identity import board as idboard
+from mpguard.identity import provision as prov
 from mpguard.link import BoardLink
 from mpguard.updates import deploy, release
 
 pytestmark = pytest.mark.timeout(600)
 ESPEFUSE = str(Path(sys.executable).parent / "espefuse")
-KEY = ec.derive_private_key(0x5EED0F0E5E, ec.SECP256R1())
-IDENTITY = f'''# test stand-in for guard.identity (device identity lands on its own branch)
-from guard import hw
-def key():
-    return {KEY.private_numbers().private_value:#x}, {keys.public_bytes(KEY)!r}
-def ueid():
-    return b"\\x02" + hw.unique_id()
-'''
 APP = 'import guard\nprint("app {v} running")\nguard.confirm()\n'
-
-
-def give_identity(link: BoardLink) -> bytes:
-    link.put(IDENTITY.encode(), "/lib/guard/identity.py")
-    d = json.loads(link.get(agent_install.DIGESTS))
-    d["files"]["identity.py"] = hashlib.sha256(IDENTITY.encode()).hexdigest()
-    link.put(json.dumps(d, sort_keys=True).encode(), agent_install.DIGESTS)
-    return b"\x02" + bytes.fromhex(link.eval("__import__('machine').unique_id().hex()"))
 
 
 def bundle(proj: project.Project, tmp: Path, version: str) -> bytes:
@@ -54,19 +40,24 @@ def bundle(proj: project.Project, tmp: Path, version: str) -> bytes:
     return out.read_bytes()
 
 
-def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_path,
-                                                        fake_inventory, capsys):
+def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_path, pg_server,
+                                                        capsys):
     efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
     info = sim_factory("pin", efuse=str(efuse))
-    proj = project.init(tmp_path / "proj", passphrase=None, targets=["sim"])
-    anchors = project.anchor_set(list(proj.anchors().values()))
-    st = store.Store(fake_inventory)
+    p = Proj(tmp_path / "proj", inventory=pg_server.new_schema())
+    proj = p.proj
+    anchors = proj.board_anchors()
+    inv = p.inventory()
+    st = store.Store(inv)
     with BoardLink(info.port) as link:
-        agent_install.install(link, anchors)
-        fake_inventory.add_device(give_identity(link), KEY, name="pin")
+        ident = prov.provision(link, proj, passphrase=None)  # the agent, then the identity
+        assert ident.outcome == "provisioned" and ident.agent_installed
+        ueid = idboard.unb64u(ident.ueid)
         assert deploy.deploy(link, bundle(proj, tmp_path, "1.0.0"), wait=20).outcome == "confirmed"
-        before = run.attest(link, st, policy.load()).evidence.facts
+        first = run.attest(link, st, policy.load())
+        before = first.evidence.facts
     assert before["anchors_pin"].value == "unpinned"
+    assert first.evidence.device.ueid == ueid and first.evidence.kid == ident.kid
 
     # the burn, through the CLI as an operator runs it (the dry run is printed first)
     rc = cli.main(["fuse", "harden", "--port", "sim:pin", "--profile", "production", "--burn",
@@ -105,9 +96,9 @@ def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_pa
     mpr(info.port, "fs", "cp", str(theirs), ":/mpguard/anchors.json")
     bundle(intruder, tmp_path / "intruder-app", "1.9.0")  # their sequence passes the board's
     with BoardLink(info.port) as link:
-        # theirs verifies against their anchors, and the pin refuses them; the project's own
-        # release no longer verifies against the swapped anchors
-        for who, reason in ((intruder, "anchors_pin"), (proj, "unknown_key")):
+        # the install checks the anchors against the pin first: theirs (which would verify
+        # against their anchors) and the project's own are both refused for the anchors
+        for who, reason in ((intruder, "anchors_pin"), (proj, "anchors_pin")):
             res = deploy.deploy(link, bundle(who, tmp_path / who.root.name, "2.0.0"), wait=20)
             assert (res.outcome, res.reason) == ("refused", reason), who.root
         att = run.attest(link, st, policy.load())
@@ -118,3 +109,10 @@ def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_pa
         link.put(fuse.anchors_bytes(anchors), agent_install.ANCHORS)
         res = deploy.deploy(link, bundle(proj, tmp_path / "again", "2.0.1"), wait=20)
         assert res.outcome == "confirmed", res
+    # the inventory holds the board's history: its provisioning and three attestations, each
+    # with the anchors_pin fact the board reported then
+    hist = inv.events(ueid=ueid)
+    assert [e.kind for e in hist] == ["provision"] + ["attestation"] * 3
+    assert [dict(e.data["facts"])["anchors_pin"]["value"] for e in hist[1:]] == [
+        "unpinned", "match", "mismatch"]
+    inv.close()

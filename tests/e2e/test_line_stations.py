@@ -53,7 +53,8 @@ def test_three_stations_share_one_postgresql_inventory(pg_server, sim_dir, tmp_p
         lines = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
         summary = next((x for x in lines if x["event"] == "summary"), {})
         assert lines and lines[-1] == summary, [x["event"] for x in lines][-5:]
-        assert p.returncode == 0 and summary.get("passed") == 4, (out[-3000:], err[-2000:])
+        failed = [x for x in lines if x["event"] == "done" and x.get("status") != "pass"]
+        assert p.returncode == 0 and summary.get("passed") == 4, (failed, err[-2000:])
     with Inventory.open(url) as inv:
         devs = inv.devices(batch="PG")
         assert len(devs) == 12 and len({d.ueid for d in devs}) == 12

@@ -5,23 +5,18 @@ the inventory, the exported files, the CLI's output, the sim's log or what the b
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from idhelp import board_private_key
+from idhelp import MPGUARD, Cli, board_private_key, find_key, host_side, key_encodings, split_probe
 
 import mpguard.sim as simlib
 from mpguard.link import BoardLink
 
 pytestmark = pytest.mark.timeout(300)
-MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
 
 
 @pytest.fixture
@@ -29,60 +24,6 @@ def env(tmp_path):
     e = dict(os.environ, MPGUARD_SIM_DIR=str(tmp_path / "sims"), MPGUARD_PASSPHRASE="pw")
     yield e
     subprocess.run(MPGUARD + ["sim", "stop", "--all"], env=e, capture_output=True)
-
-
-class Cli:
-    def __init__(self, env, cwd: Path):
-        self.env, self.cwd = env, cwd
-        self.transcript: list[str] = []  # every stdout and stderr, for the grep test
-
-    def __call__(self, *args: str, code: int = 0, env=None) -> subprocess.CompletedProcess:
-        r = subprocess.run(MPGUARD + list(args), env=env or self.env, cwd=self.cwd,
-                           capture_output=True, text=True, timeout=180)
-        self.transcript += [r.stdout, r.stderr]
-        assert r.returncode == code, f"mpguard {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}"
-        return r
-
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args, "--json").stdout)
-
-
-def key_encodings(sec1_der: bytes) -> dict[str, bytes]:
-    """The private key in every encoding we can think of, as bytes to search for."""
-    key = serialization.load_der_private_key(sec1_der, None)
-    d = key.private_numbers().private_value  # type: ignore[union-attr]
-    raw = d.to_bytes(32, "big")
-    pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())
-    out = {"raw scalar": raw, "decimal": str(d).encode(), "SEC1 DER": sec1_der,
-           "PKCS#8 DER": pkcs8}
-    for name, b in (("scalar", raw), ("SEC1", sec1_der), ("PKCS#8", pkcs8)):
-        out[f"{name} hex"] = b.hex().encode()
-        out[f"{name} HEX"] = b.hex().upper().encode()
-        out[f"{name} base64"] = base64.b64encode(b).rstrip(b"=")
-        out[f"{name} base64url"] = base64.urlsafe_b64encode(b).rstrip(b"=")
-    return out
-
-
-def find_key(blobs: dict[str, bytes], encodings: dict[str, bytes]) -> list[str]:
-    """Where any encoding occurs; PEM/base64 line breaks are ignored."""
-    hits = []
-    for where, data in blobs.items():
-        flat = data.replace(b"\r", b"").replace(b"\n", b"")
-        for name, enc in encodings.items():
-            if enc in data or enc in flat:
-                hits.append(f"{name} in {where}")
-    return hits
-
-
-def host_side(tmp_path: Path, sims: Path, transcript: list[str], console: bytes) -> dict[str, bytes]:
-    """Every host-side file under tmp_path (the board's own flash image excluded: that is the
-    board), the CLI transcript and what the board printed."""
-    blobs = {"CLI output": "\n".join(transcript).encode(), "board console": console}
-    for path in tmp_path.rglob("*"):
-        if path.is_file() and not (path.is_relative_to(sims) and path.suffix == ".img"):
-            blobs[str(path.relative_to(tmp_path))] = path.read_bytes()
-    return blobs
 
 
 def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tmp_path):
@@ -154,9 +95,7 @@ def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tm
     finally:
         del os.environ["MPGUARD_SIM_DIR"]
     encodings = key_encodings(sec1)
-    probe = {"probe": b"xx" + base64.b64encode(encodings["PKCS#8 DER"])[:40] + b"\n" +
-             base64.b64encode(encodings["PKCS#8 DER"])[40:] + b"yy"}
-    assert find_key(probe, encodings)  # the search does find a key split over PEM lines
+    assert find_key(split_probe(encodings), encodings)  # it finds a key split over PEM lines
     blobs = host_side(tmp_path, tmp_path / "sims", cli.transcript, console)
     assert any("inventory.db" in k for k in blobs) and any(k.endswith(".log") for k in blobs)
     assert find_key(blobs, encodings) == []

@@ -1,12 +1,16 @@
 """mpguard.attest.verify: a token is accepted only from a known board, signed by its key,
 carrying its UEID and this attestation's nonce, in time, with RFC 9711's claim types. One
 test per refusal, each asserting the exact reason; the inventory is left as it was or gains
-only the refusal record."""
+only the refusal record.
+
+The tokens are made here, signed with test keys (so each refusal can be built); the boards
+they are verified against are recorded in the real inventory (a fresh SQLite file, then a
+fresh PostgreSQL schema, per test) with certificates from a real device CA, through the
+inventory's own API (tests/conftest.py `enroll`)."""
 
 from __future__ import annotations
 
 import base64
-import copy
 import json
 
 import jwt
@@ -30,10 +34,10 @@ T0 = 1_750_000_000.0
 
 
 @pytest.fixture
-def inv(fake_inventory):
-    fake_inventory.add_device(UEID, KEY, name="desk")
-    fake_inventory.add_device(UEID2, OTHER, name="shelf")
-    return fake_inventory
+def inv(inventory, enroll):
+    enroll(inventory, KEY, UEID)
+    enroll(inventory, OTHER, UEID2)
+    return inventory
 
 
 def check(inv, tok, nonce=NONCE, issued=T0, now=T0 + 2, window=60.0):
@@ -47,7 +51,10 @@ def good(eat, **over):
 
 def test_good_token_is_evidence(inv, eat):
     ev = check(inv, eat.token(KEY, good(eat)))
-    assert ev.device.name == "desk" and ev.kid == keys.thumbprint(KEY)
+    rec = inv.device(UEID)
+    assert ev.device.ueid == UEID and ev.kid == keys.thumbprint(KEY) == rec.thumbprint
+    assert keys.public_bytes(ev.device.public_key) == rec.public_key == keys.public_bytes(KEY)
+    assert ev.device.cert_not_after == rec.certificate.not_after  # from the certificate
     assert ev.claims["dbgstat"] == "disabled-fully-and-permanently"
 
 
@@ -62,10 +69,11 @@ def test_the_same_token_verifies_with_pyjwt_and_jwcrypto(inv, eat):
 
 
 def refusal(inv, tok, **kw) -> str:
-    before = copy.deepcopy(inv.events_)
+    before = inv.events()
+    assert [e.kind for e in before] == ["provision", "provision"]
     with pytest.raises(AttestError) as e:
         check(inv, tok, **kw)
-    assert inv.events_ == before  # verification alone writes nothing
+    assert inv.events() == before  # verification alone writes nothing
     return e.value.reason
 
 
@@ -83,6 +91,16 @@ def test_wrong_key_for_a_known_board(inv, eat):
 def test_ueid_mismatch_another_boards_key(inv, eat):
     # signed by board 2's genuine key, but claiming board 1's UEID
     assert refusal(inv, eat.token(OTHER, good(eat))) == "ueid_mismatch"
+
+
+def test_a_revoked_board_is_refused(inv, eat):
+    tok = eat.token(KEY, good(eat))
+    check(inv, tok)  # trusted before
+    inv.revoke(inv.device(UEID).certificate.serial, "keyCompromise")
+    with pytest.raises(AttestError) as e:
+        check(inv, tok)
+    assert (e.value.reason, e.value.detail) == ("device_revoked", "keyCompromise")
+    check(inv, eat.token(OTHER, eat.claims(NONCE, UEID2, iat=int(T0))))  # the other board is not
 
 
 def test_old_nonce(inv, eat):
@@ -106,12 +124,13 @@ def test_every_tampered_byte_is_refused(inv, eat):
     tok = eat.token(KEY, good(eat))
     raw = tok.encode()
     seen = set()
+    v = verify.Verifier(store.Store(inv), 60.0)  # one store: each kid is looked up once
     for i in range(len(raw)):
         for flip in (1, 0x20):
             b = bytearray(raw)
             b[i] ^= flip
             try:
-                check(inv, b.decode("latin-1"))
+                v.verify(b.decode("latin-1"), NONCE, T0, T0 + 2)
             except AttestError as e:
                 seen.add(e.reason)
                 continue
@@ -181,12 +200,15 @@ def test_replayed_token_is_refused_and_recorded(inv, eat):
     tok = eat.token(KEY, good(eat))
     att = run.appraise_token(st, pol, tok, NONCE, T0, T0 + 1)
     assert att.verdict in ("pass", "warn", "fail")
-    assert [e["kind"] for e in inv.events_] == ["attestation"]
+    assert [e.kind for e in inv.events(ueid=UEID)] == ["provision", "attestation"]
     with pytest.raises(AttestError) as e:
         run.appraise_token(st, pol, tok, NONCE, T0, T0 + 1)
     assert e.value.reason == "replayed"
-    assert [e["kind"] for e in inv.events_] == ["attestation", "attestation_refused"]
-    assert inv.events_[1]["data"]["reason"] == "replayed"
+    got = inv.events(ueid=UEID)
+    assert [e.kind for e in got] == ["provision", "attestation", "attestation_refused"]
+    assert got[2].data == {"nonce": NONCE, "reason": "replayed", "kid": keys.thumbprint(KEY)}
+    assert got[1].data["token"] == tok and got[1].data["nonce"] == NONCE
+    assert [e.kind for e in inv.events(ueid=UEID2)] == ["provision"]  # the other board: nothing
 
 
 def test_a_refusal_by_a_known_signer_is_recorded(inv, eat):
@@ -194,8 +216,9 @@ def test_a_refusal_by_a_known_signer_is_recorded(inv, eat):
     c = eat.claims("an-older-nonce-000001", UEID, iat=int(T0))
     with pytest.raises(AttestError):
         run.appraise_token(st, policy.load(), eat.token(KEY, c), NONCE, T0, T0 + 1)
-    assert inv.events_[0]["kind"] == "attestation_refused"
-    assert inv.events_[0]["data"]["reason"] == "old_nonce"
+    got = inv.events(ueid=UEID)
+    assert [e.kind for e in got] == ["provision", "attestation_refused"]
+    assert got[1].data["reason"] == "old_nonce"
 
 
 def test_keys_are_parsed_once_per_kid(inv, eat, monkeypatch):

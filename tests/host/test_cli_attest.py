@@ -1,5 +1,9 @@
 """`mpguard attest` and `mpguard report` as commands: exit codes, one JSON object, the report
-files; bad input refused before any board or inventory is touched."""
+files; bad input refused before any board or inventory is touched.
+
+The project's inventory is the real one (its `inventory` config key names a fresh SQLite file,
+then a fresh PostgreSQL schema); the board is recorded in it with a certificate from the
+project's device CA, and the tokens are made here with the board's test key."""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mpguard import cli, project, reasons
+from mpguard import cli, keys, project, reasons
 from mpguard.attest import policy, run, store
-from mpguard.cli import attest as cli_attest
+from mpguard.identity import ca
 
 KEY = ec.derive_private_key(0x3A5C0FFEE, ec.SECP256R1())
 UEID = bytes.fromhex("02240ac4abcdef")
@@ -19,16 +23,24 @@ T0 = 1_750_000_000.0
 
 
 @pytest.fixture
-def proj(tmp_path):
-    return project.init(tmp_path / "proj", passphrase=None, targets=["sim"])
+def proj(tmp_path, inventory_url):
+    p = project.init(tmp_path / "proj", passphrase=None, targets=["sim"])
+    cfg = p.root / project.CONFIG_NAME
+    cfg.write_text(json.dumps(dict(json.loads(cfg.read_text()), inventory=inventory_url)))
+    return project.load(p.root)
 
 
 @pytest.fixture
-def inv(fake_inventory, eat, monkeypatch):
-    fake_inventory.add_device(UEID, KEY, name="line-1")
-    monkeypatch.setattr(cli_attest.attest_store, "open_store",
-                        lambda root, url: store.Store(fake_inventory))
-    return fake_inventory
+def device_ca(proj):
+    """The project's own device CA (what `enroll` issues the board's certificate with)."""
+    return ca.DeviceCA(proj.root, None)
+
+
+@pytest.fixture
+def inv(inventory, enroll):
+    # `inventory` is the one the project's config names (the same inventory_url)
+    enroll(inventory, KEY, UEID)
+    return inventory
 
 
 def attest(inv, eat, **over):
@@ -45,8 +57,10 @@ def test_report_exit_code_json_and_files(inv, eat, proj, tmp_path, capsys):
                    "--html", str(page)])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["exit_code"] == 0 and out["verdict"] == "pass" and out["ok"]
+    assert [(b["ueid"], b["kid"], b["attestations"]) for b in out["boards"]] == [
+        (UEID.hex(), keys.thumbprint(KEY), 1)]
     assert len(ET.parse(junit).getroot().findall(".//testcase")) == len(policy.load().rules)
-    assert "line-1" in page.read_text()
+    assert UEID.hex() in page.read_text()
 
 
 def test_report_fails_when_a_board_fails(inv, eat, proj, capsys):

@@ -36,7 +36,9 @@ def test_nothing_refers_outside_the_repository():
                  and ".venv" not in p.parts and ".git" not in p.parts]
     else:
         names = files.stdout.split()
-    pattern = re.compile(r"\.\./shared|/work/|DESIGN\.md")
+    # the design notes outside the repository, and this machine's paths (built from parts so
+    # that this line does not name them itself)
+    pattern = re.compile(r"\.\./" + "shared|/" + r"work/|DESIGN\.md")
     me = Path(__file__).relative_to(ROOT).as_posix()
     bad = []
     for name in names:

@@ -34,7 +34,10 @@ def test_init_makes_a_complete_project(tmp_path):
     key = keys.load_private(root / entry["path"], PW)
     pub = keys.public_bytes(key)
     anchors = json.loads((root / "anchors.json").read_text())
-    assert anchors == {"v": 1, "keys": {jose.thumbprint(pub): jose.b64u_enc(pub)}}
+    op = cfg["operator_keys"][0]  # the key that signs secret commands (docs/rotate.md)
+    op_pub = keys.public_bytes(keys.load_private(root / op["path"], PW))
+    assert anchors == {"v": 1, "keys": {jose.thumbprint(pub): jose.b64u_enc(pub)},
+                       "ops": {op["kid"]: jose.b64u_enc(op_pub)}}
     assert entry["kid"] == jose.thumbprint(pub)
     assert p.anchors() == {entry["kid"]: pub}
     with pytest.raises(PassphraseError):

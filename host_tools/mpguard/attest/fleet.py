@@ -3,6 +3,8 @@ per-rule counts, and the problems no single board can see:
 
   same_key       two boards' records hold the same public key (a cloned identity)
   same_ueid      two records hold the same UEID
+                 (mpguard.inventory refuses both when a board is recorded, duplicate_key /
+                 duplicate_ueid; these two check a database written by other means)
   seq_backwards  a board's update sequence went down between two attestations (rollback)
   cert_expiry    a device certificate expires within `cert_days` (or has expired)
   never_attested a board in the inventory without any attestation in the period
@@ -98,6 +100,7 @@ def build(store: Store, since: dt.datetime | None = None, cert_days: int = 30,
     for d in devices:
         boards.setdefault(d.ueid_hex, Board(d.ueid_hex, d.name, d.kid))
     history: dict[str, list[Any]] = defaultdict(list)
+    last: dict[str, dt.datetime] = {}  # each board's latest attestation shown
     for e in store.events(kind=ATTESTATION):
         history[e.ueid].append(e)
     for ueid, evs in history.items():
@@ -112,7 +115,7 @@ def build(store: Store, since: dt.datetime | None = None, cert_days: int = 30,
         b = boards.setdefault(ueid, Board(ueid))
         b.attestations = len(recent)
         if recent:
-            b.at = _iso(recent[-1].at)
+            b.at, last[ueid] = _iso(recent[-1].at), recent[-1].at
             add_attestation(fleet, b, recent[-1].data)
             claims = _claims(recent[-1].data.get("token"), by_ueid_dev.get(ueid))
             if claims is None:
@@ -122,8 +125,9 @@ def build(store: Store, since: dt.datetime | None = None, cert_days: int = 30,
             b.claims = claims or {}
     for e in store.events(kind=REFUSED, since=since):
         b = boards.setdefault(e.ueid, Board(e.ueid))
-        if not b.at or _iso(e.at) > b.at:
+        if e.ueid not in last or e.at > last[e.ueid]:  # to the microsecond, not the second
             b.verdict, b.refused, b.at = "refused", str(e.data.get("reason", "")), _iso(e.at)
+            last[e.ueid] = e.at
     by_kid: dict[str, list[str]] = defaultdict(list)
     by_ueid: dict[str, int] = defaultdict(int)
     for d in devices:

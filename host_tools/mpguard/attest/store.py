@@ -1,7 +1,7 @@
 """The inventory as attestation sees it: devices by key or UEID, and attestation records.
 
-The one module that touches the inventory (mpguard.inventory: SQLAlchemy Core + Alembic, on
-its own branch). `Store` wraps any object with the inventory's API:
+The one module that touches the inventory (mpguard.inventory.Inventory: SQLAlchemy Core +
+Alembic, SQLite or PostgreSQL). `Store` wraps an object with the inventory's API:
 
     inv.device(ueid)                 -> record or None
     inv.device_by_thumbprint(kid)    -> record or None
@@ -9,9 +9,11 @@ its own branch). `Store` wraps any object with the inventory's API:
     inv.add_event(ueid, kind, data, at=None)
     inv.events(ueid=None, kind=None, since=None) -> events (ueid, kind, data, at)
 
-and `device_from(record)` reads a record into a `Device`: the one function to adapt to the
-inventory's final record shape. Events written here: kind "attestation" (data: nonce, kid,
-token, verdict, results, facts) and "attestation_refused" (data: nonce, kid, reason).
+and `device_from(record)` reads a record into a `Device`: for mpguard.inventory's Device, the
+UEID (hex), the 65-byte public key, its thumbprint, and not-after from its current
+Certificate (the inventory keeps no board names: reports name a board by its UEID). Events
+written here: kind "attestation" (data: nonce, kid, token, verdict, results, facts) and
+"attestation_refused" (data: nonce, kid, reason).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Device:
     public_key: Any  # cryptography EllipticCurvePublicKey, parsed once
     name: str = ""
     cert_not_after: dt.datetime | None = None
+    revoked: str | None = None  # the current certificate's revocation reason, if revoked
 
     @property
     def ueid_hex(self) -> str:
@@ -99,8 +102,12 @@ def device_from(rec: Any) -> Device:
     try:
         pub = _public(_get(rec, "public_key", "pubkey", "key"))
         kid = _get(rec, "kid", "thumbprint") or keys.thumbprint(pub)
+        cert = _get(rec, "cert", "certificate", "cert_pem")
+        revoked = None
+        if getattr(cert, "revoked_at", None) is not None:  # mpguard.inventory's Certificate row
+            revoked = str(getattr(cert, "revoke_reason", None) or "unspecified")
         return Device(_ueid(_get(rec, "ueid")), str(kid), pub, str(_get(rec, "name") or ""),
-                      _not_after(rec))
+                      _not_after(rec), revoked)
     except (KeyStoreError, ValueError, TypeError) as e:
         raise AttestError("no_inventory", f"unreadable device record: {e}") from None
 

@@ -189,6 +189,8 @@ class Verifier:
         dev = self._keys.device  # the device whose key the signature was checked with
         if dev is None:  # not reached: jose.verify took the key from a device
             raise AttestError("unknown_device", kid)
+        if dev.revoked is not None:  # its certificate was revoked: its key is not trusted
+            raise AttestError("device_revoked", dev.revoked)
         try:
             claims = json.loads(payload)
         except (ValueError, UnicodeDecodeError):

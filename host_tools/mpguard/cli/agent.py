@@ -57,7 +57,7 @@ def run_install(args: argparse.Namespace) -> Result:
     if args.deadline <= 0:
         raise CommandError("--deadline must be positive")
     proj = project.find(args.project)
-    anchors = project.anchor_set(list(proj.anchors().values()))
+    anchors = proj.board_anchors()
     with BoardLink(resolve_port(args.port)) as link:
         rep = agent_install.install(link, anchors, kind=args.board, force=args.force,
                                     fmt=args.format, deadline=args.deadline,

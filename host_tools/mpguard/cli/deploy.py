@@ -68,6 +68,27 @@ def _record(link: BoardLink, args: argparse.Namespace, res: deploy.DeployResult,
         print(f"mpguard: deploy not recorded in the inventory: {e}", file=sys.stderr)
 
 
+def _anchors_first(link: BoardLink, args: argparse.Namespace) -> list[int]:
+    """A board whose anchors are older than the project's statements takes them first
+    (`mpguard anchors push`), so a bundle signed by a new release key verifies. A refusal is
+    a warning: the board keeps its anchors and judges the bundle with them."""
+    from .. import project
+    from ..rotate import anchors
+
+    try:
+        proj = project.find(args.project)
+        if not anchors.statements(proj) or not anchors.pending(link, proj):
+            return []
+        return anchors.push(link, proj).applied
+    except MpguardError as e:
+        if args.project and not getattr(e, "reason", None):
+            raise
+        if getattr(e, "reason", None):
+            print(f"mpguard: the board did not take the project's trust-anchor statements: {e}",
+                  file=sys.stderr)
+        return []
+
+
 def read_bundle(name: str) -> bytes:
     """The bundle file's bytes: a regular file of at most the largest bundle a board takes
     (a device such as /dev/zero, a folder or a FIFO is refused before anything is read)."""
@@ -98,9 +119,12 @@ def run(args: argparse.Namespace) -> Result:
         raise CommandError("--deadline must be positive")
     progress = None if args.json else Progress(f"transfer to {args.port}")
     with BoardLink(resolve_port(args.port)) as link:
+        pushed = _anchors_first(link, args)
         res = deploy.deploy(link, data, progress=progress, wait=args.wait,
                             deadline=args.deadline)
         _record(link, args, res, data)
+    if pushed:
+        res.warnings.insert(0, f"trust-anchor statements {pushed} accepted before the bundle")
     rc = EXIT_BY_OUTCOME.get(res.outcome, reasons.EXIT_ERROR)
     head, lines, hint = explain.explain(res)
     text = "\n".join([head] + [f"  {ln}" for ln in lines]

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fuse", help="eFuses: status in the words of attestation; guarded burns",
                        description="Read a chip's eFuses with espefuse, or burn a hardening "
                        "profile: always a dry run first, burns only with --burn and "
-                       f"{fuse.CONFIRM_FLAG}. See docs/fuse.md.")
+                       f"{fuse.CONFIRM_FLAG}. See docs/fuse.md.",
+                       epilog=reasons.epilog(*_EXIT))
     s = p.add_subparsers(dest="fuse_cmd", metavar="SUBCOMMAND")
     st = s.add_parser("status", help="espefuse's summary mapped to the posture facts",
                       description="espefuse reads the chip; the eFuse fields the board profile "
@@ -74,7 +75,7 @@ def _anchors(args: argparse.Namespace, needed: bool) -> bytes | None:
         if needed or args.project:
             raise
         return None
-    return fuse.anchors_bytes(project.anchor_set(list(proj.anchors().values())))
+    return fuse.anchors_bytes(proj.board_anchors())
 
 
 def _target(args: argparse.Namespace) -> fuse.Target:

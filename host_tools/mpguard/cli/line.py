@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("line", help="production-line station: many boards in parallel",
                        description="Run a production-line station (docs/line.md): every board "
                        "plugged in goes through the station file's steps in its own worker; "
-                       "results, steps and signed travellers go to the inventory.")
+                       "results, steps and signed travellers go to the inventory. Exit 9 from "
+                       "`line run`: a board failed a step (attestation or another).",
+                       epilog=reasons.epilog(*_RUN_EXIT))
     s = p.add_subparsers(dest="line_cmd", metavar="SUBCOMMAND")
     r = s.add_parser("run", help="run a station until stopped (Ctrl-C)",
                      description="Poll the ports; each board that appears runs the station's "

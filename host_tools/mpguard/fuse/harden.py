@@ -80,7 +80,8 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         argv = self.argv()
         return {"profile": self.profile, "chip": self.target.chip, "target": self.target.label,
-                "options": {k: str(v) for k, v in asdict(self.options).items()},
+                "options": {k: v if isinstance(v, bool) or v is None else str(v)
+                            for k, v in asdict(self.options).items()},
                 "steps": [asdict(s) for s in self.steps], "notes": self.notes,
                 "command": espefuse.shell_line(argv) if argv else None,
                 "files": {p: d.hex() for p, d in self.files.items()}}

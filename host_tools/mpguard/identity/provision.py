@@ -109,7 +109,7 @@ class _Run:
         if not board.has_identity_agent(link):
             from ..agent import install as agent_install
 
-            anchors = project_mod.anchor_set(list(self.proj.anchors().values()))
+            anchors = self.proj.board_anchors()
             agent_install.install(link, anchors, kind=self.kind)
             self.agent_installed = True
             board.reset_heap(link)

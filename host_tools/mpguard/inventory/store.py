@@ -135,11 +135,14 @@ class Inventory:
                          cert_serial: int | None = None, not_after: datetime | None = None,
                          agent_version: str | None = None, station: str | None = None,
                          reason: str = "superseded", event: str = "reprovision",
-                         note: str | None = None) -> Device:
+                         note: str | None = None, revoke: bool = True,
+                         data: dict[str, Any] | None = None) -> Device:
         """Give a recorded board a new key and/or certificate (re-provision, identity rotation).
 
-        Its unrevoked certificates are revoked (`reason`, RFC 5280 name), the new one recorded,
-        and an event of kind `event` appended; the old certificates and history stay.
+        Its unrevoked certificates are revoked (`reason`, RFC 5280 name; with `revoke=False`
+        they stay valid until the caller revokes them: an identity rotation does once the
+        board holds the new one), the new one recorded, and an event of kind `event` appended
+        (with `data` added to it); the old certificates and history stay.
         """
         u = records.ueid(ueid)
         by = records.who(provisioned_by)
@@ -147,7 +150,7 @@ class Inventory:
         station = records.text("station", station, s.NAME, optional=True)
         note = records.note(note)
         reason = records.revoke_reason(reason)
-        kind, _ = records.event(event, {})
+        kind, extra = records.event(event, data or {})
         ident = records.identity(public_key, cert_der, thumbprint=thumbprint,
                                  cert_serial=cert_serial, not_after=not_after)
         at = records.now()
@@ -159,7 +162,8 @@ class Inventory:
             rows.refuse_taken(conn, ident, own=old.id)
             revoked = conn.execute(
                 sa.update(_c).where(_c.c.device_id == old.id, _c.c.revoked_at.is_(None))
-                .values(revoked_at=at, revoke_reason=reason).returning(_c.c.serial)).scalars().all()
+                .values(revoked_at=at, revoke_reason=reason).returning(_c.c.serial)
+            ).scalars().all() if revoke else []
             rows.insert_cert(conn, old.id, ident, at)
             changes: dict[str, Any] = {
                 "public_key": ident.public_key, "thumbprint": ident.thumbprint,
@@ -173,7 +177,7 @@ class Inventory:
             rows.insert_event(conn, old.id, kind, {
                 "serial": records.serial_hex(ident.serial), "thumbprint": ident.thumbprint,
                 "old_thumbprint": old.thumbprint, "revoked": sorted(revoked), "reason": reason,
-                "by": by, "note": note}, at, station)
+                "by": by, "note": note, **extra}, at, station)
             return rows.device(conn, "id", old.id)
 
     def device(self, ueid: str | bytes) -> Device | None:

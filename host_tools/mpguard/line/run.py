@@ -49,7 +49,7 @@ def prepare(st: station_mod.Station, *, passphrase: bytes | None, burn: bool,
         raise LineError("bad_station", "[steps] harden burns eFuses (irreversible): run "
                         "`mpguard fuse harden --dry-run` on a board first, then start the "
                         "station with --i-understand-this-is-irreversible")
-    anchors = project.anchor_set(list(proj.anchors().values()))
+    anchors = proj.board_anchors()
     data = policy = rel = None
     if "deploy" in st.steps:
         from ..updates import bundle

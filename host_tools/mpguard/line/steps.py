@@ -45,7 +45,9 @@ class Context:
     release: dict[str, Any] | None = None  # the bundle's verified manifest (app, version, seq)
     policy: Any = None
     burn: bool = False  # the operator confirmed the irreversible harden step
-    link_timeout: float = 10.0
+    # a station drives many boards at once from one PC: a board's raw REPL may take longer to
+    # answer than on a desk (BoardLink's own default is 10 s)
+    link_timeout: float = 30.0
 
 
 @dataclass

@@ -24,8 +24,9 @@ def _short(u: str | None) -> str:
 
 def table(rows: dict[str, Row], title: str, note: str = "") -> Table:
     t = Table(title=title, caption=note or None, expand=False)
-    for col in ("port", "board (MAC)", "UEID", "step", "progress", "result", "time"):
-        t.add_column(col, no_wrap=col != "result")
+    for col in ("port", "board / MAC", "UEID", "step", "progress", "result", "time"):
+        # the result (a failure's reason) keeps room to be read on a narrow terminal
+        t.add_column(col, no_wrap=col != "result", min_width=24 if col == "result" else None)
     for r in sorted(rows.values(), key=lambda r: r.label):
         secs = r.seconds if r.status not in ("running",) else time.monotonic() - r.started
         result = r.status.upper() if r.status in ("pass", "fail") else r.status

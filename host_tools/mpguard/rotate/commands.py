@@ -10,6 +10,8 @@ A command is a JWS (RFC 7515, mpguard.jose) signed by an operator key, whose pay
   name   [a-z][a-z0-9_]{0,15}
   epoch  set/stage: the board's committed epoch + 1; commit/revert: the staged epoch
   jwe    set/stage: the value, a compact JWE (ECDH-ES, A128CBC-HS256) to the board's key
+  try    (optional, ignored by the board) the host's attempt number when it sends a command
+         again after the board ran out of heap: another signature, other numbers
 An anchor statement is a list of JWS tokens, each by a distinct current anchor, over one
 payload {"typ": "mpguard-anchors", "ver", "keys": {kid: b64u point}, "k", "ops"}.
 """

@@ -131,7 +131,11 @@ class BoardLink(FileOps, ResetOps):
         # board that swallowed our Ctrl-A (e.g. code reading stdin raced the Ctrl-C) would
         # hang us forever. A read timeout lets each attempt end; the next attempt sends
         # Ctrl-C + Ctrl-A again.
-        self._t.serial.timeout = _READ_TIMEOUT
+        try:
+            self._t.serial.timeout = _READ_TIMEOUT
+        except OSError as e:  # pyserial reconfigures the port: a board pulled out just now
+            self.close()
+            raise BoardNotAnswering(f"board on {self.port} went away while connecting ({e})") from None
         deadline = time.monotonic() + self.connect_timeout
         last: Exception | None = None
         while time.monotonic() < deadline:

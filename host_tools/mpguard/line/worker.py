@@ -111,6 +111,9 @@ class Worker(threading.Thread):
             except MpguardError as e:
                 gone = isinstance(e, LinkError) and not self.present(self.port.device)
                 self._fail(b, "disconnected" if gone else _reason(e))
+            except OSError as e:  # the port failing under us: gone, or a fault to report
+                gone = not self.present(self.port.device)
+                self._fail(b, "disconnected" if gone else f"port error: {e}")
             except Exception as e:  # noqa: BLE001 - a bug fails one board, not the station
                 self._fail(b, f"internal error: {type(e).__name__}: {e}")
         except InventoryUnavailable as e:

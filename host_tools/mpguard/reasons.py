@@ -165,6 +165,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_station": ("the station file is not usable", "see docs/line.md (the station file)"),
     "station_key": ("this station name is recorded with another station key",
                     "give the station another name, or use its own key (keys/station-NAME.pem)"),
+    "unknown_station": ("the inventory has no station of this name",
+                        "a station records its public key in the inventory at its first "
+                        "`mpguard line run`; `mpguard line station` lists the recorded ones"),
     "disconnected": ("the board was disconnected", "plug it in again: it resumes where it stopped"),
     "step_failed": ("a step failed on this board", "read the reason; plug the board in again to retry"),
     "deploy_failed": ("the app was not confirmed on this board",

@@ -125,3 +125,40 @@ def test_status_shows_ueids_in_base64url_as_the_rest_of_mpguard(batch, capsys):
     # the same form `devices list` would show for these boards
     from mpguard.identity import records
     assert want == [records.ueid_b64(ueid_of(m).hex()) for m in MACS]
+
+
+# --- `mpguard line station`: the station's public key, for whoever verifies travellers ----
+
+
+def test_station_public_key_as_pem_and_json_never_the_private_key(batch, capsys):
+    from cryptography.hazmat.primitives import serialization
+
+    key = keys.load_private(traveller.key_path(batch.root, "S1"))
+    assert cli.main(["line", "station", "--station", "S1.toml", "--json"]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out)
+    (st,) = data["stations"]
+    assert (st["name"], st["kid"]) == ("S1", keys.thumbprint(key))
+    pub = serialization.load_pem_public_key(st["public_key_pem"].encode())
+    assert keys.public_bytes(pub) == keys.public_bytes(key)
+    assert st["public_key"] == files.b64u_enc(keys.public_bytes(key))
+    assert "PRIVATE" not in out
+    # text: the PEM itself, ready for a JOSE library or openssl
+    assert cli.main(["line", "station", "--name", "S1"]) == 0
+    text = capsys.readouterr().out
+    assert st["public_key_pem"].strip() in text and st["kid"] in text and "PRIVATE" not in text
+    # a traveller verifies with that key alone (as an outside verifier does)
+    with Inventory.open(project_root=batch.root) as inv:
+        token = Line(inv).board("B-9", MACS[0]).traveller
+    from mpguard import jose
+    _, body = jose.verify(token, {st["kid"]: keys.public_bytes(pub)})
+    assert json.loads(body)["mac"] == MACS[0]
+
+
+def test_station_list_and_unknown_station(batch, capsys):
+    assert cli.main(["line", "station", "--json"]) == 0  # every station of the inventory
+    assert [s["name"] for s in json.loads(capsys.readouterr().out)["stations"]] == ["S1"]
+    rc = cli.main(["line", "station", "--name", "S2", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == reasons.EXIT_USAGE and out["error"]["reason"] == "unknown_station"
+    assert "line run" in out["error"]["hint"]

@@ -60,6 +60,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--db", metavar="URL", help="inventory (default: the project's)")
     st.add_argument("--json", action="store_true", help="print the result as one JSON object")
     st.set_defaults(func=status)
+    k = s.add_parser("station", help="a station's public key (verifies its travellers)",
+                     description="The public key (PEM) and kid of a station as the inventory "
+                     "records them: what `line status` verifies travellers with, and what any "
+                     "JOSE library needs to verify a traveller (devices export writes them). "
+                     "Never the private key. Without --station or --name: every station.",
+                     epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
+                                           reasons.EXIT_INVENTORY))
+    g = k.add_mutually_exclusive_group()
+    g.add_argument("--station", metavar="FILE", help="the station file (name, project, inventory)")
+    g.add_argument("--name", metavar="NAME", help="the station's name")
+    k.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
+    k.add_argument("--db", metavar="URL", help="inventory (default: the project's)")
+    k.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    k.set_defaults(func=station_key)
     p.set_defaults(func=lambda a: p.print_help() or 2)
 
 
@@ -161,3 +175,35 @@ def _checked(r: Any, line: Any) -> str | None:
     except MpguardError as e:
         return str(getattr(e, "reason", None) or type(e).__name__)
     return "valid"
+
+
+def station_key(args: argparse.Namespace) -> Result:
+    """The stations' public keys as the inventory records them (never a private key)."""
+    from .. import files, keys
+    from ..inventory import Inventory
+    from ..inventory.line import Line
+    from ..line import station, traveller
+
+    stn = station.load(args.station) if args.station else None
+    name = stn.name if stn else args.name
+    root = stn.project if stn else project.find(args.project).root
+    url = args.db or (stn.inventory if stn else None)
+    with Inventory.open(url, project_root=root) as inv:
+        recs = Line(inv).stations(name)
+    if name is not None and not recs:
+        raise LineError("unknown_station", name)
+    out = []
+    for r in recs:
+        path = traveller.key_path(root, r.name)
+        out.append({"name": r.name, "kid": r.kid, "public_key": files.b64u_enc(r.public_key),
+                    "public_key_pem": keys.public_pem(r.public_key),
+                    "recorded_at": r.created_at.isoformat(),
+                    "key_file": str(path) if path.exists() else None})
+    if not out:
+        return Result({"stations": out}, "no station in the inventory yet (a station records "
+                      "its key at its first `mpguard line run`)")
+    text = []
+    for x in out:
+        text += [f"station {x['name']}: kid {x['kid']} (recorded {x['recorded_at'][:19]})",
+                 x["public_key_pem"].rstrip("\n")]
+    return Result({"stations": out}, "\n".join(text))

@@ -162,3 +162,29 @@ def test_station_list_and_unknown_station(batch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert rc == reasons.EXIT_USAGE and out["error"]["reason"] == "unknown_station"
     assert "line run" in out["error"]["hint"]
+
+
+# --- `mpguard devices export`: every file it writes is reported, travellers included ------
+
+
+@pytest.mark.parametrize("index", ["json", "csv"])
+def test_devices_export_reports_the_traveller_files_it_writes(batch, enroll, capsys, tmp_path,
+                                                              index):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    with Inventory.open(project_root=batch.root) as inv:
+        for mac in MACS:
+            enroll(inv, ec.generate_private_key(ec.SECP256R1()), ueid_of(mac))
+    out = tmp_path / "export"
+    flag = ["--csv"] if index == "csv" else []
+    assert cli.main(["devices", "export", "-o", str(out), "--json", *flag]) == 0
+    reported = json.loads(capsys.readouterr().out)["files"]
+    written = sorted(str(p) for p in out.iterdir())
+    assert sorted(reported) == written
+    names = [files.b64u_enc(ueid_of(m)) for m in MACS]
+    assert {f"{n}.B-9.traveller.jws" for n in names} <= {p.rsplit("/", 1)[1] for p in reported}
+    assert f"devices.{index}" in {p.rsplit("/", 1)[1] for p in reported}
+    # the text lists the same files, one a line
+    assert cli.main(["devices", "export", "-o", str(tmp_path / "again"), *flag]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert sorted(text) == sorted(str(p) for p in (tmp_path / "again").iterdir())

@@ -189,7 +189,7 @@ class AttestError(MpguardError):
         super().__init__(_r.message(reason, detail))
         self.reason = reason
         self.detail = detail
-        if reason in ("bad_policy", "no_inventory"):
+        if reason in ("bad_policy", "no_inventory", "no_attestations"):
             self.exit_code = _r.EXIT_USAGE  # bad input, not a refused token
 
 

@@ -143,6 +143,9 @@ REASONS: dict[str, tuple[str, str]] = {
                    "update the board's agent (`mpguard agent install`)"),
     "bad_policy": ("the attestation policy is malformed", "see docs/attest.md (policy)"),
     "no_inventory": ("the inventory is not available", "run `mpguard init` (it creates it)"),
+    "no_attestations": ("no attestations to report",
+                        "attest a board: `mpguard attest --port P` (the inventory records "
+                        "each attestation; `mpguard report` then judges the fleet)"),
     # eFuses (host only: mpguard.fuse, docs/fuse.md)
     "no_espefuse": ("espefuse is not installed", "pip install esptool==5.6.0 (or run `make test`)"),
     "espefuse_failed": ("espefuse failed", "check the port and that no other program holds it; "

@@ -9,9 +9,11 @@ from . import reasons as _r
 
 
 class MpguardError(Exception):
-    """Base of every error mpguard raises on purpose."""
+    """Base of every error mpguard raises on purpose. `hint` (what to do) is shown after the
+    message when set; else the hint of the error's `reason` (mpguard.reasons), if any."""
 
     exit_code = _r.EXIT_ERROR
+    hint = ""
 
 
 class CommandError(MpguardError):

@@ -153,7 +153,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_target": ("which eFuses? the port or eFuse file is not usable",
                    "--port P (or sim:NAME) or --efuse-file F with --chip"),
     "no_efuses": ("the virtual board has no eFuse file",
-                  "start it with `mpguard sim start --efuse F` (an espefuse --virt file)"),
+                  "stop it and start it with `mpguard sim start --name NAME --efuse F`; a blank "
+                  "ESP32's F: `espefuse --virt --path-efuse-file F --chip esp32 summary`"),
     "bad_fuse_profile": ("not a hardening profile or option", "see docs/fuse.md (profiles)"),
     "not_confirmed": ("eFuse burns are irreversible: the confirmation flag is missing",
                       "read the dry run, then add --burn --i-understand-this-is-irreversible"),

@@ -9,9 +9,11 @@ from . import reasons as _r
 
 
 class MpguardError(Exception):
-    """Base of every error mpguard raises on purpose."""
+    """Base of every error mpguard raises on purpose. `hint` (what to do) is shown after the
+    message when set; else the hint of the error's `reason` (mpguard.reasons), if any."""
 
     exit_code = _r.EXIT_ERROR
+    hint = ""
 
 
 class CommandError(MpguardError):
@@ -189,7 +191,7 @@ class AttestError(MpguardError):
         super().__init__(_r.message(reason, detail))
         self.reason = reason
         self.detail = detail
-        if reason in ("bad_policy", "no_inventory"):
+        if reason in ("bad_policy", "no_inventory", "no_attestations"):
             self.exit_code = _r.EXIT_USAGE  # bad input, not a refused token
 
 

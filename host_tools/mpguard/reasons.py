@@ -143,6 +143,9 @@ REASONS: dict[str, tuple[str, str]] = {
                    "update the board's agent (`mpguard agent install`)"),
     "bad_policy": ("the attestation policy is malformed", "see docs/attest.md (policy)"),
     "no_inventory": ("the inventory is not available", "run `mpguard init` (it creates it)"),
+    "no_attestations": ("no attestations to report",
+                        "attest a board: `mpguard attest --port P` (the inventory records "
+                        "each attestation; `mpguard report` then judges the fleet)"),
     # eFuses (host only: mpguard.fuse, docs/fuse.md)
     "no_espefuse": ("espefuse is not installed", "pip install esptool==5.6.0 (or run `make test`)"),
     "espefuse_failed": ("espefuse failed", "check the port and that no other program holds it; "
@@ -150,7 +153,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_target": ("which eFuses? the port or eFuse file is not usable",
                    "--port P (or sim:NAME) or --efuse-file F with --chip"),
     "no_efuses": ("the virtual board has no eFuse file",
-                  "start it with `mpguard sim start --efuse F` (an espefuse --virt file)"),
+                  "stop it and start it with `mpguard sim start --name NAME --efuse F`; a blank "
+                  "ESP32's F: `espefuse --virt --path-efuse-file F --chip esp32 summary`"),
     "bad_fuse_profile": ("not a hardening profile or option", "see docs/fuse.md (profiles)"),
     "not_confirmed": ("eFuse burns are irreversible: the confirmation flag is missing",
                       "read the dry run, then add --burn --i-understand-this-is-irreversible"),
@@ -165,6 +169,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_station": ("the station file is not usable", "see docs/line.md (the station file)"),
     "station_key": ("this station name is recorded with another station key",
                     "give the station another name, or use its own key (keys/station-NAME.pem)"),
+    "unknown_station": ("the inventory has no station of this name",
+                        "a station records its public key in the inventory at its first "
+                        "`mpguard line run`; `mpguard line station` lists the recorded ones"),
     "disconnected": ("the board was disconnected", "plug it in again: it resumes where it stopped"),
     "step_failed": ("a step failed on this board", "read the reason; plug the board in again to retry"),
     "deploy_failed": ("the app was not confirmed on this board",

@@ -192,7 +192,9 @@ REASONS: dict[str, tuple[str, str]] = {
     # bulk transfer
     "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
     "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),
-    "xfer_format": ("the transfer's framing is broken", "run again"),
+    "xfer_format": ("the transfer's framing or compressed data is broken", "run again"),
+    "xfer_size": ("the transfer's compressed data inflates to more or less than announced, or "
+                  "carries bytes after its end", "run again; if it repeats, report a bug"),
     # the board link (host only: mpguard.link)
     "board_reset": ("the board reset while mpguard waited for it",
                     "check its power and cable, then run the same command again"),

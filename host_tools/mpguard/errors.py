@@ -242,3 +242,8 @@ class RotateError(MpguardError):
         self.detail = detail
         if reason in self._USAGE:
             self.exit_code = _r.EXIT_USAGE
+
+
+class BrokerError(MpguardError):
+    """The demo's MQTT broker (mpguard.mqtt) could not be started, or a check of it was
+    given what an MQTT CONNECT cannot carry."""

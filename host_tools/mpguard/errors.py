@@ -202,6 +202,7 @@ class FuseError(MpguardError):
 
     exit_code = _r.EXIT_USAGE
     _EXIT = {"espefuse_failed": _r.EXIT_LINK, "pin_conflict": _r.EXIT_REFUSED,
+             "pin_board_mismatch": _r.EXIT_REFUSED,
              "fuse_unsupported": _r.EXIT_REFUSED, "burn_mismatch": _r.EXIT_ERROR}
 
     def __init__(self, reason: str, detail: object = None):

@@ -162,6 +162,10 @@ REASONS: dict[str, tuple[str, str]] = {
                      "this chip was pinned to other anchors (or its block is used): "
                      "it cannot take this project's pin"),
     "fuse_unsupported": ("this chip cannot do that", "see docs/fuse.md (per chip)"),
+    "pin_board_mismatch": ("the board holds other trust anchors than the project's",
+                           "pinning the project's would lock it out of its updates: run "
+                           "`mpguard agent install` from this project first (or harden from "
+                           "the board's own project)"),
     "no_pin_anchors": ("no trust anchors to pin", "run in the project folder (or --project DIR)"),
     "burn_mismatch": ("after the burn, espefuse does not report what the plan burned",
                       "run `mpguard fuse status` and check the chip; do not burn again blindly"),

@@ -162,3 +162,27 @@ def test_status_compares_the_pin_with_the_boards_own_anchors(sim_factory, mpr, t
     assert "not running" in pin["note"]
     assert cli.main(["fuse", "status", "--port", "sim:pa", "--project", str(a.root)]) == 0
     assert "the project's anchors" in capsys.readouterr().out
+
+
+def test_harden_refuses_to_pin_anchors_the_board_does_not_hold(sim_factory, tmp_path, capsys):
+    """`fuse harden` from a project whose anchors the board does not hold: pinning them would
+    lock the board out of every update its own anchors accept, for ever. Refused (exit 4,
+    pin_board_mismatch) in the dry run and with --burn, and not one eFuse bit changes; from
+    the board's own project the plan says the board holds its anchors."""
+    efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
+    sim_factory("pm", efuse=str(efuse))
+    a = project.init(tmp_path / "a", passphrase=None, targets=["sim"])
+    b = project.init(tmp_path / "b", passphrase=None, targets=["sim"])
+    assert cli.main(["agent", "install", "--port", "sim:pm", "--project", str(a.root)]) == 0
+    capsys.readouterr()
+    before = efuse.read_bytes()
+    for extra in ([], ["--burn", fuse.CONFIRM_FLAG]):
+        rc = cli.main(["fuse", "harden", "--port", "sim:pm", "--profile", "development",
+                       "--project", str(b.root), "--json", *extra])
+        out = json.loads(capsys.readouterr().out)
+        assert rc == 4 and out["error"]["reason"] == "pin_board_mismatch", out
+        assert efuse.read_bytes() == before
+    assert cli.main(["fuse", "harden", "--port", "sim:pm", "--profile", "development",
+                     "--project", str(a.root)]) == 0
+    assert "the board holds this project's anchors" in capsys.readouterr().out
+    assert efuse.read_bytes() == before  # a dry run

@@ -154,7 +154,8 @@ def run_harden(args: argparse.Namespace) -> Result:
     elif args.no_pin_lock:
         choices["pin_lock"] = False
     anchors = None if args.no_pin else _anchors(args, needed=True)
-    plan = fuse.plan(_target(args), args.profile, anchors=anchors, **choices)
+    plan = fuse.plan(_target(args), args.profile, anchors=anchors, board_anchors=True,
+                     **choices)
     text = plan_text(plan)
     data = {"dry_run": not args.burn, "plan": plan.as_dict(), "burned": None}
     if not args.burn:

@@ -18,21 +18,27 @@ from mpguard import cli  # noqa: E402
 from mpguard.inventory import Inventory  # noqa: E402
 from mpguard.inventory.line import Line  # noqa: E402
 from mpguard.line import sims  # noqa: E402
+from mpguard.line import steps as steps_mod  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.mark.parametrize("step,after", [("agent", 3), ("deploy", 2)])
-def test_power_cut_during_a_step_then_resume(sim_dir, tmp_path, step, after):
+def test_power_cut_during_a_step_then_resume(sim_dir, tmp_path, step, after, monkeypatch):
     proj = make_project(tmp_path)
     path = station_file(tmp_path, "p", 'agent = true\ndeploy = "app.bundle"\n')
     sims.start(proj.root, "p", 1)
+    real = steps_mod.RUN[step]
 
-    def cut(e, rows):
-        if e.kind == "step" and e.data == {"step": step, "status": "running"}:
-            simlib.arm_power_cut("p-1", after=after)  # the power goes at its Nth flash write
+    def cut_then_run(b, cfg):
+        # armed in the worker as the step begins (the station's events reach a hook later,
+        # from its queue: armed from there, the cut fell after a fast deploy had finished)
+        simlib.arm_power_cut("p-1", after=after)  # the power goes at its Nth flash write
+        return real(b, cfg)
 
-    run = Run(path, "sim:p-*", count=1, hook=cut).go()
+    monkeypatch.setitem(steps_mod.RUN, step, cut_then_run)
+    run = Run(path, "sim:p-*", count=1).go()
+    monkeypatch.setitem(steps_mod.RUN, step, real)
     assert simlib.stats("p-1")["power_cuts"] == 1
     row = run.row("sim:p-1")
     assert row.status == "fail" and "board_reset" in row.reason, row.reason  # named, not a hang

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mpguard import project
+from mpguard import sim as simlib
 from mpguard.line import ports as ports_mod
 from mpguard.line import run as line_run
 from mpguard.line import station
+from mpguard.line import steps as line_steps
 from mpguard.updates import release
 
 APP = 'import guard\nprint("line app {v}")\nguard.confirm()\n'
@@ -72,3 +76,29 @@ class Run:
 
     def row(self, label: str) -> Any:
         return next(r for r in self.sr.rows.values() if r.label == label)
+
+
+@contextlib.contextmanager
+def pulled_out_during_deploy(label: str, sim: str) -> Iterator[None]:
+    """Board `label` (a running virtual board `sim`) is pulled out at its deploy's first
+    progress report, in the worker itself: a hook on the station's events comes from its
+    queue, possibly after a small deploy has finished."""
+    real = line_steps.RUN["deploy"]
+
+    def deploy(b: Any, cfg: Any) -> Any:
+        if b.port.label == label:
+            progress = b.progress
+
+            def first(*a: Any) -> None:
+                simlib.stop(sim)  # pulled out during its transfer
+                b.progress = progress
+                progress(*a)
+
+            b.progress = first
+        return real(b, cfg)
+
+    line_steps.RUN["deploy"] = deploy
+    try:
+        yield
+    finally:
+        line_steps.RUN["deploy"] = real

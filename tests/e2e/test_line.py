@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from line_helpers import Run, make_project, station_file  # noqa: E402
+from line_helpers import Run, make_project, pulled_out_during_deploy, station_file  # noqa: E402
 
 import mpguard.sim as simlib  # noqa: E402
 from mpguard import cli, fuse, reasons  # noqa: E402
 from mpguard.inventory import Inventory  # noqa: E402
 from mpguard.inventory.line import Line  # noqa: E402
 from mpguard.line import sims, traveller  # noqa: E402
-from mpguard.line import steps as steps_mod  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 STEPS = 'agent = true\nharden = { profile = "production" }\ndeploy = "app.bundle"\n'
@@ -33,28 +32,11 @@ def inventory(proj) -> Line:
     return Line(Inventory.open(project_root=proj.root))
 
 
-def test_hot_plug_disconnect_and_resume(sim_dir, tmp_path, monkeypatch):
+def test_hot_plug_disconnect_and_resume(sim_dir, tmp_path):
     proj = make_project(tmp_path)
     path = station_file(tmp_path, "a", STEPS)
     sims.start(proj.root, "a", 2)
     joined = threading.Event()
-    deploy = steps_mod.RUN["deploy"]
-
-    def pulled_out(b, cfg):
-        # in the worker, at the transfer's first progress report (from the station's event
-        # queue, a hook can come after a small deploy has finished)
-        if b.port.label == "sim:a-2":
-            progress = b.progress
-
-            def first(*a):
-                simlib.stop("a-2")  # pulled out during its transfer
-                b.progress = progress
-                progress(*a)
-
-            b.progress = first
-        return deploy(b, cfg)
-
-    monkeypatch.setitem(steps_mod.RUN, "deploy", pulled_out)
 
     def hook(e, rows):
         r = rows.get(e.port)
@@ -64,8 +46,8 @@ def test_hot_plug_disconnect_and_resume(sim_dir, tmp_path, monkeypatch):
             joined.set()
             sims.start(proj.root, "a", 3)  # a board plugged in mid-run
 
-    run = Run(path, "sim:a-*", count=3, hook=hook).go()
-    monkeypatch.setitem(steps_mod.RUN, "deploy", deploy)
+    with pulled_out_during_deploy("sim:a-2", "a-2"):
+        run = Run(path, "sim:a-*", count=3, hook=hook).go()
     s = run.summary
     assert (s.passed, s.failed) == (2, 1), [(r.label, r.status, r.reason) for r in run.sr.rows.values()]
     assert run.row("sim:a-2").reason == "disconnected"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from line_helpers import Run, make_project, station_file  # noqa: E402
+from line_helpers import Run, make_project, pulled_out_during_deploy, station_file  # noqa: E402
 
 import mpguard.sim as simlib  # noqa: E402
 from mpguard.attest import policy  # noqa: E402
@@ -87,11 +87,8 @@ def test_a_board_moved_between_stations_is_provisioned_once(pg_server, sim_dir, 
     two = station_file(tmp_path, "m2", STEPS, batch="MV", inventory=url)
     sims.start(proj.root, "mv", 1)
 
-    def unplug(e, rows):
-        if e.kind == "step" and e.data == {"step": "deploy", "status": "running"}:
-            simlib.stop("mv-1")  # taken off station m1 during its deploy
-
-    run1 = Run(one, "sim:mv-*", count=1, hook=unplug).go()
+    with pulled_out_during_deploy("sim:mv-1", "mv-1"):  # taken off station m1 during its deploy
+        run1 = Run(one, "sim:mv-*", count=1).go()
     assert run1.summary.failed == 1 and run1.row("sim:mv-1").reason == "disconnected"
     sims.start(proj.root, "mv", 1)  # plugged into station m2
     run2 = Run(two, "sim:mv-*", count=1).go()

@@ -195,3 +195,35 @@ if __name__ == "__main__":
             await asyncio.sleep(3600)
 
     asyncio.run(serve())
+
+
+# An app that uses its MQTT secret (the demo's rotation step, the rotation e2e tests): its test
+# of a staged MQTT credential registered first (`rotate --test` runs it on the board), then it
+# confirms its update and connects with the committed value, and says which way it went.
+_APP = """\
+import json
+import guard
+from umqtt.simple import MQTTClient
+
+
+def connect(value):
+    c = json.loads(value)
+    m = MQTTClient("board", "127.0.0.1", port={port}, user=c["user"], password=c["password"])
+    m.connect()
+    m.disconnect()
+    return True
+
+
+guard.on_stage("mqtt", connect)
+guard.confirm()
+try:
+    connect(guard.secret("mqtt"))
+    print("APP: mqtt connected")
+except Exception as e:
+    print("APP: mqtt refused", type(e).__name__)
+"""
+
+
+def app_main(port: int) -> str:
+    """The main.py of that app, for a broker on 127.0.0.1:`port`."""
+    return _APP.replace("{port}", str(int(port)))

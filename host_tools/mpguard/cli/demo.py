@@ -38,31 +38,6 @@ from .. import reasons
 
 GOOD = 'import guard\nprint("hello from app {v}")\nguard.confirm()\n'
 BROKEN = 'print("app {v} starting")\nraise RuntimeError("app {v} is broken")\n'
-# The rotation step's app (as tests/e2e/rotcli.py's): its test of a staged MQTT credential
-# registered first (`rotate --test` runs it on the board), then it confirms its update and
-# connects with the committed value. {port} is the broker's.
-MQTT_APP = """\
-import json
-import guard
-from umqtt.simple import MQTTClient
-
-
-def connect(value):
-    c = json.loads(value)
-    m = MQTTClient("board", "127.0.0.1", port={port}, user=c["user"], password=c["password"])
-    m.connect()
-    m.disconnect()
-    return True
-
-
-guard.on_stage("mqtt", connect)
-guard.confirm()
-try:
-    connect(guard.secret("mqtt"))
-    print("APP: mqtt connected")
-except Exception as e:
-    print("APP: mqtt refused", type(e).__name__)
-"""
 CONNECTED, REFUSED = b"APP: mqtt connected", b"APP: mqtt refused"
 
 
@@ -228,7 +203,7 @@ def rotation(s: Story, port: str) -> None:
                   _value_file(folder, "mqtt-1.json", old))
             app = s.root / "app-5.0.0"
             app.mkdir()
-            (app / "main.py").write_text(MQTT_APP.replace("{port}", str(broker.port)))
+            (app / "main.py").write_text(mqtt.app_main(broker.port))
             mqtt.umqtt_lib(app)  # micropython-lib's MQTT client, compiled, in the app's lib/
             s.run("release", "build", app.name, "--app", "demo", "--version", "5.0.0",
                   "-o", "demo-5.0.0.bundle")

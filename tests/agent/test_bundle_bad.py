@@ -365,20 +365,31 @@ def test_a_deliberate_sequence_jump_says_so(fboard, signer):
 def test_the_announced_length_bounds_what_is_read(fboard, signer):
     # the stream has more bytes than the host announced: the board reads no further than the
     # announced length (the header says the manifest runs past it: truncated; the announced
-    # length cuts the files: bad_length), never past it into the next bytes
+    # length cuts the files: bad_length), never past it into the next bytes: 5 bytes of a
+    # header with its flags set are truncated, not bad_header (the flags byte is never read).
+    # The other way round, a stream that ends inside the manifest the announced length
+    # covers, or inside a file: truncated, never a manifest or a file padded with what the
+    # buffer held (a file that repeats itself would hash right).
     good = signer.bundle(app("1.0"), seq=1)
     mlen = int.from_bytes(good[6:8], "big")
-    code = ("s = STREAMS[0]\nout = []\n"
-            "for n in IN['lengths']:\n"
+    flagged = good[:5] + b"\x01" + good[6:]
+    cut = good[: 8 + mlen // 2]
+    twice = signer.bundle([("main.py", b"x = 1\n"), ("data.bin", bytes(range(256)) * 8)], seq=1)
+    code = ("out = []\n"
+            "for i, n in IN['offers']:\n"
+            "    s = STREAMS[i]\n"
             "    s.seek(0)\n"
             "    before, w0 = snap(), FL.writes\n"
             "    r = I.install(s, n)\n"
             "    out.append([r, FL.writes - w0, snap() == before])\n"
             "OUT(out)")
-    lengths = [5, 8 + mlen - 1, len(good) - 1]
-    res = fboard.out(code, [good], lengths=lengths)
-    assert [r["reason"] for r, _, _ in res] == ["truncated", "truncated", "bad_length"]
-    assert all(not w and same for _, w, same in res)
+    offers = [[0, 5], [0, 8 + mlen - 1], [0, len(good) - 1], [1, 5], [2, len(good)],
+              [3, len(twice)]]
+    res = fboard.out(code, [good, flagged, cut, twice[:-1024]], offers=offers)
+    assert [r["reason"] for r, _, _ in res] == ["truncated", "truncated", "bad_length",
+                                                "truncated", "truncated", "truncated"]
+    assert all(not w and same for _, w, same in res[:-1])
+    assert fboard.out("OUT([app_files('a'), S.status()['trial']])") == [None, None]
 
 
 def test_no_space_is_refused_before_unreferenced_slots_go(fboard, signer):

@@ -82,6 +82,18 @@ def test_confirm_outside_trial_and_before_boot(fboard, signer):
     assert fboard.out(STATUS)["seq"] == 0
 
 
+def test_only_the_trial_app_confirms_the_trial(fboard, signer):
+    # 2.0 has had its trial boot (it never confirms); code running from the confirmed slot a
+    # cannot confirm it, code running from slot b (the trial) or at the REPL (no slot) can
+    fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
+    fboard.run("boot()")
+    fboard.run("OUT(install(0))", [signer.bundle(app("2.0", confirm=False), seq=2)])
+    assert "APP demo 2.0" in fboard.run("boot()").stdout
+    code = "S.running = IN['slot']\nOUT([guard.confirm(), S.status()['seq']])"
+    assert fboard.out(code, slot="a") == [False, 1]
+    assert fboard.out(code, slot="b") == [True, 2]
+
+
 def test_auto_confirm_after_healthy_time(fboard, signer):
     fboard.run("OUT(install(0))", [signer.bundle(app("1.0", confirm=False), seq=1,
                                                 confirm_after=1)])

@@ -18,6 +18,7 @@ HM = "host_tools/mpguard/updates/manifest.py"
 HB = "host_tools/mpguard/updates/bundle.py"
 HR = "host_tools/mpguard/updates/release.py"
 HF = "host_tools/mpguard/files.py"
+HD = "host_tools/mpguard/updates/deploy.py"
 PN = "agent/guard/pin.py"
 X = "agent/guard/xfer.py"
 R = "agent/guard/rpc.py"
@@ -107,6 +108,7 @@ brk("manifest: rollback", M, "    if m[\"seq\"] < hi:", "    if False:", U)
 brk("manifest: agent version", M, "    if _version(VERSION) < _version(m[\"agent\"]):", "    if False:", U)
 # guard.install / guard.slots
 brk("install: anchors' shape", I, "            if len(b) != 65 or b[0] != 4:\n                raise ValueError\n", "", U)
+brk("install: unreadable anchors are no_anchors", I, "    except Exception:  # missing, unreadable, malformed", "    except (OSError, ValueError, KeyError):  # missing, unreadable, malformed", U)
 brk("install: MemoryError is no_memory", I, "    except MemoryError:\n        r = {\"status\": \"refused\", \"reason\": \"no_memory\"}", "    except MemoryError:\n        raise", U)
 brk("install: anything else is internal", I, "    except Exception as e:\n        r = {\"status\": \"refused\", \"reason\": \"internal\", \"detail\": type(e).__name__}", "    except ValueError as e:\n        r = {\"status\": \"refused\", \"reason\": \"internal\", \"detail\": type(e).__name__}", U)
 brk("install: hi raised by a trial", I, "    st[\"hi\"] = t[\"seq\"]\n", "", U)
@@ -140,6 +142,7 @@ brk("state: slot names", S, "    return v is None or v in (\"a\", \"b\", \"c\")"
 brk("state: trial fields", S, "    if t and (not t.get(\"slot\") or not _slot(t[\"slot\"]) or not _int(t.get(\"boots\"))", "    if t and (not t.get(\"slot\") or not _slot(t[\"slot\"])", U)
 brk("state: max_boots range", S, "not 1 <= max_boots <= 10", "not 0 <= max_boots <= 10", U)
 brk("state: wdt range", S, "not (wdt == 0 or 10 <= wdt <= _MAX_WDT)", "not (wdt == 0 or 1 <= wdt)", W)
+brk("state: written atomically", S, "    with open(_TMP, \"w\") as f:\n        json.dump(st, f)\n    os.rename(_TMP, STATE)", "    with open(STATE, \"w\") as f:\n        json.dump(st, f)", U)
 brk("state: an object", S, "    if not isinstance(st, dict):\n        raise GuardError(\"bad_state\")\n    if st.get(\"v\") == 1:", "    if st.get(\"v\") == 1:", U)
 brk("state: trial an object", S, "    if not _slot(st.get(\"active\")) or not (t is None or isinstance(t, dict)):", "    if not _slot(st.get(\"active\")):", U)
 brk("state: trial's numbers", S, "\n              or not _int(t.get(\"seq\")) or not _int(t.get(\"iat\"))\n              or not _int(t.get(\"confirm\"))):", "):", U)
@@ -285,6 +288,9 @@ brk("host manifest: seq/iat integers", HM, "        if not _is_int(d.get(k)):", 
 brk("host manifest: exp/confirm integers", HM, "        if k in d and not _is_int(d[k]):", "        if False:", HOST)
 brk("host manifest: sha256 length", HM, "if not _is_int(n) or not isinstance(h, str) or len(h) != 64:", "if not _is_int(n) or not isinstance(h, str):", HOST)
 brk("host manifest: target names", HM, "    for k in t:\n        _name(\"target\", k)", "    for k in t:\n        pass", HOST)
+brk("host deploy: the outcome from the agent's state only", HD, "        outcome = judge(status, seq)\n", "        outcome = \"confirmed\" if CONFIRMED in out else judge(status, seq)\n",
+    ["tests/e2e/test_deploy_outcomes.py::test_an_app_that_prints_the_agents_line_and_crashes_is_not_confirmed"])
+brk("host deploy: a bundle is a regular file", "host_tools/mpguard/cli/deploy.py", "    if not stat.S_ISREG(st.st_mode):", "    if False:", ["tests/host/test_deploy_explain.py"])
 brk("host files: a key never written through a symlink", HF, "            os.replace(tmp, path)", "            open(path, \"wb\").write(data)", HOST)
 brk("trial: tick stops after confirm without a watchdog", TR, "        elif _timer:\n            _timer.deinit()", "        elif _timer:\n            pass", W)
 brk("trial: no tick without a watchdog or healthy time", TR, "        _timer.deinit()  # nothing to feed, nothing to confirm: no tick", "        pass", W)

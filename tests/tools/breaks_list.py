@@ -40,6 +40,7 @@ brk("bundle: member twice", B, "if not isinstance(m, dict) or len(m) != info[5]:
 brk("bundle: payload an object", B, "if not isinstance(m, dict) or len(m) != info[5]:", "if len(m) != info[5]:", U)
 brk("bundle: announced length below the header", B, "    if length < HDR_LEN:\n        raise GuardError(\"truncated\")\n    hdr", "    hdr", U)
 brk("bundle: stream ends inside the manifest", B, "        if not k:\n            raise GuardError(\"truncated\")\n        n += k", "        if not k:\n            break\n        n += k", U)
+brk("bundle: measurement of the signing input", B, "    return buf, [hexlify(h).decode(), mlen,", "    return buf, [hexlify(__import__(\"hashlib\").sha256(tok).digest()).decode(), mlen,", U)
 brk("bundle: JSON errors are bad_manifest", B, "    try:\n        m = json.loads(buf[info[2] + 1 : info[2] + 1 + info[4]])\n    except ValueError:\n        raise GuardError(\"bad_manifest\", \"json\")", "    m = json.loads(buf[info[2] + 1 : info[2] + 1 + info[4]])", U)
 # guard.manifest: fields
 brk("manifest: version parts bound", M, "    if len(t) > 4:\n        raise GuardError(\"bad_manifest\", \"version\")", "", U)
@@ -133,6 +134,7 @@ brk("pin: a mismatch refuses", PN, "    if s == \"mismatch\":\n        raise Gua
 brk("pin: every pinned byte compared", PN, "sha256(data).digest()[: len(pin)] == pin", "sha256(data).digest()[:4] == pin[:4]", ["tests/agent/test_pin.py"] + U)
 brk("install: OSError is io_error", I, "    except OSError:\n        r = {\"status\": \"refused\", \"reason\": \"io_error\"}", "    except OSError:\n        raise", U)
 brk("install: a replaced trial goes after the state write", I, "    state.save(st)\n    try:\n        slots.tidy(st, app)  # the trial this one replaced, if any\n    except Exception:\n        pass\n", "    try:\n        slots.tidy(st, app)  # the trial this one replaced, if any\n    except Exception:\n        pass\n    state.save(st)\n", U)
+brk("slots: leftovers removed only once the room is known", SL, "    if need > free:\n        raise GuardError(\"no_space\")\n", "    tidy(st, app)\n    if need > free:\n        raise GuardError(\"no_space\")\n", U)
 brk("slots: room checked again after tidying", SL, "        if os.statvfs(\"/\")[4] < need:\n            raise GuardError(\"no_space\")\n", "", U)
 # guard.state / guard.boot / guard.hw
 brk("state: version checked", S, "    if st.get(\"v\") != 2:", "    if st.get(\"v\") not in (2, 3):", U)
@@ -276,6 +278,7 @@ brk("host release: sequence above the last", HR, "        elif seq <= last:", " 
 brk("host bundle: magic", HB, "    if magic != MAGIC or fmt != FORMAT", "    if fmt != FORMAT", HOST)
 brk("host bundle: format", HB, " or fmt != FORMAT or flags", " or flags", HOST)
 brk("host bundle: manifest within the bundle", HB, "    if HDR_LEN + mlen > len(bundle):\n        raise BundleError(\"truncated\")\n", "", HOST)
+brk("host manifest: unverified text escaped", HM, "    s = \"\".join(c if \" \" <= c <= \"~\" else f\"\\\\x{ord(c):02x}\" for c in s)\n", "", HOST)
 brk("host manifest: path length", HM, "not 0 < len(path) <= MAX_PATH", "not 0 < len(path)", HOST)
 brk("host manifest: path depth", HM, "    if len(parts) > MAX_DEPTH:\n        raise BundleError(\"bad_path\", path)\n", "", HOST)
 brk("host manifest: path dot part", HM, "if not s or s[0] == \".\" or any(", "if not s or any(", HOST)

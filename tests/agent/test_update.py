@@ -154,9 +154,11 @@ def test_status_keeps_last_refusal_in_ram_only(fboard, signer, other_signer):
 def test_max_boots_is_configurable(fboard, signer):
     fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
     fboard.run("boot()")
-    res = fboard.run("S.configure(1)\ntry:\n    S.configure(0)\nexcept guard.GuardError as e:\n"
-                     "    OUT(e.args[0])")
-    assert res.out == "bad_arg"
+    res = fboard.run("S.configure(1)\nfor v in (0, 11, True, '3'):\n    try:\n        S.configure(v)\n"
+                     "    except guard.GuardError as e:\n        OUT(e.args)\nOUT(S.status())")
+    *refused, st = res.outputs
+    assert refused == [["bad_arg", "max_boots"]] * 4
+    assert st.get("state") != "bad"  # (a max_boots of true would be a bad state from now on)
     fboard.run("OUT(install(0))", [signer.bundle(app("2.0", crash=True), seq=2)])
     assert "APP demo 2.0" in fboard.run("boot()").stdout  # the one trial boot allowed
     res = fboard.run("boot()\nOUT(S.status())")

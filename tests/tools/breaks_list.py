@@ -145,6 +145,8 @@ brk("state: trial fields", S, "    if t and (not t.get(\"slot\") or not _slot(t[
 brk("state: max_boots range", S, "not 1 <= max_boots <= 10", "not 0 <= max_boots <= 10", U)
 brk("state: wdt range", S, "not (wdt == 0 or 10 <= wdt <= _MAX_WDT)", "not (wdt == 0 or 1 <= wdt)", W)
 brk("state: written atomically", S, "    with open(_TMP, \"w\") as f:\n        json.dump(st, f)\n    os.rename(_TMP, STATE)", "    with open(STATE, \"w\") as f:\n        json.dump(st, f)", U)
+brk("state: unparsable is bad_state", S, "    except Exception:  # not JSON, or more than the heap holds", "    except ValueError:  # not JSON, or more than the heap holds", U)
+brk("state: max_boots an integer", S, "type(max_boots) is not int or not 1 <= max_boots <= 10", "not 1 <= max_boots <= 10", U)
 brk("state: an object", S, "    if not isinstance(st, dict):\n        raise GuardError(\"bad_state\")\n    if st.get(\"v\") == 1:", "    if st.get(\"v\") == 1:", U)
 brk("state: trial an object", S, "    if not _slot(st.get(\"active\")) or not (t is None or isinstance(t, dict)):", "    if not _slot(st.get(\"active\")):", U)
 brk("state: trial's numbers", S, "\n              or not _int(t.get(\"seq\")) or not _int(t.get(\"iat\"))\n              or not _int(t.get(\"confirm\"))):", "):", U)

@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHES = [
+    "bench.esp32",
     "bench.mpy_size",
     "bench.hw_efuse",
     "bench.crypto",

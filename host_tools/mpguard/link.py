@@ -98,6 +98,8 @@ class BoardLink(FileOps, ResetOps):
         self.deadline: float | None = None  # time.monotonic() bounding every operation
         self._t: SerialTransport | None = None
         self._stale = False  # the board reset under us: reconnect before the next operation
+        # the last `stream`: payload bytes, bytes on the wire, compressed or not, seconds
+        self.last_transfer: dict[str, Any] = {}
         self.connect(soft_reset=soft_reset)
 
     # -- connection -------------------------------------------------------------------------
@@ -318,28 +320,43 @@ class BoardLink(FileOps, ResetOps):
 
     def stream(self, name: str, args: Sequence[Any], data: bytes,
                progress: Callable[[int, int], None] | None = None, *,
-               timeout: float | None = None) -> Any:
+               timeout: float | None = None, compress: bool = False) -> Any:
         """Call streaming agent function `name` ("update.install") and send it `data` over the
         bulk transfer (mpguard.xfer); return its value, as `call` does.
 
-        `timeout` bounds any silence of the board: no ack during the transfer, no answer
-        after it. What the board printed meanwhile is appended to `console`.
+        `compress`: the board's agent inflates compressed transfers (its `info.facts` says
+        "deflate"); the payload then travels compressed when that makes it smaller. What was
+        sent is in `last_transfer`. `timeout` bounds any silence of the board: no ack during
+        the transfer, no answer after it. What the board printed meanwhile is appended to
+        `console`.
         """
-        line = self._line("stream", name, args, len(data), xfer.digest(data))
+        wire = xfer.compress(data) if compress else None
+        if wire is None:
+            wire = data
+            line = self._line("stream", name, args, len(data), xfer.digest(data))
+        else:  # the board's Reader takes len(wire) bytes; the function gets len(data)
+            line = self._line("stream", name, args, len(data), xfer.digest(wire), len(wire))
+            if progress:  # in payload bytes, as without compression
+                shown = progress
+                progress = lambda n, _t: shown(n * len(data) // len(wire), len(data))  # noqa: E731
+        self.last_transfer = {"bytes": len(data), "wire_bytes": len(wire),
+                              "compressed": wire is not data, "seconds": None}
         tmo = timeout or self.timeout
         printed = bytearray()
-        with self._op("the transfer", tmo + len(data) / MIN_RATE) as t:
+        t0 = time.monotonic()
+        with self._op("the transfer", tmo + len(wire) / MIN_RATE) as t:
             ser = t.serial
             old = ser.timeout
             try:
                 t.exec_raw_no_follow(line)
                 ser.timeout = 0.05
-                xfer.stream(ser, data, progress=progress, timeout=tmo, console=printed)
+                xfer.stream(ser, wire, progress=progress, timeout=tmo, console=printed)
             except (TransportError, OSError) as e:
                 self._record(bytes(printed))
                 raise BoardNotAnswering(f"link to {self.port} failed during transfer: {e}") from None
             finally:  # a BoardReset carries what the board printed (the watch saw it all)
                 ser.timeout = old
+            self.last_transfer["seconds"] = round(time.monotonic() - t0, 3)
             # xfer.stream stops at the last ack: the answer and the raw REPL's EOF markers are
             # still on the port, after what the board printed during the transfer.
             try:

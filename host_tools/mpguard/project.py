@@ -39,7 +39,12 @@ CONFIG_VERSION = 1
 DEFAULT_TARGETS = ("esp32",)
 DEFAULT_MIN_AGENT = "0.1.0"
 # What `init` keeps out of git: private keys (and, once there, the inventory database).
-GITIGNORE = ("keys/*.pem", "*.key", "inventory.db*", ".releases.lock")
+# What never goes into git: private keys (keys/*.pem: release, operator, device CA and station
+# keys), the local inventory, the release lock, and the production line's local files
+# (line/NAME.journal: steps not yet in the inventory; line/NAME/: the --sims boards' eFuse
+# files). The station files, anchors, config, releases.json and CA certificate/CRL go in.
+GITIGNORE = ("keys/*.pem", "*.key", "inventory.db*", ".releases.lock", "line/*.journal",
+             "line/*/")
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -282,7 +287,7 @@ def _gitignore(root: Path) -> None:
     missing = [p for p in GITIGNORE if p not in have]
     if missing:
         head = "" if not old or old.endswith("\n") else "\n"
-        path.write_text(old + head + "# mpguard: private keys never go into git\n"
+        path.write_text(old + head + "# mpguard: private keys and local files never go into git\n"
                         + "".join(p + "\n" for p in missing))
 
 

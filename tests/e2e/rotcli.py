@@ -1,6 +1,7 @@
 """Helpers for the rotation end-to-end tests (a helper module, not tests): the `mpguard` CLI as
 a subprocess with its whole transcript kept, an app that connects to an MQTT broker with its
-secret through micropython-lib's umqtt.simple (tests/vendor/umqtt.simple), and the search for
+secret through micropython-lib's umqtt.simple (shipped in the package:
+host_tools/mpguard/vendor/umqtt.simple, which `mpguard demo` uses too), and the search for
 secret values in everything the host side wrote or printed."""
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import sys
 from pathlib import Path
 
 MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
-UMQTT = Path(__file__).resolve().parents[1] / "vendor" / "umqtt.simple" / "umqtt" / "simple.py"
 
 # The app: its test of a staged MQTT credential registered first (the host's `rotate --test`
 # runs it on the board), then it confirms its update and connects with the committed one.
@@ -42,14 +42,12 @@ except Exception as e:
 
 def make_app(folder: Path, port: int) -> Path:
     """The app folder: main.py and umqtt.simple in lib/, compiled to .mpy by the pinned
-    mpy-cross from the vendored file (as `mip install umqtt.simple` ships it: compiling its
-    source on the board would not fit the 64 KiB heap beside the agent's trial boot)."""
-    from mpguard.agent.package import mpy_cross_path
+    mpy-cross from the packaged copy (mpguard.mqtt.umqtt_lib)."""
+    from mpguard.mqtt import umqtt_lib
 
-    (folder / "lib" / "umqtt").mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "main.py").write_text(APP.replace("{port}", str(port)))
-    subprocess.run([mpy_cross_path(), "-s", "umqtt/simple.py", "-o",
-                    str(folder / "lib" / "umqtt" / "simple.mpy"), str(UMQTT)], check=True)
+    umqtt_lib(folder)
     return folder
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,10 @@ def test_bad_ports_and_files_are_clear_errors(env, tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_demo_tells_the_whole_story(tmp_path, capsys):
+def test_demo_tells_the_whole_story(tmp_path, capsys, monkeypatch):
+    made = []  # the demo's MQTT passwords, to prove none is printed or left behind
+    token = demo.secrets.token_urlsafe
+    monkeypatch.setattr(demo.secrets, "token_urlsafe", lambda n: made.append(token(n)) or made[-1])
     assert demo.run(tmp_path / "demo") == 0
     out = capsys.readouterr().out
     assert "confirmed: demo 1.0.0 (sequence 1) runs on /dev/" in out
@@ -110,3 +114,28 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     # the provisioning step: an identity, then "already provisioned"; the deploys recorded
     assert "provisioned: " in out and "already provisioned with a matching record" in out
     assert out.count("  deploy       ") == 4
+
+    # the rotation step against a real broker: the CONNACK codes are the broker's answers, the
+    # app's lines the board's console, the rotation line the CLI's (none is the demo's script)
+    rot = out[out.index("\n== 5. rotation"):]
+    assert re.search(r"secret mqtt set on \S+: epoch 1 \(was 0\)", rot)
+    assert re.search(r"confirmed: demo 5\.0\.0 \(sequence 4\) runs on /dev/", rot)
+    assert re.search(r"mqtt rotated on \S+: tested on the board, committed, epoch 2 "
+                     r"\(the board restarted\)", rot)
+    assert ("CONNECT as board with the old password (24 chars): CONNACK 5, refused: not "
+            "authorized") in rot
+    assert "CONNECT as board with the new password (24 chars): CONNACK 0, accepted" in rot
+    # the app connected before the rotation (first password) and after the old one was retired
+    assert rot.count("    | APP: mqtt connected") == 2
+    assert rot.index("mqtt rotated on") < rot.index("retires the first password") \
+        < rot.rindex("    | APP: mqtt connected")
+    assert re.search(r"mqtt +epoch 2", rot)
+    # no password in the output or in the project folder; the broker is stopped
+    assert len(made) == 2 and all(len(p) == 24 for p in made)
+    assert not [p for p in made if p in out]
+    files = [f for f in (tmp_path / "demo").rglob("*") if f.is_file()]
+    assert files and not [f for f in files for p in made if p.encode() in f.read_bytes()]
+    assert not (tmp_path / "demo" / "secrets").exists()
+    broker_port = int(re.search(r"amqtt on 127\.0\.0\.1:(\d+)", rot).group(1))
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", broker_port), timeout=2).close()

@@ -318,3 +318,24 @@ def test_agent_install_bootstraps_a_bare_board_and_replaces_an_earlier_stub(boar
     again = agent_install.install(board, rel.anchors())
     assert again.bootstrap == [] and again.written == [] and again.removed == []
     assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+
+
+def test_a_py_app_deploys_compressed_and_an_older_agent_gets_it_raw(board, rel, monkeypatch):
+    # docs/decisions/0017: real code travels compressed when the agent says it has deflate
+    code = (Path(__file__).resolve().parents[2] / "host_tools" / "mpguard" / "link.py").read_bytes()
+    install_agent(board, rel)
+    data = rel.build("1.0.0", GOOD, extra={"lib.py": code})
+    r1 = deploy.deploy(board, data, wait=20)
+    assert r1.outcome == "confirmed", r1
+    tr = r1.as_dict()["transfer"]  # the --json field
+    assert tr["compressed"] is True and tr["bytes"] == len(data), tr
+    assert tr["wire_bytes"] < 0.6 * len(data), tr
+    assert hashlib.sha256(code).hexdigest() in snapshot(board).values()  # inflated intact
+    # an agent that does not say "deflate" (older than this host) gets the raw transfer
+    from mpguard.agent import status as agentstatus
+    facts = agentstatus.facts
+    monkeypatch.setattr(agentstatus, "facts",
+                        lambda link: {k: v for k, v in facts(link).items() if k != "deflate"})
+    r2 = deploy.deploy(board, rel.build("2.0.0", GOOD, extra={"lib.py": code}), wait=20)
+    assert r2.outcome == "confirmed", r2
+    assert r2.transfer["compressed"] is False and r2.transfer["wire_bytes"] == r2.transfer["bytes"]

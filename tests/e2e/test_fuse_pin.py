@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from idhelp import Proj
 
+import mpguard.sim as simlib
 from mpguard import cli, fuse, project
 from mpguard.agent import install as agent_install
 from mpguard.attest import policy, run, store
@@ -116,3 +117,72 @@ def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_pa
     assert [dict(e.data["facts"])["anchors_pin"]["value"] for e in hist[1:]] == [
         "unpinned", "match", "mismatch"]
     inv.close()
+
+
+def test_status_compares_the_pin_with_the_boards_own_anchors(sim_factory, mpr, tmp_path,
+                                                               capsys, monkeypatch):
+    """`fuse status --port` judges the pin against the anchors file the board holds (what
+    guard.pin checks at every install), wherever it is run from; the project's anchors are
+    reported beside it, and used (and named) only when the board's cannot be read."""
+    efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
+    info = sim_factory("pa", efuse=str(efuse))
+    a = project.init(tmp_path / "a", passphrase=None, targets=["sim"])
+    b = project.init(tmp_path / "b", passphrase=None, targets=["sim"])
+    assert cli.main(["agent", "install", "--port", "sim:pa", "--project", str(a.root)]) == 0
+    assert cli.main(["fuse", "harden", "--port", "sim:pa", "--profile", "development", "--burn",
+                     fuse.CONFIRM_FLAG, "--project", str(a.root)]) == 0
+    capsys.readouterr()
+
+    def status(*extra: str) -> dict:
+        assert cli.main(["fuse", "status", "--port", "sim:pa", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    # from another project: the board holds the pinned anchors, so it is a match
+    pin = status("--project", str(b.root))["anchors_pin"]
+    assert (pin["state"], pin["compared_with"], pin["project"]) == ("match", "board", "mismatch")
+    # outside any project: still judged against the board
+    monkeypatch.chdir(tmp_path)
+    st = status()
+    assert st["facts"]["anchors_pin"] == "match" and st["anchors_pin"]["compared_with"] == "board"
+    assert st["anchors_pin"]["project"] is None
+    # the board's anchors swapped for b's: the board refuses every update, and status says so
+    # even run from the pinned project a
+    theirs = tmp_path / "theirs.json"
+    theirs.write_bytes(fuse.anchors_bytes(b.board_anchors()))
+    mpr(info.port, "fs", "cp", str(theirs), ":/mpguard/anchors.json")
+    pin = status("--project", str(a.root))["anchors_pin"]
+    assert (pin["state"], pin["compared_with"], pin["project"]) == ("mismatch", "board", "match")
+    assert cli.main(["fuse", "status", "--port", "sim:pa", "--project", str(a.root)]) == 0
+    text = capsys.readouterr().out
+    assert "mismatch" in text and "the board's anchors file /mpguard/anchors.json" in text
+    # a board that cannot be read (stopped): the project's anchors, and the text says so
+    simlib.stop("pa")
+    pin = status("--project", str(a.root))["anchors_pin"]
+    assert (pin["state"], pin["compared_with"]) == ("match", "project")
+    assert "not running" in pin["note"]
+    assert cli.main(["fuse", "status", "--port", "sim:pa", "--project", str(a.root)]) == 0
+    assert "the project's anchors" in capsys.readouterr().out
+
+
+def test_harden_refuses_to_pin_anchors_the_board_does_not_hold(sim_factory, tmp_path, capsys):
+    """`fuse harden` from a project whose anchors the board does not hold: pinning them would
+    lock the board out of every update its own anchors accept, for ever. Refused (exit 4,
+    pin_board_mismatch) in the dry run and with --burn, and not one eFuse bit changes; from
+    the board's own project the plan says the board holds its anchors."""
+    efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
+    sim_factory("pm", efuse=str(efuse))
+    a = project.init(tmp_path / "a", passphrase=None, targets=["sim"])
+    b = project.init(tmp_path / "b", passphrase=None, targets=["sim"])
+    assert cli.main(["agent", "install", "--port", "sim:pm", "--project", str(a.root)]) == 0
+    capsys.readouterr()
+    before = efuse.read_bytes()
+    for extra in ([], ["--burn", fuse.CONFIRM_FLAG]):
+        rc = cli.main(["fuse", "harden", "--port", "sim:pm", "--profile", "development",
+                       "--project", str(b.root), "--json", *extra])
+        out = json.loads(capsys.readouterr().out)
+        assert rc == 4 and out["error"]["reason"] == "pin_board_mismatch", out
+        assert efuse.read_bytes() == before
+    assert cli.main(["fuse", "harden", "--port", "sim:pm", "--profile", "development",
+                     "--project", str(a.root)]) == 0
+    assert "the board holds this project's anchors" in capsys.readouterr().out
+    assert efuse.read_bytes() == before  # a dry run

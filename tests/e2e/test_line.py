@@ -144,3 +144,45 @@ def test_cli_json_lines_and_status(sim_dir, tmp_path, capsys):
     assert st["counts"]["pass"] == 2
     assert all(b["traveller"] == "valid" for b in st["boards"])
     del proj
+
+
+def test_ueids_in_line_output_are_base64url_also_on_resume(sim_dir, tmp_path, capsys,
+                                                           monkeypatch):
+    """A board provisioned, failed (no eFuse file for harden), then resumed by the station:
+    every UEID the line shows (JSON lines of both runs, `line status`, the traveller) is the
+    base64url form `devices list` and `provision` show, not the inventory's hex."""
+    pytest.importorskip("mpguard.identity.provision", reason="device identity is not in this build")
+    proj = make_project(tmp_path)
+    simlib.start("u-1")  # no eFuse file: harden fails after provision
+    path = station_file(tmp_path, "u", 'agent = true\nprovision = true\nharden = "development"\n')
+
+    def run_json(*extra: str) -> list[dict]:
+        cli.main(["line", "run", "--station", str(path), "--ports", "sim:u-*", "--count", "1",
+                  "--json", *extra])
+        return [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+
+    first = run_json(fuse.CONFIRM_FLAG)
+    assert [e["reason"] for e in first if e["event"] == "done"] == [
+        "harden: no_efuses: the virtual board has no eFuse file (u-1)"]
+    monkeypatch.chdir(proj.root)
+    assert cli.main(["devices", "list", "--json"]) == 0
+    (dev,) = json.loads(capsys.readouterr().out)["devices"]
+    ueid = dev["ueid"]  # base64url, as provision showed it
+    # the board comes back to a station without harden: it resumes after provision
+    path.write_text(path.read_text().replace('harden = "development"\n', ""))
+    second = run_json()
+    assert [(e["step"], e["status"]) for e in second if e["event"] == "step"] == [
+        ("agent", "skipped"), ("provision", "skipped")]
+    third = run_json()  # passed already
+    shown = {e["ueid"] for e in first + second + third if e.get("ueid")}
+    assert shown == {ueid}, shown
+    assert [e["reason"] for e in third if e["event"] == "done"] == ["already passed"]
+    assert cli.main(["line", "status", "--station", str(path), "--json"]) == 0
+    (board,) = json.loads(capsys.readouterr().out)["boards"]
+    assert board["ueid"] == ueid and board["traveller"] == "valid"
+    assert cli.main(["line", "status", "--station", str(path)]) == 0
+    assert ueid in capsys.readouterr().out
+    with Inventory.open(project_root=proj.root) as inv:
+        (rec,) = Line(inv).boards(batch="B1")
+        body = traveller.verify(rec.traveller, Line(inv))
+    assert body["ueid"] == ueid and body["v"] == 2

@@ -18,6 +18,7 @@ from line_helpers import Run, make_project, station_file  # noqa: E402
 
 import mpguard.sim as simlib  # noqa: E402
 from mpguard.attest import policy  # noqa: E402
+from mpguard.identity import records  # noqa: E402
 from mpguard.inventory import Inventory  # noqa: E402
 from mpguard.inventory.line import Line  # noqa: E402
 from mpguard.line import sims, traveller  # noqa: E402
@@ -70,7 +71,9 @@ def test_three_stations_share_one_postgresql_inventory(pg_server, sim_dir, tmp_p
             assert b.status == "pass" and b.claimed_by is None
             assert [s.step for s in b.steps] == ["agent", "provision", "deploy", "attest"]
             body = traveller.verify(b.traveller, line)
-            assert body["ueid"] == b.ueid and body["station"] == b.station
+            # the UEID as mpguard shows UEIDs (base64url); the inventory keeps hex
+            assert body["v"] == 2 and body["station"] == b.station
+            assert body["ueid"] == traveller.ueid_shown(b.ueid) == records.ueid_b64(b.ueid)
             assert body["attestation"]["verdict"] in ("pass", "warn")
             assert [s["step"] for s in body["steps"]] == ["agent", "provision", "deploy", "attest"]
     assert not any(s.running for s in simlib.list_sims())

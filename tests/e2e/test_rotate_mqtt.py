@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from mqttbroker import Broker
 from rotcli import Cli, env_for, find_values, host_files, inventory_text, make_app
 
 import mpguard.sim as simlib
 from mpguard.link import BoardLink
+from mpguard.mqtt import Broker
 
 pytestmark = pytest.mark.timeout(600)
 

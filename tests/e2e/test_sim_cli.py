@@ -204,3 +204,23 @@ def test_every_sim_subcommand_lists_its_exit_codes(sub):
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
     assert "exit codes: 0 success; 1 unexpected failure; 2 bad input" in text
+
+
+@pytest.mark.parametrize("board, chip", [("sim", "esp32"), ("esp32s3", "esp32s3")])
+def test_missing_efuse_file_hint_is_a_command_that_makes_one(sim_dir, tmp_path, board, chip):
+    """The refusal names the espefuse command that makes a blank eFuse file for this board's
+    chip; run as printed (espefuse 5.6), it makes a file the same `sim start` takes."""
+    ef = tmp_path / "my chip.efuse"  # a space: the command must be quoted to be copied
+    r = cli("start", "--name", "fx", "--board", board, "--efuse", str(ef))
+    assert r.returncode == 2 and r.stderr.startswith("mpguard: ")
+    hint = next(ln for ln in r.stderr.splitlines() if "espefuse" in ln)
+    cmd = hint[hint.index("espefuse"):].rstrip(")")
+    assert cmd == f"espefuse --virt --path-efuse-file '{ef}' --chip {chip} summary", hint
+    assert not any(s.name == "fx" for s in simlib.list_sims())  # nothing made
+    espefuse = str(Path(sys.executable).parent / "espefuse")
+    subprocess.run(f"{espefuse} {cmd[len('espefuse '):]}", shell=True, check=True,
+                   capture_output=True, timeout=120)
+    r = cli("start", "--name", "fx", "--board", board, "--efuse", str(ef))
+    assert r.returncode == 0, r.stderr
+    assert simlib.get("fx").efuse_file == str(ef)
+    assert cli("stop", "fx").returncode == 0

@@ -95,3 +95,41 @@ def test_ear_key_without_ear_is_usage(proj, tmp_path):
     rc = cli.main(["attest", "--port", "x", "--ear-key", str(tmp_path / "k.pem"),
                    "--project", str(proj.root)])
     assert rc == 2
+
+
+@pytest.mark.parametrize("boards", [0, 1])
+def test_report_without_attestations_says_so_and_how_to_make_one(inventory, enroll, proj,
+                                                                 tmp_path, capsys, boards):
+    if boards:
+        enroll(inventory, KEY, UEID)  # provisioned, never attested
+    page = tmp_path / "r.html"
+    rc = cli.main(["report", "--project", str(proj.root), "--json", "--html", str(page)])
+    out = json.loads(capsys.readouterr().out)  # one object
+    assert rc == reasons.EXIT_USAGE and out["exit_code"] == rc and out["ok"] is False
+    assert out["error"]["reason"] == "no_attestations"
+    assert "mpguard attest --port" in out["error"]["hint"]
+    assert ("1 board(s) in the inventory, none attested yet" if boards else
+            "no board yet: provision one") in out["error"]["message"]
+    assert not page.exists()  # nothing written
+    assert cli.main(["report", "--project", str(proj.root)]) == reasons.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no attestations" in err and "mpguard attest --port" in err
+
+
+def test_report_since_excluding_every_attestation_says_so(inv, eat, proj, capsys):
+    attest(inv, eat)
+    rc = cli.main(["report", "--project", str(proj.root), "--since", "2999-01-01"])
+    assert rc == reasons.EXIT_USAGE
+    assert "no attestation since 2999-01-01" in capsys.readouterr().err
+
+
+def test_report_shows_a_board_never_attested_in_one_line_not_an_empty_table(inv, eat, proj,
+                                                                            enroll, capsys):
+    attest(inv, eat)
+    other = ec.derive_private_key(0x5EED, ec.SECP256R1())
+    enroll(inv, other, bytes.fromhex("02240ac4000002"))
+    assert cli.main(["report", "--project", str(proj.root)]) == 0
+    text = capsys.readouterr().out
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("02240ac4000002")]
+    assert "not attested" in line and "mpguard attest --port" in line
+    assert text.count("┃ rule") == 1  # the table of the attested board only

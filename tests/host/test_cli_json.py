@@ -128,6 +128,34 @@ def test_init_writes_a_gitignore_for_private_keys(tmp_path, monkeypatch):
         assert ignored.returncode == 0, "git would track the private key"
 
 
+def test_init_gitignore_covers_the_lines_local_files(tmp_path, monkeypatch):
+    """What `mpguard line` writes into the project: its station key, journal and the --sims
+    boards' eFuse files stay out of git; the station file and the project's own records go in."""
+    if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("git is not installed")
+    from mpguard.line import run as line_run
+    from mpguard.line import sims, traveller
+
+    monkeypatch.setenv("MPGUARD_PASSPHRASE", PW)
+    root = tmp_path / "p"
+    assert cli.main(["init", str(root), "--target", "sim"]) == 0
+    local = [traveller.key_path(root, "H"), line_run.journal_path(root, "H"),
+             sims.folder(root, "H") / "H-1.efuse", sims.folder(root, "H") / "blank-esp32.efuse"]
+    kept = [root / "H.toml", root / "anchors.json", root / "mpguard.json", root / "releases.json",
+            root / "devices-ca.pem"]
+    for p in local + kept:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    res = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index",
+                          *(str(p.relative_to(root)) for p in local + kept)],
+                         capture_output=True, text=True)
+    assert sorted(res.stdout.split()) == sorted(str(p.relative_to(root)) for p in local)
+    status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uall"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "line/" not in status and "H.toml" in status
+
+
 def test_passphrase_asks_again_on_mismatch_and_warns_when_short(capsys):
     answers = iter(["short", "typo", "short", "short"])
     pw = keys.passphrase(confirm=True, env={}, ask=lambda _p: next(answers), interactive=True)

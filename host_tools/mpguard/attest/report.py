@@ -37,6 +37,10 @@ def table(fleet: Fleet, color: bool = False, width: int = 120) -> str:
         if b.refused:
             con.print(f"{title} ({escape(clean(b.refused))})")
             continue
+        if not b.results:  # never attested (in the period): a line, not an empty table
+            con.print(f"{escape(clean(b.name or b.ueid))}: [dim]not attested[/] "
+                      "(attest it: `mpguard attest --port P`)")
+            continue
         t = Table(title=title, title_justify="left", show_lines=False)
         for col in ("rule", "ETSI", "result", "value", "expected"):
             t.add_column(col)

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if as_json:
             print_json(error_json(e))
         print(f"mpguard: {e}", file=sys.stderr)
-        hint = reasons.hint(getattr(e, "reason", "") or "")
+        hint = e.hint or reasons.hint(getattr(e, "reason", "") or "")
         if hint:
             print(f"  hint: {hint}", file=sys.stderr)
         return e.exit_code

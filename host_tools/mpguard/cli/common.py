@@ -28,6 +28,8 @@ def error_json(e: MpguardError) -> dict[str, Any]:
     if reason:
         err["reason"] = reason
         err["hint"] = reasons.hint(reason)
+    if e.hint:
+        err["hint"] = e.hint
     detail = getattr(e, "detail", None)
     if detail not in (None, ""):
         err["detail"] = detail if isinstance(detail, (int, str)) else str(detail)

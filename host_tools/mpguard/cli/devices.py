@@ -42,9 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("ids", nargs="*", metavar="ID", help="boards to export (default: all)")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--json", action="store_true", help="index as devices.json (default)")
-    g.add_argument("--csv", action="store_true", help="index as devices.csv")
+    s.add_argument("--csv", action="store_true", help="index as devices.csv (default: "
+                   "devices.json)")
+    s.add_argument("--json", action="store_true", help="print the result (every file written) "
+                   "as one JSON object")
     _common(s)
     s.set_defaults(func=run_export)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import fuse, project, reasons
 from ..errors import ProjectError
@@ -25,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       description="espefuse reads the chip; the eFuse fields the board profile "
                       "maps are decoded by the attestation's own rules (jtag, uart_download, "
                       "flash_encryption, secure_boot, ...) and the anchors pin is compared with "
-                      "the project's trust anchors.",
+                      "the anchors file the board holds (read first over its REPL, which "
+                      "interrupts its app as mpremote does), else with the project's.",
                       epilog=reasons.epilog(*_EXIT[:3]))
     _target_args(st)
     st.set_defaults(func=run_status)
@@ -63,8 +65,8 @@ def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chip", choices=["esp32", "esp32s2", "esp32s3", "esp32c3"],
                    help="the chip (default: detected, or ESP32 for an ESP32-sized file)")
     p.add_argument("--board", metavar="KIND", help="board profile (default: the chip's)")
-    p.add_argument("--project", metavar="DIR", help="project whose anchors the pin is checked "
-                   "against (default: found upwards)")
+    p.add_argument("--project", metavar="DIR", help="project whose anchors are pinned (harden) "
+                   "or shown beside the board's (status); default: found upwards")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -92,7 +94,25 @@ def status_text(st: fuse.FuseStatus) -> str:
         else:
             raw = " ".join(f"{k}={v}" for k, v in st.raw.get(_RAW.get(name, name), {}).items())
         lines.append(f"  {name:<18} {shown:<22} {raw}")
+    lines += [f"  {'':<18} {x}" for x in pin_text(st.pin)]
     return "\n".join(lines)
+
+
+def pin_text(pin: dict[str, Any]) -> list[str]:
+    """What the anchors pin was judged against, in words (empty for a blank pin)."""
+    if pin["state"] == "unpinned":
+        return []
+    proj, note = pin.get("project"), pin.get("note")
+    if pin.get("compared_with") == "board":
+        out = ["compared with the board's anchors file /mpguard/anchors.json (what it checks "
+               "at every install)"]
+        if proj is not None:
+            out.append(f"this project's anchors: {proj}")
+        return out
+    why = f" ({note})" if note else " (the board's were not read)"
+    if pin.get("compared_with") == "project":
+        return [f"compared with the project's anchors, not the board's{why}"]
+    return [f"not compared: no project, and the board's anchors were not read{why}"]
 
 
 _RAW = {"jtag": "jtag_disable", "uart_download": "uart_download_disable",
@@ -100,7 +120,7 @@ _RAW = {"jtag": "jtag_disable", "uart_download": "uart_download_disable",
 
 
 def run_status(args: argparse.Namespace) -> Result:
-    st = fuse.status(_target(args), _anchors(args, needed=False))
+    st = fuse.status(_target(args), _anchors(args, needed=False), board_anchors=True)
     return Result(st.as_dict(), status_text(st))
 
 
@@ -134,7 +154,8 @@ def run_harden(args: argparse.Namespace) -> Result:
     elif args.no_pin_lock:
         choices["pin_lock"] = False
     anchors = None if args.no_pin else _anchors(args, needed=True)
-    plan = fuse.plan(_target(args), args.profile, anchors=anchors, **choices)
+    plan = fuse.plan(_target(args), args.profile, anchors=anchors, board_anchors=True,
+                     **choices)
     text = plan_text(plan)
     data = {"dry_run": not args.burn, "plan": plan.as_dict(), "burned": None}
     if not args.burn:

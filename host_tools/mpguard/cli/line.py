@@ -50,15 +50,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run)
     st = s.add_parser("status", help="a batch as the inventory records it",
                       description="Every board of the batch: status, last step, reason; the "
-                      "travellers verified against the stations' keys.",
+                      "travellers verified against the stations' keys. Exit 4: a finished "
+                      "board's traveller does not verify (or is missing).",
                       epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
-                                            reasons.EXIT_INVENTORY))
+                                            reasons.EXIT_REFUSED, reasons.EXIT_INVENTORY))
     st.add_argument("--station", metavar="FILE", help="take batch, project and inventory from it")
     st.add_argument("--batch", metavar="B", help="the batch (default: the station file's)")
     st.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
     st.add_argument("--db", metavar="URL", help="inventory (default: the project's)")
     st.add_argument("--json", action="store_true", help="print the result as one JSON object")
     st.set_defaults(func=status)
+    k = s.add_parser("station", help="a station's public key (verifies its travellers)",
+                     description="The public key (PEM) and kid of a station as the inventory "
+                     "records them: what `line status` verifies travellers with, and what any "
+                     "JOSE library needs to verify a traveller (devices export writes them). "
+                     "Never the private key. Without --station or --name: every station.",
+                     epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
+                                           reasons.EXIT_INVENTORY))
+    g = k.add_mutually_exclusive_group()
+    g.add_argument("--station", metavar="FILE", help="the station file (name, project, inventory)")
+    g.add_argument("--name", metavar="NAME", help="the station's name")
+    k.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
+    k.add_argument("--db", metavar="URL", help="inventory (default: the project's)")
+    k.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    k.set_defaults(func=station_key)
     p.set_defaults(func=lambda a: p.print_help() or 2)
 
 
@@ -122,27 +137,73 @@ def status(args: argparse.Namespace) -> Result:
     url = args.db or (stn.inventory if stn else None)
     with Inventory.open(url, project_root=root) as inv:
         line = Line(inv)
-        recs = line.boards(batch=batch)
-        rows: list[dict[str, Any]] = []
-        for r in recs:
-            signed = None
-            if r.traveller:
-                try:
-                    traveller.verify(r.traveller, line)
-                    signed = "valid"
-                except Exception as e:  # noqa: BLE001 - reported per board
-                    signed = getattr(e, "reason", type(e).__name__)
-            rows.append({"mac": r.mac, "ueid": r.ueid, "status": r.status, "reason": r.reason,
-                         "station": r.station, "steps": [s.step for s in r.steps],
-                         "traveller": signed})
+        rows = [{"mac": r.mac, "ueid": traveller.ueid_shown(r.ueid), "status": r.status, "reason": r.reason,
+                 "station": r.station, "steps": [s.step for s in r.steps],
+                 "traveller": _checked(r, line)} for r in line.boards(batch=batch)]
     counts = {k: sum(1 for x in rows if x["status"] == k) for k in ("pass", "fail", "running",
                                                                     "parked")}
+    bad = [x for x in rows if x["traveller"] not in (None, "valid")]
+    signed = {"valid": sum(1 for x in rows if x["traveller"] == "valid"), "invalid": len(bad),
+              "none": sum(1 for x in rows if x["traveller"] is None)}
+    width = max([16, *(len(x["ueid"] or "") for x in rows)])
     lines = [f"batch {batch}: {len(rows)} boards, " + ", ".join(f"{v} {k}" for k, v in counts.items())]
     for x in rows:
-        lines.append(f"  {x['mac']}  {(x['ueid'] or '-')[:16]:<16}  {x['status']:<7} "
+        lines.append(f"  {x['mac']}  {x['ueid'] or '-':<{width}}  {x['status']:<7} "
                      f"{','.join(x['steps']) or '-':<40} traveller {x['traveller'] or '-':<7} "
-                     f"{x['reason'] or ''}")
-    return Result({"batch": batch, "boards": rows, "counts": counts}, "\n".join(lines))
+                     f"{x['reason'] or ''}".rstrip())
+    if bad:
+        lines.append(f"{len(bad)} traveller(s) do not verify against the stations' recorded keys "
+                     "(altered in the inventory, or not signed by a station of it): "
+                     + ", ".join(f"{x['mac']} ({x['traveller']})" for x in bad))
+    code = reasons.EXIT_REFUSED if bad else reasons.EXIT_OK
+    return Result({"batch": batch, "boards": rows, "counts": counts, "travellers": signed},
+                  "\n".join(lines), code)
 
 
+def _checked(r: Any, line: Any) -> str | None:
+    """`valid`, why the board's traveller does not verify (its reason: bad_sig, unknown_key,
+    ...), `missing` for a finished board without one, or None (not finished yet)."""
+    from ..errors import InventoryError, MpguardError
+    from ..line import traveller
 
+    if not r.traveller:
+        return "missing" if r.status in ("pass", "fail") else None
+    try:
+        traveller.verify(r.traveller, line)
+    except InventoryError:
+        raise  # the inventory failed us: exit 7, not a verdict on the traveller
+    except MpguardError as e:
+        return str(getattr(e, "reason", None) or type(e).__name__)
+    return "valid"
+
+
+def station_key(args: argparse.Namespace) -> Result:
+    """The stations' public keys as the inventory records them (never a private key)."""
+    from .. import files, keys
+    from ..inventory import Inventory
+    from ..inventory.line import Line
+    from ..line import station, traveller
+
+    stn = station.load(args.station) if args.station else None
+    name = stn.name if stn else args.name
+    root = stn.project if stn else project.find(args.project).root
+    url = args.db or (stn.inventory if stn else None)
+    with Inventory.open(url, project_root=root) as inv:
+        recs = Line(inv).stations(name)
+    if name is not None and not recs:
+        raise LineError("unknown_station", name)
+    out = []
+    for r in recs:
+        path = traveller.key_path(root, r.name)
+        out.append({"name": r.name, "kid": r.kid, "public_key": files.b64u_enc(r.public_key),
+                    "public_key_pem": keys.public_pem(r.public_key),
+                    "recorded_at": r.created_at.isoformat(),
+                    "key_file": str(path) if path.exists() else None})
+    if not out:
+        return Result({"stations": out}, "no station in the inventory yet (a station records "
+                      "its key at its first `mpguard line run`)")
+    text = []
+    for x in out:
+        text += [f"station {x['name']}: kid {x['kid']} (recorded {x['recorded_at'][:19]})",
+                 x["public_key_pem"].rstrip("\n")]
+    return Result({"stations": out}, "\n".join(text))

@@ -9,7 +9,7 @@ import sys
 
 from .. import reasons
 from ..attest import fleet, report
-from ..errors import CommandError
+from ..errors import AttestError, CommandError
 from .attest import EXIT_BY_VERDICT, add_outputs, open_store, write_outputs
 from .common import Result
 
@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Build the fleet view from the inventory: each board's latest attestation, "
         "the counts per policy rule, and problems no single board shows (two boards with the "
         "same key or UEID, an update sequence that went backwards, certificates near expiry). "
-        "The exit code is the fleet's verdict.",
+        "The exit code is the fleet's verdict; 2 when there is no attestation to judge "
+        "(no_attestations: make one with `mpguard attest --port P`).",
         epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_WARN, reasons.EXIT_FAIL,
                               reasons.EXIT_USAGE))
     p.add_argument("--since", metavar="WHEN", help="only attestations since WHEN: an ISO date "
@@ -51,6 +52,13 @@ def run(args: argparse.Namespace) -> Result:
     now = dt.datetime.now(dt.UTC)
     since = parse_since(args.since, now)
     f = fleet.build(open_store(args), since=since, cert_days=args.cert_days, now=now)
+    if f.verdict() == "pass" and not any(b.attestations or b.refused for b in f.boards):
+        # nothing judged: an empty report must not read as a passing fleet (nor write one)
+        if not f.boards:
+            raise AttestError("no_attestations", "the inventory has no board yet: provision "
+                              "one (`mpguard provision --port P`), then attest it")
+        when = f"no attestation since {args.since}" if since else "none attested yet"
+        raise AttestError("no_attestations", f"{len(f.boards)} board(s) in the inventory, {when}")
     write_outputs(args, f, "mpguard fleet report")
     return Result(f.as_dict(), report.table(f, color=sys.stdout.isatty()),
                   EXIT_BY_VERDICT[f.verdict()])

@@ -28,7 +28,7 @@ from ..errors import FuseError
 from . import espefuse, profiles
 from .espefuse import Target
 from .profiles import Options
-from .status import FuseStatus, block_bytes, status, status_from
+from .status import FuseStatus, block_bytes, read_board_anchors, status, status_from
 
 CONFIRM_FLAG = "--i-understand-this-is-irreversible"
 
@@ -209,15 +209,30 @@ def _free_block(summ: dict[str, Any], p: Plan) -> str:
 
 
 def plan(target: Target, profile: str, *, anchors: bytes | None = None,
-         workdir: Path | None = None, **choices: object) -> Plan:
+         workdir: Path | None = None, board_anchors: bool = False, **choices: object) -> Plan:
     """What `profile` (with `choices` overriding it) would burn on `target` (nothing burned).
     `anchors`: the canonical anchors file to pin (anchors_bytes); `workdir`: where the data
     files the command names are written at the burn (the temp folder by default; removed
-    after it)."""
+    after it). With `board_anchors`, a plan that pins first reads the anchors file the board
+    holds (before espefuse resets a real board): other anchors than `anchors` are refused
+    (`pin_board_mismatch`: the pin would make the board refuse every update it now accepts);
+    a board that cannot be read is said in the plan's notes."""
+    board: tuple[bytes | None, str] | None = None
+    if anchors is not None and board_anchors and choices.get("pin", True) is not False:
+        board = read_board_anchors(target)
+        if board[0] is not None and board[0] != anchors:
+            raise FuseError("pin_board_mismatch",
+                            "the board holds other trust anchors than this project's: pinned "
+                            "to the project's, it would refuse every update its own anchors "
+                            "accept")
     summ, target = espefuse.summary(target)
-    st = status_from(target, summ, anchors)
+    st = status_from(target, summ, anchors, board)
     opts = profiles.options(profile, target.chip, **choices)
     p = Plan(target, profile, opts, st)
+    if board is not None:
+        p.notes.append("the board holds this project's anchors (/mpguard/anchors.json)"
+                       if board[0] is not None else
+                       f"the board's own anchors were not compared: {board[1]}")
     wd = workdir or Path(tempfile.gettempdir())
     if opts.pin:
         _pin_steps(p, summ, anchors, wd)

@@ -6,6 +6,7 @@ export(): a folder a TLS server or an auditor can use as it is::
     OUT/devices-ca.pem        the project's device CA
     OUT/devices-ca-crl.pem    its current CRL
     OUT/<UEID>.pem            each board's current certificate
+    OUT/<UEID>.<batch>.traveller.jws   its production-line travellers (signed by the station)
     OUT/devices.json|.csv     one row per board
 
 so that `openssl verify -CAfile OUT/devices-ca.pem OUT/<UEID>.pem` checks a board, and
@@ -102,7 +103,9 @@ def export(inv: Any, root: Path, out: Path, devs: list[Any], fmt: str = "json") 
         path.write_text(pem(dev.certificate.der))
         written.append(path)
         r["certificate"] = path.name
-        r["travellers"] = _travellers(inv, dev.ueid, r["ueid"], out)  # hook: the line's records
+        trav = _travellers(inv, dev.ueid, r["ueid"], out)  # hook: the line's records
+        written += trav
+        r["travellers"] = [p.name for p in trav]
         rows.append(r)
     index = out / f"devices.{fmt}"
     if fmt == "csv":
@@ -113,17 +116,18 @@ def export(inv: Any, root: Path, out: Path, devs: list[Any], fmt: str = "json") 
     return written
 
 
-def _travellers(inv: Any, ueid: Any, name: str, out: Path) -> list[str]:
-    """The board's production-line travellers (signed JWS, mpguard.line), one file each."""
+def _travellers(inv: Any, ueid: Any, name: str, out: Path) -> list[Path]:
+    """Write the board's production-line travellers (signed JWS, mpguard.line), one file
+    each; their paths."""
     from ..inventory.line import Line
 
-    names = []
+    paths = []
     for b in Line(inv).boards(ueid=ueid):
         if b.traveller:
             path = out / f"{name}.{b.batch}.traveller.jws"
             path.write_text(b.traveller + "\n")
-            names.append(path.name)
-    return names
+            paths.append(path)
+    return paths
 
 
 def revoke(inv: Any, ca: device_ca.DeviceCA, dev: Any, reason: str) -> Any:

@@ -57,6 +57,14 @@ class BoardRecord:
 
 
 @dataclass(frozen=True)
+class StationRecord:
+    name: str
+    kid: str  # RFC 7638 thumbprint of its key: the `kid` of the travellers it signs
+    public_key: bytes  # the 65-byte P-256 point
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class Claim:
     board: BoardRecord
     held_by: str | None = None  # another station holds it (its claim is fresh)
@@ -96,6 +104,15 @@ class Line:
             row = conn.execute(sa.select(_sn.c.name, _sn.c.public_key)
                                .where(_sn.c.kid == kid)).first()
         return (row.name, bytes(row.public_key)) if row else None
+
+    def stations(self, name: str | None = None) -> list[StationRecord]:
+        """Every station the inventory records (or the one of this name), by name."""
+        q = sa.select(_sn).order_by(_sn.c.name)
+        if name is not None:
+            q = q.where(_sn.c.name == name)
+        with self.inv._read() as conn:
+            return [StationRecord(r.name, r.kid, bytes(r.public_key), r.created_at)
+                    for r in conn.execute(q).all()]
 
     # -- boards -------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """A board's traveller: what the line did to it, signed by the station's key (JWS, ES256).
 
-The payload (JSON): `v`, `batch`, `station` (the one that finished it), `operator`, `mac`,
-`ueid`, `kind`, `result` (pass | fail), `reason`, `steps` (each: step, station, started,
-seconds, detail), `versions` (mpguard, agent, MicroPython, firmware, app), `attestation`
+The payload (JSON): `v` (2: `ueid` in base64url; 1 had it in hex), `batch`, `station` (the
+one that finished it), `operator`, `mac`, `ueid`, `kind`, `result` (pass | fail), `reason`,
+`steps` (each: step, station, started, seconds, detail), `versions` (mpguard, agent, MicroPython, firmware, app), `attestation`
 (verdict, policy, failed rules), `iat`. The JWS header's `kid` is the RFC 7638 thumbprint of
 the station's key, which the inventory records (line_stations): `verify` checks a traveller
 against it, and any JOSE library can, with the station's public key.
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, jose, keys
+from .. import __version__, files, jose, keys
 from ..errors import LineError
 from ..inventory.line import BoardRecord, Line
 
@@ -46,12 +46,18 @@ def payload(rec: BoardRecord, *, station: str, operator: str, kind: str | None,
     steps = [{"step": s.step, "station": s.station, "started": s.started_at.isoformat(),
               "seconds": s.seconds, "detail": s.detail} for s in rec.steps]
     return {
-        "v": 1, "batch": rec.batch, "station": station, "operator": operator, "mac": rec.mac,
-        "ueid": rec.ueid, "kind": kind, "result": result, "reason": reason, "steps": steps,
+        "v": 2, "batch": rec.batch, "station": station, "operator": operator, "mac": rec.mac,
+        "ueid": ueid_shown(rec.ueid), "kind": kind, "result": result, "reason": reason, "steps": steps,
         "versions": {"mpguard": __version__, "agent": package_version(package),
                      **{k: v for k, v in versions.items() if k != "attestation"}},
         "attestation": versions.get("attestation"), "iat": int(time.time()),
     }
+
+
+def ueid_shown(ueid_hex: str | None) -> str | None:
+    """The inventory's UEID (hex) as mpguard shows UEIDs everywhere: base64url (RFC 9711's
+    form, as in `devices list`, `provision`, the board's token)."""
+    return files.b64u_enc(bytes.fromhex(ueid_hex)) if ueid_hex else None
 
 
 def package_version(package: Any) -> str | None:
@@ -72,10 +78,19 @@ def verify(token: str, line: Line) -> dict[str, Any]:
 
     try:
         hdr = json.loads(jose.b64u_dec(token.split(".")[0]))
-        found = line.station_key(str(hdr.get("kid")))
     except (ValueError, IndexError, errors.JoseError):
         raise LineError("bad_station", "not a traveller") from None
+    kid = hdr.get("kid") if isinstance(hdr, dict) else None
+    if not isinstance(kid, str):
+        raise LineError("bad_station", "not a traveller (no kid)")
+    found = line.station_key(kid)
     if found is None:
         raise errors.JoseError("unknown_key")
-    _, body = jose.verify(token, {hdr["kid"]: found[1]}, max_len=1 << 20)
-    return dict(json.loads(body))
+    _, body = jose.verify(token, {kid: found[1]}, max_len=1 << 20)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise LineError("bad_station", "not a traveller (its payload is not a JSON object)")
+    return data

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import files
 from ..errors import InventoryUnavailable, LinkError, MpguardError
 from ..inventory.line import BoardRecord, Line
 from . import steps, traveller
@@ -143,11 +144,12 @@ class Worker(threading.Thread):
             return
         rec = claim.board
         self.board_id = rec.id
-        b.ueid = rec.ueid
+        known = traveller.ueid_shown(rec.ueid)  # the inventory's (hex) as mpguard shows it
+        b.ueid = known
         if rec.status == "pass":
             self.status, self.reason = "pass", "already passed"
             self.emit(Event("done", self.port.device, {"status": "pass", "reason": self.reason,
-                                                        "mac": self.mac, "ueid": rec.ueid}))
+                                                        "mac": self.mac, "ueid": known}))
             return
         done = rec.done | self.journal.recorded(st.batch, self.mac)
         for name in st.order:
@@ -169,8 +171,9 @@ class Worker(threading.Thread):
                               "station": st.name, "started": t0.isoformat(),
                               "ended": t1.isoformat(), "detail": detail})
             self.journal.flush(self.line)
-            if b.ueid and b.ueid != rec.ueid:
-                self.line.set_ueid(rec.id, _ueid_hex(b.ueid))
+            if b.ueid and b.ueid != known:  # provision made it (base64url, as it shows it)
+                self.line.set_ueid(rec.id, files.b64u_dec(b.ueid))
+                known = b.ueid
             self.emit(Event("step", self.port.device, {"step": name, "status": "done",
                                                         "seconds": round(time.monotonic() - m0, 2),
                                                         "ueid": b.ueid}))
@@ -190,17 +193,6 @@ def _reason(e: MpguardError) -> str:
     r = getattr(e, "reason", None)
     msg = str(e)
     return f"{r}: {msg}" if r and not msg.startswith(r) else msg
-
-
-def _ueid_hex(u: str) -> str:
-    """A UEID from provisioning (base64url) or the inventory (hex), as hex."""
-    from .. import files
-
-    try:
-        bytes.fromhex(u)
-        return u
-    except ValueError:
-        return files.b64u_dec(u).hex()
 
 
 __all__ = ["BoardRecord", "Event", "Journal", "Worker"]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,13 @@ def profile(kind: str) -> dict[str, Any]:
         raise SimError(str(e)) from None
 
 
+def blank_efuse_command(path: Path, chip: str) -> str:
+    """The espefuse (esptool 5.6) command that makes a blank virtual chip's eFuse file at
+    `path`: espefuse creates the file with the chip's defaults the first time it reads it."""
+    return shlex.join(["espefuse", "--virt", "--path-efuse-file", str(path), "--chip", chip,
+                       "summary"])
+
+
 def efuse_words(efuse: str | os.PathLike[str], prof: dict[str, Any]) -> dict[str, int]:
     """The eFuse words (address -> value) the board profile maps, read from an espefuse file."""
     try:
@@ -38,7 +46,9 @@ def efuse_words(efuse: str | os.PathLike[str], prof: dict[str, Any]) -> dict[str
         raise SimError("eFuse support (mpguard.efuse) is not installed") from None
     path = Path(efuse)
     if not path.exists():
-        raise SimError(f"eFuse file {path} does not exist (create it with espefuse --virt --path-efuse-file)")
+        e = SimError(f"eFuse file {path} does not exist")
+        e.hint = f"make a blank {prof['chip']} one: {blank_efuse_command(path, prof['chip'])}"
+        raise e
     try:
         words = efuse_mod.efuse_words(path, prof)
     except MpguardError as e:

@@ -154,6 +154,7 @@ def start(
         raise SimError(f"--latency {latency} is out of range (0..{MAX_LATENCY_MS} ms)")
     old = folder.read_json(d / folder.CONFIG) or {}
     prof = profile(board or old.get("board", {}).get("kind") or DEFAULT_BOARD)
+    words = efuse_words(efuse, prof) if efuse else {}  # checked before anything is made
     bs = int(prof["block_size"])
     img = img_arg or Path(old.get("image") or d / folder.IMAGE)
     if img_arg is None and old.get("image") and not Path(old["image"]).exists():
@@ -166,7 +167,6 @@ def start(
     else:
         blank_image(img, int(prof["flash_bytes"]))
         blocks = int(prof["flash_bytes"]) // bs
-    words = efuse_words(efuse, prof) if efuse else {}
     cut = None
     if power_cut_after is not None or power_cut_seed is not None:
         cut = cut_plan(power_cut_after, power_cut_seed, torn)

@@ -8,7 +8,9 @@ Steps:
    is /main.py the agent's stub?). No agent: CommandError (exit 2). Another soft reset then
    gives the install the whole heap (an agent installed as .py needs it).
 2. the bundle streams over the bulk transfer (`BoardLink.stream`) straight into the agent's
-   `update.install`, which verifies the manifest before it writes anything; a refusal stops
+   `update.install` (compressed when the agent says it can inflate, `info.facts` "deflate",
+   and that makes it smaller: docs/decisions/0017-transfer-window-and-deflate.md), which
+   verifies the manifest before it writes anything; a refusal stops
    the transfer early. A board reset during it (a power cut, a watchdog) is seen at once
    (mpguard.watch): the state read again after it says whether the install was committed
    (a trial of this bundle's sequence: go on) or not (BoardReset, exit 3: it kept its old
@@ -54,6 +56,7 @@ class DeployResult:
     detail: Any = None
     seconds: float = 0.0
     bytes: int = 0
+    transfer: dict = field(default_factory=dict)  # bytes, wire_bytes, compressed, seconds
     status: dict = field(default_factory=dict)  # update.status after
     console: str = ""  # what the board printed during the trial watch
     port: str = ""
@@ -84,10 +87,11 @@ def claims(data: bytes) -> dict[str, Any]:
 
 
 def send(link: BoardLink, data: bytes, progress: Callable[[int, int], None] | None = None,
-         timeout: float = 30.0) -> dict:
-    """Stream `data` into the agent's `update.install`; return its answer (installed or
-    refused, with the reason)."""
-    return dict(link.stream("update.install", [], data, progress, timeout=timeout))
+         timeout: float = 30.0, compress: bool = False) -> dict:
+    """Stream `data` into the agent's `update.install` (compressed if `compress` and smaller);
+    return its answer (installed or refused, with the reason)."""
+    return dict(link.stream("update.install", [], data, progress, timeout=timeout,
+                            compress=compress))
 
 
 def judge(status: dict, seq: Any) -> str:
@@ -158,12 +162,13 @@ def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None]
             res.warnings.append(w)
         link.soft_reset()  # the whole heap for the install (an agent as .py needs it)
         try:
-            answer = send(link, data, progress, timeout)
+            answer = send(link, data, progress, timeout, compress=bool(info.get("deflate")))
         except BoardReset as e:
             answer = {"status": "installed", "seq": res.bundle.get("seq"),
                       "after_reset": _reset_during_transfer(link, res, e)}
     finally:
         link.deadline = outer
+        res.transfer = dict(getattr(link, "last_transfer", {}))
     if answer.get("status") != "installed":
         res.outcome, res.reason, res.detail = "refused", answer.get("reason"), answer.get("detail")
         if res.reason == "unknown_key":

@@ -102,7 +102,11 @@ def explain(res: DeployResult) -> tuple[str, list[str], str | None]:
         lines.append("nothing was changed on the board")
         return head, lines, hint or reasons.hint(reason) or None
     if res.outcome == "confirmed":
-        return (f"confirmed: {app_label(st)} runs on {where} ({res.seconds:.1f} s)", [], None)
+        tr = res.transfer
+        if tr.get("compressed"):  # docs/decisions/0017-transfer-window-and-deflate.md
+            lines.append(f"sent {tr['bytes']} B compressed to {tr['wire_bytes']} B "
+                         f"in {tr['seconds']} s")
+        return (f"confirmed: {app_label(st)} runs on {where} ({res.seconds:.1f} s)", lines, None)
     if res.outcome == "trial":
         trial = st.get("trial") or {}
         boots = f"trial boot {trial.get('boots')}" if trial.get("boots") else "not booted yet"

@@ -21,6 +21,7 @@ import guard.p256
 import guard.pin
 import guard.slots
 import guard.trial
+import guard.xfer
 import guard.boot as B
 import guard.install as I
 import guard.state as S

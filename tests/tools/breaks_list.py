@@ -168,6 +168,12 @@ brk("hw: watchdog without the sim's twin", HW, "        w = getattr(_sim, \"wdt\
 # guard.xfer / guard.rpc: the transfer and the host's way in
 brk("xfer: digest checked", X, "            if binascii.hexlify(self.h.digest()).decode() != self.want:", "            if False:", AGENT_XFER)
 brk("xfer: escape byte checked", X, "                if b != 0x23 and b != 0x30:\n                    raise GuardError(\"xfer_format\")\n", "", AGENT_XFER)
+brk("xfer Z: a chunk at most _ZMAX", X, "            if k > _ZMAX:\n                raise GuardError(\"xfer_format\")\n", "", AGENT_XFER)
+brk("xfer Z: the wire ends before the inflated length", X, "            if self.r.readinto(c) < 2:\n                raise GuardError(\"xfer_size\")", "            self.r.readinto(c)", AGENT_XFER)
+brk("xfer Z: a chunk cut short", X, "            if self.r.readinto(c) < k:\n                raise GuardError(\"xfer_format\")", "            self.r.readinto(c)", AGENT_XFER)
+brk("xfer Z: never more than announced", X, "        mv = memoryview(buf)[:n]", "        mv = memoryview(buf)", AGENT_XFER)
+brk("xfer Z: nothing after the end", X, "            if not n and (d.read(1) or self.r.left):", "            if False:", AGENT_XFER)
+brk("xfer Z: bad deflate data is xfer_format", X, "                try:\n                    k = d.readinto(mv)\n                except (OSError, EOFError):\n                    raise GuardError(\"xfer_format\")", "                k = d.readinto(mv)", AGENT_XFER)
 brk("rpc: only listed calls", R, "    e = table.get(name) if type(name) is str else None", "    e = table.get(name) or tuple(name.split(\".\")) if type(name) is str else None", ["tests/agent/test_rpc.py"])
 brk("rpc: arguments a list", R, "    if type(a) is not list:", "    if a is None:", ["tests/agent/test_rpc.py"])
 # guard.jws / guard.p256 / guard.ec

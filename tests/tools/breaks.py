@@ -140,7 +140,7 @@ def main() -> int:
         else:
             stale += 1
     total = caught + missed
-    print(f"\n{caught}/{total} breaks caught ({100 * caught / max(total, 1):.0f} %), "
+    print(f"\n{caught}/{total} breaks caught ({100 * caught / max(total, 1):.1f} %), "
           f"{missed} missed, {stale} stale; {equivalent} equivalent (not counted)")
     return 1 if stale else 0
 

@@ -196,7 +196,7 @@ if IN["mkfs"]:
     os.mkdir("/lib")
     os.mkdir("/lib/guard")
     with open("/lib/guard/board.json", "w") as f:  # the board profile, as agent install puts it
-        f.write('{"kind": "sim"}')
+        f.write(IN["profile"])
 for n, f in agent:
     with open("/lib/guard/" + n, "wb") as g:
         g.write(f.read())
@@ -205,12 +205,20 @@ agent = f = g = None
 if lazy:
     sys.path[:] = ["", "/lib"]
 confirm = IN["confirm"]
+watch = IN.get("watch")
 if lazy and (src or confirm):  # a deploy has loaded these when the install begins
     import guard.rpc, guard.xfer
 IN = None
 gc.collect()
 if src:
     import guard.install as I
+    if watch:  # the agent's modules loaded when the install reads the clock (beside the kind)
+        W = []
+        _clock = I._now
+        def _watched():
+            W.append(sorted(n for n in sys.modules if n.startswith("guard")))
+            return _clock()
+        I._now = _watched
     src.seek(0, 2)
     n = src.tell()
     src.seek(0)
@@ -218,6 +226,8 @@ if src:
     if r["status"] != "installed":
         raise MemoryError if r["reason"] == "no_memory" else ValueError(r)
     OUT(sorted(n for n in sys.modules if n.startswith("guard")))
+    if watch:
+        OUT(W)
 if confirm:
     import guard.boot as B
     B.select()
@@ -245,15 +255,25 @@ def max_release(signer: Signer, seq: int, files: int = 32) -> bytes:
     return best
 
 
+def _profile() -> str:
+    """The virtual board's profile as `mpguard agent install` puts it in /lib/guard/board.json
+    (its eFuse map and all: guard.hw parses it to read the board kind during an install)."""
+    from mpguard import boards
+
+    return json.dumps(boards.load_profile(KIND), sort_keys=True)
+
+
 def _step(agent_mpy: Path, img: Path, blocks: int, heap: int, bundle: Path | None,
           anchors: str, mkfs: bool, confirm: bool, lazy: bool | str = False) -> bool:
     if lazy == "py":  # the agent as source on the board's flash (another mpy version)
         mpys = [[p.name, str(p)] for p in sorted((agentpkg.agent_dir() / "guard").glob("*.py"))]
     else:
         mpys = [[p.name, str(p)] for p in sorted((agent_mpy / "guard").glob("*.mpy"))]
+    # the profile only when it is written: IN's JSON text is on the heap as the run starts
+    profile = _profile() if mkfs else None
     data = {"flash": str(img), "blocks": blocks, "bundle": str(bundle) if bundle else None,
             "anchors": anchors, "mkfs": mkfs, "confirm": confirm, "lazy": lazy,
-            "agent": mpys}
+            "agent": mpys, "profile": profile}
     try:
         unixport.run(STEP, data, path=[agent_mpy], heapsize=str(heap))
         return True
@@ -263,17 +283,21 @@ def _step(agent_mpy: Path, img: Path, blocks: int, heap: int, bundle: Path | Non
         return False
 
 
-def modules_after_install(agent_mpy: Path, tmp: Path, anchors: str, bundle: bytes) -> list[str]:
+def modules_after_install(agent_mpy: Path, tmp: Path, anchors: str,
+                          bundle: bytes) -> tuple[list[str], list[str]]:
     """The agent's modules a board (agent as .mpy on its flash, a deploy's guard.rpc and
-    guard.xfer loaded) holds after installing `bundle`."""
+    guard.xfer loaded) holds after installing `bundle`, and those it held when the install
+    read the clock (the step that reads the board kind, after the signature check)."""
     img = tmp / "mods.img"
     img.write_bytes(b"\xff" * (BS * 128))
     b = tmp / "mods.bundle"
     b.write_bytes(bundle)
     mpys = [[p.name, str(p)] for p in sorted((agent_mpy / "guard").glob("*.mpy"))]
     data = {"flash": str(img), "blocks": 128, "bundle": str(b), "anchors": anchors,
-            "mkfs": True, "confirm": False, "lazy": True, "agent": mpys}
-    return unixport.run(STEP, data, path=[agent_mpy], heapsize="128K").outputs[0]
+            "mkfs": True, "confirm": False, "lazy": True, "agent": mpys, "profile": _profile(),
+            "watch": True}
+    out = unixport.run(STEP, data, path=[agent_mpy], heapsize="128K").outputs
+    return out[0], out[1][0]  # (one clock read)
 
 
 def min_heap_sequence(agent_mpy: Path, tmp: Path, anchors: str, bundles: list[bytes],

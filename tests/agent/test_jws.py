@@ -198,3 +198,44 @@ OUT(res)
     for pub, tok in host_tokens:
         res = _verify_on_device(mp, [tok], {jose.thumbprint(pub): pub})
         assert res[0][0] == "ok"
+
+
+_CHECK_IN_HEAP = """
+import gc, binascii
+import guard.jws as jws, guard.p256, guard.ec
+from guard import GuardError
+keys = {IN['kid']: binascii.unhexlify(IN['pub'])}
+tok = IN['t'].encode()
+IN = None
+gc.collect()
+try:
+    jws.check(tok, keys, 4096)
+    OUT('accepted')
+except GuardError as e:
+    OUT(e.args[0])
+"""
+
+
+def test_a_deep_header_is_refused_before_it_is_parsed(agent_mpy):
+    # A protected header nested as deep as its 1 KiB allows (unsigned: anyone can send it) is
+    # refused from its shape, unparsed, in the heap a genuine token's check needs: parsed, its
+    # ~370 levels would need about twice that heap (MemoryError: no_memory, not jws_format)
+    from mpguard import unixport
+    from mpguard.errors import DeviceError
+
+    good = jose.sign(b'{"seq":1}', KEY)
+    _, p64, s64 = good.split(".")
+    n = 370
+    deep = jose.b64u_enc(b'{"alg":"ES256","x":' + b"[" * n + b"]" * n + b"}")
+    assert len(deep) <= jose.MAX_HEADER
+
+    def check(tok, heap):
+        try:
+            return unixport.run(_CHECK_IN_HEAP, {"kid": KID, "pub": PUB.hex(), "t": tok},
+                                path=[agent_mpy], heapsize=f"{heap}K").out
+        except DeviceError as e:
+            assert e.exc_type == "MemoryError", e
+            return None
+
+    heap = next(h for h in range(12, 80, 2) if check(good, h) == "accepted")
+    assert check(deep + "." + p64 + "." + s64, heap + 2) == "jws_format"

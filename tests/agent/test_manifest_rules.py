@@ -110,6 +110,7 @@ CASES: dict[str, tuple[bytes, str]] = {
     "app with spaces and tildes": (_j(app="my app ~1"), "ok"),
     "app with quotes and a backslash (escaped)": (_j(app='say "hi" \\ bye'), "ok"),
     "app with brackets and colons": (_j(app="[a]:{b}"), "ok"),
+    "app with escaped quotes around a colon": (_j(app='a":"b'), "ok"),
     "ver with a tab": (_j(ver="1.0\t"), "bad_manifest"),
     "ver missing": (_j(ver=_DROP), "bad_manifest"),
     # agent version

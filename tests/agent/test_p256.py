@@ -405,11 +405,13 @@ import binascii
 from guard import p256
 u = p256.decode_point(binascii.unhexlify(IN))
 c = p256.decode_point(b'\\x03' + binascii.unhexlify(IN)[1:33])
-OUT([u == c, p256.encode_point(*u).hex()])
+neg = p256.decode_point(b'\\x02' + binascii.unhexlify(IN)[1:33])
+OUT([u == c, p256.encode_point(*u).hex(), p256.encode_point(*neg).hex()])
 """
-    same, enc = mp.out(code, G_UNC)
-    # G's y is odd: prefix 03
+    same, enc, neg = mp.out(code, G_UNC)
+    # G's y is odd: prefix 03; prefix 02 with G's x is -G, whose y (p - y) is even
     assert int(G_UNC[66:], 16) & 1 and same and enc == G_UNC
+    assert neg == G_UNC[:66] + f"{P - int(G_UNC[66:], 16):064x}"
 
 
 BAD_SCALARS = {"zero": 0, "n": N, "n + 1": N + 1, "negative": -1}

@@ -1,6 +1,6 @@
 """guard.pin on the MicroPython unix port: the anchors' digest pinned in eFuse, read through
-guard.hw (a machine stand-in serving eFuse words). The installer's refusal (anchors_pin) is
-shown end to end in tests/e2e/test_fuse_pin.py."""
+guard.hw (a machine stand-in serving eFuse words), and the installer's refusal (anchors_pin)
+on the update tests' board; end to end on the virtual board in tests/e2e/test_fuse_pin.py."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import pytest
+from agentboard import app
 
 from mpguard import boards
 
@@ -99,3 +100,37 @@ for body in (IN['a'], IN['o']):
     extra = {"path": str(tmp_path / "anchors.json"), "a": ANCHORS.decode(), "o": OTHER.decode()}
     out = run(mp, code, "esp32", ANCHORS, **extra).splitlines()
     assert out == ["True", "True True", "refused anchors_pin", "True True"]
+
+
+# The virtual board as an ESP32 whose user eFuse block holds the words a test sets.
+PINNED = """
+class Pinned(Hw):
+    words = {}
+    def board(self):
+        return {"kind": "sim", "chip": "esp32"}
+    def efuse_word(self, addr):
+        return Pinned.words.get(str(addr), 0)
+hw.use(sim=Pinned())
+out = []
+for w in IN['pins']:
+    Pinned.words = w
+    before, w0 = snap(), FL.writes
+    r = install(0)
+    out.append([r, FL.writes - w0, snap() == before])
+OUT(out)
+"""
+
+
+def test_an_install_on_a_pinned_board_checks_the_anchors_first(fboard, signer):
+    # guard.install calls guard.pin.check before it reads the bundle: anchors other than the
+    # pinned ones, or a pin that differs from their digest in its last word only, refuse a
+    # genuine bundle with nothing written; the pinned anchors themselves install it
+    anchors = signer.anchor_json.encode()
+    pinned = words_for("esp32", anchors)
+    last = list(pinned)[-1]
+    off_by_a_word = dict(pinned, **{last: pinned[last] ^ 1})
+    pins = [words_for("esp32", OTHER), off_by_a_word, pinned]
+    res = fboard.out(PINNED, [signer.bundle(app("1.0"), seq=1)], pins=pins)
+    refused = [{"status": "refused", "reason": "anchors_pin"}, 0, True]
+    assert res[:2] == [refused, refused]
+    assert res[2][0]["status"] == "installed"

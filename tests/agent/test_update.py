@@ -82,6 +82,18 @@ def test_confirm_outside_trial_and_before_boot(fboard, signer):
     assert fboard.out(STATUS)["seq"] == 0
 
 
+def test_only_the_trial_app_confirms_the_trial(fboard, signer):
+    # 2.0 has had its trial boot (it never confirms); code running from the confirmed slot a
+    # cannot confirm it, code running from slot b (the trial) or at the REPL (no slot) can
+    fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
+    fboard.run("boot()")
+    fboard.run("OUT(install(0))", [signer.bundle(app("2.0", confirm=False), seq=2)])
+    assert "APP demo 2.0" in fboard.run("boot()").stdout
+    code = "S.running = IN['slot']\nOUT([guard.confirm(), S.status()['seq']])"
+    assert fboard.out(code, slot="a") == [False, 1]
+    assert fboard.out(code, slot="b") == [True, 2]
+
+
 def test_auto_confirm_after_healthy_time(fboard, signer):
     fboard.run("OUT(install(0))", [signer.bundle(app("1.0", confirm=False), seq=1,
                                                 confirm_after=1)])
@@ -142,9 +154,11 @@ def test_status_keeps_last_refusal_in_ram_only(fboard, signer, other_signer):
 def test_max_boots_is_configurable(fboard, signer):
     fboard.run("OUT(install(0))", [signer.bundle(app("1.0"), seq=1)])
     fboard.run("boot()")
-    res = fboard.run("S.configure(1)\ntry:\n    S.configure(0)\nexcept guard.GuardError as e:\n"
-                     "    OUT(e.args[0])")
-    assert res.out == "bad_arg"
+    res = fboard.run("S.configure(1)\nfor v in (0, 11, True, '3'):\n    try:\n        S.configure(v)\n"
+                     "    except guard.GuardError as e:\n        OUT(e.args)\nOUT(S.status())")
+    *refused, st = res.outputs
+    assert refused == [["bad_arg", "max_boots"]] * 4
+    assert st.get("state") != "bad"  # (a max_boots of true would be a bad state from now on)
     fboard.run("OUT(install(0))", [signer.bundle(app("2.0", crash=True), seq=2)])
     assert "APP demo 2.0" in fboard.run("boot()").stdout  # the one trial boot allowed
     res = fboard.run("boot()\nOUT(S.status())")

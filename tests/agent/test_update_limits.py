@@ -102,8 +102,37 @@ def test_max_release_then_a_small_one_fits_the_smallest_board_profile(agent_mpy,
 def test_an_install_unloads_what_it_loaded(agent_mpy, tmp_path, signer):
     # the crypto modules, the field rules, the board's hardware module and the slot writer go
     # again; what stays is the install's entry point, the state module it saved with, and
-    # what the deploy had loaded before (rpc, xfer)
-    mods = modules_after_install(agent_mpy, tmp_path, signer.anchor_json,
-                                 signer.bundle(app("1.0"), seq=1))
+    # what the deploy had loaded before (rpc, xfer). Each step's modules go when it is done:
+    # the crypto modules are gone before guard.hw parses the board profile (on the smallest
+    # profile the two together cost about 3 KiB more than the signature check alone).
+    mods, at_clock = modules_after_install(agent_mpy, tmp_path, signer.anchor_json,
+                                           signer.bundle(app("1.0"), seq=1))
     assert mods == ["guard", "guard.install", "guard.rpc", "guard.slots", "guard.state",
                     "guard.xfer"], mods
+    assert at_clock == ["guard", "guard.hw", "guard.install", "guard.rpc", "guard.xfer"], at_clock
+
+
+def test_a_state_write_that_fails_half_way_leaves_the_state_as_it_was(fboard, signer):
+    # The state file is written beside it and renamed over it: an error in the middle of the
+    # write (no room left, a MemoryError) leaves the old state whole, never a torn file that
+    # would make the board refuse every later update (bad_state). The install is refused.
+    _prepare(fboard, signer)
+    before = fboard.out("OUT(open('/mpguard/state.json').read())")
+    code = """
+import json
+class HalfWay:
+    # json as guard.state uses it, failing half way through the state file (no room left)
+    def load(self, f):
+        return json.load(f)
+    def dump(self, obj, f):
+        s = json.dumps(obj)
+        f.write(s[: len(s) // 2])
+        raise OSError(28)
+S.json = HalfWay()
+OUT(install(0))
+"""
+    r = fboard.out(code, [signer.bundle(app("2.0"), seq=2)])
+    assert r == {"status": "refused", "reason": "io_error"}
+    assert fboard.out("OUT(open('/mpguard/state.json').read())") == before
+    res = fboard.run("OUT(boot())\nOUT(install(0))", [signer.bundle(app("2.0"), seq=2)])
+    assert "APP demo 1.0" in res.stdout and res.outputs[1]["status"] == "installed"

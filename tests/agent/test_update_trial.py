@@ -133,7 +133,16 @@ def test_a_damaged_state_is_bad_state_not_a_crash(fboard, signer):
     for text in ('{"v": 2}', '{"v": 3, "seq": 1}', "[" * 3000 + "]" * 3000,
                  json.dumps(dict(V1_STATE, v=2, hi="5", wdt=120)),
                  json.dumps(dict(V1_STATE, v=2, hi=5, wdt=120, active="../x")),
-                 json.dumps(dict(V1_STATE, v=2, hi=5, wdt=120, trial={"slot": "b"}))):
+                 json.dumps(dict(V1_STATE, v=2, hi=5, wdt=120, trial={"slot": "b"})),
+                 "[1]", "7", json.dumps(dict(V1_STATE, v=3, hi=5, wdt=120)),
+                 json.dumps(dict(V1_STATE, v=2, hi=-1, wdt=120)),
+                 json.dumps(dict(V1_STATE, v=2, hi=5, wdt=120, trial=5)),
+                 json.dumps(dict(V1_STATE, v=2, hi=5, wdt=120, trial={
+                     "slot": "b", "boots": 0, "app": "demo", "ver": "2.0", "digest": "1" * 64,
+                     "iat": 1_700_000_100, "confirm": 0})),
+                 json.dumps(dict(V1_STATE, v=2, hi=5, wdt=120, trial={
+                     "slot": "b", "seq": 6, "app": "demo", "ver": "2.0", "digest": "1" * 64,
+                     "iat": 1_700_000_100, "confirm": 0}))):
         code = ("with open('/mpguard/state.json', 'w') as f:\n    f.write(IN['t'])\n"
                 "OUT([boot(), install(0)['reason'], S.status()])")
         res = fboard.run(code, [signer.bundle(app("1.0"), seq=9)], t=text)

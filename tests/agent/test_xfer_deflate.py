@@ -121,10 +121,12 @@ def test_a_corrupted_last_chunk_hands_out_nothing_of_it(mp):
 
 
 def test_a_bomb_is_refused_after_the_announced_length(mp):
-    # one chunk inflating to ~1 MB, announced as 1000 bytes, through a 48 KiB heap
+    # one chunk inflating to ~1 MB, announced as 1001 bytes, through a 48 KiB heap (the
+    # consumer reads 100 bytes at a time and refuses, too_large, if it is ever handed more
+    # than the 1001 bytes)
     bomb = _chunk(bytes(1_000_000))
     assert len(bomb) <= xfer.ZMAX
-    res = _z("bomb", bomb, 1000, mp=mp, heap="48K")
+    res = _z("bomb", bomb, 1001, mp=mp, heap="48K", limit=1001)
     assert answers(res.stdout) == [{"err": ["xfer_size", None]}]
 
 
@@ -146,9 +148,17 @@ def test_wire_bytes_after_the_end_are_refused(mp):
 
 
 def test_bad_chunks_are_format_errors(mp):
+    # a chunk longer than ZMAX is refused before its buffer is allocated (the most two bytes
+    # can say, 64 KiB - 1, is more than the board's whole heap); a chunk the wire cuts short
+    # is refused, never inflated with what its buffer held (a stored block of zeros would
+    # inflate to the announced bytes)
     too_long = (xfer.ZMAX + 1).to_bytes(2, "big") + bytes(xfer.ZMAX + 1)
+    most = (0xFFFF).to_bytes(2, "big") + bytes(100)
     garbage = (5).to_bytes(2, "big") + b"\xff" * 5
-    for wire in (too_long, garbage):
+    c = zlib.compressobj(0, zlib.DEFLATED, -xfer.WBITS)
+    stored = c.compress(bytes(100)) + c.flush()
+    cut = len(stored).to_bytes(2, "big") + stored[:-50]
+    for wire in (too_long, most, garbage, cut):
         res = _z("fmt", wire, 100, mp=mp, tail=xfer.ABORT_FRAME + b"next")
         assert answers(res.stdout) == [{"err": ["xfer_format", None]}], res.stdout[-300:]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -140,6 +141,12 @@ def test_build_caps_confirm_after_and_guards_sequence_jumps(proj, capsys):
     assert cli.main(["release", "build", ".", "--version", "2", "-o", "k.bundle",
                      "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["seq"] == 2**20 + 3
+    # an explicit sequence issued before, the last one included, is never issued again
+    for seq in (2**20 + 3, 1):
+        assert cli.main(["release", "build", ".", "--version", "2", "-o", "s.bundle",
+                         "--seq", str(seq)]) == 2
+        assert "not above the last issued" in capsys.readouterr().err
+        assert not Path("s.bundle").exists()
     with pytest.raises(SystemExit):  # a release is exactly the app folder: no --remove
         cli.main(["release", "build", ".", "--version", "3", "-o", "r.bundle",
                   "--remove", "old.py"])

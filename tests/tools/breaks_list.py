@@ -17,6 +17,11 @@ HJ = "host_tools/mpguard/jose.py"
 HM = "host_tools/mpguard/updates/manifest.py"
 HB = "host_tools/mpguard/updates/bundle.py"
 HR = "host_tools/mpguard/updates/release.py"
+HF = "host_tools/mpguard/files.py"
+HD = "host_tools/mpguard/updates/deploy.py"
+PN = "agent/guard/pin.py"
+X = "agent/guard/xfer.py"
+R = "agent/guard/rpc.py"
 U = AGENT_UPDATE
 C = AGENT_CRYPTO
 W = ["tests/agent/test_update_watchdog.py"] + AGENT_UPDATE
@@ -33,6 +38,10 @@ brk("bundle: payload shape", B, "    if k < 0:\n        raise GuardError(\"bad_m
 brk("bundle: payload nesting depth", B, "_JSON_DEPTH = const(3)", "_JSON_DEPTH = const(300)", U)
 brk("bundle: member twice", B, "if not isinstance(m, dict) or len(m) != info[5]:", "if not isinstance(m, dict):", U)
 brk("bundle: payload an object", B, "if not isinstance(m, dict) or len(m) != info[5]:", "if len(m) != info[5]:", U)
+brk("bundle: announced length below the header", B, "    if length < HDR_LEN:\n        raise GuardError(\"truncated\")\n    hdr", "    hdr", U)
+brk("bundle: stream ends inside the manifest", B, "        if not k:\n            raise GuardError(\"truncated\")\n        n += k", "        if not k:\n            break\n        n += k", U)
+brk("bundle: measurement of the signing input", B, "    return buf, [hexlify(h).decode(), mlen,", "    return buf, [hexlify(__import__(\"hashlib\").sha256(tok).digest()).decode(), mlen,", U)
+brk("bundle: JSON errors are bad_manifest", B, "    try:\n        m = json.loads(buf[info[2] + 1 : info[2] + 1 + info[4]])\n    except ValueError:\n        raise GuardError(\"bad_manifest\", \"json\")", "    m = json.loads(buf[info[2] + 1 : info[2] + 1 + info[4]])", U)
 # guard.manifest: fields
 brk("manifest: version parts bound", M, "    if len(t) > 4:\n        raise GuardError(\"bad_manifest\", \"version\")", "", U)
 brk("manifest: version part length", M, "        if not 0 < len(x) <= 9:", "        if not 0 < len(x):", U)
@@ -84,7 +93,8 @@ brk("manifest: target kind", M, "    if kind not in m[\"targets\"]:", "    if Fa
 brk("manifest: rollback by one", M, "    if m[\"seq\"] < hi:", "    if m[\"seq\"] < hi - 1:", U)
 brk("manifest: replay", M, "    if m[\"seq\"] == hi:", "    if False:", U)
 brk("manifest: seq jump", M, "    if m[\"seq\"] - hi > _MAX_JUMP and m.get(\"jump\") is not True:", "    if False:", U)
-brk("manifest: seq jump flag", M, "    if m[\"seq\"] - hi > _MAX_JUMP and m.get(\"jump\") is not True:", "    if m[\"seq\"] - hi > _MAX_JUMP and not m.get(\"jump\"):", U)
+brk("manifest: seq jump flag", M, "    if m[\"seq\"] - hi > _MAX_JUMP and m.get(\"jump\") is not True:", "    if m[\"seq\"] - hi > _MAX_JUMP and not m.get(\"jump\"):", U,
+    equivalent="check() has refused any \"jump\" but true before check_context runs")
 brk("manifest: future iat", M, "    if m[\"iat\"] > known + _MAX_AHEAD:", "    if False:", U)
 brk("manifest: future iat floor", M, "known = max(st[\"floor\"], _T2024, now or 0)", "known = max(_T2024, now or 0)", U)
 brk("manifest: accepted at exp", M, "        if exp <= t:", "        if exp < t:", U)
@@ -93,8 +103,13 @@ brk("manifest: expiry", M, "        if exp <= t:", "        if False:", U)
 brk("manifest: agent major only", M, "    if _version(VERSION) < _version(m[\"agent\"]):", "    if _version(VERSION)[0] < _version(m[\"agent\"])[0]:", U)
 brk("manifest: agent major.minor only", M, "    if _version(VERSION) < _version(m[\"agent\"]):", "    if _version(VERSION)[:2] < _version(m[\"agent\"])[:2]:", U)
 brk("manifest: stream length", M, "    if length != want:", "    if length < want:", U)
+brk("manifest: agent version a string", M, "    if not isinstance(v, str):\n        raise GuardError(\"bad_manifest\", \"version\")\n    t = v.split", "    t = v.split", U)
+brk("manifest: path a string", M, "    if not isinstance(p, str) or not 0 < len(p) <= _MAX_PATH:", "    if not 0 < len(p) <= _MAX_PATH:", U)
+brk("manifest: rollback", M, "    if m[\"seq\"] < hi:", "    if False:", U)
+brk("manifest: agent version", M, "    if _version(VERSION) < _version(m[\"agent\"]):", "    if False:", U)
 # guard.install / guard.slots
 brk("install: anchors' shape", I, "            if len(b) != 65 or b[0] != 4:\n                raise ValueError\n", "", U)
+brk("install: unreadable anchors are no_anchors", I, "    except Exception:  # missing, unreadable, malformed", "    except (OSError, ValueError, KeyError):  # missing, unreadable, malformed", U)
 brk("install: MemoryError is no_memory", I, "    except MemoryError:\n        r = {\"status\": \"refused\", \"reason\": \"no_memory\"}", "    except MemoryError:\n        raise", U)
 brk("install: anything else is internal", I, "    except Exception as e:\n        r = {\"status\": \"refused\", \"reason\": \"internal\", \"detail\": type(e).__name__}", "    except ValueError as e:\n        r = {\"status\": \"refused\", \"reason\": \"internal\", \"detail\": type(e).__name__}", U)
 brk("install: hi raised by a trial", I, "    st[\"hi\"] = t[\"seq\"]\n", "", U)
@@ -107,8 +122,20 @@ brk("slots: tidy keeps the trial's manifest", SL, "    keep = (st[\"digest\"], t
 brk("slots: slot removed on error", SL, "        try:\n            _rmtree(dst)\n            _rmtree(mpath)", "        try:\n            _rmtree(mpath)", U)
 brk("slots: manifest removed on error", SL, "            _rmtree(dst)\n            _rmtree(mpath)\n", "            _rmtree(dst)\n", U)
 brk("slots: short stream", SL, "                if not r:\n                    raise GuardError(\"truncated\")", "                if not r:\n                    break", U)
-brk("slots: stored manifest checked", SL, "    if hexlify(h.digest()).decode() != info[0]:", "    if False:", U)
-brk("slots: MemoryError while writing", SL, "        if isinstance(e, MemoryError):\n            raise GuardError(\"no_memory\")", "", U)
+brk("slots: stored manifest checked", SL, "    if hexlify(h.digest()).decode() != info[0]:", "    if False:", U,
+    equivalent="the token is re-assembled from a payload guard.jws decoded only if it is "
+    "canonical base64url (round trip checked), re-encoded in chunks of a multiple of 3 bytes: "
+    "it is always the verified token; the check guards the agent's own code")
+brk("slots: MemoryError while writing", SL, "        if isinstance(e, MemoryError):\n            raise GuardError(\"no_memory\")", "", U,
+    equivalent="the MemoryError it re-raises becomes the same refusal, no_memory, in "
+    "guard.install (after the same clean-up)")
+brk("install: anchors pinned in eFuse", I, "    pin.check(ANCHORS)  # while the heap is clean", "    pass  # while the heap is clean", ["tests/agent/test_pin.py"] + U)
+brk("pin: a mismatch refuses", PN, "    if s == \"mismatch\":\n        raise GuardError(\"anchors_pin\")", "", ["tests/agent/test_pin.py"] + U)
+brk("pin: every pinned byte compared", PN, "sha256(data).digest()[: len(pin)] == pin", "sha256(data).digest()[:4] == pin[:4]", ["tests/agent/test_pin.py"] + U)
+brk("install: OSError is io_error", I, "    except OSError:\n        r = {\"status\": \"refused\", \"reason\": \"io_error\"}", "    except OSError:\n        raise", U)
+brk("install: a replaced trial goes after the state write", I, "    state.save(st)\n    try:\n        slots.tidy(st, app)  # the trial this one replaced, if any\n    except Exception:\n        pass\n", "    try:\n        slots.tidy(st, app)  # the trial this one replaced, if any\n    except Exception:\n        pass\n    state.save(st)\n", U)
+brk("slots: leftovers removed only once the room is known", SL, "    if need > free:\n        raise GuardError(\"no_space\")\n", "    tidy(st, app)\n    if need > free:\n        raise GuardError(\"no_space\")\n", U)
+brk("slots: room checked again after tidying", SL, "        if os.statvfs(\"/\")[4] < need:\n            raise GuardError(\"no_space\")\n", "", U)
 # guard.state / guard.boot / guard.hw
 brk("state: version checked", S, "    if st.get(\"v\") != 2:", "    if st.get(\"v\") not in (2, 3):", U)
 brk("state: v1 keeps the trial's seq", S, "        if isinstance(t, dict) and _int(t.get(\"seq\")) and _int(hi) and t[\"seq\"] > hi:\n            hi = t[\"seq\"]\n", "", U)
@@ -117,11 +144,19 @@ brk("state: slot names", S, "    return v is None or v in (\"a\", \"b\", \"c\")"
 brk("state: trial fields", S, "    if t and (not t.get(\"slot\") or not _slot(t[\"slot\"]) or not _int(t.get(\"boots\"))", "    if t and (not t.get(\"slot\") or not _slot(t[\"slot\"])", U)
 brk("state: max_boots range", S, "not 1 <= max_boots <= 10", "not 0 <= max_boots <= 10", U)
 brk("state: wdt range", S, "not (wdt == 0 or 10 <= wdt <= _MAX_WDT)", "not (wdt == 0 or 1 <= wdt)", W)
+brk("state: written atomically", S, "    with open(_TMP, \"w\") as f:\n        json.dump(st, f)\n    os.rename(_TMP, STATE)", "    with open(STATE, \"w\") as f:\n        json.dump(st, f)", U)
+brk("state: unparsable is bad_state", S, "    except Exception:  # not JSON, or more than the heap holds", "    except ValueError:  # not JSON, or more than the heap holds", U)
+brk("state: max_boots an integer", S, "type(max_boots) is not int or not 1 <= max_boots <= 10", "not 1 <= max_boots <= 10", U)
+brk("state: an object", S, "    if not isinstance(st, dict):\n        raise GuardError(\"bad_state\")\n    if st.get(\"v\") == 1:", "    if st.get(\"v\") == 1:", U)
+brk("state: trial an object", S, "    if not _slot(st.get(\"active\")) or not (t is None or isinstance(t, dict)):", "    if not _slot(st.get(\"active\")):", U)
+brk("state: trial's numbers", S, "\n              or not _int(t.get(\"seq\")) or not _int(t.get(\"iat\"))\n              or not _int(t.get(\"confirm\"))):", "):", U)
+brk("state: integers not negative", S, "    return type(v) is int and v >= 0", "    return type(v) is int", U)
 brk("boot: rollback after max boots", BT, "    if t[\"boots\"] > st[\"max_boots\"]:", "    if t[\"boots\"] > st[\"max_boots\"] + 1:", U)
 brk("boot: confirm needs a boot", BT, "if not t or not t[\"boots\"] or", "if not t or", U)
 brk("boot: confirm only the running slot", BT, " or (state.running and state.running != t[\"slot\"])", "", U)
 brk("boot: floor never moves back", BT, "st[\"floor\"] = max(st[\"floor\"], t[\"iat\"])", "st[\"floor\"] = t[\"iat\"]", U)
 brk("boot: crash on trial resets", BT, "        if trial:\n            from guard import hw\n\n            hw.reset()", "        pass", U)
+brk("boot: a rollback keeps the highest accepted", BT, "        st[\"trial\"] = None\n        st[\"last\"] = {\"result\": \"rolled_back\"", "        st[\"trial\"] = None\n        st[\"hi\"] = st[\"seq\"]\n        st[\"last\"] = {\"result\": \"rolled_back\"", U)
 brk("trial: watchdog armed on trial", TR, "        _armed = hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "        _armed = False", W)
 brk("trial: watchdog time", TR, "        _armed = hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "        _armed = hw.watchdog(min(wdt * 1000, _MAX_MS))", W)
 brk("trial: watchdog capped", TR, "        _armed = hw.watchdog(min((after + wdt) * 1000, _MAX_MS))", "        _armed = hw.watchdog((after + wdt) * 1000)", W)
@@ -130,10 +165,23 @@ brk("boot: feed after confirm", BT, "    if tr:  # from now on the trial's tick 
 brk("boot: confirmed flag for the tick", BT, "    _confirmed = True\n", "", W)
 brk("boot: trial failures caught", BT, "                tr.arm(_after, st[\"wdt\"])\n            except Exception:", "                tr.arm(_after, st[\"wdt\"])\n            except ImportError:", W)
 brk("hw: watchdog without the sim's twin", HW, "        w = getattr(_sim, \"wdt\", None)\n        if w is None:\n            return False", "        w = _sim.wdt", W)
+# guard.xfer / guard.rpc: the transfer and the host's way in
+brk("xfer: digest checked", X, "            if binascii.hexlify(self.h.digest()).decode() != self.want:", "            if False:", AGENT_XFER)
+brk("xfer: escape byte checked", X, "                if b != 0x23 and b != 0x30:\n                    raise GuardError(\"xfer_format\")\n", "", AGENT_XFER)
+brk("xfer Z: a chunk at most _ZMAX", X, "            if k > _ZMAX:\n                raise GuardError(\"xfer_format\")\n", "", AGENT_XFER)
+brk("xfer Z: the wire ends before the inflated length", X, "            if self.r.readinto(c) < 2:\n                raise GuardError(\"xfer_size\")", "            self.r.readinto(c)", AGENT_XFER)
+brk("xfer Z: a chunk cut short", X, "            if self.r.readinto(c) < k:\n                raise GuardError(\"xfer_format\")", "            self.r.readinto(c)", AGENT_XFER)
+brk("xfer Z: never more than announced", X, "        mv = memoryview(buf)[:n]", "        mv = memoryview(buf)", AGENT_XFER)
+brk("xfer Z: nothing after the end", X, "            if not n and (d.read(1) or self.r.left):", "            if False:", AGENT_XFER)
+brk("xfer Z: bad deflate data is xfer_format", X, "                try:\n                    k = d.readinto(mv)\n                except (OSError, EOFError):\n                    raise GuardError(\"xfer_format\")", "                k = d.readinto(mv)", AGENT_XFER)
+brk("rpc: only listed calls", R, "    e = table.get(name) if type(name) is str else None", "    e = table.get(name) or tuple(name.split(\".\")) if type(name) is str else None", ["tests/agent/test_rpc.py"])
+brk("rpc: arguments a list", R, "    if type(a) is not list:", "    if a is None:", ["tests/agent/test_rpc.py"])
 # guard.jws / guard.p256 / guard.ec
 brk("jws: token size", J, "    if n > max_len:\n        raise GuardError(\"too_large\")", "", C)
 brk("jws: header size", J, "    if d1 > _MAX_HEADER:\n        raise GuardError(\"too_large\")", "", C)
-brk("jws: signature length", J, "n - d2 - 1 != _SIG_B64", "n - d2 - 1 < 2", C)
+brk("jws: signature length", J, "n - d2 - 1 != _SIG_B64", "n - d2 - 1 < 2", C,
+    equivalent="any other length decodes to a signature that is not 64 bytes (canonical "
+    "base64url): p256.verify refuses it, the same bad_sig; the check only saves the decoding")
 brk("jws: header shape", J, "    k = shape(raw, 2)  # flat: an object of strings (and \"crit\", an array, refused below)\n    if k < 0:\n        raise GuardError(\"jws_format\")", "    k = shape(raw, 2)", C)
 brk("jws: header member twice", J, "    if not isinstance(hdr, dict) or len(hdr) != k:", "    if not isinstance(hdr, dict):", C)
 brk("jws: shape nesting", J, "            if lvl > depth or (c == 123 and lvl > 1):", "            if c == 123 and lvl > 1:", C + U)
@@ -148,11 +196,17 @@ brk("jws: signature verified", J, "    if not p256.verify(keys[kid], h, sig):", 
 brk("jws: signing input", J, "    h = sha256(mv[:d2]).digest()", "    h = sha256(mv[d1 + 1 : d2]).digest()", C)
 brk("jws: base64 alphabet", J, "        if c.find(b\"+\") >= 0 or c.find(b\"/\") >= 0 or c.find(b\"=\") >= 0:", "        if False:", C)
 brk("jws: base64 canonical", J, "        if b2a_base64(d, newline=False) != c:", "        if False:", C)
-brk("jws: base64 length", J, "    if n % 4 == 1:\n        raise GuardError(\"jws_format\")", "", C)
+brk("jws: base64 length", J, "    if n % 4 == 1:\n        raise GuardError(\"jws_format\")", "", C,
+    equivalent="a chunk 1 mod 4 long never decodes and re-encodes to itself: the round trip refuses it, the same jws_format")
+brk("jws: kid names a key", J, "    if not isinstance(kid, str) or kid not in keys:", "    if not isinstance(kid, str):", C)
+brk("jws: kid a string", J, "    if not isinstance(kid, str) or kid not in keys:", "    if kid not in keys:", C)
+brk("jws: not fewer than three parts", J, "    if d2 < 0:\n        raise GuardError(\"jws_format\")\n    if d1", "    if d1", C)
+brk("jws: not more than three parts", J, "            else:\n                raise GuardError(\"jws_format\")", "            else:\n                pass", C)
 brk("p256: signature length", P, "if not isinstance(sig, (bytes, bytearray, memoryview)) or len(sig) != 64:", "if not isinstance(sig, (bytes, bytearray, memoryview)):", C)
 brk("p256: r range", P, "if not (0 < r < _N and 0 < s < _N):", "if not (0 < r and 0 < s < _N):", C)
 brk("p256: s range", P, "if not (0 < r < _N and 0 < s < _N):", "if not (0 < r < _N and 0 < s):", C)
-brk("p256: r nonzero", P, "if not (0 < r < _N and 0 < s < _N):", "if not (r < _N and 0 < s < _N):", C)
+brk("p256: r nonzero", P, "if not (0 < r < _N and 0 < s < _N):", "if not (r < _N and 0 < s < _N):", C,
+    equivalent="r = 0 makes u2 = 0, R = (e/s)G: x(R) = 0 or n (mod n = r) needs the discrete log of such a point; no input can show the difference")
 brk("p256: x < p", P, "and 0 <= x < _P and 0 <= y < _P", "and 0 <= x and 0 <= y < _P", C)
 brk("p256: y < p", P, "and 0 <= x < _P and 0 <= y < _P", "and 0 <= x < _P and 0 <= y", C)
 brk("p256: on the curve", P, "        and not (y * y - x * x * x + 3 * x - _B) % _P", "", C)
@@ -162,30 +216,39 @@ brk("p256: scalar range", P, "    if v < 1 or v >= _N:", "    if v < 0:", C)
 brk("p256: verify infinity", P, "    if not Z:\n        return False\n    z2", "    z2", C)
 brk("p256: verify r + n < p", P, "    return r + _N < _P and (X - (r + _N) * z2) % _P == 0", "    return (X - (r + _N) * z2) % _P == 0", C)
 brk("p256: tuple point checked", P, "    elif not _on_curve(pub):\n        raise GuardError(\"bad_key\")", "", C)
-brk("p256: ecdh infinity", P, "    if not Z:\n        raise GuardError(\"bad_key\")\n    x, _", "    x, _", C)
-brk("ec: madd P + (-P)", E, "    if not h:\n        if r:\n            return 0, 1, 0\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = X1", "    if not h and not r:\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = X1", C)
+brk("p256: ecdh infinity", P, "    if not Z:\n        raise GuardError(\"bad_key\")\n    x, _", "    x, _", C,
+    equivalent="the peer is a validated point of order n and d is in [1, n-1]: d times it is never infinity")
+brk("p256: compressed y parity", P, "        if (y & 1) != (b[0] & 1):\n            y = _P - y", "        if False:\n            y = _P - y", C)
+brk("ec: madd P + (-P)", E, "    if not h:\n        if r:\n            return 0, 1, 0\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = X1", "    if not h and not r:\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = X1", C,
+    equivalent="with h = 0 the general formulas give Z3 = Z1 * h = 0: infinity all the same")
 brk("ec: madd doubling", E, "    if not h:\n        if r:\n            return 0, 1, 0\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = X1", "    if not h and r:\n        return 0, 1, 0\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = X1", C)
 brk("ec: add doubling", E, "    if not h:\n        if r:\n            return 0, 1, 0\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = u1", "    hh = h * h % _P\n    hhh = h * hh % _P\n    v = u1", C)
-brk("ec: add P + (-P)", E, "    if not h:\n        if r:\n            return 0, 1, 0\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = u1", "    if not h and not r:\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = u1", C)
+brk("ec: add P + (-P)", E, "    if not h:\n        if r:\n            return 0, 1, 0\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = u1", "    if not h and not r:\n        return dbl(X1, Y1, Z1)\n    hh = h * h % _P\n    hhh = h * hh % _P\n    v = u1", C,
+    equivalent="with h = 0 the general formulas give Z3 = Z1 * Z2 * h = 0: infinity all the same")
 brk("ec: madd infinity", E, "    if not Z1:\n        return x2, y2, 1\n    zz", "    zz", C)
 brk("ec: blinding makes odd", E, "    return k + _N * (1 - (k & 1))", "    return k", C)
 # host
 brk("host jose: token size", HJ, "    if len(raw) > max_len:\n        raise _fail(\"too_large\")", "", HOST)
 brk("host jose: three parts", HJ, "    if len(parts) != 3:\n        raise _fail(\"jws_format\")\n    h64, p64, s64 = parts", "    h64, p64, s64 = parts[0], parts[1], parts[-1]", HOST)
 brk("host jose: header size", HJ, "    if len(h64) > MAX_HEADER:\n        raise _fail(\"too_large\")", "", HOST)
-brk("host jose: header shape", HJ, "    if members < 0:\n        raise _fail(\"jws_format\")", "", HOST)
+brk("host jose: header shape", HJ, "    if members < 0:\n        raise _fail(\"jws_format\")", "", HOST,
+    equivalent="members is -1 then, never a dict's length: the member count refuses the same header (jws_format); CPython parses any 1 KiB header, no heap to protect")
 brk("host jose: shape nesting", HJ, "            if lvl > depth or (c == 123 and lvl > 1):", "            if c == 123 and lvl > 1:", HOST)
 brk("host jose: shape ASCII", HJ, "        if c > 126:\n            return -1\n        if in_str:", "        if in_str:", HOST)
+brk("host jose: shape escapes", HJ, "            elif c == 92:\n                esc = True", "            elif c == 92:\n                pass", HOST)
 brk("host jose: shape control characters", HJ, "            if c < 32:\n                return -1\n            if esc:", "            if esc:", HOST)
-brk("host jose: duplicate members", HJ, "object_pairs_hook=_no_duplicates", "object_pairs_hook=dict", HOST)
-brk("host jose: member count", HJ, "    if not isinstance(header, dict) or len(header) != members:", "    if not isinstance(header, dict):", HOST)
+brk("host jose: duplicate members", HJ, "object_pairs_hook=_no_duplicates", "object_pairs_hook=dict", HOST,
+    equivalent="the member count (colons at the top level) refuses a member given twice all the same: the two checks cover each other")
+brk("host jose: member count", HJ, "    if not isinstance(header, dict) or len(header) != members:", "    if not isinstance(header, dict):", HOST,
+    equivalent="_no_duplicates refuses a member given twice all the same: the two checks cover each other")
 brk("host jose: header object", HJ, "    if not isinstance(header, dict) or len(header) != members:", "    if len(header) != members:", HOST)
 brk("host jose: alg", HJ, "    if header.get(\"alg\") != ALG:", "    if header.get(\"alg\") == \"x\":", HOST)
-brk("host jose: crit", HJ, "    if \"crit\" in header:\n        raise _fail(\"jws_crit\")\n    kid", "    kid", HOST)
-brk("host jose: kid", HJ, "    if not isinstance(kid, str) or kid not in keys:", "    if kid not in keys:", HOST)
+brk("host jose: crit", HJ, "    if \"crit\" in header:\n        raise _fail(\"jws_crit\")\n    return header", "    return header", HOST)
+brk("host jose: kid a string", HJ, "    if not isinstance(kid, str):\n        raise _fail(\"unknown_key\")\n", "", HOST)
+brk("host jose: kid names a key", HJ, "        key = keys[kid]  # the caller's set", "        key = keys.get(kid) or next(iter(keys.values()))  # the caller's set", HOST)
 brk("host jose: signature length", HJ, "    if len(sig) != 64:\n        raise _fail(\"bad_sig\")", "", HOST)
 brk("host jose: measurement of the signing input", HJ, "    return raw[: raw.rfind(b\".\")]", "    return raw", HOST)
-brk("host files: canonical base64", "host_tools/mpguard/files.py", "    if b64u_enc(out).encode() != raw:", "    if False:", HOST)
+brk("host files: canonical base64", HF, "    if n and _VALUE[std[-1]] & (0x0F if n == 2 else 0x03):", "    if False:", HOST)
 brk("host manifest: fmt type", HM, "    if type(d.get(\"fmt\")) is not int or d[\"fmt\"] != FORMAT:", "    if d.get(\"fmt\") != FORMAT:", HOST)
 brk("host manifest: int not bool", HM, "    return type(v) is int and 0 <= v < MAX_INT", "    return isinstance(v, int) and 0 <= v < MAX_INT", HOST)
 brk("host manifest: int below 2^53", HM, "    return type(v) is int and 0 <= v < MAX_INT", "    return type(v) is int and 0 <= v", HOST)
@@ -205,8 +268,10 @@ brk("host manifest: dup path", HM, "        if p in seen:\n            raise Bun
 brk("host manifest: file and folder", HM, "    if seen & dirs:", "    if False:", HOST)
 brk("host manifest: path chars", HM, " or any(c not in SAFE_CHARS for c in s):", ":", HOST)
 brk("host manifest: reserved _simhw", HM, 'RESERVED = ("guard", "guard.py", "guard.mpy", "_simhw", "_simhw.py", "_simhw.mpy")', 'RESERVED = ("guard", "guard.py", "guard.mpy", "_simhw.py", "_simhw.mpy")', HOST)
-brk("host manifest: JSON shape", HM, "    if members < 0:\n        raise BundleError(", "    if False:\n        raise BundleError(", HOST)
-brk("host manifest: member count", HM, "    if not isinstance(d, dict) or len(d) != members:", "    if not isinstance(d, dict):", HOST)
+brk("host manifest: JSON shape", HM, "    if members < 0:\n        raise BundleError(", "    if False:\n        raise BundleError(", HOST,
+    equivalent="members is -1 then, never a dict's length: the member count refuses the same text, bad_manifest (only the detail text differs); CPython parses any 4 KiB manifest, no heap to protect")
+brk("host manifest: member count", HM, "    if not isinstance(d, dict) or len(d) != members:", "    if not isinstance(d, dict):", HOST,
+    equivalent="no_dups refuses a member given twice all the same: the two checks cover each other")
 brk("host manifest: NaN", HM, "parse_constant=no_constants, ", "", HOST)
 brk("host bundle: header flags", HB, " or flags != 0 or mlen == 0:", " or mlen == 0:", HOST)
 brk("host bundle: manifest limit", HB, "    if mlen > MAX_MANIFEST:\n        raise BundleError(\"too_large\"", "    if False:\n        raise BundleError(\"too_large\"", HOST)
@@ -215,5 +280,28 @@ brk("host bundle: file hashes", HB, "ok = len(data) == f.size and hashlib.sha256
 brk("host bundle: expiry", HB, "    if m.exp is not None and m.exp <= now:", "    if False:", HOST)
 brk("host bundle: future iat", HB, "    if m.iat > now + MAX_AHEAD:", "    if False:", HOST)
 brk("host release: sequence jump", HR, "        elif seq - last > bundle.MAX_JUMP and not seq_jump:", "        elif False:", HOST)
+brk("host release: sequence above the last", HR, "        elif seq <= last:", "        elif seq < last:", HOST,
+    equivalent="project.record_release refuses the same sequence, with the same message, "
+    "under the same lock before anything is written")
+brk("host bundle: magic", HB, "    if magic != MAGIC or fmt != FORMAT", "    if fmt != FORMAT", HOST)
+brk("host bundle: format", HB, " or fmt != FORMAT or flags", " or flags", HOST)
+brk("host bundle: manifest within the bundle", HB, "    if HDR_LEN + mlen > len(bundle):\n        raise BundleError(\"truncated\")\n", "", HOST)
+brk("host manifest: unverified text escaped", HM, "    s = \"\".join(c if \" \" <= c <= \"~\" else f\"\\\\x{ord(c):02x}\" for c in s)\n", "", HOST)
+brk("host manifest: path length", HM, "not 0 < len(path) <= MAX_PATH", "not 0 < len(path)", HOST)
+brk("host manifest: path depth", HM, "    if len(parts) > MAX_DEPTH:\n        raise BundleError(\"bad_path\", path)\n", "", HOST)
+brk("host manifest: path dot part", HM, "if not s or s[0] == \".\" or any(", "if not s or any(", HOST)
+brk("host manifest: reserved under lib", HM, "    top = parts[1] if parts[0] == \"lib\" and len(parts) > 1 else parts[0]", "    top = parts[0]", HOST)
+brk("host manifest: remove paths checked", HM, "    for p in remove:\n        check_path(p)", "    for p in remove:\n        pass", HOST)
+brk("host manifest: removed and shipped", HM, "        if p in seen:\n            raise BundleError(\"dup_path\", f\"{p} is both shipped and removed\")\n", "", HOST)
+brk("host manifest: name length", HM, "not 0 < len(v) <= MAX_NAME", "not 0 < len(v)", HOST)
+brk("host manifest: version parts", HM, "if (not parts or len(parts) > 4", "if (not parts", HOST)
+brk("host manifest: seq/iat integers", HM, "        if not _is_int(d.get(k)):", "        if d.get(k) is None:", HOST)
+brk("host manifest: exp/confirm integers", HM, "        if k in d and not _is_int(d[k]):", "        if False:", HOST)
+brk("host manifest: sha256 length", HM, "if not _is_int(n) or not isinstance(h, str) or len(h) != 64:", "if not _is_int(n) or not isinstance(h, str):", HOST)
+brk("host manifest: target names", HM, "    for k in t:\n        _name(\"target\", k)", "    for k in t:\n        pass", HOST)
+brk("host deploy: the outcome from the agent's state only", HD, "        outcome = judge(status, seq)\n", "        outcome = \"confirmed\" if CONFIRMED in out else judge(status, seq)\n",
+    ["tests/e2e/test_deploy_outcomes.py::test_an_app_that_prints_the_agents_line_and_crashes_is_not_confirmed"])
+brk("host deploy: a bundle is a regular file", "host_tools/mpguard/cli/deploy.py", "    if not stat.S_ISREG(st.st_mode):", "    if False:", ["tests/host/test_deploy_explain.py"])
+brk("host files: a key never written through a symlink", HF, "            os.replace(tmp, path)", "            open(path, \"wb\").write(data)", HOST)
 brk("trial: tick stops after confirm without a watchdog", TR, "        elif _timer:\n            _timer.deinit()", "        elif _timer:\n            pass", W)
 brk("trial: no tick without a watchdog or healthy time", TR, "        _timer.deinit()  # nothing to feed, nothing to confirm: no tick", "        pass", W)

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, files, jose, keys
+from .. import __version__, jose, keys
 from ..errors import LineError
+from ..identity import records
 from ..inventory.line import BoardRecord, Line
 
 TYP = "mpguard-traveller+jwt"
@@ -57,7 +58,7 @@ def payload(rec: BoardRecord, *, station: str, operator: str, kind: str | None,
 def ueid_shown(ueid_hex: str | None) -> str | None:
     """The inventory's UEID (hex) as mpguard shows UEIDs everywhere: base64url (RFC 9711's
     form, as in `devices list`, `provision`, the board's token)."""
-    return files.b64u_enc(bytes.fromhex(ueid_hex)) if ueid_hex else None
+    return records.ueid_b64(ueid_hex) if ueid_hex else None
 
 
 def package_version(package: Any) -> str | None:

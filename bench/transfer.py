@@ -8,9 +8,12 @@ The latency (ms, each way) is the sim's `--latency`: a USB-serial bridge's delay
 on real boards, 16 ms a common default), so every figure can be taken at realistic settings.
 
 Both move the same random bytes to the same board in the same run:
-- mpguard's transfer (guard.xfer on the board, reading into a sink that hashes and drops);
+- mpguard's transfer (guard.xfer on the board, reading into a sink that hashes and drops),
+  acked frame by frame (an agent before read-ahead) and read ahead (docs/decisions/0018),
+  raw and compressed when that pays;
 - `mpremote connect PORT fs cp FILE :/bench.bin` (the real CLI, 256-byte repr chunks).
-The link's byte rate is baud / 10 (8N1). Printed as the README's numbers table rows.
+The link's byte rate is baud / 10 (8N1). The sim keeps the ESP32's 260-byte RX buffer (a
+byte more is lost): a run that lost any fails. Printed as the README's numbers table rows.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ SIZE = 16 * 1024
 _SINK = """\
 import hashlib
 from guard.xfer import Reader, Z
-_r = Reader({n}, {sha!r})
+_r = Reader({n}, {sha!r}, ahead={ahead})
 _r = Z(_r, {raw}) if {z} else _r
 _b = bytearray(512)
 while _r.readinto(_b):
@@ -62,9 +65,13 @@ def _install_xfer(link: BoardLink) -> None:
         link.put((root / "guard" / mod).read_bytes(), f"/lib/guard/{mod}")
 
 
+# (name, compressed, read ahead): the transfers each measurement makes
+MODES = (("ours", False, 0), ("z", True, 0), ("ahead", False, 1), ("za", True, 1))
+
+
 def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0,
             data: bytes | None = None) -> dict[str, float]:
-    """Seconds for raw, compressed (if it pays) and mpremote; rates in payload B/s."""
+    """Payload B/s of each of MODES (None: compression does not pay) and of mpremote."""
     data = os.urandom(size) if data is None else data
     size = len(data)
     wire = transfer.compress(data)
@@ -76,25 +83,22 @@ def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0,
             with BoardLink(info.port, timeout=120) as link:
                 _install_xfer(link)
                 t = link.transport
-                ours = zs = None
-                for z in (False, True):
+                took: dict[str, float] = {}
+                for mode, z, ahead in MODES:
                     sent = wire if z else data
                     if sent is None:
                         continue
-                    code = _SINK.format(n=len(sent), sha=transfer.digest(sent), raw=size, z=z)
+                    code = _SINK.format(n=len(sent), sha=transfer.digest(sent), raw=size, z=z,
+                                        ahead=ahead)
                     t0 = time.monotonic()
                     t.exec_raw_no_follow(code)
                     old, t.serial.timeout = t.serial.timeout, 0.05
                     transfer.stream(t.serial, sent)
                     t.serial.timeout = old
                     out, err = t.follow(60)
-                    took = time.monotonic() - t0
+                    took[mode] = time.monotonic() - t0
                     if b"sink ok" not in out:
                         raise RuntimeError(f"transfer failed: {out!r} {err!r}")
-                    if z:
-                        zs = took
-                    else:
-                        ours = took
             src = Path(d) / "payload.bin"
             src.write_bytes(data)
             mpremote = str(Path(sys.executable).parent / "mpremote")
@@ -102,6 +106,9 @@ def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0,
             subprocess.run([mpremote, "connect", info.port, "fs", "cp", str(src), ":/bench.bin"],
                            check=True, capture_output=True, timeout=600)
             theirs = time.monotonic() - t0
+            lost = sim.stats("bench-xfer").get("rx_dropped", 0)
+            if lost:
+                raise RuntimeError(f"the board's RX buffer overflowed: {lost} bytes lost")
         finally:
             sim.stop("bench-xfer")
             del os.environ["MPGUARD_SIM_DIR"]
@@ -110,8 +117,7 @@ def measure(size: int = SIZE, baud: int = BAUD, latency_ms: float = 0.0,
         "baud": baud,
         "latency_ms": latency_ms,
         "link_Bps": link_rate,
-        "ours_Bps": size / ours,
-        "z_Bps": size / zs if zs else None,
+        **{f"{m}_Bps": (size / took[m] if m in took else None) for m, _z, _a in MODES},
         "wire": len(wire) if wire else size,
         "mpremote_Bps": size / theirs,
     }
@@ -131,27 +137,27 @@ def main(argv: list[str] | None = None) -> None:
                          "instead of random bytes: adds the compressed transfer's figure")
     args = ap.parse_args([] if argv is None and __name__ != "__main__" else argv)
     lats = [float(x) for x in args.latency.split(",")]
+    def pct(r: dict, m: str) -> str:
+        v = r[f"{m}_Bps"]
+        return f"{100 * v / r['link_Bps']:5.1f} %" if v else "  -   "
+
+    head = ("raw acked / raw read-ahead / compressed acked / compressed read-ahead / mpremote fs "
+            "cp, payload B/s as % of the link's byte rate (baud/10), start-up included; "
+            "- : compression does not pay")
     if args.code:
+        print(f"## real code, virtual board at {args.baud} baud: {head}")
         for name, data in real_code().items():
             for lat in lats:
                 r = measure(baud=args.baud, latency_ms=lat, data=data)
-                lr = r["link_Bps"]
-                z = (f"compressed {r['z_Bps']:8.0f} B/s {100 * r['z_Bps'] / lr:5.1f} %"
-                     if r["z_Bps"] else "compressed: does not pay")
-                print(f"  {name:18s} {r['size']:6d} B (wire {r['wire']:6d} B) {args.baud} baud "
-                      f"latency {lat:4g} ms  raw {r['ours_Bps']:8.0f} B/s "
-                      f"{100 * r['ours_Bps'] / lr:5.1f} %; {z}; mpremote fs cp "
-                      f"{r['mpremote_Bps']:8.0f} B/s {100 * r['mpremote_Bps'] / lr:5.1f} % "
-                      "(payload B/s as % of the link's byte rate baud/10)")
+                print(f"  {name:18s} {r['size']:6d} B (wire {r['wire']:6d} B) latency {lat:4g} ms  "
+                      + " / ".join(pct(r, m) for m in ("ours", "ahead", "z", "za", "mpremote")))
         return
     print(f"## bulk transfer, {args.size // 1024} KiB of random bytes, virtual board at "
-          f"{args.baud} baud ({args.baud / 10:.0f} B/s)")
+          f"{args.baud} baud ({args.baud / 10:.0f} B/s): {head}")
     for lat in lats:
         r = measure(args.size, args.baud, lat)
-        print(f"  latency {lat:4g} ms  mpguard transfer {r['ours_Bps']:8.0f} B/s "
-              f"{100 * r['ours_Bps'] / r['link_Bps']:5.1f} % of the link (incl. start-up); "
-              f"mpremote fs cp {r['mpremote_Bps']:8.0f} B/s "
-              f"{100 * r['mpremote_Bps'] / r['link_Bps']:5.1f} % (incl. connect)")
+        print(f"  latency {lat:4g} ms  "
+              + " / ".join(pct(r, m) for m in ("ours", "ahead", "z", "za", "mpremote")))
 
 
 if __name__ == "__main__":

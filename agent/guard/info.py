@@ -87,6 +87,7 @@ def facts():
         "heap_free": gc.mem_free(),
         "heap_alloc": gc.mem_alloc(),
         "deflate": z,
+        "ahead": 1,  # guard.xfer reads ahead when the host asks (rpc.stream's a)
     }
 
 

@@ -13,8 +13,9 @@
 #     as a device traceback (DeviceError on the host, traceback kept).
 # stream() hands the function a guard.xfer.Reader(length, sha) and the length, then its
 # arguments; with z, the wire is z bytes of compressed chunks whose digest is sha, and the
-# function gets xfer.Z, the `length` inflated bytes (docs/decisions/0017); a function that refuses (or returns) before reading everything aborts the
-# transfer (NAK), so the link returns clean.
+# function gets xfer.Z, the `length` inflated bytes (docs/decisions/0017); with a, the
+# Reader reads ahead (acks are credits: docs/decisions/0018). A function that refuses (or
+# returns) before reading everything aborts the transfer (NAK), so the link returns clean.
 # A function in _WRITES answers a (long) string without holding it: it gets `out=` a stream
 # whose writes become the answer's JSON string as they come ({"ok": "..."}, the same framing),
 # so no copy of the answer must fit the heap in one piece. It writes only characters that need
@@ -117,10 +118,10 @@ def run(name, args="[]"):
     _say("ok", v)
 
 
-def stream(name, args, length, sha, z=0):
+def stream(name, args, length, sha, z=0, a=0):
     from guard import xfer
 
-    r = xfer.Reader(z or length, sha)
+    r = xfer.Reader(z or length, sha, ahead=a)
     try:
         f = _find(_STREAMS, name)
         v = f(xfer.Z(r, length) if z else r, length, *_args(args))

@@ -7,6 +7,13 @@
 # - the board acks each frame with one 0x06 byte as soon as it has read it off stdin,
 #   before doing anything slow with it, and the host keeps at most _WINDOW frames unacked:
 #   so no more than _FRAME * _WINDOW bytes ever wait in the board's UART RX buffer;
+# - read-ahead (`ahead`, a host that asks for it: docs/decisions/0018): an ack is a credit,
+#   one frame more the host may send. The board reads a block of k frames at a time and
+#   sends their k acks before it reads them, so they come back to back and are taken off
+#   stdin as they arrive; k is at most what the payload surely still has (a frame decodes to
+#   at most _FRAME bytes) and what the block holds (heap the consumer does not need). When
+#   the block is read, the acks sent equal the frames read, as without read-ahead: what
+#   waits in the RX buffer while the consumer is busy is still at most _WINDOW frames;
 # - end-to-end integrity: the host states the payload length and SHA-256 up front; the
 #   reader checks the digest when the last byte is read, before handing it out, so a
 #   consumer (an install) never commits a corrupted stream;
@@ -27,6 +34,8 @@ _FRAME = const(128)
 _WINDOW = const(2)
 _ESC = const(0x10)
 _TIMEOUT_MS = const(5000)
+_AHEAD = const(8192)  # the largest read-ahead block
+_SPARE = const(24576)  # heap left to the consumer (the agent's budget) before a block is taken
 
 _ZMAX = const(1088)
 _WBITS = const(10)
@@ -37,7 +46,7 @@ _WBITS = const(10)
 
 class Reader:
     # A stream with readinto(): the decoded payload, exactly `length` bytes.
-    def __init__(self, length, sha_hex, inp=None, out=None, timeout_ms=_TIMEOUT_MS):
+    def __init__(self, length, sha_hex, inp=None, out=None, timeout_ms=_TIMEOUT_MS, ahead=0):
         self.left = length  # payload bytes not yet handed out
         self.want = sha_hex
         self.h = hashlib.sha256()
@@ -46,24 +55,40 @@ class Reader:
         self.poll = select.poll()
         self.poll.register(self.inp, select.POLLIN)
         self.tmo = timeout_ms
-        self.frame = bytearray(_FRAME)
+        n = _FRAME
+        if ahead:
+            import gc
+
+            gc.collect()
+            n = (gc.mem_free() - _SPARE) // 2
+            n = max(_FRAME, min(_AHEAD, n - n % _FRAME))
+        self.ahead = ahead
+        self.frame = bytearray(n)
         self.fmv = memoryview(self.frame)
-        self.pos = _FRAME  # read position in the current frame (FRAME = exhausted)
+        self.pos = self.end = 0  # read position and end of the current block (pos = end: spent)
         self.esc = False
 
-    def _next_frame(self, ack=True):
+    def _fill(self, more):
+        # Read the next block: `more` payload bytes are still to decode; 0 (abort): one frame,
+        # no ack.
+        k = 1
+        if more and self.ahead:
+            k = min(len(self.frame) // _FRAME, (more + _FRAME - 1) // _FRAME)
+            self.out.write(b"\x06" * k)
+        k *= _FRAME
         mv = self.fmv
         got = 0
-        while got < _FRAME:
+        while got < k:
             if not self.poll.poll(self.tmo):
                 raise GuardError("xfer_timeout")
-            n = self.inp.readinto(mv[got:])
+            n = self.inp.readinto(mv[got:k])
             if not n:
                 raise GuardError("xfer_timeout")
             got += n
-        if ack:
+        if more and not self.ahead:
             self.out.write(b"\x06")
         self.pos = 0
+        self.end = k
 
     def readinto(self, buf):
         # Fill buf with decoded payload bytes; return how many (0 at the end).
@@ -74,8 +99,8 @@ class Reader:
         want = min(len(mv), self.left)
         frame = self.frame
         while n < want:
-            if self.pos >= _FRAME:
-                self._next_frame()
+            if self.pos >= self.end:
+                self._fill(self.left - n)
             p = self.pos
             if self.esc:
                 b = frame[p]
@@ -85,9 +110,9 @@ class Reader:
                 n += 1
                 p += 1
                 self.esc = False
-            # copy the run up to the next escape (or the frame's end) in one slice
-            e = frame.find(b"\x10", p)
-            end = _FRAME if e < 0 else e
+            # copy the run up to the next escape (or the block's end) in one slice
+            e = frame.find(b"\x10", p, self.end)
+            end = self.end if e < 0 else e
             k = min(end - p, want - n)
             if k > 0:
                 mv[n : n + k] = self.fmv[p : p + k]
@@ -102,8 +127,8 @@ class Reader:
         if not self.left:
             if binascii.hexlify(self.h.digest()).decode() != self.want:
                 raise GuardError("xfer_hash")
-            # drain the rest of the last frame so the link is clean afterwards
-            self.pos = _FRAME
+            # the rest of the last frame is padding
+            self.pos = self.end
         return n
 
     def abort(self):
@@ -112,12 +137,12 @@ class Reader:
         # what was in flight up to it, so the link returns to the REPL clean.
         if not self.left:
             return
-        # payload bytes still undecoded in the current frame (its padding counts too: that
-        # only matters when the frame is the last one, where the answer is the same)
+        # payload bytes still undecoded in the current block (its padding counts too: that
+        # only matters when the block ends with the last frame, where the answer is the same)
         f = self.frame
         n = 0
         esc = self.esc
-        for i in range(self.pos, _FRAME):
+        for i in range(self.pos, self.end):
             if esc:
                 esc = False
                 n += 1
@@ -126,18 +151,17 @@ class Reader:
             else:
                 n += 1
         if n >= self.left:
-            # the rest of the payload is in the frame already read (the last one): the host
-            # sent everything and will not look for a NAK, so none is sent and no abort
+            # the rest of the payload is in the block already read (up to the last frame): the
+            # host sent everything and will not look for a NAK, so none is sent and no abort
             # frame awaited (that wait cost a refused small bundle the whole timeout)
             self.left = 0
-            self.pos = _FRAME
+            self.pos = self.end
             return
         self.out.write(b"\x15")
         self.left = 0
         try:
             while True:
-                self.pos = _FRAME
-                self._next_frame(False)
+                self._fill(0)
                 if f[0] == _ESC and f[1] == 0:
                     return
         except GuardError:

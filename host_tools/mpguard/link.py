@@ -320,27 +320,29 @@ class BoardLink(FileOps, ResetOps):
 
     def stream(self, name: str, args: Sequence[Any], data: bytes,
                progress: Callable[[int, int], None] | None = None, *,
-               timeout: float | None = None, compress: bool = False) -> Any:
+               timeout: float | None = None, compress: bool = False, ahead: bool = False) -> Any:
         """Call streaming agent function `name` ("update.install") and send it `data` over the
         bulk transfer (mpguard.xfer); return its value, as `call` does.
 
         `compress`: the board's agent inflates compressed transfers (its `info.facts` says
-        "deflate"); the payload then travels compressed when that makes it smaller. What was
+        "deflate"); the payload then travels compressed when that makes it smaller. `ahead`:
+        the agent reads ahead (its facts say "ahead"; docs/decisions/0018), so a latency-bound
+        link carries a block per round trip instead of two frames. What was
         sent is in `last_transfer`. `timeout` bounds any silence of the board: no ack during
         the transfer, no answer after it. What the board printed meanwhile is appended to
         `console`.
         """
-        wire = xfer.compress(data) if compress else None
-        if wire is None:
-            wire = data
-            line = self._line("stream", name, args, len(data), xfer.digest(data))
-        else:  # the board's Reader takes len(wire) bytes; the function gets len(data)
-            line = self._line("stream", name, args, len(data), xfer.digest(wire), len(wire))
-            if progress:  # in payload bytes, as without compression
-                shown = progress
-                progress = lambda n, _t: shown(n * len(data) // len(wire), len(data))  # noqa: E731
+        wire = (xfer.compress(data) or data) if compress else data
+        # rpc.stream's z: the board's Reader takes len(wire) bytes, the function gets
+        # len(data) (0: not compressed); then a: read ahead
+        z = len(wire) if wire is not data else 0
+        extra = [z, 1] if ahead else [z] if z else []
+        line = self._line("stream", name, args, len(data), xfer.digest(wire), *extra)
+        if z and progress:  # in payload bytes, as without compression
+            shown = progress
+            progress = lambda n, _t: shown(n * len(data) // len(wire), len(data))  # noqa: E731
         self.last_transfer = {"bytes": len(data), "wire_bytes": len(wire),
-                              "compressed": wire is not data, "seconds": None}
+                              "compressed": wire is not data, "ahead": ahead, "seconds": None}
         tmo = timeout or self.timeout
         printed = bytearray()
         t0 = time.monotonic()

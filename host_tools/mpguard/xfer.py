@@ -94,7 +94,10 @@ def stream(
 ) -> bool:
     """Send `data` (already announced to a waiting board Reader) frame by frame.
 
-    Returns True when every frame was acknowledged, False when the board refused early
+    An ack is a credit: the host keeps at most WINDOW frames beyond the last ack in flight.
+    A board that reads ahead (docs/decisions/0018) sends a block's acks before the block.
+
+    Returns True when every frame was sent and acknowledged, False when the board refused early
     (NAK; the abort frame has then been sent). Bytes the board prints other than acks are
     appended to `console`. Raises BoardNotAnswering if no ack arrives for `timeout` seconds
     (whatever else the board prints: an app that started after a reset does not count).
@@ -141,7 +144,9 @@ def stream(
             pass  # the link itself is gone: nothing to settle
 
     try:
-        while acked < frames:
+        # a board that reads ahead acks (credits) frames before they are sent: the last ack
+        # may come before the last frame has gone
+        while acked < frames or sent < frames:
             if nak:
                 ser.write(ABORT_FRAME)
                 return False

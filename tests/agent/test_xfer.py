@@ -42,7 +42,7 @@ import sys, json, hashlib, micropython, gc
 from guard import GuardError
 from guard.xfer import Reader
 length, sha, chunk, tmo = {length}, {sha!r}, {chunk}, {tmo}
-r = Reader(length, sha, timeout_ms=tmo)
+r = Reader(length, sha, timeout_ms=tmo, ahead={ahead})
 buf = bytearray(chunk)
 h = hashlib.sha256()
 n = 0
@@ -60,6 +60,7 @@ try:
 except GuardError as e:
     res = {{"ok": False, "reason": e.args[0], "n": n}}
 res["heap"] = micropython.mem_peak() - base
+res["block"] = len(r.frame)
 sys.stdout.write("\\x1eRES:" + json.dumps(res) + "\\n")
 """
 
@@ -90,10 +91,10 @@ class PipeSerial:
 
 
 def run_transfer(payload: bytes, *, wire: bytes | None = None, announce_sha=None, tmo=2000,
-                 chunk=512, sender_timeout=10.0, heap="64K"):
+                 chunk=512, sender_timeout=10.0, heap="64K", ahead=0):
     sha = announce_sha or hashlib.sha256(payload).hexdigest()
     code = unixport._PRELUDE.format(has_input="False") + BOARD.format(
-        length=len(payload), sha=sha, chunk=chunk, tmo=tmo)
+        length=len(payload), sha=sha, chunk=chunk, tmo=tmo, ahead=ahead)
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(code)
     env = dict(os.environ, MICROPYPATH=_agent())
@@ -129,8 +130,13 @@ def test_encode_never_sends_ctrl_c_and_pads_frames():
     assert len(enc) >= len(data) + 2 * 3  # two escaped bytes per copy of range(256)
 
 
+# Both ways a board reads: an ack after each frame, or a block's acks (credits) before it
+AHEAD = pytest.mark.parametrize("ahead", [0, 1], ids=["acks", "ahead"])
+
+
+@AHEAD
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 129, 4096, 50_000])
-def test_payload_arrives_intact(size):
+def test_payload_arrives_intact(size, ahead):
     rnd = random.Random(size)
     # bias towards the special bytes so escapes straddle frame and chunk edges
     payload = bytes(rnd.choice([0x03, 0x10, 0x23, 0x30, rnd.randrange(256)]) for _ in range(size))
@@ -141,26 +147,44 @@ def test_payload_arrives_intact(size):
     assert res["sha"] == hashlib.sha256(payload).hexdigest()
 
 
-def test_heap_does_not_grow_with_size():
-    # 300 KB through a 20 KiB heap: only possible if nothing accumulates per byte.
-    res, _ = run_transfer(os.urandom(300_000), heap="20K")
+@AHEAD
+def test_heap_does_not_grow_with_size(ahead):
+    # 300 KB through a 20 KiB heap: only possible if nothing accumulates per byte (reading
+    # ahead takes no block from a heap this small: one frame at a time, as without it).
+    res, _ = run_transfer(os.urandom(300_000), heap="20K", ahead=ahead)
     assert res["ok"] and res["n"] == 300_000
 
 
-def test_corrupted_byte_is_caught_before_the_last_byte_is_handed_out():
+def test_read_ahead_block_comes_from_spare_heap_only():
+    # The board reads up to 8 KiB ahead, from heap beyond the 24 KiB its consumer may need
+    # (half of it); with less to spare, one frame at a time; without `ahead`, always one.
+    roomy, _ = run_transfer(os.urandom(20_000), heap="64K", ahead=1)
+    tight, _ = run_transfer(os.urandom(20_000), heap="36K", ahead=1)
+    small, _ = run_transfer(os.urandom(20_000), heap="20K", ahead=1)
+    plain, _ = run_transfer(os.urandom(20_000), heap="64K", ahead=0)
+    assert roomy["ok"] and tight["ok"] and small["ok"] and plain["ok"]
+    assert roomy["block"] == 8192
+    assert 128 < tight["block"] < 8192 and tight["block"] % 128 == 0
+    assert small["block"] == plain["block"] == 128
+
+
+@AHEAD
+def test_corrupted_byte_is_caught_before_the_last_byte_is_handed_out(ahead):
     payload = os.urandom(3000)
     wire = bytearray(transfer.encode(payload))
     i = wire.index(next(b for b in wire if b not in (0x10, 0x03, 0x23, 0x30, 0x00)), 100)
     wire[i] ^= 0x01
     if wire[i] in (0x03, 0x10):
         wire[i] ^= 0x02
-    res, _ = run_transfer(payload, wire=bytes(wire))
-    assert res == {"ok": False, "reason": "xfer_hash", "n": res["n"], "heap": res["heap"]}
+    res, _ = run_transfer(payload, wire=bytes(wire), ahead=ahead)
+    assert res == {"ok": False, "reason": "xfer_hash", "n": res["n"], "heap": res["heap"],
+                   "block": res["block"]}
     assert res["n"] < len(payload)  # the last chunk was never handed to the consumer
 
 
+@AHEAD
 @pytest.mark.parametrize("bad", [0x41, 0x00, 0x10])
-def test_bad_escape_is_a_format_error_not_a_hash_error(bad):
+def test_bad_escape_is_a_format_error_not_a_hash_error(bad, ahead):
     # an escape byte followed by anything but 0x23 or 0x30 (Ctrl-C or the escape, each
     # xor 0x20): the framing is broken; it is not reported as a digest mismatch
     payload = bytes([0x41] * 300 + [0x03] + [0x42] * 300)
@@ -168,7 +192,7 @@ def test_bad_escape_is_a_format_error_not_a_hash_error(bad):
     i = wire.index(0x10)
     assert wire[i + 1] == 0x23
     wire[i + 1] = bad
-    res, _ = run_transfer(payload, wire=bytes(wire))
+    res, _ = run_transfer(payload, wire=bytes(wire), ahead=ahead)
     assert res["ok"] is False and res["reason"] == "xfer_format", res
     assert res["n"] <= 300  # nothing after the bad escape was handed out
 
@@ -179,12 +203,14 @@ def test_wrong_announced_digest_is_refused():
     assert not res["ok"] and res["reason"] == "xfer_hash"
 
 
-def test_link_lost_midway_times_out_cleanly():
+@AHEAD
+def test_link_lost_midway_times_out_cleanly(ahead):
     payload = os.urandom(5000)
     wire = transfer.encode(payload)[: 10 * transfer.FRAME]  # then the host goes silent
-    res, _ = run_transfer(payload, wire=wire, tmo=300)
+    res, _ = run_transfer(payload, wire=wire, tmo=300, ahead=ahead)
     assert res["ok"] is False and res["reason"] == "xfer_timeout"
-    assert 0 < res["n"] < len(payload)
+    # frame by frame the first 10 were handed out; read ahead, their block never came whole
+    assert (0 < res["n"] < len(payload)) if not ahead else res["n"] == 0
 
 
 def test_board_that_stops_acking_is_reported_by_the_host():
@@ -202,14 +228,15 @@ def test_board_that_stops_acking_is_reported_by_the_host():
         proc.communicate()
 
 
-def test_early_refusal_stops_the_sender_and_leaves_the_link_clean():
+@AHEAD
+def test_early_refusal_stops_the_sender_and_leaves_the_link_clean(ahead):
     # The board refuses after 1000 bytes: NAK; the host must stop early and send the abort
     # frame; the board drops what was in flight, and what the host sends next (here: a
     # line the board reads after the transfer) arrives intact, as the next REPL input would.
     payload = os.urandom(100 * transfer.FRAME)
     code = unixport._PRELUDE.format(has_input="False") + (
         "import sys\nfrom guard.xfer import Reader\n"
-        f"r = Reader({len(payload)}, {hashlib.sha256(payload).hexdigest()!r})\n"
+        f"r = Reader({len(payload)}, {hashlib.sha256(payload).hexdigest()!r}, ahead={ahead})\n"
         "buf = bytearray(1000)\nr.readinto(buf)\nr.abort()\n"
         "line = sys.stdin.buffer.readline()\n"
         "sys.stdout.write('\\x1eRES:' + line.decode().strip() + '\\n')\n")
@@ -306,20 +333,23 @@ def test_host_breaking_off_lets_the_board_take_the_frames_in_flight(stop_at):
 _STRADDLE = b"a" * 127 + b"\x10" + b"a" * 10  # its escape pair straddles the frame edge
 
 
+@AHEAD
 @pytest.mark.parametrize("payload, read, nak", [
     (b"a" * 100, 10, False),  # one frame: the consumer holds it all
     (b"a" * 300, 260, False),  # holds the last of three frames
     (b"a" * 300, 200, True),  # a frame is still to come: NAK and the abort frame, as before
     (_STRADDLE, 127, True),  # the escaped byte's second half is in the next frame
     (_STRADDLE, 128, False),  # holds the last frame
+    (b"a" * 20_000, 1000, True),  # reading ahead too: the payload goes past the block
 ])
-def test_refusal_within_the_last_frame_sends_no_nak(payload, read, nak):
+def test_refusal_within_the_last_frame_sends_no_nak(payload, read, nak, ahead):
     # A consumer that refuses when the rest of the payload is already in the frame it holds
     # (the host sent everything and is past its last ack) sends no NAK and waits for no abort
     # frame that never comes (that wait cost a refused small bundle the whole 5 s timeout).
     code = unixport._PRELUDE.format(has_input="False") + (
         "import sys\nfrom guard.xfer import Reader\n"
-        f"r = Reader({len(payload)}, {hashlib.sha256(payload).hexdigest()!r}, timeout_ms=3000)\n"
+        f"r = Reader({len(payload)}, {hashlib.sha256(payload).hexdigest()!r}, timeout_ms=3000, "
+        f"ahead={ahead})\n"
         f"buf = bytearray({read})\nn = 0\n"
         f"while n < {read}:\n    n += r.readinto(memoryview(buf)[n:])\n"
         "r.abort()\n"
@@ -338,6 +368,8 @@ def test_refusal_within_the_last_frame_sends_no_nak(payload, read, nak):
     text = ser.out + out
     assert proc.returncode == 0, err.decode()
     assert b"\x1eRES:aborted 0" in text
+    if ahead and len(payload) < 4096:  # the block holds the whole payload: nothing to abort
+        nak = False
     assert (bytes([transfer.NAK]) in text) is nak
     assert done is not nak  # the host saw the NAK (and sent the abort frame) only then
 
@@ -368,3 +400,128 @@ def test_printing_does_not_keep_a_transfer_alive():
         transfer.stream(_ChattyBoard(), os.urandom(10 * transfer.FRAME), timeout=0.3,
                         console=console)
     assert console.startswith(b"tick\r\n")
+
+
+class _ReadAheadBoard:
+    """A board that reads ahead in blocks of `block` frames: it sends a block's acks before the
+    block, as guard.xfer does with `ahead`; it records how far the host ever ran past them."""
+
+    def __init__(self, frames: int, block: int):
+        self.frames, self.block = frames, block
+        self.got = 0
+        self.credited = min(block, frames)
+        self.pending = bytearray([transfer.ACK] * self.credited)
+        self.most_beyond = 0
+
+    def write(self, data: bytes) -> int:
+        assert len(data) == transfer.FRAME
+        self.got += 1
+        self.most_beyond = max(self.most_beyond, self.got - self.credited)
+        if self.got == self.credited and self.got < self.frames:  # block read: the next one
+            k = min(self.block, self.frames - self.got)
+            self.credited += k
+            self.pending += bytes([transfer.ACK] * k)
+        return len(data)
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.pending)
+
+    def read(self, n: int) -> bytes:
+        out, self.pending = bytes(self.pending[:n]), self.pending[n:]
+        return out
+
+
+@pytest.mark.parametrize("frames, block", [(5, 8), (8, 8), (20, 8), (65, 64), (3, 1)])
+def test_sender_sends_every_frame_when_acks_come_first(frames, block):
+    # The last ack can come before the last frame has gone: the sender still sends it, and it
+    # never runs more than WINDOW frames past the acks (what may wait in the board's buffer).
+    board = _ReadAheadBoard(frames, block)
+    assert transfer.stream(board, b"a" * (frames * transfer.FRAME)) is True
+    assert board.got == frames
+    assert board.most_beyond <= transfer.WINDOW
+
+
+# A consumer that is busy (as an install writing flash) after each read: it says how many
+# frames the Reader had taken off stdin when it stopped reading ("B<n>") and when it is about
+# to read again ("E"). Whatever the host sent by then and the board had not read waited in
+# its RX buffer all that time.
+_BUSY = """
+import io, select, sys, time
+from guard.xfer import Reader
+_p = select.poll()
+_p.register(sys.stdin.buffer, select.POLLIN)
+class In(io.IOBase):
+    n = 0
+    def ioctl(self, req, arg):
+        return arg & select.POLLIN if req == 3 and _p.poll(0) else 0
+    def readinto(self, b):
+        k = sys.stdin.buffer.readinto(b)
+        In.n += k
+        return k
+r = Reader({length}, {sha!r}, inp=In(), ahead={ahead})
+buf = bytearray({chunk})
+while r.readinto(buf):
+    sys.stdout.write("\\x1eB%d\\n" % (In.n // 128))
+    time.sleep_ms(30)
+    sys.stdout.write("\\x1eE\\n")
+sys.stdout.write("\\x1eRES:done\\n")
+"""
+
+
+class _WatchingSerial(PipeSerial):
+    """Counts the frames sent; at each "E" mark, records how many of them the board had not
+    read when it went busy."""
+
+    def __init__(self, proc: subprocess.Popen):
+        super().__init__(proc)
+        self.sent = 0
+        self.line = b""
+        self.busy_at = 0
+        self.waiting: list[int] = []
+
+    def write(self, data: bytes) -> int:
+        self.sent += len(data) // transfer.FRAME
+        return super().write(data)
+
+    def read(self, n: int) -> bytes:
+        data = super().read(n)
+        for b in data:
+            if b == 0x0A:
+                if self.line.startswith(b"\x1eB"):
+                    self.busy_at = int(self.line[2:])
+                elif self.line == b"\x1eE":
+                    self.waiting.append(self.sent - self.busy_at)
+                self.line = b""
+            elif b != transfer.ACK:
+                self.line += bytes([b])
+        return data
+
+
+@AHEAD
+@pytest.mark.parametrize("chunk", [100, 1000, 5000])
+def test_a_busy_board_never_has_more_than_the_window_waiting(ahead, chunk):
+    # The safety of reading ahead: while the consumer is busy, the host has sent at most
+    # WINDOW frames the board has not read (2 x 128 B: the ESP32's 260-byte RX buffer holds
+    # them), however many the board credited before reading its block.
+    payload = b"x" * 30_000
+    code = unixport._PRELUDE.format(has_input="False") + _BUSY.format(
+        length=len(payload), sha=hashlib.sha256(payload).hexdigest(), ahead=ahead, chunk=chunk)
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code)
+    proc = subprocess.Popen([unixport.micropython_path(), "-X", "heapsize=64K", f.name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MICROPYPATH=_agent()))
+    ser = _WatchingSerial(proc)
+    try:
+        assert transfer.stream(ser, payload, timeout=5) is True
+        while not ser.read(4096) == b"" or proc.poll() is None:
+            pass
+        proc.communicate(timeout=30)
+    finally:
+        os.unlink(f.name)
+    assert b"\x1eRES:done" in ser.out
+    assert ser.waiting and max(ser.waiting) <= transfer.WINDOW, ser.waiting
+    # and reading ahead took fewer, larger reads when the consumer asked for little at a time
+    if ahead and chunk == 100:
+        assert len(ser.waiting) > 200  # one busy spell per 100-byte read, as without

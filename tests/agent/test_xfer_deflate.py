@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+
+import pytest
 from pathlib import Path
 
 from agentboard import app
@@ -41,10 +43,10 @@ m.take = take
 
 
 def _z(name, wire: bytes, length: int, sha: str | None = None, limit=10**7, heap="64K",
-       mp=None, tail=b"after", consumer=""):
+       mp=None, tail=b"after", consumer="", ahead=0):
     sha = sha or hashlib.sha256(wire).hexdigest()
     code = FAKE + consumer + (
-        f"rpc.stream('test.take', '[{limit}]', {length}, {sha!r}, {len(wire)})\n"
+        f"rpc.stream('test.take', '[{limit}]', {length}, {sha!r}, {len(wire)}, {ahead})\n"
         "sys.stdout.write('\\nREST:' + repr(sys.stdin.buffer.read()) + '\\n')\n")
     return mp.run(code, stdin=xfer.encode(wire) + tail, heapsize=heap)
 
@@ -63,9 +65,10 @@ def test_compress_pays_only_when_smaller():
     assert z is not None and len(z) < 0.6 * len(CODE)
 
 
-def test_compressed_round_trip_with_real_code(mp):
+@pytest.mark.parametrize("ahead", [0, 1], ids=["acks", "ahead"])
+def test_compressed_round_trip_with_real_code(mp, ahead):
     wire = xfer.compress(CODE)
-    res = _z("ok", wire, len(CODE), mp=mp)
+    res = _z("ok", wire, len(CODE), mp=mp, ahead=ahead)
     (ans,) = answers(res.stdout)
     assert ans["ok"]["n"] == len(CODE) and ans["ok"]["sha"] == hashlib.sha256(CODE).hexdigest()
     assert res.stdout.count("\x06") == len(xfer.encode(wire)) // xfer.FRAME  # every frame acked

@@ -9,7 +9,7 @@ from typing import Any
 from .. import sim
 from ..errors import CommandError
 from ..reasons import EXIT_ERROR, EXIT_OK, EXIT_USAGE, epilog
-from ..sim import lifecycle
+from ..sim import folder, lifecycle
 
 # Every sim subcommand: 0 done; 2 bad input, or the sim is not in the state it needs to be
 # (SimError); 1 anything unexpected.
@@ -25,6 +25,7 @@ def _start(args: argparse.Namespace) -> int:
         board=args.board,
         baud=args.baud,
         latency=args.latency,
+        rx_buffer=args.rx_buffer,
         power_cut_after=args.power_cut_after,
         power_cut_seed=args.power_cut_seed,
         torn=args.torn,
@@ -179,6 +180,10 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--latency", type=float, metavar="MS",
                    help="delay every byte each way by MS milliseconds, as a USB-serial bridge "
                    "does (1-16 ms on real boards; default 0)")
+    s.add_argument("--rx-buffer", type=int, metavar="BYTES",
+                   help="bytes that may wait unread on the board before more are lost "
+                   f"({folder.ESP32_RX_BUFFER}: the ESP32 port's stdin ring buffer; default 0: "
+                   "no limit, nothing lost)")
     s.add_argument("--power-cut-after", type=int, metavar="N",
                    help="cut the power at the N-th flash block write")
     s.add_argument("--power-cut-seed", type=int, metavar="S",

@@ -8,11 +8,14 @@ line each, see firmware/_simev.py). The child dies with the supervisor (PR_SET_P
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import select
 import signal
 import subprocess
+import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -94,6 +97,14 @@ class Child:
             self.stdin.flush()
         except (BrokenPipeError, ValueError):
             pass  # the child is going down; its exit is handled by the supervisor
+
+    def unread(self) -> int:
+        """Bytes written to the board's stdin that it has not read yet."""
+        try:
+            buf = fcntl.ioctl(self.stdin.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return 0
+        return int.from_bytes(buf, sys.byteorder)
 
     def interrupt(self) -> None:
         self.proc.send_signal(signal.SIGINT)

@@ -41,6 +41,15 @@ LOG_FILE = "supervisor.log"
 IO_LOG = "io.log"  # what the app did to its peripherals (firmware/_simio.py writes it)
 IO_IN = "io_in.json"  # what the test set for the app's peripherals to read
 
+# The board's console RX buffer, `sim start --rx-buffer N`: bytes that may wait unread before
+# more are lost. The ESP32 port reads its REPL UART (and USB) into a 260-byte stdin ring
+# buffer (ports/esp32/mphalport.c, stdin_ringbuf_array): ESP32_RX_BUFFER. The default, 0, is
+# no limit (the stdin pipe's flow control, as a USB CDC console has): the board process is
+# scheduled by a shared host, which can starve it longer than a board's UART handler ever
+# waits, so a limit can lose bytes a board would not (docs/sim.md).
+ESP32_RX_BUFFER = 260
+RX_BUFFER = 0
+
 STATS_ZERO: dict[str, Any] = {
     "writes": 0,
     "erases": 0,
@@ -53,6 +62,7 @@ STATS_ZERO: dict[str, Any] = {
     "wdt_resets": 0,
     "power_cuts": 0,
     "crashes": 0,
+    "rx_dropped": 0,  # bytes typed while the board's RX buffer was full (lost)
     "formats": 0,
     "last_cut": None,
 }

@@ -52,6 +52,7 @@ class SimInfo:
     board: str
     baud: int | None
     latency_ms: float | None = None
+    rx_buffer: int = folder.RX_BUFFER  # bytes that may wait unread on the board (0: no limit)
     efuse_file: str | None = None  # its `espefuse --virt` file (mpguard fuse burns it)
     uid: str | None = None  # machine.unique_id(), hex: the board's MAC
 
@@ -73,6 +74,7 @@ def _info(d: Path) -> SimInfo:
         board=cfg.get("board", {}).get("kind", ""),
         baud=cfg.get("baud"),
         latency_ms=cfg.get("latency_ms"),
+        rx_buffer=cfg.get("rx_buffer", folder.RX_BUFFER),
         efuse_file=cfg.get("efuse_file"),
         uid=cfg.get("uid"),
     )
@@ -127,6 +129,7 @@ def start(
     board: str | None = None,
     baud: int | None = None,
     latency: float | None = None,
+    rx_buffer: int | None = None,
     power_cut_after: int | None = None,
     power_cut_seed: int | None = None,
     torn: bool = False,
@@ -137,7 +140,9 @@ def start(
 
     `board` defaults to the board the sim had before, else DEFAULT_BOARD. `baud` limits the
     port to baud/10 bytes per second each way; `latency` (milliseconds) delays every byte
-    each way, as a USB-serial bridge does (1-16 ms on real boards). Starting a sim that runs
+    each way, as a USB-serial bridge does (1-16 ms on real boards). `rx_buffer` is how many
+    bytes may wait unread on the board before more are lost (folder.ESP32_RX_BUFFER: the ESP32
+    port's stdin ring buffer; default 0: no limit, nothing lost). Starting a sim that runs
     returns its info (SimError if other settings were asked for).
     """
     name = name or _default_name()
@@ -147,11 +152,16 @@ def start(
         other = [opt for opt, given in (("--efuse", efuse), ("--power-cut-after", power_cut_after),
                                         ("--power-cut-seed", power_cut_seed), ("--torn", torn),
                                         ("net", net)) if given not in (None, False)]
+        running_rx = (folder.read_json(d / folder.CONFIG) or {}).get("rx_buffer", folder.RX_BUFFER)
+        if rx_buffer is not None and rx_buffer != running_rx:
+            other.append("--rx-buffer")
         return _already_running(d, board, img_arg, baud, latency, other)
     if baud is not None and not 300 <= baud <= 10_000_000:
         raise SimError(f"--baud {baud} is out of range (300..10000000)")
     if latency is not None and not (isinstance(latency, (int, float)) and 0 <= latency <= MAX_LATENCY_MS):
         raise SimError(f"--latency {latency} is out of range (0..{MAX_LATENCY_MS} ms)")
+    if rx_buffer is not None and not (isinstance(rx_buffer, int) and (rx_buffer == 0 or 2 <= rx_buffer <= 1 << 20)):
+        raise SimError(f"--rx-buffer {rx_buffer} is out of range (0, or 2..1048576 bytes)")
     old = folder.read_json(d / folder.CONFIG) or {}
     prof = profile(board or old.get("board", {}).get("kind") or DEFAULT_BOARD)
     words = efuse_words(efuse, prof) if efuse else {}  # checked before anything is made
@@ -183,6 +193,7 @@ def start(
         "board": prof,
         "baud": baud,
         "latency_ms": float(latency) if latency else None,
+        "rx_buffer": folder.RX_BUFFER if rx_buffer is None else rx_buffer,
         "efuse": words,
         "efuse_file": str(Path(efuse).resolve()) if efuse else None,
         "uid": old.get("uid") or ("240ac4" + secrets.token_hex(3)),

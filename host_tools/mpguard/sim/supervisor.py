@@ -58,6 +58,7 @@ class Supervisor:
         stats.pop("gen", None)  # stats.json of an older mpguard
         self.board = Board(stats)
         self.term = Terminal(self.cfg.get("baud"), self.cfg.get("latency_ms") or 0.0)
+        self.rx_buffer = int(self.cfg.get("rx_buffer", folder.RX_BUFFER) or 0)
         self.sel = selectors.DefaultSelector()
         self.child: Child | None = None
         self.printed = b""  # the tail of what this boot printed (for a boot that fails)
@@ -206,7 +207,12 @@ class Supervisor:
         return 0.5
 
     def feed(self) -> None:
-        """Typed bytes to the board; a Ctrl-C byte interrupts running user code."""
+        """Typed bytes to the board; a Ctrl-C byte interrupts running user code.
+
+        With an RX buffer size (`rx_buffer`, e.g. the ESP32 port's 260-byte stdin ring buffer)
+        a byte that comes while that many wait unread is lost, as the board's UART handler
+        drops what its full ring cannot take: the bytes the board has not read yet are the
+        ones in its stdin pipe (FIONREAD)."""
         if self.child is None:
             return
         data = self.term.take()
@@ -214,11 +220,21 @@ class Supervisor:
         while data:
             i = data.find(b"\x03")
             if i < 0 or not (b.up and b.busy and b.kbd):
-                self.child.write(data)
+                self._to_board(data)
                 return
-            self.child.write(data[:i])
+            self._to_board(data[:i])
             self.child.interrupt()  # the byte is consumed by the interrupt
             data = data[i + 1 :]
+
+    def _to_board(self, data: bytes) -> None:
+        if self.rx_buffer and data and self.child is not None:
+            room = max(0, self.rx_buffer - self.child.unread())
+            if room < len(data):
+                self.board.stats["rx_dropped"] += len(data) - room
+                self.dirty = True
+                data = data[:room]
+        if self.child is not None:
+            self.child.write(data)
 
     def _forget(self, fd: Any) -> None:
         with contextlib.suppress(KeyError, ValueError):

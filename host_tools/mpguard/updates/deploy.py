@@ -87,11 +87,12 @@ def claims(data: bytes) -> dict[str, Any]:
 
 
 def send(link: BoardLink, data: bytes, progress: Callable[[int, int], None] | None = None,
-         timeout: float = 30.0, compress: bool = False) -> dict:
-    """Stream `data` into the agent's `update.install` (compressed if `compress` and smaller);
-    return its answer (installed or refused, with the reason)."""
+         timeout: float = 30.0, compress: bool = False, ahead: bool = False) -> dict:
+    """Stream `data` into the agent's `update.install` (compressed if `compress` and smaller,
+    read ahead by the board if `ahead`); return its answer (installed or refused, with the
+    reason)."""
     return dict(link.stream("update.install", [], data, progress, timeout=timeout,
-                            compress=compress))
+                            compress=compress, ahead=ahead))
 
 
 def judge(status: dict, seq: Any) -> str:
@@ -162,7 +163,8 @@ def deploy(link: BoardLink, data: bytes, *, progress: Callable[[int, int], None]
             res.warnings.append(w)
         link.soft_reset()  # the whole heap for the install (an agent as .py needs it)
         try:
-            answer = send(link, data, progress, timeout, compress=bool(info.get("deflate")))
+            answer = send(link, data, progress, timeout, compress=bool(info.get("deflate")),
+                          ahead=bool(info.get("ahead")))
         except BoardReset as e:
             answer = {"status": "installed", "seq": res.bundle.get("seq"),
                       "after_reset": _reset_during_transfer(link, res, e)}

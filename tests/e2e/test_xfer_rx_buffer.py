@@ -1,0 +1,68 @@
+"""A virtual board with the ESP32's 260-byte console RX buffer (`sim start --rx-buffer 260`):
+a byte that comes while 260 wait unread is lost, as on a board. The bulk transfer keeps
+within it (two 128-byte frames beyond the board's acks); a sender that ran further ahead
+loses bytes, and the board refuses the transfer with its files unchanged."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_deploy import GOOD, Releases, install_agent, snapshot
+
+import mpguard.sim as simlib
+from mpguard import xfer as transfer
+from mpguard.errors import BoardNotAnswering
+from mpguard.link import BoardLink
+from mpguard.sim import folder
+from mpguard.updates import deploy
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def rel(tmp_path) -> Releases:
+    return Releases(tmp_path)
+
+
+def _acked_frame_by_frame(monkeypatch) -> None:
+    """deploy's transfers acked frame by frame, as to an agent without read-ahead: its bound
+    (2 frames beyond the acks) holds whatever the timing; read-ahead's rests on the board
+    reading a block as fast as it comes, which a board's C loop does and a process on a
+    shared host, fed in bursts, need not (docs/decisions/0018)."""
+    send = deploy.send
+    monkeypatch.setattr(deploy, "send", lambda link, data, progress=None, timeout=30.0, **kw:
+                        send(link, data, progress, timeout, compress=kw.get("compress", False)))
+
+
+def test_deploy_acked_frame_by_frame_loses_nothing(sim_factory, rel, monkeypatch):
+    # at most 256 bytes ever wait, at any speed and whatever the board does meanwhile
+    info = sim_factory(rx_buffer=folder.ESP32_RX_BUFFER, baud=921600, latency=2)
+    assert simlib.get("t").rx_buffer == 260
+    _acked_frame_by_frame(monkeypatch)
+    with BoardLink(info.port) as board:
+        install_agent(board, rel)
+        r = deploy.deploy(board, rel.build("1.0.0", GOOD, extra={"blob.bin": bytes(range(256)) * 64}),
+                          wait=20)
+        assert r.outcome == "confirmed", r
+        assert r.transfer["ahead"] is False
+    assert simlib.stats("t")["rx_dropped"] == 0
+
+
+def test_a_sender_past_the_window_loses_bytes_and_installs_nothing(sim_factory, rel, monkeypatch):
+    info = sim_factory(rx_buffer=folder.ESP32_RX_BUFFER)
+    _acked_frame_by_frame(monkeypatch)
+    with BoardLink(info.port) as board:
+        install_agent(board, rel)
+        assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+        data = rel.build("2.0.0", GOOD, extra={"blob.bin": bytes(range(256)) * 64})
+        before = snapshot(board)
+        dropped = simlib.stats("t")["rx_dropped"]
+        monkeypatch.setattr(transfer, "WINDOW", 16)  # 2 KiB in flight: 8 x the board's buffer
+        with pytest.raises(BoardNotAnswering):
+            board.stream("update.install", [], data, timeout=3)
+        monkeypatch.setattr(transfer, "WINDOW", 2)
+        assert simlib.stats("t")["rx_dropped"] > dropped
+    time.sleep(6)  # the board's Reader gives up (xfer_timeout, 5 s without a byte)
+    with BoardLink(info.port) as board:
+        assert snapshot(board) == before

@@ -34,7 +34,7 @@ _FRAME = const(128)
 _WINDOW = const(2)
 _ESC = const(0x10)
 _TIMEOUT_MS = const(5000)
-_AHEAD = const(8192)  # the largest read-ahead block
+_AHEAD = const(16384)  # the largest read-ahead block
 _SPARE = const(24576)  # heap left to the consumer (the agent's budget) before a block is taken
 
 _ZMAX = const(1088)
@@ -61,9 +61,16 @@ class Reader:
 
             gc.collect()
             n = (gc.mem_free() - _SPARE) // 2
+        while True:
             n = max(_FRAME, min(_AHEAD, n - n % _FRAME))
+            try:
+                self.frame = bytearray(n)  # free bytes need not be in one piece
+                break
+            except MemoryError:
+                if n == _FRAME:
+                    raise
+                n //= 2
         self.ahead = ahead
-        self.frame = bytearray(n)
         self.fmv = memoryview(self.frame)
         self.pos = self.end = 0  # read position and end of the current block (pos = end: spent)
         self.esc = False

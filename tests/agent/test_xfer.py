@@ -156,15 +156,17 @@ def test_heap_does_not_grow_with_size(ahead):
 
 
 def test_read_ahead_block_comes_from_spare_heap_only():
-    # The board reads up to 8 KiB ahead, from heap beyond the 24 KiB its consumer may need
+    # The board reads up to 16 KiB ahead, from heap beyond the 24 KiB its consumer may need
     # (half of it); with less to spare, one frame at a time; without `ahead`, always one.
-    roomy, _ = run_transfer(os.urandom(20_000), heap="64K", ahead=1)
+    huge, _ = run_transfer(os.urandom(20_000), heap="128K", ahead=1)
+    roomy, _ = run_transfer(os.urandom(20_000), heap="56K", ahead=1)
     tight, _ = run_transfer(os.urandom(20_000), heap="36K", ahead=1)
     small, _ = run_transfer(os.urandom(20_000), heap="20K", ahead=1)
     plain, _ = run_transfer(os.urandom(20_000), heap="64K", ahead=0)
-    assert roomy["ok"] and tight["ok"] and small["ok"] and plain["ok"]
-    assert roomy["block"] == 8192
-    assert 128 < tight["block"] < 8192 and tight["block"] % 128 == 0
+    assert huge["ok"] and roomy["ok"] and tight["ok"] and small["ok"] and plain["ok"]
+    assert huge["block"] == 16384
+    assert 128 < tight["block"] < roomy["block"] <= 16384
+    assert tight["block"] % 128 == 0 and roomy["block"] % 128 == 0
     assert small["block"] == plain["block"] == 128
 
 

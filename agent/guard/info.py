@@ -87,7 +87,9 @@ def facts():
         "heap_free": gc.mem_free(),
         "heap_alloc": gc.mem_alloc(),
         "deflate": z,
-        "ahead": 1,  # guard.xfer reads ahead when the host asks (rpc.stream's a)
+        # guard.xfer reads ahead when the host asks (rpc.stream's a); not an agent compiled on
+        # the board from .py, which needs that heap for the compiler (docs/decisions/0018)
+        "ahead": int(not __file__.endswith(".py")),
     }
 
 

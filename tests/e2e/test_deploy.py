@@ -91,6 +91,7 @@ def test_story_install_update_rollback(board, rel):
     install_agent(board, rel)
     r1 = deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20)
     assert r1.outcome == "confirmed", r1
+    assert r1.transfer["ahead"] is True  # the .mpy agent reads ahead (decisions/0018)
     assert "app 1.0.0 running" in r1.console
     r2 = deploy.deploy(board, rel.build("2.0.0", GOOD), wait=20)
     assert (r2.outcome, r2.status["ver"], r2.status["seq"]) == ("confirmed", "2.0.0", 2)
@@ -295,6 +296,7 @@ def test_agent_as_source_when_the_board_mpy_version_differs(board, rel):
     assert not board.exists("/lib/guard/install.mpy")
     res = deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20)
     assert res.outcome == "confirmed", res
+    assert res.transfer["ahead"] is False  # the board's compiler needs the heap a block takes
     # switching back to .mpy removes the .py files (a stale .py would shadow the .mpy)
     rep2 = agent_install.install(board, rel.anchors(), force=True)
     assert rep2.format == "mpy" and "/lib/guard/install.py" in rep2.removed

@@ -60,9 +60,12 @@ def test_start_list_stop_restart_keeps_flash(sim_dir, mpr, tmp_path):
         (["start", "--efuse", "/no/such/efuse.bin"], "does not exist"),
         (["stop", "ghost"], "no sim named"),
         (["stop"], "name a sim"),
+        (["start", "--rx-buffer", "-1"], "out of range"),
+        (["start", "--rx-buffer", "1"], "out of range"),
     ],
     ids=["unknown-board", "bad-name", "bad-baud", "negative-latency", "huge-latency",
-         "nan-latency", "missing-efuse", "stop-unknown", "stop-nothing"],
+         "nan-latency", "missing-efuse", "stop-unknown", "stop-nothing", "negative-rx-buffer",
+         "tiny-rx-buffer"],
 )
 def test_bad_input_is_refused_clearly(sim_dir, args, message):
     r = cli(*args)
@@ -224,3 +227,26 @@ def test_missing_efuse_file_hint_is_a_command_that_makes_one(sim_dir, tmp_path, 
     assert r.returncode == 0, r.stderr
     assert simlib.get("fx").efuse_file == str(ef)
     assert cli("stop", "fx").returncode == 0
+
+
+def test_rx_buffer_loses_what_the_board_does_not_read(sim_dir, mpr):
+    # 260 bytes (the ESP32's stdin ring) may wait while the board runs code that does not
+    # read: the rest of a burst typed meanwhile is lost and counted; the list shows the size
+    r = cli("start", "--name", "esp", "--rx-buffer", "260")
+    assert r.returncode == 0, r.stderr
+    port = r.stdout.strip().splitlines()[-1]
+    assert "260 B" in cli("list").stdout
+    import serial
+
+    with serial.Serial(port, timeout=5) as ser:
+        ser.write(b"\r\x03\x03\x02")  # friendly REPL
+        time.sleep(0.3)
+        ser.reset_input_buffer()
+        ser.write(b"import time; time.sleep(1.5)\r")
+        time.sleep(0.3)  # the board sleeps: nobody reads its stdin
+        ser.write(b"#" * 1000)
+        time.sleep(2)
+    stats = json.loads(cli("stats", "esp", "--json").stdout)
+    assert 1000 - 260 <= stats["rx_dropped"] <= 1000
+    assert "rx_dropped" in cli("stats", "esp").stdout
+    cli("stop", "esp")

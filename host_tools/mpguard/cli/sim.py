@@ -44,10 +44,11 @@ def _list(args: argparse.Namespace) -> int:
     if not sims:
         print("no sims")
         return 0
-    rows = [("NAME", "STATE", "PORT", "BOARD", "BAUD", "LATENCY", "IMAGE")]
+    rows = [("NAME", "STATE", "PORT", "BOARD", "BAUD", "LATENCY", "RX BUFFER", "IMAGE")]
     for s in sims:
         rows.append((s.name, "running" if s.running else "stopped", s.port or "-", s.board,
-                     str(s.baud or "-"), f"{s.latency_ms:g} ms" if s.latency_ms else "-", s.image))
+                     str(s.baud or "-"), f"{s.latency_ms:g} ms" if s.latency_ms else "-",
+                     f"{s.rx_buffer} B" if s.rx_buffer else "-", s.image))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -88,7 +89,7 @@ def _stats(args: argparse.Namespace) -> int:
         print(json.dumps(st, indent=2))
         return 0
     for k in ("writes", "erases", "reads", "boots", "soft_resets", "hard_resets", "power_cuts",
-              "formats", "crashes"):
+              "formats", "crashes", "rx_dropped"):
         print(f"{k:12} {st.get(k, 0)}")
     bw = st.get("block_writes") or {}
     if bw:

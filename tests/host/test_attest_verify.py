@@ -194,6 +194,14 @@ def test_payload_not_json_is_refused(inv):
     assert refusal(inv, tok) == "bad_claims"
 
 
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 2000 + b"1" + b"}" * 2000])
+def test_payload_nested_past_the_parsers_stack_is_refused_not_a_crash(inv, body):
+    # signed by the board's own key: only a refusal stands between it and the verifier
+    tok = _resign(KEY, {"alg": "ES256", "kid": keys.thumbprint(KEY)}, body)
+    assert len(tok) <= verify.MAX_TOKEN
+    assert refusal(inv, tok) == "bad_claims"
+
+
 def test_replayed_token_is_refused_and_recorded(inv, eat):
     st = store.Store(inv)
     pol = policy.load()

@@ -235,7 +235,9 @@ class Verifier:
             raise AttestError("device_revoked", dev.revoked)
         try:
             claims = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
+            # RecursionError: signed JSON nested deeper than the parser's stack (a few KB of
+            # "[[[...") is a refusal like any other, not a crash of the verifier
             raise AttestError("bad_claims", "payload is not JSON") from None
         check_claims(claims)  # step 4
         if files.b64u_dec(claims["ueid"]) != dev.ueid:  # step 5

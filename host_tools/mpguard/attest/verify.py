@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import files, jose
-from ..errors import AttestError, JoseError
+from ..errors import AttestError, InventoryError, JoseError
 from .store import Device, Store
 
 PROFILE = "tag:mpguard.invalid,2025:eat-profile:1"
@@ -200,7 +200,7 @@ def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         h, p, _ = token.split(".")
         hdr, body = json.loads(files.b64u_dec(h)), json.loads(files.b64u_dec(p))
         return (hdr if isinstance(hdr, dict) else {}), (body if isinstance(body, dict) else {})
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError):
         return {}, {}
 
 
@@ -221,10 +221,16 @@ class Verifier:
             if e.reason != "unknown_key":
                 raise AttestError(e.reason) from None
             h, c = _unverified(tok)
-            try:
-                known = self.store.device(files.b64u_dec(c.get("ueid", "")))
-            except ValueError:
-                known = None
+            known = None
+            u = c.get("ueid")
+            if isinstance(u, str):  # b64u_dec(n) of an integer n would make n zero bytes
+                try:
+                    known = self.store.device(files.b64u_dec(u))
+                except ValueError:
+                    pass
+                except InventoryError as ie:  # a UEID no board can have names none
+                    if ie.reason != "bad_record":
+                        raise
             raise AttestError("wrong_key" if known else "unknown_device",
                               str(h.get("kid", ""))[:64]) from None
         kid = hdr["kid"]

@@ -71,7 +71,12 @@ def b64u_dec(text: str | bytes) -> bytes:
 
     Raises ValueError for anything else (a non-canonical last character included).
     """
-    raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
+    if isinstance(text, str):
+        raw = text.encode("ascii", "replace")
+    elif isinstance(text, (bytes, bytearray, memoryview)):
+        raw = bytes(text)
+    else:  # bytes(n) of an integer n (a JSON value) would be n zero bytes
+        raise ValueError("not base64url")
     n = len(raw) & 3
     if n == 1:
         raise ValueError("not base64url")

@@ -219,3 +219,16 @@ def test_three_parts_exactly():
     with pytest.raises(JoseError) as e:
         jose.verify(f"{h}.{s}.{p}", {KID: PUB})
     assert e.value.reason == "bad_sig"
+
+
+@pytest.mark.parametrize("value", [10**12, 3, -1, None, 1.5, ["QQ"], {"QQ": 1}])
+def test_b64u_dec_takes_text_or_bytes_only(value):
+    # a JSON value that is not text must not become bytes(n): 10**12 zero bytes
+    from mpguard import files
+
+    with pytest.raises(ValueError):
+        files.b64u_dec(value)
+    with pytest.raises(JoseError) as e:
+        jose.b64u_dec(value)
+    assert e.value.reason == "jws_format"
+    assert files.b64u_dec("QQ") == files.b64u_dec(b"QQ") == files.b64u_dec(bytearray(b"QQ")) == b"A"

@@ -17,11 +17,14 @@ board's reason string):
   8. payload strict base64url                                                jws_format
 
 At fleet rate (`mpguard attest` over many boards, release checks) the same few headers and
-keys come back token after token, so two things are parsed once and remembered, each by its
-exact bytes: a header's base64url text -> the header it decodes to (steps 2-5 passed: what
-the header alone decides), and a key's SEC1 bytes -> the parsed key (mpguard.keys). Neither
-remembers a verdict: for every token the kid is looked up in the caller's `keys` (a kid no
-longer there is refused) and the signature is checked against that key.
+keys come back token after token, so three things are worked out once and remembered: a
+header's base64url text -> the header it decodes to (steps 2-5 passed: what the header alone
+decides), a key's SEC1 bytes -> the parsed key (mpguard.keys), both by their exact bytes, and
+that a caller's key object is a P-256 public key (by the object's identity, the object held
+so its id stays its own). None remembers a verdict: for every token the kid is looked up in
+the caller's `keys` (a kid no longer there is refused) and the signature is checked against
+that key. All three are bounded (the oldest entry goes first). Why and what it measures:
+docs/decisions/0019-host-verification-at-fleet-rate.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,10 @@ see the same load, so their ratios hold even when the load moves between rounds)
 Each figure is given per CPU second of this process (the `process_time` clock: on a shared
 machine it counts only the time this process ran, so it is what one core does) and per
 wall-clock second, as min and median over the rounds; then each path's share of its floor
-and mpguard's own cost per token (1/rate - 1/floor, from the medians per CPU second).
+and mpguard's own cost per token (1/rate - 1/floor, from the medians per CPU second); then
+each call at its quietest (QUIET_PASSES passes; the median over the corpus of each call's
+fastest time): on a shared machine the rates move with the neighbours' load, the quietest
+times hardly, so they are what compares one version of the code with another.
 `python -m bench.host_verify [RUNS]`.
 """
 
@@ -51,7 +54,7 @@ SIGNERS = 2
 RELEASES = 64
 RUNS = 7
 SECONDS = 1.0
-QUIET_PASSES = 30
+QUIET_PASSES = 50
 
 
 def board_key(b: int) -> ec.EllipticCurvePrivateKey:
@@ -116,7 +119,8 @@ def rates(steps: dict[str, Callable[[], int]], runs: int,
 def quietest(calls: dict[str, list[Callable[[], object]]], passes: int) -> dict[str, float]:
     """name -> the median over its calls of each call's fastest time in `passes` passes, in
     us: what the code costs when no neighbour on the machine slows it down (a shared machine's
-    load lengthens some calls, never shortens one)."""
+    load lengthens some calls, never shortens one). A pass runs each name's calls in a row
+    (warm, as in the rounds above) and the names take turns pass by pass."""
     best = {name: [float("inf")] * len(fs) for name, fs in calls.items()}
     for _ in range(passes):
         for name, fs in calls.items():
@@ -124,7 +128,9 @@ def quietest(calls: dict[str, list[Callable[[], object]]], passes: int) -> dict[
             for i, f in enumerate(fs):
                 t0 = time.perf_counter_ns()
                 f()
-                b[i] = min(b[i], (time.perf_counter_ns() - t0) / 1000)
+                t = (time.perf_counter_ns() - t0) / 1000
+                if t < b[i]:
+                    b[i] = t
     return {name: statistics.median(b) for name, b in best.items()}
 
 

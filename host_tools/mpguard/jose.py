@@ -230,9 +230,7 @@ def verify(
     if known is None:
         known = _header(h64)  # raises for a bad header: nothing is remembered of it
         if all(isinstance(v, str) for v in known[0].values()):  # flat: a copy is a true copy
-            if len(_HEADERS) >= HEADER_CACHE:
-                del _HEADERS[next(iter(_HEADERS))]
-            _HEADERS[h64] = known
+            files.remember(_HEADERS, h64, known, HEADER_CACHE)
     header, kid = known
     if not isinstance(kid, str):
         raise _fail("unknown_key")
@@ -244,9 +242,7 @@ def verify(
     if pub is not key:  # not this very object (kept alive there, so its id is its own)
         pub = _public(key)
         if pub is key:
-            if len(_CHECKED) >= CHECKED_CACHE:
-                del _CHECKED[next(iter(_CHECKED))]
-            _CHECKED[id(key)] = key
+            files.remember(_CHECKED, id(key), key, CHECKED_CACHE)
     try:
         sig = b64u_dec(s64)
     except JoseError:

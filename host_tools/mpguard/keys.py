@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .errors import KeyStoreError, PassphraseError
-from .files import atomic_write, b64u_enc
+from .files import atomic_write, b64u_enc, remember
 
 PASSPHRASE_ENV = "MPGUARD_PASSPHRASE"
 MIN_PASSPHRASE = 12  # shorter ones are accepted with a warning (a new key only)
@@ -85,9 +85,7 @@ def public_from_bytes(data: bytes) -> PublicKey:
         key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), data)
     except ValueError:
         raise KeyStoreError("not a valid P-256 public key (not on the curve)") from None
-    if len(_POINTS) >= POINT_CACHE:
-        del _POINTS[next(iter(_POINTS))]
-    _POINTS[data] = key
+    remember(_POINTS, data, key, POINT_CACHE)
     return key
 
 

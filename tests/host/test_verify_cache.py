@@ -301,3 +301,29 @@ def test_attestation_claims_are_checked_on_every_token_with_warm_memories(invent
             with pytest.raises(AttestError) as e:
                 v.verify(token(**changes), NONCE, 1000.0, 1001.0)
             assert e.value.reason == why, changes
+
+
+def test_a_shared_memory_stays_bounded_under_threads():
+    import threading
+
+    cache: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def fill(base: int) -> None:
+        try:
+            for i in range(20000):
+                files.remember(cache, base + i, i, 8)
+        except BaseException as e:  # any escape is the failure
+            errors.append(e)
+
+    threads = [threading.Thread(target=fill, args=(n * 10**6,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(cache) <= 8 + len(threads)
+    files.remember(cache, -1, -1, 8)
+    assert len(cache) <= 8 and cache[-1] == -1
+    empty: dict[int, int] = {}
+    files.remember(empty, 1, 1, 0)  # a memory of nothing still takes the one being added
+    assert empty == {1: 1}

@@ -59,9 +59,7 @@ def _b64u(v: Any, lo: int = 1, hi: int = 4096) -> bool:
     except ValueError:
         return False
     if type(v) is str and len(v) <= B64U_CACHED_CHARS:
-        if len(_B64U_LEN) >= B64U_CACHE:
-            del _B64U_LEN[next(iter(_B64U_LEN))]
-        _B64U_LEN[v] = n
+        files.remember(_B64U_LEN, v, n, B64U_CACHE)
     return lo <= n <= hi
 
 

@@ -38,8 +38,8 @@ MEASRES = ("success", "fail", "not-run", "absent")
 
 
 # strict base64url text -> the length it decodes to, for texts that decode: a board's ueid,
-# hwmodel and measurement bodies come back unchanged token after token (about half the claim
-# checks' time at fleet rate). The answer is a function of the exact text alone; only exact
+# hwmodel and measurement bodies come back unchanged token after token (about a third of the
+# claim checks' time). The answer is a function of the exact text alone; only exact
 # str (no subclass with its own hash or equality), only short texts, bounded (the oldest
 # entry goes first); a text that does not decode is never remembered.
 _B64U_LEN: dict[str, int] = {}

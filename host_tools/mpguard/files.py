@@ -71,7 +71,12 @@ def b64u_dec(text: str | bytes) -> bytes:
 
     Raises ValueError for anything else (a non-canonical last character included).
     """
-    raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
+    if isinstance(text, str):
+        raw = text.encode("ascii", "replace")
+    elif isinstance(text, (bytes, bytearray, memoryview)):
+        raw = bytes(text)
+    else:  # bytes(n) of an integer n (a JSON value) would be n zero bytes
+        raise ValueError("not base64url")
     n = len(raw) & 3
     if n == 1:
         raise ValueError("not base64url")
@@ -84,3 +89,20 @@ def b64u_dec(text: str | bytes) -> bytes:
     if n and _VALUE[std[-1]] & (0x0F if n == 2 else 0x03):
         raise ValueError("non-canonical base64url")
     return out
+
+
+def remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    """cache[key] = value in a memory of at most `limit` entries, the oldest let go first.
+
+    Safe when threads share the memory (a production line's stations verify in threads): one
+    that finds the oldest entry gone already, or the memory changing under its look, looks
+    again, so the memory never keeps more than `limit` entries plus one per thread inserting
+    at that moment."""
+    while len(cache) >= limit:
+        try:
+            del cache[next(iter(cache))]
+        except StopIteration:
+            break
+        except (KeyError, RuntimeError):
+            continue
+    cache[key] = value

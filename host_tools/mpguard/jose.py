@@ -17,11 +17,14 @@ board's reason string):
   8. payload strict base64url                                                jws_format
 
 At fleet rate (`mpguard attest` over many boards, release checks) the same few headers and
-keys come back token after token, so two things are parsed once and remembered, each by its
-exact bytes: a header's base64url text -> the header it decodes to (steps 2-5 passed: what
-the header alone decides), and a key's SEC1 bytes -> the parsed key (mpguard.keys). Neither
-remembers a verdict: for every token the kid is looked up in the caller's `keys` (a kid no
-longer there is refused) and the signature is checked against that key.
+keys come back token after token, so three things are worked out once and remembered: a
+header's base64url text -> the header it decodes to (steps 2-5 passed: what the header alone
+decides), a key's SEC1 bytes -> the parsed key (mpguard.keys), both by their exact bytes, and
+that a caller's key object is a P-256 public key (by the object's identity, the object held
+so its id stays its own). None remembers a verdict: for every token the kid is looked up in
+the caller's `keys` (a kid no longer there is refused) and the signature is checked against
+that key. All three are bounded (the oldest entry goes first). Why and what it measures:
+docs/decisions/0019-host-verification-at-fleet-rate.md.
 """
 
 from __future__ import annotations
@@ -33,10 +36,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from . import files, keys
 from .errors import JoseError, KeyStoreError
@@ -49,6 +49,11 @@ _ECDSA = ec.ECDSA(hashes.SHA256())
 # goes first when it is full (a fleet has a header per signing key).
 _HEADERS: dict[bytes, tuple[dict[str, Any], Any]] = {}
 HEADER_CACHE = 4096
+# id -> a public key object that passed keys.p256_public (a P-256 public key), holding the
+# object so that no other object can get its id while the entry lives. Saves the checks for
+# a caller's key objects (the attestation verifier's devices); bounded like _HEADERS.
+_CHECKED: dict[int, ec.EllipticCurvePublicKey] = {}
+CHECKED_CACHE = 4096
 
 
 def _fail(reason: str) -> JoseError:
@@ -186,6 +191,20 @@ def _header(h64: bytes) -> tuple[dict[str, Any], Any]:
     return header, header.get("kid")
 
 
+def _der_int(b: bytes) -> bytes:
+    b = b.lstrip(b"\0")
+    if not b or b[0] & 0x80:  # DER: minimal, and non-negative (a 0 byte before a high bit)
+        b = b"\0" + b
+    return b"\x02" + bytes((len(b),)) + b
+
+
+def der_signature(sig: bytes) -> bytes:
+    """DER of a 64-byte R || S (RFC 7518 3.4) as OpenSSL wants it: what
+    encode_dss_signature(int(R), int(S)) gives, without the two integers (a token's hot path)."""
+    body = _der_int(sig[:32]) + _der_int(sig[32:])
+    return b"\x30" + bytes((len(body),)) + body  # at most 70 bytes: a one-byte length
+
+
 def verify(
     token: str | bytes, keys: Mapping[str, Any], max_len: int = MAX_TOKEN
 ) -> tuple[dict[str, Any], bytes]:
@@ -201,17 +220,17 @@ def verify(
         raise _fail("jws_format")
     if len(raw) > max_len:
         raise _fail("too_large")
-    parts = raw.split(b".")
-    if len(parts) != 3:
+    # three parts: the two dots found, not split (the signing input is then one slice)
+    dot1 = raw.find(b".")
+    dot2 = raw.find(b".", dot1 + 1) if dot1 >= 0 else -1
+    if dot2 < 0 or raw.find(b".", dot2 + 1) >= 0:
         raise _fail("jws_format")
-    h64, p64, s64 = parts
+    h64, p64, s64 = raw[:dot1], raw[dot1 + 1 : dot2], raw[dot2 + 1 :]
     known = _HEADERS.get(h64)
     if known is None:
         known = _header(h64)  # raises for a bad header: nothing is remembered of it
         if all(isinstance(v, str) for v in known[0].values()):  # flat: a copy is a true copy
-            if len(_HEADERS) >= HEADER_CACHE:
-                del _HEADERS[next(iter(_HEADERS))]
-            _HEADERS[h64] = known
+            files.remember(_HEADERS, h64, known, HEADER_CACHE)
     header, kid = known
     if not isinstance(kid, str):
         raise _fail("unknown_key")
@@ -219,16 +238,19 @@ def verify(
         key = keys[kid]  # the caller's set, asked for every token
     except KeyError:
         raise _fail("unknown_key") from None
-    pub = _public(key)
+    pub = _CHECKED.get(id(key))
+    if pub is not key:  # not this very object (kept alive there, so its id is its own)
+        pub = _public(key)
+        if pub is key:
+            files.remember(_CHECKED, id(key), key, CHECKED_CACHE)
     try:
         sig = b64u_dec(s64)
     except JoseError:
         raise _fail("bad_sig") from None
     if len(sig) != 64:
         raise _fail("bad_sig")
-    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
     try:
-        pub.verify(der, h64 + b"." + p64, _ECDSA)
+        pub.verify(der_signature(sig), raw[:dot2], _ECDSA)
     except InvalidSignature:
         raise _fail("bad_sig") from None
     return dict(header), b64u_dec(p64)

@@ -194,6 +194,30 @@ def test_payload_not_json_is_refused(inv):
     assert refusal(inv, tok) == "bad_claims"
 
 
+@pytest.mark.parametrize("ueid", [None, 10**12, -1, "", "AQ", "not base64url!", ["x"],
+                                  base64.urlsafe_b64encode(b"\x09" * 7).decode().rstrip("=")])
+def test_an_unknown_signer_with_any_ueid_is_unknown_device(inv, eat, ueid):
+    claims = good(eat)
+    if ueid is None:
+        del claims["ueid"]
+    else:
+        claims["ueid"] = ueid
+    stranger = ec.derive_private_key(0x57A4, ec.SECP256R1())
+    assert refusal(inv, eat.token(stranger, claims)) == "unknown_device"
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 2000 + b"1" + b"}" * 2000])
+def test_payload_nested_past_the_parsers_stack_is_refused_not_a_crash(inv, body):
+    # signed by the board's own key: only a refusal stands between it and the verifier
+    tok = _resign(KEY, {"alg": "ES256", "kid": keys.thumbprint(KEY)}, body)
+    assert len(tok) <= verify.MAX_TOKEN
+    assert refusal(inv, tok) == "bad_claims"
+    # signed by no board: read unverified only to name the refusal, which must not crash
+    # (nor ask the inventory for a UEID no board can have)
+    assert refusal(inv, _resign(ec.derive_private_key(0xBAD, ec.SECP256R1()),
+                                {"alg": "ES256", "kid": "x" * 43}, body)) == "unknown_device"
+
+
 def test_replayed_token_is_refused_and_recorded(inv, eat):
     st = store.Store(inv)
     pol = policy.load()

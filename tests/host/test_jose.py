@@ -186,3 +186,49 @@ def test_property_round_trip_with_pyjwt(payload, typ):
     assert jwt.api_jws.decode(tok, KEY.public_key(), algorithms=["ES256"]) == payload
     hdr, got = jose.verify(tok, {KID: PUB})
     assert got == payload and hdr["typ"] == typ
+
+
+_EDGE = [bytes(32), b"\x00" * 31 + b"\x01", b"\x7f" + b"\xff" * 31, b"\x80" + bytes(31),
+         b"\xff" * 32, b"\x00\x80" + bytes(30), b"\x00\x7f" + b"\xff" * 30, b"\x00" * 30 + b"\x80\x00"]
+
+
+@given(r=st.one_of(st.sampled_from(_EDGE), st.binary(min_size=32, max_size=32)),
+       s=st.one_of(st.sampled_from(_EDGE), st.binary(min_size=32, max_size=32)))
+@settings(max_examples=300, deadline=None)
+def test_der_signature_is_what_cryptography_encodes(r, s):
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    der = jose.der_signature(r + s)
+    assert der == encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+    assert decode_dss_signature(der) == (int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+
+
+def test_three_parts_exactly():
+    tok = jose.sign(b"{}", KEY)
+    h, p, s = tok.split(".")
+    assert jose.verify(tok, {KID: PUB})[1] == b"{}"
+    for bad in (f"{h}.{p}", f"{h}{p}{s}", f"{h}.{p}.{s}.", f".{h}.{p}.{s}", f"{h}.{p}..{s}",
+                f"{h}..{p}.{s}", "", ".", "..", "...", f"{h}.{p}.{s}.{s}"):
+        with pytest.raises(JoseError) as e:
+            jose.verify(bad, {KID: PUB})
+        assert e.value.reason == "jws_format", bad
+    # two dots, the parts swapped about: parsed as three parts, refused for what they hold
+    with pytest.raises(JoseError) as e:
+        jose.verify(f"{h}.{s}.{p}", {KID: PUB})
+    assert e.value.reason == "bad_sig"
+
+
+@pytest.mark.parametrize("value", [10**12, 3, -1, None, 1.5, ["QQ"], {"QQ": 1}])
+def test_b64u_dec_takes_text_or_bytes_only(value):
+    # a JSON value that is not text must not become bytes(n): 10**12 zero bytes
+    from mpguard import files
+
+    with pytest.raises(ValueError):
+        files.b64u_dec(value)
+    with pytest.raises(JoseError) as e:
+        jose.b64u_dec(value)
+    assert e.value.reason == "jws_format"
+    assert files.b64u_dec("QQ") == files.b64u_dec(b"QQ") == files.b64u_dec(bytearray(b"QQ")) == b"A"

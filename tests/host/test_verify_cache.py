@@ -180,3 +180,150 @@ def test_attestation_refuses_a_forged_token_and_a_replaced_key_after_warm_caches
     fresh = store.Store(inventory)
     assert refused(fresh, good) == "wrong_key"
     assert check(fresh, jose.sign(claims(), new.key, {"typ": "eat+jwt"})).device.ueid == UEID
+
+
+# --- the key a kid names: the caller's, every time ------------------------------------------
+
+def test_same_kid_another_key_the_set_decides_and_a_bad_signature_is_refused_on_a_warm_key():
+    good = jose.sign(b'{"n": 2}', KEY)
+    other_point = keys.public_bytes(OTHER)
+    for key_set in ({KID: keys.public_bytes(KEY)}, {KID: KEY.public_key()}):
+        for _ in range(2):  # warm: the header, the key's bytes, the key object checked
+            assert jose.verify(good, key_set)[1] == b'{"n": 2}'
+        # the same kid now names another key: that key is the one the signature is checked with
+        assert reason(good, {KID: other_point}) == "bad_sig"
+        assert reason(good, {KID: OTHER.public_key()}) == "bad_sig"
+        # and the warm key itself still refuses a signature it did not make: flipped bits in
+        # r, in s, s replaced by n - s's neighbour, and r || s swapped
+        h64, p64, s64 = good.split(".")
+        sig = files.b64u_dec(s64)
+        r, s = sig[:32], sig[32:]
+        for bad in (bytes([r[0] ^ 1]) + r[1:] + s, r + s[:31] + bytes([s[31] ^ 1]), s + r,
+                    bytes(64), r + bytes(32)):
+            assert reason(f"{h64}.{p64}.{files.b64u_enc(bad)}", key_set) == "bad_sig"
+        assert jose.verify(good, key_set)[1] == b'{"n": 2}'
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256K1(), ec.BrainpoolP256R1(), ec.SECP384R1()])
+def test_a_key_of_another_curve_is_refused_as_object_private_or_public(curve):
+    good = jose.sign(b"{}", KEY)
+    jose.verify(good, {KID: KEY.public_key()})  # warm
+    alien = ec.derive_private_key(0x1234567, curve)
+    for key in (alien, alien.public_key()):
+        with pytest.raises(Exception) as e:
+            keys.p256_public(key)
+        assert "P-256" in str(e.value)
+        assert reason(good, {KID: key}) == "bad_key"
+    # a P-256 private key is taken for its public half, as before
+    assert keys.public_bytes(keys.p256_public(KEY)) == keys.public_bytes(KEY)
+
+
+# --- claim texts remembered by the attestation verifier ---------------------------------------
+
+def test_a_remembered_claim_text_gives_the_same_answer_for_every_bound(monkeypatch):
+    monkeypatch.setattr(verify, "_B64U_LEN", {})
+    text = files.b64u_enc(bytes(40))  # 40 bytes: a measurement body, too long for a UEID
+    for _ in range(2):
+        assert verify._b64u(text)  # 1..4096
+        assert not verify._b64u(text, 7, 33)
+        assert verify._b64u(text, 40, 40) and not verify._b64u(text, 41, 64)
+    assert verify._B64U_LEN == {text: 40}
+
+
+def test_texts_that_do_not_decode_are_refused_every_time_and_never_remembered(monkeypatch):
+    monkeypatch.setattr(verify, "_B64U_LEN", {})
+    good = files.b64u_enc(b"\x02\x24\x0a\xc4\xca\xce\x01")
+    assert verify._b64u(good, 7, 33)
+    for bad in ("AiQKxMrOAQ=", "AiQKxMrOAR", "AiQK+MrOAQ", "AiQKxMrOA", "é", 7, None,
+                ["AiQKxMrOAQ"]):
+        for _ in range(2):
+            assert not verify._b64u(bad, 1, 33)
+    assert list(verify._B64U_LEN) == [good]
+    assert not verify._b64u("", 1, 33) and verify._b64u("", 0, 33)  # zero bytes: the bound
+
+
+def test_a_str_subclass_cannot_borrow_a_remembered_answer(monkeypatch):
+    monkeypatch.setattr(verify, "_B64U_LEN", {})
+    good = files.b64u_enc(b"\x02\x24\x0a\xc4\xca\xce\x01")
+    assert verify._b64u(good, 7, 33)
+
+    class Liar(str):  # claims to be the remembered text, is something else
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash(good)
+
+    assert not verify._b64u(Liar("not base64url!"), 7, 33)
+    assert verify._b64u(Liar(good), 7, 33)  # decoded, not looked up
+    assert list(verify._B64U_LEN) == [good]
+
+
+def test_the_claim_text_memory_stays_bounded_and_keeps_long_texts_out(monkeypatch):
+    monkeypatch.setattr(verify, "_B64U_LEN", {})
+    monkeypatch.setattr(verify, "B64U_CACHE", 4)
+    texts = [files.b64u_enc(bytes([i]) * 9) for i in range(10)]
+    for t in texts:
+        assert verify._b64u(t, 7, 33)
+        assert len(verify._B64U_LEN) <= 4
+    assert texts[-1] in verify._B64U_LEN and texts[0] not in verify._B64U_LEN
+    assert verify._b64u(texts[0], 7, 33)
+    long = files.b64u_enc(bytes(verify.B64U_CACHED_CHARS))  # more characters than remembered
+    assert verify._b64u(long, 1, 4096) and long not in verify._B64U_LEN
+
+
+def test_attestation_claims_are_checked_on_every_token_with_warm_memories(inventory, fleet):
+    ident = fleet.identity(9, key=KEY)
+    fleet.add(inventory, 9, ident, ueid=UEID.hex())
+    st = store.Store(inventory)
+    v = verify.Verifier(st)
+
+    def token(**changes: object) -> str:
+        c = json.loads(claims())
+        c.update(changes)
+        return jose.sign(json.dumps(c).encode(), KEY, {"typ": "eat+jwt"})
+
+    for _ in range(3):
+        assert v.verify(token(), NONCE, 1000.0, 1001.0).device.ueid == UEID
+    body = files.b64u_enc(b'{"name": "app"}')
+    assert v.verify(token(measurements=[[50, body]]), NONCE, 1000.0, 1001.0)
+    for changes, why in [
+        ({"ueid": files.b64u_enc(UEID[:6])}, "bad_claims"),  # 6 bytes: too short for a UEID
+        ({"ueid": files.b64u_enc(b"\x02\x24\x0a\xc4\xca\xce\x02")}, "ueid_mismatch"),
+        ({"measurements": [[50, body + "="]]}, "bad_claims"),
+        ({"measurements": [[50, files.b64u_enc(UEID)], [50, ""]]}, "bad_claims"),
+        ({"hwmodel": files.b64u_enc(bytes(33))}, "bad_claims"),
+        ({"measres": [["mpguard", [["app", "fine"]]]]}, "bad_claims"),
+        ({"submods": {"agent": []}}, "bad_claims"),
+        ({verify.CLAIM: {"reset_cause": {"s": "ok"}}}, "bad_claims"),
+    ]:
+        for _ in range(2):
+            with pytest.raises(AttestError) as e:
+                v.verify(token(**changes), NONCE, 1000.0, 1001.0)
+            assert e.value.reason == why, changes
+
+
+def test_a_shared_memory_stays_bounded_under_threads():
+    import threading
+
+    cache: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def fill(base: int) -> None:
+        try:
+            for i in range(20000):
+                files.remember(cache, base + i, i, 8)
+        except BaseException as e:  # any escape is the failure
+            errors.append(e)
+
+    threads = [threading.Thread(target=fill, args=(n * 10**6,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(cache) <= 8 + len(threads)
+    files.remember(cache, -1, -1, 8)
+    assert len(cache) <= 8 and cache[-1] == -1
+    empty: dict[int, int] = {}
+    files.remember(empty, 1, 1, 0)  # a memory of nothing still takes the one being added
+    assert empty == {1: 1}

@@ -126,7 +126,12 @@ def _event(e: Any) -> Event:
 
 
 class Store:
-    """Attestation's view of an inventory; device lookups are cached (public keys parsed once)."""
+    """Attestation's view of an inventory; device lookups are cached (public keys parsed once).
+
+    The cache (kid -> Device, or None for a kid no board has) lives as long as the Store and
+    is never refreshed: a Store is made for one attestation (`mpguard attest`, a line
+    station's step), so a device added, replaced or revoked later is seen by the next one.
+    A caller that keeps a Store across attestations keeps what it first read."""
 
     def __init__(self, inv: Any):
         self.inv = inv

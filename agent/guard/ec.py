@@ -166,18 +166,18 @@ def comb_bytes(k):
     return b
 
 
-def comb_point(bb, j):
-    # affine point of comb column j of recoded scalar bytes `bb` (little endian): the table
-    # entry the low teeth index; with the top tooth -1, the negation of the entry with every
-    # sign flipped
+def comb_point(bb, j, t=_GTAB):
+    # affine point of comb column j of recoded scalar bytes `bb` (little endian): the entry
+    # of table t (_GTAB, or one of the same layout for another point) the low teeth index;
+    # with the top tooth -1, the negation of the entry with every sign flipped
     c = 0
     for i in range(_TEETH):
         c |= ((bb[j >> 3] >> (j & 7)) & 1) << i
         j += _COLS
     top = c >> (_TEETH - 1)
     c = ((c ^ (_LOWMASK * (1 - top))) & _LOWMASK) << 6
-    x = int.from_bytes(_GTAB[c : c + 32], "big")
-    y = int.from_bytes(_GTAB[c + 32 : c + 64], "big")
+    x = int.from_bytes(t[c : c + 32], "big")
+    y = int.from_bytes(t[c + 32 : c + 64], "big")
     if not top:
         y = _P - y
     return x, y

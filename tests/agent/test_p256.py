@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from mpguard import anchortab
 from mpguard.agent import package as agentpkg
 
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -54,6 +55,11 @@ while True:
 """
 _ECDSA_DEVICE = "import json\n" + _ECDSA_DEVICE
 
+# the same with the key's comb table built on the host (mpguard.anchortab): the joint comb
+_ECDSA_TAB_DEVICE = _ECDSA_DEVICE.replace(
+    "continue", "tab = binascii.unhexlify(c['tab'])\n        continue"
+).replace("binascii.unhexlify(c['sig'])", "binascii.unhexlify(c['sig']), tab")
+
 _ECDH_DEVICE = """
 import sys, json, binascii
 from guard import GuardError
@@ -91,6 +97,58 @@ def test_wycheproof_ecdsa_p1363_every_case(mp, vectors_dir):
     wrong = {i: (expected[i], got[i]) for i in expected if got[i] != (expected[i] == "valid")}
     assert not wrong, f"cases that disagree with Wycheproof: {wrong}"
     assert sum(got.values()) == sum(1 for r in expected.values() if r == "valid") > 50
+
+
+def test_wycheproof_ecdsa_every_case_with_a_table(mp, vectors_dir):
+    # every case again by the joint comb over the key's own table (mpguard.anchortab)
+    doc = json.loads((vectors_dir / "wycheproof" / "ecdsa_secp256r1_sha256_p1363_test.json").read_text())
+    rows, expected = [], {}
+    for g in doc["testGroups"]:
+        key = bytes.fromhex(g["publicKey"]["uncompressed"])
+        rows.append({"key": key.hex(), "tab": anchortab.table(key).hex()})
+        for t in g["tests"]:
+            rows.append({"id": t["tcId"], "msg": t["msg"], "sig": t["sig"]})
+            expected[t["tcId"]] = t["result"] == "valid"
+    assert "_ECDSA_DEVICE" not in _ECDSA_TAB_DEVICE and ", tab)" in _ECDSA_TAB_DEVICE
+    got = dict(mp.run(_ECDSA_TAB_DEVICE, stdin=_lines(rows)).outputs)
+    assert set(got) == set(expected)
+    wrong = {i: (expected[i], got[i]) for i in expected if got[i] != expected[i]}
+    assert not wrong, f"cases that disagree with Wycheproof (table path): {wrong}"
+    assert sum(got.values()) > 50
+
+
+def test_table_of_another_key_verifies_nothing(mp):
+    # a valid signature by key A, checked against A with B's table: the table decides the
+    # point, so it fails; with A's own table (and with none) it verifies
+    a = ec.generate_private_key(ec.SECP256R1())
+    b = ec.generate_private_key(ec.SECP256R1())
+    pa = a.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    pb = b.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    rows = []
+    for i in range(8):
+        msg = b"message %d" % i
+        r, s = decode_dss_signature(a.sign(msg, ec.ECDSA(hashes.SHA256())))
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        rows.append([hashlib.sha256(msg).hexdigest(), sig.hex()])
+    code = f"""
+import binascii
+from guard import p256
+q = p256.decode_point(binascii.unhexlify('{pa.hex()}'))
+ta = binascii.unhexlify('{anchortab.table(pa).hex()}')
+tb = binascii.unhexlify('{anchortab.table(pb).hex()}')
+for h, s in {rows!r}:
+    h = binascii.unhexlify(h)
+    s = binascii.unhexlify(s)
+    OUT([p256.verify(q, h, s), p256.verify(q, h, s, ta), p256.verify(q, h, s, tb)])
+"""
+    assert mp.run(code).outputs == [[True, True, False]] * 8
+
+
+def test_host_table_of_g_is_the_agents(mp):
+    # mpguard.anchortab (host, cross-checked with cryptography) builds guard.ec's own table
+    assert bytes.fromhex(mp.out("from guard import ec\nOUT(ec._GTAB.hex())")) == anchortab.g_table()
+    assert anchortab.g_table() == _comb_table()  # and cryptography's, entry by entry
+    assert len(anchortab.g_table()) == anchortab.TAB_LEN == 1024
 
 
 def test_wycheproof_ecdh_every_case(mp, vectors_dir):

@@ -127,29 +127,25 @@ def verify(pub, digest, sig, qtab=None):
     w = inv(s, _N)
     u1 = e * w % _N
     u2 = r * w % _N
-    if not u1 & 1:
-        u1 += _N  # the comb takes odd scalars; (u1 + n) G == u1 G
     bb = comb_bytes(u1)
     buf = _wnaf
     i = 0
     if qtab:
-        # joint comb: u2 odd as u1, its column of pub's table added after G's in each column
-        if not u2 & 1:
-            u2 += _N
+        # joint comb: u2 as u1, its column of pub's table added after G's in each column
         qb = comb_bytes(u2)
     else:
         tab = odd_multiples(pub[0], pub[1], 4)
-    # wNAF digits of u2 (public), stored + _WHALF (none with a table: u2 goes by the comb)
-    while u2 and not qtab:
-        d = 0
-        if u2 & 1:
-            d = u2 & _WMASK
-            if d >= _WHALF:
-                d -= _WMOD
-            u2 -= d
-        buf[i] = d + _WHALF
-        u2 >>= 1
-        i += 1
+        # wNAF digits of u2 (public), stored + _WHALF
+        while u2:
+            d = 0
+            if u2 & 1:
+                d = u2 & _WMASK
+                if d >= _WHALF:
+                    d -= _WMOD
+                u2 -= d
+            buf[i] = d + _WHALF
+            u2 >>= 1
+            i += 1
     X, Y, Z = 0, 1, 0
     for j in range(max(i, _COLS) - 1, -1, -1):
         if Z:

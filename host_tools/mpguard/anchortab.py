@@ -8,7 +8,7 @@ Table of a point Q (1024 bytes, the layout of guard.ec._GTAB): 16 affine entries
 x || y big endian; entry c is (2^232 + sum_{i<4} s_i 2^(58 i)) * Q with s_i = +1 if bit i of c
 is set, else -1.
 
-On the board the table of anchor `kid` is /mpguard/tab/<kid>.bin, and anchors.json carries
+On the board the table of anchor `kid` is /mpguard/tab/<kid>, and anchors.json carries
 "tabs": {kid: base64url(SHA-256(table))}: the eFuse pin over anchors.json covers the tables
 too. guard.jws uses a table only when its digest matches, and refuses the signature
 (`bad_table`) when it does not. Agents that do not know "tabs" ignore it (generic path).
@@ -118,7 +118,7 @@ def digest(tab: bytes) -> str:
 
 
 def path(kid: str) -> str:
-    return f"{TAB_DIR}/{kid}.bin"
+    return f"{TAB_DIR}/{kid}"
 
 
 def with_tables(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:

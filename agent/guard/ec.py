@@ -103,29 +103,6 @@ def madd(X1, Y1, Z1, x2, y2):
     return X3, (r * (v - X3) - Y1 * hhh) % _P, Z1 * h % _P
 
 
-def add(X1, Y1, Z1, X2, Y2, Z2):
-    # full Jacobian addition (add-2007-bl without the squaring trick)
-    if not Z1:
-        return X2, Y2, Z2
-    if not Z2:
-        return X1, Y1, Z1
-    z1 = Z1 * Z1 % _P
-    z2 = Z2 * Z2 % _P
-    u1 = X1 * z2 % _P
-    s1 = Y1 * Z2 * z2 % _P
-    h = X2 * z1 % _P - u1
-    r = Y2 * Z1 * z1 % _P - s1
-    if not h:
-        if r:
-            return 0, 1, 0
-        return dbl(X1, Y1, Z1)
-    hh = h * h % _P
-    hhh = h * hh % _P
-    v = u1 * hh % _P
-    X3 = (r * r - hhh - 2 * v) % _P
-    return X3, (r * (v - X3) - s1 * hhh) % _P, Z1 * Z2 * h % _P
-
-
 def to_affine(X, Y, Z, blind):
     # affine (x, y); `blind` in [1, p-1] masks Z in the inversion
     zi = inv(Z * blind % _P, _P) * blind % _P
@@ -135,11 +112,13 @@ def to_affine(X, Y, Z, blind):
 
 def odd_multiples(x, y, count):
     # [x1, y1, x3, y3, ...] affine: P, 3P, ..., (2*count-1)P with one batch inversion
-    X2, Y2, Z2 = dbl(x, y, 1)
+    # 2P made affine (one inversion more) so that each next one is a mixed addition (a
+    # full Jacobian addition would cost 176 bytes of .mpy; P is public where this is used)
+    x2, y2 = to_affine(*dbl(x, y, 1), 1)
     pts = [(x, y, 1)]
     for _ in range(count - 1):
         X, Y, Z = pts[-1]
-        pts.append(add(X, Y, Z, X2, Y2, Z2))
+        pts.append(madd(X, Y, Z, x2, y2))
     acc = [1] * count  # acc[i] = Z_0 * ... * Z_(i-1)
     t = 1
     for i in range(count):

@@ -138,7 +138,8 @@ def odd_multiples(x, y, count):
 
 def comb_bytes(k):
     # 0 <= k < 2^289; k even is made odd as k + n (the same multiple of a point of order n)
-    k += _N * (1 - (k & 1))
+    if not k & 1:
+        k += _N
     # k odd, 0 < k < 2^290 -> recoded bits b with k = sum (2 b_i - 1) 2^i: the bits of
     # (k + 2^290 - 1) / 2 = (k >> 1) + 2^289, i.e. k >> 1 with bit 289 (byte 36, bit 1) set
     # (a 290-bit constant would cost 90 bytes of .mpy)
@@ -180,9 +181,7 @@ def mul_g(k):
     X, Y = comb_point(bb, _COLS - 1)
     Z = 1
     for j in range(_COLS - 2, -1, -1):
-        X, Y, Z = dbl(X, Y, Z)
-        x, y = comb_point(bb, j)
-        X, Y, Z = madd(X, Y, Z, x, y)
+        X, Y, Z = madd(*dbl(X, Y, Z), *comb_point(bb, j))
     return X, Y, Z
 
 

@@ -148,8 +148,7 @@ def verify(pub, digest, sig, qtab=None):
             i += 1
     X, Y, Z = 0, 1, 0
     for j in range(max(i, _COLS) - 1, -1, -1):
-        if Z:
-            X, Y, Z = dbl(X, Y, Z)
+        X, Y, Z = dbl(X, Y, Z)  # infinity (Z == 0) stays infinity; madd knows it
         if j < i:
             d = buf[j] - _WHALF
             if d:
@@ -158,11 +157,9 @@ def verify(pub, digest, sig, qtab=None):
                 else:
                     X, Y, Z = madd(X, Y, Z, tab[-d - 1], _P - tab[-d])
         if j < _COLS:
-            x, y = comb_point(bb, j)
-            X, Y, Z = madd(X, Y, Z, x, y)
+            X, Y, Z = madd(X, Y, Z, *comb_point(bb, j))
             if qtab:
-                x, y = comb_point(qb, j, qtab)
-                X, Y, Z = madd(X, Y, Z, x, y)
+                X, Y, Z = madd(X, Y, Z, *comb_point(qb, j, qtab))
     if not Z:
         return False
     z2 = Z * Z % _P

@@ -113,8 +113,9 @@ def to_affine(X, Y, Z, blind):
 def odd_multiples(x, y, count):
     # [x1, y1, x3, y3, ...] affine: P, 3P, ..., (2*count-1)P with one batch inversion
     # 2P made affine (one inversion more) so that each next one is a mixed addition (a
-    # full Jacobian addition would cost 176 bytes of .mpy; P is public where this is used)
-    x2, y2 = to_affine(*dbl(x, y, 1), 1)
+    # full Jacobian addition would cost 176 bytes of .mpy; P is public where this is used;
+    # mypy does not see that dbl gives 3 values)
+    x2, y2 = to_affine(*dbl(x, y, 1), 1)  # type: ignore[call-arg]
     pts = [(x, y, 1)]
     for _ in range(count - 1):
         X, Y, Z = pts[-1]

@@ -47,9 +47,7 @@ def load_anchors():
             b = a2b_base64(v.replace("-", "+").replace("_", "/") + "=" * (-len(v) % 4))
             if len(b) != 65 or b[0] != 4:
                 raise ValueError
-            if k in t:
-                b = [b, t[k]]
-            out[k] = b
+            out[k] = [b, t[k]] if k in t else b
         return out
     except Exception:  # missing, unreadable, malformed (also too deep for the heap)
         raise GuardError("no_anchors")

@@ -130,6 +130,24 @@ def test_anchor_tables_installed_checked_and_repaired(board, rel):
     assert (r.outcome, r.status["ver"]) == ("confirmed", "2.0.0"), r
 
 
+def test_anchors_from_an_install_without_tables_are_kept(board, rel):
+    # a board installed before the tables may have its anchors file pinned in eFuse: an
+    # install without --force keeps that file byte for byte (no tables, generic verify);
+    # with --force the tables come
+    install_agent(board, rel)
+    old = agent_install._anchors_file(rel.anchors(), False)
+    board.put(old, agent_install.ANCHORS)
+    (kid, _), = rel.anchors()["keys"].items()
+    board.remove(anchortab.path(kid))
+    rep = agent_install.install(board, rel.anchors())
+    assert rep.tables is False and agent_install.ANCHORS in rep.unchanged
+    assert board.get(agent_install.ANCHORS) == old and not board.exists(anchortab.path(kid))
+    assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+    rep = agent_install.install(board, rel.anchors(), force=True)
+    assert rep.tables is True and anchortab.path(kid) in rep.written
+    assert "tabs" in json.loads(board.get(agent_install.ANCHORS))
+
+
 def test_deploy_without_agent_is_a_clear_error(board, rel):
     board.exec("import os\nfor d in ('/lib/guard', '/lib'):\n"
                "    try:\n        [os.remove(d + '/' + f) for f in os.listdir(d)]\n"

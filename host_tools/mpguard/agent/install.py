@@ -66,6 +66,10 @@ class InstallReport:
     bootstrap: list[str] = field(default_factory=list)
     # a user's own root files kept before a stub replaced them: board path -> backup path
     backed_up: dict[str, str] = field(default_factory=dict)
+    # the release keys' comb tables went with the anchors (decisions/0019); False when the
+    # board holds the same anchors from an install without them, kept byte for byte (an
+    # eFuse pin may cover that file): `--force` adds them
+    tables: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -107,8 +111,9 @@ def mpy_matches(mpy_field: int) -> bool:
     return (mpy_field & 0xFF, (mpy_field >> 8) & 3) == MPY_VERSION
 
 
-def plan(fmt: str, kind: str, anchors: dict) -> dict[str, bytes]:
-    """Every file the board should hold, path -> content, in write order."""
+def plan(fmt: str, kind: str, anchors: dict, tables: bool = True) -> dict[str, bytes]:
+    """Every file the board should hold, path -> content, in write order (`tables`: with the
+    release keys' comb tables and their digests in anchors.json)."""
     files: dict[str, bytes] = {}
     root = agentpkg.agent_dir()
     if fmt == "mpy":
@@ -122,8 +127,9 @@ def plan(fmt: str, kind: str, anchors: dict) -> dict[str, bytes]:
     files[f"{AGENT_DIR}/board.json"] = json.dumps(profile, sort_keys=True).encode()
     files[DIGESTS] = digests(files)
     # the release keys' comb tables (mpguard.anchortab) before the anchors that name them
-    files.update(anchortab.with_tables(anchors)[1])
-    files[ANCHORS] = _anchors_file(anchors)
+    if tables:
+        files.update(anchortab.with_tables(anchors)[1])
+    files[ANCHORS] = _anchors_file(anchors, tables)
     files["/boot.py"] = (root / "boot.py").read_bytes()
     files["/main.py"] = (root / "main.py").read_bytes()
     return files
@@ -163,10 +169,16 @@ def install(
 def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt: str | None,
              progress: Callable[[str], None] | None) -> InstallReport:
     anchors_json = _anchors_file(anchors)
+    tables = True
     # 1. Refusals first: nothing is written unless the whole install may proceed.
     if not force:
         on_board = link.sha256(ANCHORS)
-        if on_board and on_board != _sha(anchors_json):
+        if on_board == _sha(_anchors_file(anchors, False)) and on_board != _sha(anchors_json):
+            # the same anchors without tables (an earlier install): a pin burned over that
+            # file would refuse any other bytes, and the host cannot read the pin here, so
+            # the file stays as it is (the tables need --force; decisions/0019)
+            tables = False
+        elif on_board and on_board != _sha(anchors_json):
             board_anchors = _board_anchors(link)
             if board_anchors != anchors.get("keys"):
                 raise CommandError(
@@ -191,11 +203,11 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
             raise CommandError("the agent's bootstrap does not run on this board")
     kind = kind or detect_kind(info)
     fmt = fmt or ("mpy" if mpy_matches(int(info.get("mpy", 0))) else "py")
-    files = plan(fmt, kind, anchors)
+    files = plan(fmt, kind, anchors, tables)
     # 3. Write what differs, stubs last.
     have = link.call("fs.hashes", [list(files), AGENT_DIR])
 
-    report = InstallReport(link.port, kind, fmt, bootstrap=boot)
+    report = InstallReport(link.port, kind, fmt, bootstrap=boot, tables=tables)
     # A user's own root file is kept before its stub replaces it (uninstall restores it).
     for path, sha in roots.items():
         name = path[1:]
@@ -228,10 +240,13 @@ def _board_anchors(link: BoardLink) -> dict | None:
         return None
 
 
-def _anchors_file(anchors: dict) -> bytes:
+def _anchors_file(anchors: dict, tables: bool = True) -> bytes:
     """/mpguard/anchors.json: the set with "tabs", the digests of the release keys' comb
-    tables (mpguard.anchortab), so that an eFuse pin over this file covers them too."""
-    return json.dumps(anchortab.with_tables(anchors)[0], sort_keys=True).encode()
+    tables (mpguard.anchortab), so that an eFuse pin over this file covers them too
+    (without `tables`: the file as installs before the tables wrote it)."""
+    if tables:
+        anchors = anchortab.with_tables(anchors)[0]
+    return json.dumps(anchors, sort_keys=True).encode()
 
 
 def _sha(data: bytes) -> str:

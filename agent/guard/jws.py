@@ -21,7 +21,8 @@
 # then decodes the payload in place with b64u_into() (guard.bundle: no second buffer).
 #
 # Reasons (GuardError args[0]): too_large, jws_format, jws_alg, jws_crit, unknown_key,
-# bad_sig, bad_table, bad_key (a key in `keys` or given to sign/thumbprint is not a valid P-256 point)
+# bad_sig, bad_table, bad_key (a key in `keys` or given to sign/thumbprint is not a valid
+# P-256 point)
 import json
 from binascii import a2b_base64, b2a_base64
 from hashlib import sha256

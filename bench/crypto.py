@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
-from mpguard import jose, keys, unixport
+from mpguard import anchortab, jose, keys, unixport
 from mpguard.agent import package as agentpkg
 from mpguard.errors import DeviceError
 
@@ -40,9 +40,11 @@ sig = binascii.unhexlify('{sig}')
 kid = '{kid}'
 tok = b'{tok}'
 peer = binascii.unhexlify('{peer}')
+tab = binascii.unhexlify('{tab}')
 """
 OPS = {
     "verify": "p256.verify(q, h, sig)",
+    "verify+tab": "p256.verify(q, h, sig, tab)",  # with the key's comb table (anchortab)
     "sign": "p256.sign(d, h)",
     "keygen": "p256.keygen(b'host entropy')",
     "ecdh": "p256.ecdh(d, peer)",
@@ -60,6 +62,22 @@ gc.collect()
 m0 = micropython.mem_peak()
 op()
 OUT([ts, micropython.mem_peak() - m0])
+"""
+
+
+# verify without and with the key's table, alternately (a shared machine's load drifts;
+# alternating, both see the same)
+_PAIR = """
+a = lambda: p256.verify(q, h, sig)
+b = lambda: p256.verify(q, h, sig, tab)
+a(), b()
+ts = [[], []]
+for i in range({n}):
+    for k, op in enumerate((a, b)):
+        t = time.ticks_us()
+        op()
+        ts[k].append(time.ticks_diff(time.ticks_us(), t))
+OUT(ts)
 """
 
 
@@ -105,6 +123,7 @@ def measure(n: int = 50) -> dict:
             kid=jose.thumbprint(key),
             tok=jose.sign(b'{"seq":1}', key),
             peer=keys.public_bytes(ec.derive_private_key(12345, ec.SECP256R1())).hex(),
+            tab=anchortab.table(keys.public_bytes(key)).hex(),
         )
         out: dict = {"mpy": sizes, "ops": {}}
         base = _min_heap(path, setup)
@@ -118,6 +137,10 @@ def measure(n: int = 50) -> dict:
                 "mem_peak_delta": peak,
                 "heap_needed": need - base if need > 0 and base > 0 else None,
             }
+        ta, tb = _run(path, setup + _PAIR.format(n=2 * n)).out
+        out["pair"] = {"verify_ms": statistics.median(ta) / 1000,
+                       "verify_tab_ms": statistics.median(tb) / 1000,
+                       "min_ms": [min(ta) / 1000, min(tb) / 1000]}
         imp = "import gc\ngc.collect()\na = gc.mem_alloc()\nfrom guard import p256, jws\ngc.collect()\nOUT(gc.mem_alloc() - a)"
         out["import_heap"] = _run(path, imp).out
     return out
@@ -134,6 +157,10 @@ def main() -> None:
     for name, o in r["ops"].items():
         heap = f"{o['heap_needed']} B" if o["heap_needed"] is not None else "n/a"
         print(f"  {name:12} {o['median_ms']:7.2f}ms {o['min_ms']:7.2f}ms {heap:>10} {o['mem_peak_delta']:13d} B")
+    p = r["pair"]
+    print(f"  verify alternately without / with the key's comb table: median "
+          f"{p['verify_ms']:.2f} / {p['verify_tab_ms']:.2f} ms = {p['verify_ms'] / p['verify_tab_ms']:.2f}x, "
+          f"min {p['min_ms'][0]:.2f} / {p['min_ms'][1]:.2f} ms = {p['min_ms'][0] / p['min_ms'][1]:.2f}x")
 
 
 if __name__ == "__main__":

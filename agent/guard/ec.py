@@ -103,29 +103,6 @@ def madd(X1, Y1, Z1, x2, y2):
     return X3, (r * (v - X3) - Y1 * hhh) % _P, Z1 * h % _P
 
 
-def add(X1, Y1, Z1, X2, Y2, Z2):
-    # full Jacobian addition (add-2007-bl without the squaring trick)
-    if not Z1:
-        return X2, Y2, Z2
-    if not Z2:
-        return X1, Y1, Z1
-    z1 = Z1 * Z1 % _P
-    z2 = Z2 * Z2 % _P
-    u1 = X1 * z2 % _P
-    s1 = Y1 * Z2 * z2 % _P
-    h = X2 * z1 % _P - u1
-    r = Y2 * Z1 * z1 % _P - s1
-    if not h:
-        if r:
-            return 0, 1, 0
-        return dbl(X1, Y1, Z1)
-    hh = h * h % _P
-    hhh = h * hh % _P
-    v = u1 * hh % _P
-    X3 = (r * r - hhh - 2 * v) % _P
-    return X3, (r * (v - X3) - s1 * hhh) % _P, Z1 * Z2 * h % _P
-
-
 def to_affine(X, Y, Z, blind):
     # affine (x, y); `blind` in [1, p-1] masks Z in the inversion
     zi = inv(Z * blind % _P, _P) * blind % _P
@@ -135,11 +112,14 @@ def to_affine(X, Y, Z, blind):
 
 def odd_multiples(x, y, count):
     # [x1, y1, x3, y3, ...] affine: P, 3P, ..., (2*count-1)P with one batch inversion
-    X2, Y2, Z2 = dbl(x, y, 1)
+    # 2P made affine (one inversion more) so that each next one is a mixed addition (a
+    # full Jacobian addition would cost 176 bytes of .mpy; P is public where this is used;
+    # mypy does not see that dbl gives 3 values)
+    x2, y2 = to_affine(*dbl(x, y, 1), 1)  # type: ignore[call-arg]
     pts = [(x, y, 1)]
     for _ in range(count - 1):
         X, Y, Z = pts[-1]
-        pts.append(add(X, Y, Z, X2, Y2, Z2))
+        pts.append(madd(X, Y, Z, x2, y2))
     acc = [1] * count  # acc[i] = Z_0 * ... * Z_(i-1)
     t = 1
     for i in range(count):
@@ -158,6 +138,9 @@ def odd_multiples(x, y, count):
 
 
 def comb_bytes(k):
+    # 0 <= k < 2^289; k even is made odd as k + n (the same multiple of a point of order n)
+    if not k & 1:
+        k += _N
     # k odd, 0 < k < 2^290 -> recoded bits b with k = sum (2 b_i - 1) 2^i: the bits of
     # (k + 2^290 - 1) / 2 = (k >> 1) + 2^289, i.e. k >> 1 with bit 289 (byte 36, bit 1) set
     # (a 290-bit constant would cost 90 bytes of .mpy)
@@ -166,18 +149,18 @@ def comb_bytes(k):
     return b
 
 
-def comb_point(bb, j):
-    # affine point of comb column j of recoded scalar bytes `bb` (little endian): the table
-    # entry the low teeth index; with the top tooth -1, the negation of the entry with every
-    # sign flipped
+def comb_point(bb, j, t=_GTAB):
+    # affine point of comb column j of recoded scalar bytes `bb` (little endian): the entry
+    # of table t (_GTAB, or one of the same layout for another point) the low teeth index;
+    # with the top tooth -1, the negation of the entry with every sign flipped
     c = 0
     for i in range(_TEETH):
         c |= ((bb[j >> 3] >> (j & 7)) & 1) << i
         j += _COLS
     top = c >> (_TEETH - 1)
     c = ((c ^ (_LOWMASK * (1 - top))) & _LOWMASK) << 6
-    x = int.from_bytes(_GTAB[c : c + 32], "big")
-    y = int.from_bytes(_GTAB[c + 32 : c + 64], "big")
+    x = int.from_bytes(t[c : c + 32], "big")
+    y = int.from_bytes(t[c + 32 : c + 64], "big")
     if not top:
         y = _P - y
     return x, y
@@ -199,9 +182,7 @@ def mul_g(k):
     X, Y = comb_point(bb, _COLS - 1)
     Z = 1
     for j in range(_COLS - 2, -1, -1):
-        X, Y, Z = dbl(X, Y, Z)
-        x, y = comb_point(bb, j)
-        X, Y, Z = madd(X, Y, Z, x, y)
+        X, Y, Z = madd(*dbl(X, Y, Z), *comb_point(bb, j))
     return X, Y, Z
 
 

@@ -30,7 +30,9 @@ ANCHORS = "/mpguard/anchors.json"
 
 
 def load_anchors():
-    # /mpguard/anchors.json: {"v": 1, "keys": {kid: base64url(65-byte public key)}}. Read
+    # /mpguard/anchors.json: {"v": 1, "keys": {kid: base64url(65-byte public key)}}, and
+    # "tabs": {kid: base64url(SHA-256 of /mpguard/tab/<kid>)} for the keys with a comb
+    # table: such a key is [public key, digest] (guard.jws checks the table). Read
     # without guard.jws, so the crypto modules load only for the signature check (and are
     # unloaded after it). Each key is checked for shape here and as a point by guard.p256.
     import json
@@ -40,11 +42,12 @@ def load_anchors():
         with open(ANCHORS) as f:
             d = json.load(f)
         out = {}
+        t = d.get("tabs", {})
         for k, v in d["keys"].items():
             b = a2b_base64(v.replace("-", "+").replace("_", "/") + "=" * (-len(v) % 4))
             if len(b) != 65 or b[0] != 4:
                 raise ValueError
-            out[k] = b
+            out[k] = [b, t[k]] if k in t else b
         return out
     except Exception:  # missing, unreadable, malformed (also too deep for the heap)
         raise GuardError("no_anchors")

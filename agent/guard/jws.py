@@ -13,13 +13,16 @@
 #   6. "kid" (4.1.4) is a string naming one of `keys`                          (unknown_key)
 #   7. signature: strict base64url of exactly 64 bytes R || S (RFC 7518 3.4)     (bad_sig)
 #   8. ECDSA P-256 over SHA-256(ASCII(header "." payload)) (RFC 7515 5.2 step 8)  (bad_sig)
+#      A key given as [pub, digest] has a comb table /mpguard/tab/<kid>, used when its
+#      SHA-256 is digest (base64url); a table missing or other is refused      (bad_table)
 #   9. only then is the payload decoded (strict base64url)                       (jws_format)
 # Returns (header dict, payload bytes). check() does steps 1-8 only and also returns where the
 # parts are and the SHA-256 of the signing input (the measurement of a manifest); the caller
 # then decodes the payload in place with b64u_into() (guard.bundle: no second buffer).
 #
 # Reasons (GuardError args[0]): too_large, jws_format, jws_alg, jws_crit, unknown_key,
-# bad_sig, bad_key (a key in `keys` or given to sign/thumbprint is not a valid P-256 point)
+# bad_sig, bad_table, bad_key (a key in `keys` or given to sign/thumbprint is not a valid
+# P-256 point)
 import json
 from binascii import a2b_base64, b2a_base64
 from hashlib import sha256
@@ -34,6 +37,7 @@ _MAX_HEADER = const(1024)  # base64url characters of the protected header
 _SIG_B64 = const(86)  # base64url characters of 64 bytes
 _CHUNK = const(256)  # base64url characters decoded at a time (a multiple of 4)
 _ALG = const("ES256")
+_TAB = const("/mpguard/tab/")  # anchor comb tables, by kid (docs/decisions/0019)
 
 
 def b64u_enc(b):
@@ -180,7 +184,20 @@ def check(token, keys, max_len=_MAX_TOKEN):
     except GuardError:
         raise GuardError("bad_sig")
     h = sha256(mv[:d2]).digest()
-    if not p256.verify(keys[kid], h, sig):
+    k = keys[kid]
+    t = None
+    if type(k) is list:
+        # [public key, base64url SHA-256 of its comb table /mpguard/tab/<kid>] (guard.install,
+        # from the anchors' "tabs"): a table other than the one the anchors name is refused
+        k, d = k
+        try:
+            with open(_TAB + kid, "rb") as f:
+                t = f.read()
+        except OSError:
+            t = b""
+        if b64u_enc(sha256(t).digest()).decode() != d:
+            raise GuardError("bad_table")
+    if not p256.verify(k, h, sig, t):
         raise GuardError("bad_sig")
     return hdr, d1, d2, h
 

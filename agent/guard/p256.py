@@ -8,7 +8,8 @@
 #   2. e = digest as an integer (SHA-256 is 256 bits, no truncation)
 #   3. w = s^-1, u1 = e*w, u2 = r*w (mod n)
 #   4. R = u1*G + u2*Q: a signed comb over a precomputed G table, interleaved with a
-#      width-4 wNAF of u2 over odd multiples of Q (one shared run of doublings)
+#      width-4 wNAF of u2 over odd multiples of Q (one shared run of doublings); given Q's
+#      own comb table (qtab), a joint comb: 58 doublings, two mixed additions per column
 #   5. R is not infinity and x(R) mod n == r (compared in Jacobian form, no inversion)
 # sign(d, digest): RFC 6979 section 3.2 nonce k; R = k*G with a blinded scalar k + m*n in a
 #   fixed sequence of one doubling and one addition per comb column; s = k^-1 (e + r*d)
@@ -108,8 +109,10 @@ def public_key(d):
     return encode_point(x, y)
 
 
-def verify(pub, digest, sig):
-    # pub: (x, y) as decode_point returns it (checked again: on the curve), or 33/65 bytes
+def verify(pub, digest, sig, qtab=None):
+    # pub: (x, y) as decode_point returns it (checked again: on the curve), or 33/65 bytes;
+    # qtab: None, or the comb table of pub (1024 bytes, the layout of guard.ec's G table,
+    # built by the host and checked by the caller against its digest in the anchors)
     if not isinstance(pub, tuple):
         pub = decode_point(pub)
     elif not _on_curve(pub):
@@ -124,27 +127,28 @@ def verify(pub, digest, sig):
     w = inv(s, _N)
     u1 = e * w % _N
     u2 = r * w % _N
-    if not u1 & 1:
-        u1 += _N  # the comb takes odd scalars; (u1 + n) G == u1 G
     bb = comb_bytes(u1)
-    tab = odd_multiples(pub[0], pub[1], 4)
     buf = _wnaf
-    # wNAF digits of u2 (public), stored + _WHALF
     i = 0
-    while u2:
-        d = 0
-        if u2 & 1:
-            d = u2 & _WMASK
-            if d >= _WHALF:
-                d -= _WMOD
-            u2 -= d
-        buf[i] = d + _WHALF
-        u2 >>= 1
-        i += 1
+    if qtab:
+        # joint comb: u2 as u1, its column of pub's table added after G's in each column
+        qb = comb_bytes(u2)
+    else:
+        tab = odd_multiples(pub[0], pub[1], 4)
+        # wNAF digits of u2 (public), stored + _WHALF
+        while u2:
+            d = 0
+            if u2 & 1:
+                d = u2 & _WMASK
+                if d >= _WHALF:
+                    d -= _WMOD
+                u2 -= d
+            buf[i] = d + _WHALF
+            u2 >>= 1
+            i += 1
     X, Y, Z = 0, 1, 0
     for j in range(max(i, _COLS) - 1, -1, -1):
-        if Z:
-            X, Y, Z = dbl(X, Y, Z)
+        X, Y, Z = dbl(X, Y, Z)  # infinity (Z == 0) stays infinity; madd knows it
         if j < i:
             d = buf[j] - _WHALF
             if d:
@@ -153,8 +157,9 @@ def verify(pub, digest, sig):
                 else:
                     X, Y, Z = madd(X, Y, Z, tab[-d - 1], _P - tab[-d])
         if j < _COLS:
-            x, y = comb_point(bb, j)
-            X, Y, Z = madd(X, Y, Z, x, y)
+            X, Y, Z = madd(X, Y, Z, *comb_point(bb, j))
+            if qtab:
+                X, Y, Z = madd(X, Y, Z, *comb_point(qb, j, qtab))
     if not Z:
         return False
     z2 = Z * Z % _P

@@ -73,6 +73,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "unknown_key": ("signed by a key that is not trusted here",
                     "sign with the project's release key, or install its anchors on the board"),
     "bad_sig": ("the signature does not verify", "the file was altered or forged"),
+    "bad_table": ("a trust anchor's comb table on the board is missing or altered (it does "
+                  "not match the digest in the anchors)",
+                  "reinstall the anchors (`mpguard agent install --port P`)"),
     "bad_key": ("not a valid P-256 key", "use keys made by `mpguard init`"),
     "bad_digest": ("a digest is not 32 bytes", "internal: report this"),
     "no_anchors": ("no trust anchors to verify against",

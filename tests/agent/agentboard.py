@@ -19,7 +19,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from mpguard import jose, keys, project, unixport
+from mpguard import anchortab, jose, keys, project, unixport
 from mpguard.agent import package as agentpkg
 from mpguard.errors import DeviceError
 from mpguard.updates import bundle
@@ -59,6 +59,10 @@ class Signer:
         self.pub = keys.public_bytes(self.key)
         self.kid = jose.thumbprint(self.pub)
         self.anchor_json = json.dumps(project.anchor_set([self.pub]))
+        # the same anchors as `mpguard agent install` writes them, with the key's comb
+        # table (mpguard.anchortab): anchors.json with "tabs", and {board path: table}
+        doc, self.tabs = anchortab.with_tables(project.anchor_set([self.pub]))
+        self.anchor_tab_json = json.dumps(doc, sort_keys=True)
 
     def bundle(self, files, seq, **kw) -> bytes:
         kw.setdefault("app", "demo")
@@ -124,11 +128,18 @@ class Hw:
 hw.use(sim=Hw())
 fl = Flash(IN["flash"], IN["blocks"])
 src = open(IN["bundle"], "rb") if IN["bundle"] else None
+tabs = [(p, open(IN["tabs"][p], "rb")) for p in IN["tabs"]]  # host files, read after mount
 mount(fl, True)
 os.mkdir("/mpguard")
 with open("/mpguard/anchors.json", "w") as f:
     f.write(IN["anchors"])
-IN = None
+if tabs:
+    os.mkdir("/mpguard/tab")
+for p, t in tabs:
+    with open(p, "wb") as f:
+        f.write(t.read())
+    t.close()
+IN = tabs = p = t = None
 gc.collect()
 if src:
     src.seek(0, 2)
@@ -142,11 +153,14 @@ OUT(gc.mem_free() + gc.mem_alloc())
 
 
 def _fits(agent_mpy: Path, tmp: Path, heap: int, bundle: Path | None, anchors: str,
-          blocks: int) -> bool:
+          blocks: int, tabs: dict[str, bytes] | None = None) -> bool:
     img = tmp / "heap.img"
     img.write_bytes(b"\xff" * (BS * blocks))
     data = {"flash": str(img), "blocks": blocks, "bundle": str(bundle) if bundle else None,
-            "anchors": anchors}
+            "anchors": anchors, "tabs": {}}
+    for i, (p, t) in enumerate(sorted((tabs or {}).items())):
+        (tmp / f"tab{i}.bin").write_bytes(t)
+        data["tabs"][p] = str(tmp / f"tab{i}.bin")
     try:
         unixport.run(BARE, data, path=[agent_mpy], heapsize=str(heap))
         return True
@@ -157,13 +171,15 @@ def _fits(agent_mpy: Path, tmp: Path, heap: int, bundle: Path | None, anchors: s
 
 
 def min_heap(agent_mpy: Path, tmp: Path, bundle: Path | None, anchors: str,
-             blocks: int = 128, lo: int = 16 * 1024, hi: int = 128 * 1024) -> int:
-    """Smallest heap (bytes, 256-byte steps) in which the bare board completes."""
-    if not _fits(agent_mpy, tmp, hi, bundle, anchors, blocks):
+             blocks: int = 128, lo: int = 16 * 1024, hi: int = 128 * 1024,
+             tabs: dict[str, bytes] | None = None) -> int:
+    """Smallest heap (bytes, 256-byte steps) in which the bare board completes (`tabs`: the
+    anchors' comb tables, board path -> bytes, written beside anchors.json)."""
+    if not _fits(agent_mpy, tmp, hi, bundle, anchors, blocks, tabs):
         raise AssertionError(f"the bare board does not complete even in {hi} B of heap")
     while hi - lo > 256:
         mid = (lo + hi) // 2 // 256 * 256
-        if _fits(agent_mpy, tmp, mid, bundle, anchors, blocks):
+        if _fits(agent_mpy, tmp, mid, bundle, anchors, blocks, tabs):
             hi = mid
         else:
             lo = mid

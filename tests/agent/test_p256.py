@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from mpguard import anchortab
 from mpguard.agent import package as agentpkg
 
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -54,6 +55,11 @@ while True:
 """
 _ECDSA_DEVICE = "import json\n" + _ECDSA_DEVICE
 
+# the same with the key's comb table built on the host (mpguard.anchortab): the joint comb
+_ECDSA_TAB_DEVICE = _ECDSA_DEVICE.replace(
+    "continue", "tab = binascii.unhexlify(c['tab'])\n        continue"
+).replace("binascii.unhexlify(c['sig'])", "binascii.unhexlify(c['sig']), tab")
+
 _ECDH_DEVICE = """
 import sys, json, binascii
 from guard import GuardError
@@ -91,6 +97,58 @@ def test_wycheproof_ecdsa_p1363_every_case(mp, vectors_dir):
     wrong = {i: (expected[i], got[i]) for i in expected if got[i] != (expected[i] == "valid")}
     assert not wrong, f"cases that disagree with Wycheproof: {wrong}"
     assert sum(got.values()) == sum(1 for r in expected.values() if r == "valid") > 50
+
+
+def test_wycheproof_ecdsa_every_case_with_a_table(mp, vectors_dir):
+    # every case again by the joint comb over the key's own table (mpguard.anchortab)
+    doc = json.loads((vectors_dir / "wycheproof" / "ecdsa_secp256r1_sha256_p1363_test.json").read_text())
+    rows, expected = [], {}
+    for g in doc["testGroups"]:
+        key = bytes.fromhex(g["publicKey"]["uncompressed"])
+        rows.append({"key": key.hex(), "tab": anchortab.table(key).hex()})
+        for t in g["tests"]:
+            rows.append({"id": t["tcId"], "msg": t["msg"], "sig": t["sig"]})
+            expected[t["tcId"]] = t["result"] == "valid"
+    assert "_ECDSA_DEVICE" not in _ECDSA_TAB_DEVICE and ", tab)" in _ECDSA_TAB_DEVICE
+    got = dict(mp.run(_ECDSA_TAB_DEVICE, stdin=_lines(rows)).outputs)
+    assert set(got) == set(expected)
+    wrong = {i: (expected[i], got[i]) for i in expected if got[i] != expected[i]}
+    assert not wrong, f"cases that disagree with Wycheproof (table path): {wrong}"
+    assert sum(got.values()) > 50
+
+
+def test_table_of_another_key_verifies_nothing(mp):
+    # a valid signature by key A, checked against A with B's table: the table decides the
+    # point, so it fails; with A's own table (and with none) it verifies
+    a = ec.generate_private_key(ec.SECP256R1())
+    b = ec.generate_private_key(ec.SECP256R1())
+    pa = a.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    pb = b.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    rows = []
+    for i in range(8):
+        msg = b"message %d" % i
+        r, s = decode_dss_signature(a.sign(msg, ec.ECDSA(hashes.SHA256())))
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        rows.append([hashlib.sha256(msg).hexdigest(), sig.hex()])
+    code = f"""
+import binascii
+from guard import p256
+q = p256.decode_point(binascii.unhexlify('{pa.hex()}'))
+ta = binascii.unhexlify('{anchortab.table(pa).hex()}')
+tb = binascii.unhexlify('{anchortab.table(pb).hex()}')
+for h, s in {rows!r}:
+    h = binascii.unhexlify(h)
+    s = binascii.unhexlify(s)
+    OUT([p256.verify(q, h, s), p256.verify(q, h, s, ta), p256.verify(q, h, s, tb)])
+"""
+    assert mp.run(code).outputs == [[True, True, False]] * 8
+
+
+def test_host_table_of_g_is_the_agents(mp):
+    # mpguard.anchortab (host, cross-checked with cryptography) builds guard.ec's own table
+    assert bytes.fromhex(mp.out("from guard import ec\nOUT(ec._GTAB.hex())")) == anchortab.g_table()
+    assert anchortab.g_table() == _comb_table()  # and cryptography's, entry by entry
+    assert len(anchortab.g_table()) == anchortab.TAB_LEN == 1024
 
 
 def test_wycheproof_ecdh_every_case(mp, vectors_dir):
@@ -552,8 +610,9 @@ OUT(res)
     blinds = [0x10, 0x1F, 0xDEADBEEF]
     res = mp.out(code, {"scalars": scalars, "blinds": blinds})
     ops = {(tuple(g), tuple(e)) for g, e, _, _ in res}
-    # comb: 57 doublings + 57 additions; window: 72 * 4 doublings + 72 additions (+ 1 for 2P)
-    assert ops == {((57, 57), (72 * 4 + 1, 72))}, ops
+    # comb: 57 doublings + 57 additions; window: 72 * 4 doublings + 72 additions (+ 1
+    # doubling for 2P and 7 mixed additions for the odd multiples 3P, ..., 15P)
+    assert ops == {((57, 57), (72 * 4 + 1, 72 + 7))}, ops
     assert any(nested for _, _, nested, _ in res)  # the exceptional case was met, and handled
     peer = ec.derive_private_key(7, ec.SECP256R1()).public_key()
     for i, (_, _, _, x) in enumerate(res):
@@ -562,8 +621,8 @@ OUT(res)
 
 
 def test_point_additions_exceptional_cases(mp):
-    # P + (-P) is infinity and P + P is 2P, in the mixed and in the full Jacobian addition;
-    # infinity + P is P
+    # P + (-P) is infinity and P + P is 2P in the mixed addition (the only one: odd multiples
+    # go by it from an affine 2P); infinity + P is P; the odd multiples are P, 3P, 5P, 7P
     code = """
 from guard import ec, p256
 x, y = p256.decode_point(p256.public_key(5))
@@ -578,10 +637,7 @@ OUT({
     'madd P + P': aff(*ec.madd(x, y, 1, x, y)),
     'madd 2P + 2P (Z != 1)': aff(*ec.madd(X, Y, Z, x2, y2)),
     'madd inf + P': aff(*ec.madd(0, 1, 0, x, y)),
-    'add P + -P': aff(*ec.add(x, y, 1, x, P_ - y, 1)),
-    'add 2P + 2P': aff(*ec.add(X, Y, Z, X, Y, Z)),
-    'add inf + 2P': aff(*ec.add(0, 1, 0, X, Y, Z)),
-    'add 2P + inf': aff(*ec.add(X, Y, Z, 0, 1, 0)),
+    'odd': ec.odd_multiples(x, y, 4),
     'dbl': aff(*ec.dbl(x, y, 1)),
 })
 """
@@ -593,8 +649,8 @@ OUT({
 
     assert got == {
         "madd P + -P": "inf", "madd 2P + -2P (Z != 1)": "inf", "madd P + P": pt(10),
-        "madd 2P + 2P (Z != 1)": pt(20), "madd inf + P": pt(5), "add P + -P": "inf",
-        "add 2P + 2P": pt(20), "add inf + 2P": pt(10), "add 2P + inf": pt(10), "dbl": pt(10),
+        "madd 2P + 2P (Z != 1)": pt(20), "madd inf + P": pt(5),
+        "odd": pt(5) + pt(15) + pt(25) + pt(35), "dbl": pt(10),
     }
 
 

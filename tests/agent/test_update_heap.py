@@ -30,6 +30,22 @@ def test_install_heap_fits_64k_and_is_independent_of_bundle_size(agent_mpy, tmp_
     assert abs(sizes[256 * 1024] - sizes[16 * 1024]) <= 1024
 
 
+def test_install_with_the_anchors_comb_table_stays_in_budget(agent_mpy, tmp_path, signer):
+    # the anchor's table (1 KiB, read and hashed by guard.jws) instead of Q's odd multiples.
+    # Each compared with the bare board's own need under the same anchors (writing the table
+    # file beside them takes heap of its own in the set-up)
+    b = tmp_path / "b16k"
+    b.write_bytes(signer.bundle(app("1.0", extra=16 * 1024), seq=1))
+    idle = min_heap(agent_mpy, tmp_path, None, signer.anchor_json)
+    plain = min_heap(agent_mpy, tmp_path, b, signer.anchor_json)
+    idle_tab = min_heap(agent_mpy, tmp_path, None, signer.anchor_tab_json, tabs=signer.tabs)
+    tab = min_heap(agent_mpy, tmp_path, b, signer.anchor_tab_json, tabs=signer.tabs)
+    print(f"\nheap: install of 16 KiB, anchors without tables {plain} B (idle {idle} B), "
+          f"with {tab} B (idle {idle_tab} B)")
+    assert tab <= 64 * 1024 and tab - idle_tab <= BUDGET
+    assert tab - idle_tab <= plain - idle + 1024  # at most the table's own size more
+
+
 def test_largest_manifest_installs_in_64k(agent_mpy, tmp_path, signer):
     # As many files as fit the 4 KiB manifest limit: the largest allocation of an install
     from mpguard.errors import BundleError

@@ -17,9 +17,10 @@ import cuts
 import pytest
 
 import mpguard.sim as simlib
-from mpguard import jose, keys, project
+from mpguard import anchortab, jose, keys, project
 from mpguard.agent import install as agent_install
 from mpguard.errors import BoardNotAnswering, CommandError
+from mpguard.files import b64u_dec
 from mpguard.link import BoardLink
 from mpguard.updates import bundle, deploy, release
 
@@ -104,6 +105,47 @@ def test_story_install_update_rollback(board, rel):
     # the sequence advanced only on confirm: a fixed v4 (seq 4) installs
     r4 = deploy.deploy(board, rel.build("4.0.0", GOOD), wait=20)
     assert (r4.outcome, r4.status["seq"]) == ("confirmed", 4)
+
+
+def test_anchor_tables_installed_checked_and_repaired(board, rel):
+    # agent install writes each release key's comb table and its digest in anchors.json
+    # (decisions/0019); deploys verify by it; a damaged table refuses (bad_table), changing
+    # nothing; installing the agent again rewrites it
+    install_agent(board, rel)
+    doc = json.loads(board.get(agent_install.ANCHORS))
+    (kid, pub), = rel.anchors()["keys"].items()
+    tab = anchortab.table(b64u_dec(pub))
+    path = anchortab.path(kid)
+    assert doc["tabs"] == {kid: anchortab.digest(tab)}
+    assert board.sha256(path) == hashlib.sha256(tab).hexdigest()
+    assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+    board.put(tab[:64] + bytes(64) + tab[128:], path)
+    before = snapshot(board)
+    res = deploy.deploy(board, rel.build("2.0.0", GOOD), wait=5)
+    assert (res.outcome, res.reason) == ("refused", "bad_table"), res
+    assert snapshot(board) == before
+    install_agent(board, rel)
+    assert board.sha256(path) == hashlib.sha256(tab).hexdigest()
+    r = deploy.deploy(board, rel.build("2.0.0", GOOD), wait=20)
+    assert (r.outcome, r.status["ver"]) == ("confirmed", "2.0.0"), r
+
+
+def test_anchors_from_an_install_without_tables_are_kept(board, rel):
+    # a board installed before the tables may have its anchors file pinned in eFuse: an
+    # install without --force keeps that file byte for byte (no tables, generic verify);
+    # with --force the tables come
+    install_agent(board, rel)
+    old = agent_install._anchors_file(rel.anchors(), False)
+    board.put(old, agent_install.ANCHORS)
+    (kid, _), = rel.anchors()["keys"].items()
+    board.remove(anchortab.path(kid))
+    rep = agent_install.install(board, rel.anchors())
+    assert rep.tables is False and agent_install.ANCHORS in rep.unchanged
+    assert board.get(agent_install.ANCHORS) == old and not board.exists(anchortab.path(kid))
+    assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+    rep = agent_install.install(board, rel.anchors(), force=True)
+    assert rep.tables is True and anchortab.path(kid) in rep.written
+    assert "tabs" in json.loads(board.get(agent_install.ANCHORS))
 
 
 def test_deploy_without_agent_is_a_clear_error(board, rel):

@@ -6,7 +6,9 @@ anchors onto a board.
 - /lib/guard/board.json is the board profile (eFuse map for guard.hw).
 - /lib/guard/digests.json lists the SHA-256 of every other file in /lib/guard: the board's
   posture re-hashes its own files against it (agent integrity, docs/attest.md).
-- /mpguard/anchors.json is the project's trust-anchor set.
+- /mpguard/anchors.json is the project's trust-anchor set, with "tabs": the SHA-256 of each
+  release key's comb table, /mpguard/tab/<kid> (mpguard.anchortab: the agent verifies a
+  bundle about twice as fast with it; written before anchors.json).
 - /boot.py and /main.py are the two-line stubs; written last, so an interrupted install
   never boots a half-copied agent. A user's own /boot.py or /main.py that a stub replaces
   is first kept in /mpguard/backup/ (`uninstall` puts it back).
@@ -36,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import boards
+from .. import anchortab, boards
 from ..errors import BoardReset, CommandError
 from ..link import BoardLink
 from . import package as agentpkg
@@ -64,6 +66,10 @@ class InstallReport:
     bootstrap: list[str] = field(default_factory=list)
     # a user's own root files kept before a stub replaced them: board path -> backup path
     backed_up: dict[str, str] = field(default_factory=dict)
+    # the release keys' comb tables went with the anchors (decisions/0019); False when the
+    # board holds the same anchors from an install without them, kept byte for byte (an
+    # eFuse pin may cover that file): `--force` adds them
+    tables: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,8 +111,9 @@ def mpy_matches(mpy_field: int) -> bool:
     return (mpy_field & 0xFF, (mpy_field >> 8) & 3) == MPY_VERSION
 
 
-def plan(fmt: str, kind: str, anchors: dict) -> dict[str, bytes]:
-    """Every file the board should hold, path -> content, in write order."""
+def plan(fmt: str, kind: str, anchors: dict, tables: bool = True) -> dict[str, bytes]:
+    """Every file the board should hold, path -> content, in write order (`tables`: with the
+    release keys' comb tables and their digests in anchors.json)."""
     files: dict[str, bytes] = {}
     root = agentpkg.agent_dir()
     if fmt == "mpy":
@@ -119,7 +126,10 @@ def plan(fmt: str, kind: str, anchors: dict) -> dict[str, bytes]:
     profile = boards.load_profile(kind)
     files[f"{AGENT_DIR}/board.json"] = json.dumps(profile, sort_keys=True).encode()
     files[DIGESTS] = digests(files)
-    files[ANCHORS] = _anchors_file(anchors)
+    # the release keys' comb tables (mpguard.anchortab) before the anchors that name them
+    if tables:
+        files.update(anchortab.with_tables(anchors)[1])
+    files[ANCHORS] = _anchors_file(anchors, tables)
     files["/boot.py"] = (root / "boot.py").read_bytes()
     files["/main.py"] = (root / "main.py").read_bytes()
     return files
@@ -159,10 +169,16 @@ def install(
 def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt: str | None,
              progress: Callable[[str], None] | None) -> InstallReport:
     anchors_json = _anchors_file(anchors)
+    tables = True
     # 1. Refusals first: nothing is written unless the whole install may proceed.
     if not force:
         on_board = link.sha256(ANCHORS)
-        if on_board and on_board != _sha(anchors_json):
+        if on_board == _sha(_anchors_file(anchors, False)) and on_board != _sha(anchors_json):
+            # the same anchors without tables (an earlier install): a pin burned over that
+            # file would refuse any other bytes, and the host cannot read the pin here, so
+            # the file stays as it is (the tables need --force; decisions/0019)
+            tables = False
+        elif on_board and on_board != _sha(anchors_json):
             board_anchors = _board_anchors(link)
             if board_anchors != anchors.get("keys"):
                 raise CommandError(
@@ -187,11 +203,11 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
             raise CommandError("the agent's bootstrap does not run on this board")
     kind = kind or detect_kind(info)
     fmt = fmt or ("mpy" if mpy_matches(int(info.get("mpy", 0))) else "py")
-    files = plan(fmt, kind, anchors)
+    files = plan(fmt, kind, anchors, tables)
     # 3. Write what differs, stubs last.
     have = link.call("fs.hashes", [list(files), AGENT_DIR])
 
-    report = InstallReport(link.port, kind, fmt, bootstrap=boot)
+    report = InstallReport(link.port, kind, fmt, bootstrap=boot, tables=tables)
     # A user's own root file is kept before its stub replaces it (uninstall restores it).
     for path, sha in roots.items():
         name = path[1:]
@@ -224,7 +240,12 @@ def _board_anchors(link: BoardLink) -> dict | None:
         return None
 
 
-def _anchors_file(anchors: dict) -> bytes:
+def _anchors_file(anchors: dict, tables: bool = True) -> bytes:
+    """/mpguard/anchors.json: the set with "tabs", the digests of the release keys' comb
+    tables (mpguard.anchortab), so that an eFuse pin over this file covers them too
+    (without `tables`: the file as installs before the tables wrote it)."""
+    if tables:
+        anchors = anchortab.with_tables(anchors)[0]
     return json.dumps(anchors, sort_keys=True).encode()
 
 

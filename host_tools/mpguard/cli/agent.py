@@ -67,6 +67,10 @@ def run_install(args: argparse.Namespace) -> Result:
              f"{len(rep.removed)} removed"]
     lines += [f"  your {path} is kept as {kept} (`mpguard agent uninstall` puts it back)"
               for path, kept in rep.backed_up.items()]
+    if not rep.tables:
+        lines.append("  the board's anchors file is kept as an earlier install wrote it (an eFuse "
+                     "pin may cover it): no comb tables, verify takes the generic path; "
+                     "--force adds them (never on a pinned board)")
     return Result(rep.as_dict(), "\n".join(lines))
 
 

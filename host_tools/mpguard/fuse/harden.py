@@ -88,10 +88,11 @@ class Plan:
 
 
 def anchors_bytes(anchor_set: dict[str, Any]) -> bytes:
-    """The canonical anchors file, byte for byte what `agent install` writes to the board."""
-    import json
+    """The canonical anchors file, byte for byte what `agent install` writes to the board
+    (with the digests of the keys' comb tables, mpguard.anchortab)."""
+    from ..agent.install import _anchors_file
 
-    return json.dumps(anchor_set, sort_keys=True).encode()
+    return _anchors_file(anchor_set)
 
 
 def _locked_with(chip: str, bit: int) -> list[str]:

@@ -37,7 +37,7 @@ _MAX_HEADER = const(1024)  # base64url characters of the protected header
 _SIG_B64 = const(86)  # base64url characters of 64 bytes
 _CHUNK = const(256)  # base64url characters decoded at a time (a multiple of 4)
 _ALG = const("ES256")
-_TAB = const("/mpguard/tab/")  # anchor comb tables, by kid (docs/decisions/0019)
+_TAB = const("/mpguard/tab/")  # anchor comb tables, by kid (docs/decisions/0020)
 
 
 def b64u_enc(b):

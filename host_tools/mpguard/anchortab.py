@@ -2,7 +2,7 @@
 
 guard.p256.verify computes u1*G + u2*Q. G has a precomputed signed comb table in the agent
 (guard.ec._GTAB); with the same table for an anchor's public key Q, both scalars go by one
-joint comb (58 doublings instead of about 257). docs/decisions/0019-anchor-tables.md.
+joint comb (58 doublings instead of about 257). docs/decisions/0020-anchor-tables.md.
 
 Table of a point Q (1024 bytes, the layout of guard.ec._GTAB): 16 affine entries of 64 bytes,
 x || y big endian; entry c is (2^232 + sum_{i<4} s_i 2^(58 i)) * Q with s_i = +1 if bit i of c

@@ -1,4 +1,4 @@
-"""Anchor comb tables on the board (mpguard.anchortab, docs/decisions/0019-anchor-tables.md).
+"""Anchor comb tables on the board (mpguard.anchortab, docs/decisions/0020-anchor-tables.md).
 
 A release key listed in anchors.json "tabs" is verified with its table /mpguard/tab/<kid>
 (the joint comb of guard.p256), only when the table's SHA-256 is the one the anchors name;

@@ -109,7 +109,7 @@ def test_story_install_update_rollback(board, rel):
 
 def test_anchor_tables_installed_checked_and_repaired(board, rel):
     # agent install writes each release key's comb table and its digest in anchors.json
-    # (decisions/0019); deploys verify by it; a damaged table refuses (bad_table), changing
+    # (decisions/0020); deploys verify by it; a damaged table refuses (bad_table), changing
     # nothing; installing the agent again rewrites it
     install_agent(board, rel)
     doc = json.loads(board.get(agent_install.ANCHORS))

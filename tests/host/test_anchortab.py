@@ -1,4 +1,4 @@
-"""mpguard.anchortab: comb tables of the release anchors (docs/decisions/0019-anchor-tables.md)."""
+"""mpguard.anchortab: comb tables of the release anchors (docs/decisions/0020-anchor-tables.md)."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ class InstallReport:
     bootstrap: list[str] = field(default_factory=list)
     # a user's own root files kept before a stub replaced them: board path -> backup path
     backed_up: dict[str, str] = field(default_factory=dict)
-    # the release keys' comb tables went with the anchors (decisions/0019); False when the
+    # the release keys' comb tables went with the anchors (decisions/0020); False when the
     # board holds the same anchors from an install without them, kept byte for byte (an
     # eFuse pin may cover that file): `--force` adds them
     tables: bool = True
@@ -176,7 +176,7 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
         if on_board == _sha(_anchors_file(anchors, False)) and on_board != _sha(anchors_json):
             # the same anchors without tables (an earlier install): a pin burned over that
             # file would refuse any other bytes, and the host cannot read the pin here, so
-            # the file stays as it is (the tables need --force; decisions/0019)
+            # the file stays as it is (the tables need --force; decisions/0020)
             tables = False
         elif on_board and on_board != _sha(anchors_json):
             board_anchors = _board_anchors(link)

@@ -40,7 +40,7 @@ AGENT_UPDATE = ["tests/agent/test_bundle_bad.py", "tests/agent/test_update.py",
                 "tests/agent/test_bundle_fuzz.py", "tests/agent/test_update_powercut.py",
                 "tests/agent/test_update_heap.py", "tests/agent/test_rpc.py",
                 "tests/agent/test_boot.py"]
-AGENT_CRYPTO = ["tests/agent/test_jws.py", "tests/agent/test_p256.py",
+AGENT_CRYPTO = ["tests/agent/test_jws.py", "tests/agent/test_p256.py", "tests/agent/test_anchor_tables.py",
                 "tests/agent/test_bundle_bad.py"]
 AGENT_XFER = ["tests/agent/test_xfer.py", "tests/agent/test_xfer_deflate.py"]
 HOST = ["tests/host/test_jose.py", "tests/host/test_bundle.py", "tests/host/test_cli_release.py",

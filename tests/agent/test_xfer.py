@@ -259,7 +259,21 @@ def test_early_refusal_stops_the_sender_and_leaves_the_link_clean(ahead):
     assert "\x1eRES:next command" in text, text
 
 
-class _EagerBoard:
+class _Pending:
+    """A fake port: what the board sent waits in `pending` until the host reads it."""
+
+    pending: bytearray
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.pending)
+
+    def read(self, n: int) -> bytes:
+        out, self.pending = bytes(self.pending[:n]), self.pending[n:]
+        return out
+
+
+class _EagerBoard(_Pending):
     """A board that acks each frame and, with the last ack, has already printed its answer
     (a fast install): the sender must leave the answer on the port for the caller."""
 
@@ -275,14 +289,6 @@ class _EagerBoard:
         if self.got == self.frames:
             self.pending += b"ANSWER\x04\x04>"
         return len(data)
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self.pending)
-
-    def read(self, n: int) -> bytes:
-        out, self.pending = bytes(self.pending[:n]), self.pending[n:]
-        return out
 
 
 def test_sender_never_reads_past_the_last_ack():
@@ -404,7 +410,7 @@ def test_printing_does_not_keep_a_transfer_alive():
     assert console.startswith(b"tick\r\n")
 
 
-class _ReadAheadBoard:
+class _ReadAheadBoard(_Pending):
     """A board that reads ahead in blocks of `block` frames: it sends a block's acks before the
     block, as guard.xfer does with `ahead`; it records how far the host ever ran past them."""
 
@@ -424,14 +430,6 @@ class _ReadAheadBoard:
             self.credited += k
             self.pending += bytes([transfer.ACK] * k)
         return len(data)
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self.pending)
-
-    def read(self, n: int) -> bytes:
-        out, self.pending = bytes(self.pending[:n]), self.pending[n:]
-        return out
 
 
 @pytest.mark.parametrize("frames, block", [(5, 8), (8, 8), (20, 8), (65, 64), (3, 1)])

@@ -13,9 +13,10 @@ every byte mpremote (or mpguard.xfer) reads passes through it. While an operatio
 2. the deadline passing raises `LinkDeadline` (checked at every read and poll of the port,
    which mpremote and mpguard.xfer do at least every 2 s while they wait).
 
-While connecting and during a reset the host asks for, only the deadline is armed (mpremote's
-`timeout_overall` is checked only while the board is silent, so a chatty board kept even
-`enter_raw_repl` waiting). Disarmed (watching a trial boot) it passes bytes on untouched. A board whose reset drops the USB port itself (most USB-serial boards on
+During a reset the host asks for, only the deadline is armed (mpremote's `timeout_overall` is
+checked only while the board is silent, so a chatty board kept even `enter_raw_repl`
+waiting); while connecting, a reset line also ends the attempt, whose Ctrl-C and Ctrl-A the
+reset may have swallowed (link.py sends them again). Disarmed (watching a trial boot) it passes bytes on untouched. A board whose reset drops the USB port itself (most USB-serial boards on
 a power cut) fails faster still: the read raises OSError, which the link reports.
 """
 

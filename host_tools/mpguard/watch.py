@@ -73,13 +73,19 @@ class Watch:
             self.disarm()
             raise LinkDeadline(f"{self._what} did not finish before its deadline")
 
+    def seen(self) -> bytes:
+        """What was read since the last `arm` (its last few KiB)."""
+        return bytes(self._seen[-_KEEP:])
+
     def _feed(self, data: bytes) -> None:
-        if not self._armed or not self._resets:
+        if not self._armed:
             return
         seen = self._seen
         seen += data  # a bytearray: mpremote reads one byte at a time
         if len(seen) > 2 * _KEEP:
             del seen[:-_KEEP]
+        if not self._resets:
+            return
         window = self._tail + data
         m = RESET_LINE.search(window)
         self._tail = window[-_TAIL:]

@@ -12,7 +12,9 @@ PYTEST_ARGS ?=
 # PYTEST_WORKERS=2 to try two. A virtual board's soft reset missing its deadline was first
 # seen under two workers, but it happens in one process too (2026-11-26: the attestation
 # story once, the provisioning power-cut sweep twice, each passing alone), so it is not
-# xdist's; its cause is not yet known (the error now says what the board printed)
+# xdist's; its cause is not yet known. The error now says what the board printed: in the
+# one seen since, `OK` and then nothing for 10 s (the sim's soft reset, _simfw.reboot, never
+# got to `MPY: soft reboot`; no power cut was counted)
 PYTEST_WORKERS ?= 0
 
 .PHONY: all demo test lint bench clean help

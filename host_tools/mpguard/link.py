@@ -158,11 +158,18 @@ class BoardLink(FileOps, ResetOps):
         if n:
             self._record(t.serial.read(n))
         noise = io.StringIO()  # mpremote prints what it got when it fails: keep it, quietly
-        t.serial.arm(time.monotonic() + timeout, "connecting", resets=False)
+        # A board that resets while we connect (a machine.reset() or power cut just before)
+        # may have lost our Ctrl-C and Ctrl-A with the boot that ended: its reset line ends
+        # this attempt at once and the next sends them again, instead of waiting the attempt
+        # out. Not with `soft_reset`: mpremote's own Ctrl-D prints one.
+        t.serial.arm(time.monotonic() + timeout, "connecting", resets=not soft_reset)
         try:
             with _STDOUT, contextlib.redirect_stdout(noise):
                 t.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
         except LinkDeadline as e:  # a board that kept printing: the next attempt sends Ctrl-C again
+            raise TransportError(str(e)) from None
+        except BoardReset as e:
+            self._record(e.output)
             raise TransportError(str(e)) from None
         finally:
             t.serial.disarm()

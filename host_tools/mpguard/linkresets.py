@@ -52,7 +52,10 @@ class ResetOps:
             data = t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout_overall=self.connect_timeout)
         except (TransportError, OSError, LinkDeadline) as e:
             self._stale = True
-            raise BoardNotAnswering(f"board on {self.port} did not come back: {e}") from None
+            got = t.serial.seen()
+            self._record(got)
+            raise BoardNotAnswering(f"board on {self.port} did not come back: {e}; it printed "
+                                    f"{got[-300:]!r}") from None
         finally:
             t.serial.disarm()
         self._record(data)

@@ -13,9 +13,10 @@ every byte mpremote (or mpguard.xfer) reads passes through it. While an operatio
 2. the deadline passing raises `LinkDeadline` (checked at every read and poll of the port,
    which mpremote and mpguard.xfer do at least every 2 s while they wait).
 
-While connecting and during a reset the host asks for, only the deadline is armed (mpremote's
-`timeout_overall` is checked only while the board is silent, so a chatty board kept even
-`enter_raw_repl` waiting). Disarmed (watching a trial boot) it passes bytes on untouched. A board whose reset drops the USB port itself (most USB-serial boards on
+During a reset the host asks for, only the deadline is armed (mpremote's `timeout_overall` is
+checked only while the board is silent, so a chatty board kept even `enter_raw_repl`
+waiting); while connecting, a reset line also ends the attempt, whose Ctrl-C and Ctrl-A the
+reset may have swallowed (link.py sends them again). Disarmed (watching a trial boot) it passes bytes on untouched. A board whose reset drops the USB port itself (most USB-serial boards on
 a power cut) fails faster still: the read raises OSError, which the link reports.
 """
 
@@ -72,13 +73,19 @@ class Watch:
             self.disarm()
             raise LinkDeadline(f"{self._what} did not finish before its deadline")
 
+    def seen(self) -> bytes:
+        """What was read since the last `arm` (its last few KiB)."""
+        return bytes(self._seen[-_KEEP:])
+
     def _feed(self, data: bytes) -> None:
-        if not self._armed or not self._resets:
+        if not self._armed:
             return
         seen = self._seen
         seen += data  # a bytearray: mpremote reads one byte at a time
         if len(seen) > 2 * _KEEP:
             del seen[:-_KEEP]
+        if not self._resets:
+            return
         window = self._tail + data
         m = RESET_LINE.search(window)
         self._tail = window[-_TAIL:]

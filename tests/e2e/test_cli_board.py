@@ -69,7 +69,9 @@ def test_agent_install_idempotent_and_refusals(env, tmp_path):
     # --force replaces them
     r = cli(env, tmp_path / "p2", "agent", "install", "--port", "sim:b", "--force", "--json")
     assert r.returncode == 0
-    assert json.loads(r.stdout)["written"] == ["/mpguard/anchors.json"]
+    written = json.loads(r.stdout)["written"]  # the new anchors, after their comb tables
+    assert written[-1] == "/mpguard/anchors.json"
+    assert written[:-1] and all(p.startswith("/mpguard/tab/") for p in written[:-1])
 
 
 def test_agent_install_refuses_a_users_own_main_py(env, tmp_path):

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,13 @@ def test_a_deploy_that_outlasts_its_deadline_ends_with_exit_3(desk):
     obj = desk.json("deploy", "--port", "sim:desk", big, "--deadline", "2", rc=3)
     assert obj["error"]["type"] == "LinkDeadline" and obj["error"]["reason"] == "deadline"
     assert "did not finish before its deadline" in obj["error"]["message"]
-    st = desk.json("status", "--port", "sim:desk", rc=0)
+    # the board reads ahead: the block it credited (up to 16 KiB, ~17 s at 9600 baud) is
+    # still on its way, ahead of what the next command types (docs/decisions/0018)
+    end = time.monotonic() + 60
+    while (r := desk("status", "--port", "sim:desk", "--json")).returncode == 3 and time.monotonic() < end:
+        time.sleep(2)
+    st = json.loads(r.stdout)
+    assert r.returncode == 0, r.stderr
     assert (st["update"]["ver"], st["update"]["trial"]) == ("1.0.0", None)
 
 

@@ -47,15 +47,18 @@ def _walk(d, out):
                     if not n:
                         break
                     h.update(memoryview(_b)[:n])
-            out[p] = binascii.hexlify(h.digest()).decode()
+            print(p, binascii.hexlify(h.digest()).decode())
     return out
-print(json.dumps(_walk('/', {})))
+_walk('/', None)
 """
 
 
 def snapshot(link: BoardLink) -> dict[str, str]:
     link.soft_reset()  # a fresh heap: the agent's modules from a deploy are still loaded
-    return json.loads(link.exec(SNAPSHOT).strip().split("\n")[-1])
+    # one line per file, not one JSON text: the whole tree in one string needs more heap
+    # than a board has left with many files (the agent's comb tables added some)
+    lines = link.exec(SNAPSHOT).strip().splitlines()
+    return dict(ln.strip().rsplit(" ", 1) for ln in lines if ln.strip())
 
 
 class Releases:

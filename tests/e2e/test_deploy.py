@@ -339,12 +339,14 @@ def test_agent_as_source_when_the_board_mpy_version_differs(board, rel):
     rep = agent_install.install(board, rel.anchors(), force=True, fmt="py")
     assert rep.format == "py" and "/lib/guard/install.py" in rep.written
     assert not board.exists("/lib/guard/install.mpy")
+    assert rep.tables is False  # compiling on the board needs the heap (decisions/0020)
     res = deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20)
     assert res.outcome == "confirmed", res
     assert res.transfer["ahead"] is False  # the board's compiler needs the heap a block takes
     # switching back to .mpy removes the .py files (a stale .py would shadow the .mpy)
     rep2 = agent_install.install(board, rel.anchors(), force=True)
     assert rep2.format == "mpy" and "/lib/guard/install.py" in rep2.removed
+    assert rep2.tables is True and any(p.startswith("/mpguard/tab/") for p in rep2.written)
 
 
 # /main.py of the agent before the boot/install split (it called guard.update.boot()).

@@ -170,9 +170,9 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
              progress: Callable[[str], None] | None) -> InstallReport:
     anchors_json = _anchors_file(anchors)
     tables = True
+    on_board = link.sha256(ANCHORS)
     # 1. Refusals first: nothing is written unless the whole install may proceed.
     if not force:
-        on_board = link.sha256(ANCHORS)
         if on_board == _sha(_anchors_file(anchors, False)) and on_board != _sha(anchors_json):
             # the same anchors without tables (an earlier install): a pin burned over that
             # file would refuse any other bytes, and the host cannot read the pin here, so
@@ -203,6 +203,11 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
             raise CommandError("the agent's bootstrap does not run on this board")
     kind = kind or detect_kind(info)
     fmt = fmt or ("mpy" if mpy_matches(int(info.get("mpy", 0))) else "py")
+    if fmt == "py" and on_board != _sha(anchors_json):
+        # an agent compiled on the board from source needs the heap a table takes (an install
+        # ran out of it); a board that holds these very anchors with tables keeps them (a pin
+        # may cover that file): decisions/0020
+        tables = False
     files = plan(fmt, kind, anchors, tables)
     # 3. Write what differs, stubs last.
     have = link.call("fs.hashes", [list(files), AGENT_DIR])

@@ -146,6 +146,7 @@ def test_named_bad_inputs_refused_nothing_changed(tmp_path, pg_server, monkeypat
                 argv = argv + ["--db", db]
             out = cli.json(*argv, code=code)
             assert out["ok"] is False and out["exit_code"] == code, name
+            assert "reason" in out["error"], (name, out)  # what came instead, if ever
             got[name] = out["error"]["reason"]
         assert got == {n: r for n, (_, _, r) in cli_cases.items()}
 

@@ -65,6 +65,17 @@ sys.stdout.write("\\x1eRES:" + json.dumps(res) + "\\n")
 """
 
 
+def _board(code: str, heap: str = "64K") -> tuple[subprocess.Popen, str]:
+    """Board-side `code` running on the unix port with the compiled agent, its stdin and
+    stdout the serial line: (the process, the script's file, for the caller to remove)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code)
+    proc = subprocess.Popen([unixport.micropython_path(), "-X", f"heapsize={heap}", f.name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MICROPYPATH=_agent()))
+    return proc, f.name
+
+
 class PipeSerial:
     """The serial API `transfer.stream` needs, over a child process's pipes."""
 
@@ -95,12 +106,7 @@ def run_transfer(payload: bytes, *, wire: bytes | None = None, announce_sha=None
     sha = announce_sha or hashlib.sha256(payload).hexdigest()
     code = unixport._PRELUDE.format(has_input="False") + BOARD.format(
         length=len(payload), sha=sha, chunk=chunk, tmo=tmo, ahead=ahead)
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(code)
-    env = dict(os.environ, MICROPYPATH=_agent())
-    proc = subprocess.Popen([unixport.micropython_path(), "-X", f"heapsize={heap}", f.name],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env)
+    proc, path = _board(code, heap)
     ser = PipeSerial(proc)
     console = bytearray()
     err = None
@@ -113,7 +119,7 @@ def run_transfer(payload: bytes, *, wire: bytes | None = None, announce_sha=None
     except BoardNotAnswering as e:
         err = e
     out, stderr = proc.communicate(timeout=60)
-    os.unlink(f.name)
+    os.unlink(path)
     text = (ser.out + out).replace(b"\x06", b"").decode("latin-1")
     assert proc.returncode == 0, stderr.decode()
     res = [ln for ln in text.split("\n") if ln.startswith("\x1eRES:")]
@@ -242,18 +248,14 @@ def test_early_refusal_stops_the_sender_and_leaves_the_link_clean(ahead):
         "buf = bytearray(1000)\nr.readinto(buf)\nr.abort()\n"
         "line = sys.stdin.buffer.readline()\n"
         "sys.stdout.write('\\x1eRES:' + line.decode().strip() + '\\n')\n")
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(code)
-    proc = subprocess.Popen([unixport.micropython_path(), "-X", "heapsize=64K", f.name],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, MICROPYPATH=_agent()))
+    proc, path = _board(code)
     ser = PipeSerial(proc)
     try:
         done = transfer.stream(ser, payload, timeout=5)
         ser.write(b"next command\n")
         out, _ = proc.communicate(timeout=30)
     finally:
-        os.unlink(f.name)
+        os.unlink(path)
     assert done is False
     text = (ser.out + out).replace(b"\x06", b"").replace(b"\x15", b"").decode("latin-1")
     assert "\x1eRES:next command" in text, text
@@ -362,17 +364,13 @@ def test_refusal_within_the_last_frame_sends_no_nak(payload, read, nak, ahead):
         f"while n < {read}:\n    n += r.readinto(memoryview(buf)[n:])\n"
         "r.abort()\n"
         "sys.stdout.write('\\x1eRES:aborted %d\\n' % r.left)\n")
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(code)
-    proc = subprocess.Popen([unixport.micropython_path(), "-X", "heapsize=64K", f.name],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, MICROPYPATH=_agent()))
+    proc, path = _board(code)
     ser = PipeSerial(proc)
     try:
         done = transfer.stream(ser, payload, timeout=5)
         out, err = proc.communicate(timeout=30)
     finally:
-        os.unlink(f.name)
+        os.unlink(path)
     text = ser.out + out
     assert proc.returncode == 0, err.decode()
     assert b"\x1eRES:aborted 0" in text
@@ -507,11 +505,7 @@ def test_a_busy_board_never_has_more_than_the_window_waiting(ahead, chunk):
     payload = b"x" * 30_000
     code = unixport._PRELUDE.format(has_input="False") + _BUSY.format(
         length=len(payload), sha=hashlib.sha256(payload).hexdigest(), ahead=ahead, chunk=chunk)
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(code)
-    proc = subprocess.Popen([unixport.micropython_path(), "-X", "heapsize=64K", f.name],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, MICROPYPATH=_agent()))
+    proc, path = _board(code)
     ser = _WatchingSerial(proc)
     try:
         assert transfer.stream(ser, payload, timeout=5) is True
@@ -519,7 +513,7 @@ def test_a_busy_board_never_has_more_than_the_window_waiting(ahead, chunk):
             pass
         proc.communicate(timeout=30)
     finally:
-        os.unlink(f.name)
+        os.unlink(path)
     assert b"\x1eRES:done" in ser.out
     assert ser.waiting and max(ser.waiting) <= transfer.WINDOW, ser.waiting
     # and reading ahead took fewer, larger reads when the consumer asked for little at a time

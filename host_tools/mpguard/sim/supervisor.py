@@ -18,6 +18,7 @@ SIGTERM stops it (the child dies with it); SIGUSR1 asks for an up-to-date stats.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import fcntl
 import json
 import os
@@ -351,6 +352,9 @@ def main(argv: list[str]) -> int:
         return 1
     with contextlib.suppress(FileNotFoundError):  # left by a killed supervisor: a stale pid
         (d / folder.STATE_FILE).unlink()
+    # `kill -USR2 PID` writes where every thread of this supervisor is to its log (stderr):
+    # what a stuck sim was doing (the suite's failure report sends it, tests/e2e/conftest.py).
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     sup = Supervisor(d, ready_fd)
     sup.lock_ino = os.fstat(lock).st_ino
     try:

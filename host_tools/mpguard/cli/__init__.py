@@ -1,6 +1,11 @@
 """The `mpguard` command line: one command table, one output path, one error path.
 
-Each command module in COMMANDS has `add_parser(subparsers)`, whose parsers set `func`.
+Each command module in COMMANDS has `HELP` (its line in `mpguard --help`) and
+`add_parser(subparsers)`, whose parsers set `func`. Every command pays for what `mpguard`
+imports before it runs (docs/decisions/0021-cli-startup.md): a command module imports at its
+top only what is light (argparse, reasons, errors, project, .common); a `func` imports the
+library it calls, and `add_parser` what its defaults need. `main` builds in full only the
+parser of the command being run; the others are their help line.
 A `func` only parses arguments and calls one library function; it returns a `Result`
 (data for `--json`, text for people, an exit code) or an int. `main` prints the Result
 once: as one JSON object with `--json` (every outcome, errors included, always with
@@ -54,7 +59,9 @@ class _Parser(argparse.ArgumentParser):
 _want_json = False  # set by main() before parsing: a usage error is JSON too then
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; given `command`, only that command's parser in full (none
+    when it names no command) and the others as their help line (what `mpguard --help` shows)."""
     parser = _Parser(
         prog="mpguard",
         description="Secure configuration for MicroPython boards: project keys, the board "
@@ -64,14 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mpguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(name).add_parser(sub)
+        module = importlib.import_module(name)
+        if command is None or name == f"mpguard.cli.{command}":
+            module.add_parser(sub)
+        else:
+            sub.add_parser(name.rpartition(".")[2], help=module.HELP)
     return parser
+
+
+def _command(argv: list[str]) -> str:
+    """The command `argv` runs: its first word that is not an option (mpguard's own options
+    take no value), or "" (then it runs none: help, version or a usage error)."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def main(argv: list[str] | None = None) -> int:
     global _want_json
-    _want_json = "--json" in (sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    _want_json = "--json" in words
+    parser = build_parser(_command(words))
     args = parser.parse_args(argv)
     as_json = bool(getattr(args, "json", False))
     if not getattr(args, "func", None):

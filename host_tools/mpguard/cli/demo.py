@@ -36,6 +36,8 @@ from pathlib import Path
 
 from .. import reasons
 
+HELP = ("the mpguard story on a virtual board (init, provision, updates, rollback, a forged "
+        "bundle refused, attestation, an MQTT password rotated)")
 GOOD = 'import guard\nprint("hello from app {v}")\nguard.confirm()\n'
 BROKEN = 'print("app {v} starting")\nraise RuntimeError("app {v} is broken")\n'
 CONNECTED, REFUSED = b"APP: mqtt connected", b"APP: mqtt refused"
@@ -72,10 +74,8 @@ class Story:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the mpguard story on a virtual board (init, provision, "
-                       "updates, rollback, a forged bundle refused, attestation, an MQTT "
-                       "password rotated)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = sub.add_parser("demo", help=HELP, description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_ERROR))
     p.add_argument("--dir", default="demo-project", help="project folder (recreated)")
     p.set_defaults(func=lambda a: run(Path(a.dir)))

@@ -25,8 +25,10 @@ from mpguard.inventory import Inventory, migrate
 # Third-party packages that cost tens to hundreds of milliseconds to import.
 HEAVY = ("sqlalchemy", "alembic", "cryptography", "rich", "mpremote", "serial", "psycopg",
          "esptool", "jinja2")
+# What `mpguard` imports before it picks the command.
+START = {"mpguard", "mpguard.cli", "mpguard.cli.common", "mpguard.reasons", "mpguard.errors"}
 # What a command module may import at its top (cli/__init__.py): the rest waits for a handler.
-LIGHT = {"mpguard", "mpguard.reasons", "mpguard.errors", "mpguard.project", "mpguard.files"}
+LIGHT = START | {"mpguard.project", "mpguard.files"}
 
 PROBE = """
 import contextlib, io, json, sys
@@ -41,10 +43,10 @@ print(json.dumps({"code": code, "output": out.getvalue(), "modules": sorted(sys.
 """
 
 
-def run_cli(*argv: str, tmp_path: Path) -> tuple[int, str, set[str]]:
+def run_cli(*argv: str, tmp_path: Path, probe: str = PROBE) -> tuple[int, str, set[str]]:
     """`mpguard ARGV` in a new interpreter: (exit code, what it printed, modules imported)."""
     env = dict(os.environ, MPGUARD_SIM_DIR=str(tmp_path / "sims"), COLUMNS="80")
-    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
@@ -60,8 +62,8 @@ def test_version_help_and_usage_errors_import_no_command_and_nothing_heavy(argv,
     code, out, modules = run_cli(*argv, tmp_path=tmp_path)
     assert code == (0 if argv in (["--version"], ["--help"]) else 2), out
     assert heavy(modules) == []
-    ours = {m for m in modules if m.startswith("mpguard") and not m.startswith("mpguard.cli")}
-    assert ours <= LIGHT, sorted(ours - LIGHT)
+    ours = {m for m in modules if m.startswith("mpguard")}
+    assert ours <= START, sorted(ours - START)
 
 
 @pytest.mark.parametrize("argv", [["sim", "list"], ["sim", "list", "--json"],
@@ -71,6 +73,19 @@ def test_commands_that_need_no_heavy_library_import_none(argv, tmp_path):
     code, out, modules = run_cli(*argv, tmp_path=tmp_path)
     assert code == 0, out
     assert heavy(modules) == []
+    commands = {m for m in modules if m.startswith("mpguard.cli.")} - START
+    assert commands == {f"mpguard.cli.{argv[0]}"}  # only the module of the command run
+
+
+def test_command_modules_import_only_light_modules_at_their_top(tmp_path):
+    probe = ("import json, sys\n"
+             f"for name in {list(cli.COMMANDS)!r}:\n"
+             "    __import__('mpguard.cli.' + name)\n"
+             "print(json.dumps({'code': 0, 'output': '', 'modules': sorted(sys.modules)}))")
+    _, _, modules = run_cli(tmp_path=tmp_path, probe=probe)
+    assert heavy(modules) == []
+    ours = {m for m in modules if m.startswith("mpguard") and not m.startswith("mpguard.cli.")}
+    assert ours <= LIGHT, sorted(ours - LIGHT)
 
 
 def test_the_command_run_builds_the_same_parser_as_the_whole_table():
@@ -83,7 +98,7 @@ def test_the_command_run_builds_the_same_parser_as_the_whole_table():
 
     whole = dict(walk(cli.build_parser()))
     assert dict(walk(cli.build_parser("")))[()] == whole[()]  # `mpguard --help`
-    for name in (m.rpartition(".")[2] for m in cli.COMMANDS):
+    for name in cli.COMMANDS:
         built = dict(walk(cli.build_parser(name)))
         assert built[()] == whole[()], name
         mine = {k: v for k, v in built.items() if k[:1] == (name,)}

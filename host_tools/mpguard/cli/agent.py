@@ -9,11 +9,9 @@ from .. import project, reasons
 from ..errors import CommandError
 from .common import Result, resolve_port
 
-HELP = "install or uninstall the mpguard agent on a board"
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("agent", help=HELP,
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("agent", help=summary,
                        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
                                              reasons.EXIT_LINK))
     s = p.add_subparsers(dest="agent_command", metavar="ACTION")

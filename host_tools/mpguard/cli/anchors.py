@@ -8,11 +8,9 @@ import argparse
 from .. import project, reasons
 from .common import Result, resolve_port
 
-HELP = "trust anchors: rotate the release keys, push to boards"
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("anchors", help=HELP,
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("anchors", help=summary,
                        description="A trust-anchor statement adds or removes release keys; it "
                        "is signed by the current anchors (k of n, default 1 of 1) and carries a "
                        "version, so a board never goes back to an older set. Boards take it with "

@@ -19,13 +19,12 @@ if TYPE_CHECKING:
     from ..attest import run as attest_run
     from ..attest import store as attest_store
 
-HELP = "a signed posture attestation of a board, judged by a policy"
 EXIT_BY_VERDICT = {"pass": reasons.EXIT_OK, "warn": reasons.EXIT_WARN, "fail": reasons.EXIT_FAIL}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
-        "attest", help=HELP,
+        "attest", help=summary,
         description="Send the board a fresh nonce; it answers with a signed Entity Attestation "
         "Token (RFC 9711) of its security facts. mpguard verifies it against the board's key "
         "in the inventory, judges the facts with the policy (ETSI EN 303 645 provisions), "

@@ -9,12 +9,10 @@ from .. import project, reasons
 from ..errors import CAError
 from .common import Result
 
-HELP = "the project's device CA: make one, show it, sign its CRL"
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
-    p = sub.add_parser("ca", help=HELP,
+    p = sub.add_parser("ca", help=summary,
                        epilog=codes)
     cs = p.add_subparsers(dest="ca_command", metavar="ACTION")
     s = cs.add_parser("init", help="make the device CA of a project that has none",

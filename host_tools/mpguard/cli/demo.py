@@ -36,8 +36,6 @@ from pathlib import Path
 
 from .. import reasons
 
-HELP = ("the mpguard story on a virtual board (init, provision, updates, rollback, a forged "
-        "bundle refused, attestation, an MQTT password rotated)")
 GOOD = 'import guard\nprint("hello from app {v}")\nguard.confirm()\n'
 BROKEN = 'print("app {v} starting")\nraise RuntimeError("app {v} is broken")\n'
 CONNECTED, REFUSED = b"APP: mqtt connected", b"APP: mqtt refused"
@@ -73,8 +71,8 @@ class Story:
         return name
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help=HELP, description=__doc__,
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("demo", help=summary, description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_ERROR))
     p.add_argument("--dir", default="demo-project", help="project folder (recreated)")

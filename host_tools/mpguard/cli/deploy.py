@@ -17,17 +17,16 @@ if TYPE_CHECKING:
     from ..link import BoardLink
     from ..updates import deploy
 
-HELP = "send a signed bundle to a board and report installed / refused / rolled back"
 
 # Exit codes a script can rely on (mpguard.reasons).
 EXIT_BY_OUTCOME = {"confirmed": reasons.EXIT_OK, "refused": reasons.EXIT_REFUSED,
                    "rolled_back": reasons.EXIT_ROLLED_BACK, "trial": reasons.EXIT_TRIAL}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
         "deploy",
-        help=HELP,
+        help=summary,
         description="Stream BUNDLE to the board's agent, which verifies it before writing "
         "anything. When installed, the board reboots into the new app on trial; deploy waits "
         "for the app to confirm (or the board to roll back) and reports what the agent's "

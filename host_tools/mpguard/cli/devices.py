@@ -8,20 +8,18 @@ from pathlib import Path
 from .. import project, reasons
 from .common import Result
 
-HELP = "provisioned boards: list, show, export certificates, revoke"
-
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="URL", help="inventory database (default: the project's)")
     p.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     from ..identity import devices  # its docstring is `devices export --help`
 
     codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_REFUSED,
                            reasons.EXIT_INVENTORY)
-    p = sub.add_parser("devices", help=HELP, epilog=codes)
+    p = sub.add_parser("devices", help=summary, epilog=codes)
     ds = p.add_subparsers(dest="devices_command", metavar="ACTION")
 
     s = ds.add_parser("list", help="every board of the inventory", epilog=codes)

@@ -14,16 +14,15 @@ from .common import Result
 if TYPE_CHECKING:
     from .. import fuse
 
-HELP = "eFuses: status in the words of attestation; guarded burns"
 
 _EXIT = (reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK, reasons.EXIT_REFUSED,
          reasons.EXIT_ERROR)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     from .. import fuse
 
-    p = sub.add_parser("fuse", help=HELP,
+    p = sub.add_parser("fuse", help=summary,
                        description="Read a chip's eFuses with espefuse, or burn a hardening "
                        "profile: always a dry run first, burns only with --burn and "
                        f"{fuse.CONFIRM_FLAG}. See docs/fuse.md.",

@@ -13,15 +13,14 @@ from .common import Result
 if TYPE_CHECKING:
     from ..line import station
 
-HELP = "production-line station: many boards in parallel"
 
 _RUN_EXIT = (reasons.EXIT_OK, reasons.EXIT_FAIL, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     from .. import fuse
 
-    p = sub.add_parser("line", help=HELP,
+    p = sub.add_parser("line", help=summary,
                        description="Run a production-line station (docs/line.md): every board "
                        "plugged in goes through the station file's steps in its own worker; "
                        "results, steps and signed travellers go to the inventory. Exit 9 from "

@@ -7,15 +7,13 @@ import argparse
 from .. import project, reasons
 from .common import Result, resolve_port
 
-HELP = "give a board its identity: key made on the board, certificate, inventory record"
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     from ..identity import ca as device_ca  # --days' default
 
     p = sub.add_parser(
         "provision",
-        help=HELP,
+        help=summary,
         description="Install the agent if the board lacks it; the board makes its P-256 "
         "identity key (its own randomness mixed with the host's), proves it holds it with a "
         "PKCS#10 request, and gets a certificate from the project's device CA; the inventory "

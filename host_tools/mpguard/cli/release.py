@@ -11,11 +11,9 @@ from .. import project, reasons
 from ..errors import CommandError, MpguardError
 from .common import Result
 
-HELP = "build (sign) and verify update bundles"
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("release", help=HELP,
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("release", help=summary,
                        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
                                              reasons.EXIT_REFUSED))
     rs = p.add_subparsers(dest="release_command", metavar="ACTION")

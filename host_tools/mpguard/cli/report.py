@@ -12,12 +12,10 @@ from ..errors import AttestError, CommandError
 from .attest import EXIT_BY_VERDICT, add_outputs, open_store, write_outputs
 from .common import Result
 
-HELP = "the fleet's attestations: per board, per rule, fleet problems"
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
-        "report", help=HELP,
+        "report", help=summary,
         description="Build the fleet view from the inventory: each board's latest attestation, "
         "the counts per policy rule, and problems no single board shows (two boards with the "
         "same key or UEID, an update sequence that went backwards, certificates near expiry). "

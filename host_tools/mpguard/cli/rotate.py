@@ -11,17 +11,15 @@ from ..errors import CommandError, IdentityError
 from .common import Result, resolve_port
 from .secret import operator_key
 
-HELP = "rotate a board's secret (stage, test, commit or revert) or its identity"
-
 _EXIT = (reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK, reasons.EXIT_REFUSED,
          reasons.EXIT_INVENTORY)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     from ..rotate import secrets  # --settle's default
 
     p = sub.add_parser(
-        "rotate", help=HELP,
+        "rotate", help=summary,
         description="NAME: stage the file's value beside the committed one; with --test the "
         "app's test (guard.on_stage(NAME, fn)) runs on the board with the staged value; commit "
         "when it passes (or without --test), else it is reverted and the board keeps the old "

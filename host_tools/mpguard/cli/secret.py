@@ -10,14 +10,12 @@ from typing import Any
 from .. import project, reasons
 from .common import Result, resolve_port
 
-HELP = "a board's secrets (Wi-Fi, MQTT, API tokens): set, status"
-
 _EXIT = (reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK, reasons.EXIT_REFUSED,
          reasons.EXIT_INVENTORY)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("secret", help=HELP,
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("secret", help=summary,
                        description="Secrets travel encrypted to the board's identity key (JWE "
                        "ECDH-ES + A128CBC-HS256) inside a command signed by the project's "
                        "operator key; the board keeps them encrypted. See docs/rotate.md.",

@@ -9,8 +9,6 @@ from typing import Any
 from ..errors import CommandError
 from ..reasons import EXIT_ERROR, EXIT_OK, EXIT_USAGE, epilog
 
-HELP = "virtual ESP32 boards that mpremote drives"
-
 # Every sim subcommand: 0 done; 2 bad input, or the sim is not in the state it needs to be
 # (SimError); 1 anything unexpected.
 _EPILOG = epilog(EXIT_OK, EXIT_USAGE, EXIT_ERROR)
@@ -176,10 +174,10 @@ def _io(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, summary: str) -> None:
     from ..sim import folder, lifecycle  # defaults shown in the help
 
-    p = sub.add_parser("sim", help=HELP,
+    p = sub.add_parser("sim", help=summary,
                        description="Virtual ESP32 boards (see docs/sim.md).", epilog=_EPILOG)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
     ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")

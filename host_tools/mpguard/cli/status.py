@@ -11,17 +11,16 @@ from .common import Result, resolve_port
 if TYPE_CHECKING:
     from ..agent import status as agentstatus
 
-HELP = "what the board runs: agent, board, app, trial, last update, anchors"
 
 _MAIN = {"agent": "the agent's stub", "earlier_agent": "an earlier agent's stub",
          "other": "NOT the agent's: the board runs it, not the installed app",
          "absent": "absent: nothing runs the installed app"}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
         "status",
-        help=HELP,
+        help=summary,
         description="Ask the board's agent: its version, the board kind and unique id, the "
         "app it runs (version, sequence), a pending trial, the last update's result, the "
         "trust anchors (key thumbprints), and whether /main.py is the agent's. Changes nothing "

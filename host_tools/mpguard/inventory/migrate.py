@@ -2,7 +2,7 @@
 
 1. Read the database's revision (alembic_version); at head: nothing to do, no lock taken.
    This read is a plain query and `HEAD` a constant, so opening an inventory that is up to
-   date does not import Alembic (a fifth of a second of every command's start,
+   date does not import Alembic (its import and script directory: 0.25 s of a command,
    docs/decisions/0021-cli-startup.md); tests/host/test_inventory_db.py checks that `HEAD`
    is the migration scripts' head.
 2. A revision this mpguard does not know: refuse (the inventory was upgraded by a newer one).

@@ -18,7 +18,7 @@ _RUN_EXIT = (reasons.EXIT_OK, reasons.EXIT_FAIL, reasons.EXIT_USAGE, reasons.EXI
 
 
 def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
-    from .. import fuse
+    from .. import fuse  # its confirmation flag (the station's modules import fuse anyway)
 
     p = sub.add_parser("line", help=summary,
                        description="Run a production-line station (docs/line.md): every board "

@@ -35,6 +35,7 @@ from .agent.install import InstallReport
 from .agent.status import BoardStatus
 from .agent.uninstall import UninstallReport
 from .errors import MpguardError
+from .keys import PASSPHRASE_ENV
 from .link import BoardLink
 from .project import Project
 from .updates import deploy as _deploy
@@ -94,8 +95,8 @@ def release(proj: Project, appdir: str | Path, version: str, *, out: str | Path 
     confirm_after, remove (as release build's)."""
     name = app or Path(appdir).resolve().name
     pw = _passphrase(passphrase)
-    if pw is None and proj.key_entry().get("encrypted") and os.environ.get(_project.PASSPHRASE_ENV):
-        pw = os.environ[_project.PASSPHRASE_ENV].encode()
+    if pw is None and proj.key_entry().get("encrypted") and os.environ.get(PASSPHRASE_ENV):
+        pw = os.environ[PASSPHRASE_ENV].encode()
     path = Path(out) if out is not None else proj.root / f"{name}-{version}.bundle"
     res = _release.build_release(proj, appdir, version, path, passphrase=pw, app=name, **options)
     return Release(path, path.read_bytes(), name, version, int(res["seq"]), res)

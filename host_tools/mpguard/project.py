@@ -32,7 +32,6 @@ from typing import Any
 
 from .errors import ProjectError
 from .files import b64u_dec, b64u_enc, write_json
-from .keys import PASSPHRASE_ENV
 
 CONFIG_NAME = "mpguard.json"
 CONFIG_VERSION = 1
@@ -92,7 +91,7 @@ class Project:
         entry = self.key_entry()
         if entry.get("encrypted") and not passphrase:
             raise ProjectError(
-                f"the release key is encrypted: set {PASSPHRASE_ENV} or type the passphrase")
+                f"the release key is encrypted: set {keys.PASSPHRASE_ENV} or type the passphrase")
         return keys.load_private(self.root / entry["path"],
                                  passphrase if entry.get("encrypted") else None)
 

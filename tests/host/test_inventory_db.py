@@ -53,6 +53,29 @@ def test_migrations_from_empty_to_head_and_a_second_open_is_a_no_op(inventory_ur
         eng.dispose()
 
 
+def test_head_is_the_migration_scripts_head():
+    """migrate.HEAD lets an inventory at head open without Alembic: it must be the newest
+    migration's revision (a new migration changes it)."""
+    assert migrate.HEAD == migrate.head()
+
+
+def test_an_inventory_at_an_older_revision_is_upgraded_when_opened(inventory_url, fleet):
+    eng = engine_for(inventory_url)
+    try:
+        migrate.upgrade(eng)
+        migrate.downgrade(eng, "0001")
+        with eng.connect() as conn:
+            assert migrate.current(conn) == "0001"
+            # the plain query reads what Alembic reads
+            assert migrate.current(conn) == MigrationContext.configure(conn).get_current_revision()
+        with Inventory.open(inventory_url) as inv:
+            assert inv.schema_version == migrate.HEAD
+            fleet.add(inv, 1)
+        assert set(sa.inspect(eng).get_table_names()) == TABLES
+    finally:
+        eng.dispose()
+
+
 def test_stations_opening_a_new_inventory_together_migrate_it_once(inventory_url):
     start = threading.Barrier(4)
     results: list[object] = []

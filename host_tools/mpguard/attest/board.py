@@ -11,8 +11,12 @@ fragmented heap. A refusal (GuardError) becomes DeviceRefused, as for every call
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import DeviceError
-from ..link import BoardLink
+
+if TYPE_CHECKING:
+    from ..link import BoardLink
 
 RPC_NAMES = ("attest.prepare", "attest.token")
 

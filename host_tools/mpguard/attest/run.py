@@ -17,15 +17,17 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import files
 from ..errors import AttestError
-from ..link import BoardLink
 from . import board, facts
 from .policy import Appraisal, Policy
 from .store import ATTESTATION, REFUSED, Store
 from .verify import Evidence, Verifier
+
+if TYPE_CHECKING:
+    from ..link import BoardLink
 
 
 def new_nonce() -> str:

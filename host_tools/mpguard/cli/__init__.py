@@ -1,11 +1,17 @@
 """The `mpguard` command line: one command table, one output path, one error path.
 
-Each command module in COMMANDS has `add_parser(subparsers)`, whose parsers set `func`.
-A `func` only parses arguments and calls one library function; it returns a `Result`
-(data for `--json`, text for people, an exit code) or an int. `main` prints the Result
-once: as one JSON object with `--json` (every outcome, errors included, always with
-`exit_code`), else as text. A `MpguardError` becomes `mpguard: message` (and a hint) on
-stderr and its exit code (mpguard.reasons).
+Each command NAME in COMMANDS has a module mpguard.cli.NAME with `add_parser(subparsers,
+summary)`, whose parsers set `func`. A `func` only parses arguments and calls one library
+function; it returns a `Result` (data for `--json`, text for people, an exit code) or an
+int. `main` prints the Result once: as one JSON object with `--json` (every outcome, errors
+included, always with `exit_code`), else as text. A `MpguardError` becomes `mpguard:
+message` (and a hint) on stderr and its exit code (mpguard.reasons).
+
+Every command pays for what `mpguard` imports before it runs (tests/host/test_cli_startup.py,
+docs/decisions/0021-cli-startup.md): `main` imports the module of the command being run only
+and builds its parser only (the others are their line of --help); a command module imports
+at its top only what is light (argparse, reasons, errors, project, .common), a `func` the
+library it calls, and `add_parser` what its defaults need.
 """
 
 from __future__ import annotations
@@ -13,32 +19,32 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
 
 from .. import __version__, reasons
 from ..errors import MpguardError
 from .common import Result, error_json, print_json
 
-# Command modules, each with add_parser(subparsers). Order is the --help order.
-COMMANDS = [
-    "mpguard.cli.init",
-    "mpguard.cli.sim",
-    "mpguard.cli.agent",
-    "mpguard.cli.release",
-    "mpguard.cli.deploy",
-    "mpguard.cli.ca",
-    "mpguard.cli.provision",
-    "mpguard.cli.devices",
-    "mpguard.cli.secret",
-    "mpguard.cli.rotate",
-    "mpguard.cli.anchors",
-    "mpguard.cli.status",
-    "mpguard.cli.attest",
-    "mpguard.cli.report",
-    "mpguard.cli.fuse",
-    "mpguard.cli.line",
-    "mpguard.cli.demo",
-]
+# The commands in --help order: NAME (module mpguard.cli.NAME) -> its line in `mpguard --help`.
+COMMANDS = {
+    "init": "make a project folder: config, release signing key, trust anchors",
+    "sim": "virtual ESP32 boards that mpremote drives",
+    "agent": "install or uninstall the mpguard agent on a board",
+    "release": "build (sign) and verify update bundles",
+    "deploy": "send a signed bundle to a board and report installed / refused / rolled back",
+    "ca": "the project's device CA: make one, show it, sign its CRL",
+    "provision": "give a board its identity: key made on the board, certificate, inventory record",
+    "devices": "provisioned boards: list, show, export certificates, revoke",
+    "secret": "a board's secrets (Wi-Fi, MQTT, API tokens): set, status",
+    "rotate": "rotate a board's secret (stage, test, commit or revert) or its identity",
+    "anchors": "trust anchors: rotate the release keys, push to boards",
+    "status": "what the board runs: agent, board, app, trial, last update, anchors",
+    "attest": "a signed posture attestation of a board, judged by a policy",
+    "report": "the fleet's attestations: per board, per rule, fleet problems",
+    "fuse": "eFuses: status in the words of attestation; guarded burns",
+    "line": "production-line station: many boards in parallel",
+    "demo": ("the mpguard story on a virtual board (init, provision, updates, rollback, a forged "
+             "bundle refused, attestation, an MQTT password rotated)"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +60,9 @@ class _Parser(argparse.ArgumentParser):
 _want_json = False  # set by main() before parsing: a usage error is JSON too then
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; given `command`, only that command's parser in full (none
+    when it names no command), the others as their line of `mpguard --help` only."""
     parser = _Parser(
         prog="mpguard",
         description="Secure configuration for MicroPython boards: project keys, the board "
@@ -63,15 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mpguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
-        importlib.import_module(name).add_parser(sub)
+    for name, summary in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(f"{__name__}.{name}").add_parser(sub, summary)
+        else:
+            sub.add_parser(name, help=summary)
     return parser
+
+
+def _command(argv: list[str]) -> str:
+    """The command `argv` runs: its first word that is not an option (mpguard's own options
+    take no value), or "" (then it runs none: help, version or a usage error)."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def main(argv: list[str] | None = None) -> int:
     global _want_json
-    _want_json = "--json" in (sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    _want_json = "--json" in words
+    parser = build_parser(_command(words))
     args = parser.parse_args(argv)
     as_json = bool(getattr(args, "json", False))
     if not getattr(args, "func", None):
@@ -96,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: say so plainly, keep the traceback for the report
         if not as_json:
             raise
+        import traceback
+
         print_json({"ok": False, "exit_code": reasons.EXIT_ERROR,
                     "error": {"type": type(e).__name__, "message": str(e), "internal": True}})
         traceback.print_exc()

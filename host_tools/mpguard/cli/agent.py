@@ -6,15 +6,12 @@ from __future__ import annotations
 import argparse
 
 from .. import project, reasons
-from ..agent import install as agent_install
-from ..agent import uninstall as agent_uninstall
 from ..errors import CommandError
-from ..link import BoardLink
 from .common import Result, resolve_port
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("agent", help="install or uninstall the mpguard agent on a board",
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("agent", help=summary,
                        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
                                              reasons.EXIT_LINK))
     s = p.add_subparsers(dest="agent_command", metavar="ACTION")
@@ -54,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_install(args: argparse.Namespace) -> Result:
+    from ..agent import install as agent_install
+    from ..link import BoardLink
+
     if args.deadline <= 0:
         raise CommandError("--deadline must be positive")
     proj = project.find(args.project)
@@ -75,6 +75,9 @@ def run_install(args: argparse.Namespace) -> Result:
 
 
 def run_uninstall(args: argparse.Namespace) -> Result:
+    from ..agent import uninstall as agent_uninstall
+    from ..link import BoardLink
+
     with BoardLink(resolve_port(args.port)) as link:
         rep = agent_uninstall.uninstall(link)
     lines = [f"agent removed from {rep.port}: {len(rep.removed)} files removed"]

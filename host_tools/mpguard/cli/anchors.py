@@ -6,13 +6,11 @@ from __future__ import annotations
 import argparse
 
 from .. import project, reasons
-from ..link import BoardLink
-from ..rotate import anchors
 from .common import Result, resolve_port
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("anchors", help="trust anchors: rotate the release keys, push to boards",
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("anchors", help=summary,
                        description="A trust-anchor statement adds or removes release keys; it "
                        "is signed by the current anchors (k of n, default 1 of 1) and carries a "
                        "version, so a board never goes back to an older set. Boards take it with "
@@ -56,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_rotate(args: argparse.Namespace) -> Result:
+    from ..rotate import anchors
+
     proj = project.find(args.project)
     needs = args.add == "new" and not args.no_passphrase
     needs = needs or any(e.get("encrypted") for e in proj.config["release_keys"])
@@ -73,6 +73,9 @@ def run_rotate(args: argparse.Namespace) -> Result:
 
 
 def run_push(args: argparse.Namespace) -> Result:
+    from ..link import BoardLink
+    from ..rotate import anchors
+
     proj = project.find(args.project)
     with BoardLink(resolve_port(args.port)) as link:
         res = anchors.push(link, proj)
@@ -82,6 +85,8 @@ def run_push(args: argparse.Namespace) -> Result:
 
 
 def run_status(args: argparse.Namespace) -> Result:
+    from ..rotate import anchors
+
     proj = project.find(args.project)
     doc = proj.board_anchors()
     log = anchors.statements(proj)

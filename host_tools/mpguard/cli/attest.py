@@ -7,23 +7,24 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import keys, project, reasons
-from ..attest import ear, fleet, html, report
-from ..attest import policy as policy_mod
-from ..attest import run as attest_run
-from ..attest import store as attest_store
+from .. import project, reasons
 from ..errors import CommandError
 from ..files import atomic_write
-from ..link import BoardLink
 from .common import Result, resolve_port
+
+if TYPE_CHECKING:
+    from ..attest import fleet
+    from ..attest import run as attest_run
+    from ..attest import store as attest_store
 
 EXIT_BY_VERDICT = {"pass": reasons.EXIT_OK, "warn": reasons.EXIT_WARN, "fail": reasons.EXIT_FAIL}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
-        "attest", help="a signed posture attestation of a board, judged by a policy",
+        "attest", help=summary,
         description="Send the board a fresh nonce; it answers with a signed Entity Attestation "
         "Token (RFC 9711) of its security facts. mpguard verifies it against the board's key "
         "in the inventory, judges the facts with the policy (ETSI EN 303 645 provisions), "
@@ -52,6 +53,8 @@ def add_outputs(p: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> attest_store.Store:
+    from ..attest import store as attest_store
+
     root = None
     if args.project or not args.inventory:
         root = project.find(args.project).root
@@ -66,6 +69,8 @@ def write(path: str, data: bytes | str) -> None:
 
 
 def write_outputs(args: argparse.Namespace, f: fleet.Fleet, title: str) -> None:
+    from ..attest import html, report
+
     if args.junit:
         write(args.junit, report.junit(f))
     if args.html:
@@ -73,6 +78,9 @@ def write_outputs(args: argparse.Namespace, f: fleet.Fleet, title: str) -> None:
 
 
 def _ear(args: argparse.Namespace, att: attest_run.Attestation) -> None:
+    from .. import keys
+    from ..attest import ear
+
     if args.ear_key and not args.ear:
         raise CommandError("--ear-key needs --ear OUT")
     if not args.ear:
@@ -87,6 +95,11 @@ def _ear(args: argparse.Namespace, att: attest_run.Attestation) -> None:
 
 
 def run(args: argparse.Namespace) -> Result:
+    from ..attest import fleet, report
+    from ..attest import policy as policy_mod
+    from ..attest import run as attest_run
+    from ..link import BoardLink
+
     pol = policy_mod.load(args.policy)
     if args.ear_key and not args.ear:
         raise CommandError("--ear-key needs --ear OUT")

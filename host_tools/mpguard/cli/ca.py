@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from cryptography.hazmat.primitives import hashes
-
 from .. import project, reasons
 from ..errors import CAError
-from ..identity import ca as device_ca
-from ..identity import records
 from .common import Result
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
-    p = sub.add_parser("ca", help="the project's device CA: make one, show it, sign its CRL",
+    p = sub.add_parser("ca", help=summary,
                        epilog=codes)
     cs = p.add_subparsers(dest="ca_command", metavar="ACTION")
     s = cs.add_parser("init", help="make the device CA of a project that has none",
@@ -44,6 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _info(root) -> dict:
+    from cryptography.hazmat.primitives import hashes
+
+    from ..identity import ca as device_ca
+
     cert = device_ca.certificate(root)
     crl = device_ca.crl(root)
     return {
@@ -71,6 +71,8 @@ def _result(info: dict) -> Result:
 
 
 def run_init(args: argparse.Namespace) -> Result:
+    from ..identity import ca as device_ca
+
     proj = project.find(args.project)
     if device_ca.exists(proj.root):  # before asking for a passphrase
         raise CAError("ca_exists", str(proj.root / device_ca.CERT_PATH))
@@ -84,6 +86,9 @@ def run_show(args: argparse.Namespace) -> Result:
 
 
 def run_crl(args: argparse.Namespace) -> Result:
+    from ..identity import ca as device_ca
+    from ..identity import records
+
     proj = project.find(args.project)
     pw = project.ask_passphrase() if device_ca.is_encrypted(proj.root) else None
     ca = device_ca.DeviceCA(proj.root, pw)

@@ -71,11 +71,9 @@ class Story:
         return name
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the mpguard story on a virtual board (init, provision, "
-                       "updates, rollback, a forged bundle refused, attestation, an MQTT "
-                       "password rotated)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("demo", help=summary, description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_ERROR))
     p.add_argument("--dir", default="demo-project", help="project folder (recreated)")
     p.set_defaults(func=lambda a: run(Path(a.dir)))

@@ -7,22 +7,26 @@ import hashlib
 import stat
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import reasons
 from ..errors import CommandError, MpguardError
-from ..link import BoardLink
-from ..updates import deploy, explain
 from .common import Progress, Result, resolve_port
+
+if TYPE_CHECKING:
+    from ..link import BoardLink
+    from ..updates import deploy
+
 
 # Exit codes a script can rely on (mpguard.reasons).
 EXIT_BY_OUTCOME = {"confirmed": reasons.EXIT_OK, "refused": reasons.EXIT_REFUSED,
                    "rolled_back": reasons.EXIT_ROLLED_BACK, "trial": reasons.EXIT_TRIAL}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
         "deploy",
-        help="send a signed bundle to a board and report installed / refused / rolled back",
+        help=summary,
         description="Stream BUNDLE to the board's agent, which verifies it before writing "
         "anything. When installed, the board reboots into the new app on trial; deploy waits "
         "for the app to confirm (or the board to roll back) and reports what the agent's "
@@ -92,6 +96,8 @@ def _anchors_first(link: BoardLink, args: argparse.Namespace) -> list[int]:
 def read_bundle(name: str) -> bytes:
     """The bundle file's bytes: a regular file of at most the largest bundle a board takes
     (a device such as /dev/zero, a folder or a FIFO is refused before anything is read)."""
+    from ..updates import deploy
+
     path = Path(name)
     try:
         st = path.stat()
@@ -114,6 +120,9 @@ def read_bundle(name: str) -> bytes:
 
 
 def run(args: argparse.Namespace) -> Result:
+    from ..link import BoardLink
+    from ..updates import deploy, explain
+
     data = read_bundle(args.bundle)
     if args.deadline is not None and args.deadline <= 0:
         raise CommandError("--deadline must be positive")

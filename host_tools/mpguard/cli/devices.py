@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from .. import project, reasons
-from ..identity import ca as device_ca
-from ..identity import devices, records
 from .common import Result
 
 
@@ -16,11 +14,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    from ..identity import devices  # its docstring is `devices export --help`
+
     codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_REFUSED,
                            reasons.EXIT_INVENTORY)
-    p = sub.add_parser("devices", help="provisioned boards: list, show, export certificates, revoke",
-                       epilog=codes)
+    p = sub.add_parser("devices", help=summary, epilog=codes)
     ds = p.add_subparsers(dest="devices_command", metavar="ACTION")
 
     s = ds.add_parser("list", help="every board of the inventory", epilog=codes)
@@ -62,11 +61,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace):
+    from ..identity import records
+
     proj = project.find(args.project)
     return proj, records.open_inventory(proj.root, args.db)
 
 
 def run_list(args: argparse.Namespace) -> Result:
+    from ..identity import devices
+
     _, inv = _open(args)
     with inv:
         rows = [devices.row(d) for d in inv.devices(batch=args.batch)]
@@ -85,6 +88,8 @@ def run_list(args: argparse.Namespace) -> Result:
 
 
 def run_show(args: argparse.Namespace) -> Result:
+    from ..identity import devices, records
+
     _, inv = _open(args)
     with inv:
         info = devices.detail(inv, records.find_device(inv, args.id))
@@ -101,6 +106,8 @@ def run_show(args: argparse.Namespace) -> Result:
 
 
 def run_export(args: argparse.Namespace) -> Result:
+    from ..identity import devices, records
+
     proj, inv = _open(args)
     with inv:
         devs = ([records.find_device(inv, i) for i in args.ids] if args.ids else inv.devices())
@@ -110,6 +117,9 @@ def run_export(args: argparse.Namespace) -> Result:
 
 
 def run_revoke(args: argparse.Namespace) -> Result:
+    from ..identity import ca as device_ca
+    from ..identity import devices, records
+
     proj, inv = _open(args)
     pw = project.ask_passphrase() if device_ca.is_encrypted(proj.root) else None
     ca = device_ca.DeviceCA(proj.root, pw)

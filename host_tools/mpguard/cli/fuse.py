@@ -5,18 +5,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import fuse, project, reasons
+from .. import project, reasons
 from ..errors import ProjectError
 from .common import Result
+
+if TYPE_CHECKING:
+    from .. import fuse
+
 
 _EXIT = (reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK, reasons.EXIT_REFUSED,
          reasons.EXIT_ERROR)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fuse", help="eFuses: status in the words of attestation; guarded burns",
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    from .. import fuse
+
+    p = sub.add_parser("fuse", help=summary,
                        description="Read a chip's eFuses with espefuse, or burn a hardening "
                        "profile: always a dry run first, burns only with --burn and "
                        f"{fuse.CONFIRM_FLAG}. See docs/fuse.md.",
@@ -71,6 +77,8 @@ def _target_args(p: argparse.ArgumentParser) -> None:
 
 
 def _anchors(args: argparse.Namespace, needed: bool) -> bytes | None:
+    from .. import fuse
+
     try:
         proj = project.find(args.project)
     except ProjectError:
@@ -81,6 +89,8 @@ def _anchors(args: argparse.Namespace, needed: bool) -> bytes | None:
 
 
 def _target(args: argparse.Namespace) -> fuse.Target:
+    from .. import fuse
+
     return fuse.target_for(args.port, args.efuse_file, chip=args.chip, board=args.board)
 
 
@@ -120,11 +130,15 @@ _RAW = {"jtag": "jtag_disable", "uart_download": "uart_download_disable",
 
 
 def run_status(args: argparse.Namespace) -> Result:
+    from .. import fuse
+
     st = fuse.status(_target(args), _anchors(args, needed=False), board_anchors=True)
     return Result(st.as_dict(), status_text(st))
 
 
 def plan_text(p: fuse.Plan) -> str:
+    from .. import fuse
+
     lines = [f"eFuse hardening plan: profile {p.profile} on {p.target.chip}, {p.target.label}"]
     n = 0
     for s in p.steps:
@@ -147,6 +161,8 @@ def plan_text(p: fuse.Plan) -> str:
 
 
 def run_harden(args: argparse.Namespace) -> Result:
+    from .. import fuse
+
     choices = {"jtag": args.jtag, "uart_download": args.uart_download,
                "flash_encryption": args.flash_encryption, "secure_boot": args.secure_boot}
     if args.no_pin:

@@ -8,10 +8,10 @@ from .. import project, reasons
 from .common import Result
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
         "init",
-        help="make a project folder: config, release signing key, trust anchors",
+        help=summary,
         description="Make DIR (default: the current folder) an mpguard project. The release "
         "key is encrypted with a passphrase from $MPGUARD_PASSPHRASE or a prompt, unless "
         "--no-passphrase is given. It also writes a .gitignore that keeps private keys out "

@@ -6,21 +6,21 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from .. import fuse, project, reasons
+from .. import project, reasons
 from ..errors import LineError
 from .common import Result
 
 if TYPE_CHECKING:
     from ..line import station
 
-# The station's modules (and through them SQLAlchemy, half a second) are imported by the
-# commands that run, not here: building the CLI's parser imports every command's module.
 
 _RUN_EXIT = (reasons.EXIT_OK, reasons.EXIT_FAIL, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("line", help="production-line station: many boards in parallel",
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    from .. import fuse  # its confirmation flag (the station's modules import fuse anyway)
+
+    p = sub.add_parser("line", help=summary,
                        description="Run a production-line station (docs/line.md): every board "
                        "plugged in goes through the station file's steps in its own worker; "
                        "results, steps and signed travellers go to the inventory. Exit 9 from "

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 
 from .. import project, reasons
-from ..identity import ca as device_ca
-from ..identity import provision as prov
-from ..link import BoardLink
 from .common import Result, resolve_port
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    from ..identity import ca as device_ca  # --days' default
+
     p = sub.add_parser(
         "provision",
-        help="give a board its identity: key made on the board, certificate, inventory record",
+        help=summary,
         description="Install the agent if the board lacks it; the board makes its P-256 "
         "identity key (its own randomness mixed with the host's), proves it holds it with a "
         "PKCS#10 request, and gets a certificate from the project's device CA; the inventory "
@@ -48,6 +47,10 @@ _SAID = {
 
 
 def run(args: argparse.Namespace) -> Result:
+    from ..identity import ca as device_ca
+    from ..identity import provision as prov
+    from ..link import BoardLink
+
     proj = project.find(args.project)
     pw = project.ask_passphrase() if device_ca.is_encrypted(proj.root) else None
     with BoardLink(resolve_port(args.port)) as link:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 from .. import project, reasons
 from ..errors import CommandError, MpguardError
-from ..updates import bundle, release
 from .common import Result
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("release", help="build (sign) and verify update bundles",
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("release", help=summary,
                        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE,
                                              reasons.EXIT_REFUSED))
     rs = p.add_subparsers(dest="release_command", metavar="ACTION")
@@ -55,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> Result:
+    from ..updates import release
+
     proj = project.find(args.project)
     enc = proj.key_entry().get("encrypted")
     pw = project.ask_passphrase() if enc else None
@@ -87,6 +88,8 @@ def _anchors(args: argparse.Namespace) -> dict[str, bytes] | None:
 
 
 def _when(t: object) -> str:
+    from ..updates import bundle
+
     if t is None:
         return "never"
     if type(t) is not int:
@@ -98,10 +101,14 @@ def _when(t: object) -> str:
 
 
 def _targets(t: object) -> str:
+    from ..updates import bundle
+
     return ", ".join(bundle.printable(k) for k in t) if isinstance(t, list) else bundle.printable(t)
 
 
 def run_verify(args: argparse.Namespace) -> Result:
+    from ..updates import bundle
+
     try:
         data = Path(args.bundle).read_bytes()
     except OSError as e:

@@ -8,15 +8,14 @@ import re
 import sys
 
 from .. import reasons
-from ..attest import fleet, report
 from ..errors import AttestError, CommandError
 from .attest import EXIT_BY_VERDICT, add_outputs, open_store, write_outputs
 from .common import Result
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
-        "report", help="the fleet's attestations: per board, per rule, fleet problems",
+        "report", help=summary,
         description="Build the fleet view from the inventory: each board's latest attestation, "
         "the counts per policy rule, and problems no single board shows (two boards with the "
         "same key or UEID, an update sequence that went backwards, certificates near expiry). "
@@ -49,6 +48,8 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime | None:
 
 
 def run(args: argparse.Namespace) -> Result:
+    from ..attest import fleet, report
+
     now = dt.datetime.now(dt.UTC)
     since = parse_since(args.since, now)
     f = fleet.build(open_store(args), since=since, cert_days=args.cert_days, now=now)

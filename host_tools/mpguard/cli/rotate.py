@@ -8,11 +8,6 @@ import argparse
 
 from .. import project, reasons
 from ..errors import CommandError, IdentityError
-from ..identity import ca as device_ca
-from ..identity import records
-from ..link import BoardLink
-from ..rotate import identity as rot_identity
-from ..rotate import secrets
 from .common import Result, resolve_port
 from .secret import operator_key
 
@@ -20,9 +15,11 @@ _EXIT = (reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK, reasons.EXIT_RE
          reasons.EXIT_INVENTORY)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    from ..rotate import secrets  # --settle's default
+
     p = sub.add_parser(
-        "rotate", help="rotate a board's secret (stage, test, commit or revert) or its identity",
+        "rotate", help=summary,
         description="NAME: stage the file's value beside the committed one; with --test the "
         "app's test (guard.on_stage(NAME, fn)) runs on the board with the staged value; commit "
         "when it passes (or without --test), else it is reverted and the board keeps the old "
@@ -52,6 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> Result:
+    from ..identity import records
+    from ..link import BoardLink
+    from ..rotate import secrets
+
     if args.name == "identity":
         if args.from_file or args.test:
             raise CommandError("`rotate identity` takes no --from-file or --test")
@@ -81,6 +82,11 @@ def run(args: argparse.Namespace) -> Result:
 
 
 def _identity(args: argparse.Namespace) -> Result:
+    from ..identity import ca as device_ca
+    from ..identity import records
+    from ..link import BoardLink
+    from ..rotate import identity as rot_identity
+
     proj = project.find(args.project)
     pw = project.ask_passphrase() if device_ca.is_encrypted(proj.root) else None
     ca = device_ca.DeviceCA(proj.root, pw)

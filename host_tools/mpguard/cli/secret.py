@@ -5,19 +5,17 @@ from the command line, and are never printed or logged (docs/rotate.md)."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from .. import project, reasons
-from ..identity import records
-from ..link import BoardLink
-from ..rotate import operator, secrets
 from .common import Result, resolve_port
 
 _EXIT = (reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK, reasons.EXIT_REFUSED,
          reasons.EXIT_INVENTORY)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("secret", help="a board's secrets (Wi-Fi, MQTT, API tokens): set, status",
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
+    p = sub.add_parser("secret", help=summary,
                        description="Secrets travel encrypted to the board's identity key (JWE "
                        "ECDH-ES + A128CBC-HS256) inside a command signed by the project's "
                        "operator key; the board keeps them encrypted. See docs/rotate.md.",
@@ -63,12 +61,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
-def operator_key(proj: project.Project):  # type: ignore[no-untyped-def]
+def operator_key(proj: project.Project) -> Any:
+    from ..rotate import operator
+
     pw = project.ask_passphrase() if operator.needs_passphrase(proj) else None
     return operator.load(proj, pw)
 
 
 def run_init(args: argparse.Namespace) -> Result:
+    from ..rotate import operator
+
     proj = project.find(args.project)
     if proj.config.get("operator_keys"):
         e = operator.entry(proj)
@@ -84,6 +86,10 @@ def run_init(args: argparse.Namespace) -> Result:
 
 
 def run_set(args: argparse.Namespace) -> Result:
+    from ..identity import records
+    from ..link import BoardLink
+    from ..rotate import secrets
+
     secrets.check_name(args.name)
     value = secrets.read_value(args.from_file)
     proj = project.find(args.project)
@@ -96,6 +102,9 @@ def run_set(args: argparse.Namespace) -> Result:
 
 
 def run_status(args: argparse.Namespace) -> Result:
+    from ..link import BoardLink
+    from ..rotate import secrets
+
     with BoardLink(resolve_port(args.port)) as link:
         st = secrets.status(link)
     rows = [f"{n:16} epoch {s['epoch']}"

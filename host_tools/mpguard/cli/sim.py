@@ -6,10 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from .. import sim
 from ..errors import CommandError
 from ..reasons import EXIT_ERROR, EXIT_OK, EXIT_USAGE, epilog
-from ..sim import folder, lifecycle
 
 # Every sim subcommand: 0 done; 2 bad input, or the sim is not in the state it needs to be
 # (SimError); 1 anything unexpected.
@@ -17,6 +15,8 @@ _EPILOG = epilog(EXIT_OK, EXIT_USAGE, EXIT_ERROR)
 
 
 def _start(args: argparse.Namespace) -> int:
+    from .. import sim
+
     was = args.name is not None and any(s.name == args.name and s.running for s in sim.list_sims())
     info = sim.start(
         args.name,
@@ -37,6 +37,8 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from .. import sim
+
     sims = sim.list_sims()
     if args.json:
         print(json.dumps([s.as_dict() for s in sims], indent=2))
@@ -56,6 +58,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
+    from .. import sim
+
     if args.all:
         for s in sim.stop_all():
             print(f"stopped {s.name}")
@@ -68,12 +72,16 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
+    from .. import sim
+
     info = sim.rm(args.name, force=args.force)
     print(f"removed {info.name} ({info.state_dir})")
     return 0
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from .. import sim
+
     gone = sim.prune(dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for s in gone:
@@ -84,6 +92,8 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from .. import sim
+
     st: dict[str, Any] = sim.stats(args.name)
     if args.json:
         print(json.dumps(st, indent=2))
@@ -99,6 +109,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _cut(args: argparse.Namespace) -> int:
+    from .. import sim
+
     if args.off:
         sim.disarm_power_cut(args.name)
         print(f"power cut of {args.name} disarmed")
@@ -134,6 +146,8 @@ def _parse_set(spec: str) -> tuple[str, Any, Any]:
 
 
 def _io(args: argparse.Namespace) -> int:
+    from .. import sim
+
     for spec in args.set or []:
         kind, ident, val = _parse_set(spec)
         if kind == "i2c":
@@ -160,8 +174,10 @@ def _io(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("sim", help="virtual ESP32 boards that mpremote drives",
+def add_parser(sub: Any, summary: str) -> None:
+    from ..sim import folder, lifecycle  # defaults shown in the help
+
+    p = sub.add_parser("sim", help=summary,
                        description="Virtual ESP32 boards (see docs/sim.md).", epilog=_EPILOG)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
     ss = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")

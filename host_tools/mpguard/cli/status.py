@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from .. import reasons
-from ..agent import status as agentstatus
-from ..link import BoardLink
-from ..updates.bundle import printable
-from ..updates.explain import app_label
 from .common import Result, resolve_port
+
+if TYPE_CHECKING:
+    from ..agent import status as agentstatus
+
 
 _MAIN = {"agent": "the agent's stub", "earlier_agent": "an earlier agent's stub",
          "other": "NOT the agent's: the board runs it, not the installed app",
          "absent": "absent: nothing runs the installed app"}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p = sub.add_parser(
         "status",
-        help="what the board runs: agent, board, app, trial, last update, anchors",
+        help=summary,
         description="Ask the board's agent: its version, the board kind and unique id, the "
         "app it runs (version, sequence), a pending trial, the last update's result, the "
         "trust anchors (key thumbprints), and whether /main.py is the agent's. Changes nothing "
@@ -32,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def text(st: agentstatus.BoardStatus) -> str:
+    from ..updates.bundle import printable
+    from ..updates.explain import app_label
+
     u = st.update
     pr = printable
     lines = [f"board {st.port}" + (f" (uid {st.uid}, {pr(st.board_kind)})" if st.uid else "")]
@@ -58,6 +62,9 @@ def text(st: agentstatus.BoardStatus) -> str:
 
 
 def run(args: argparse.Namespace) -> Result:
+    from ..agent import status as agentstatus
+    from ..link import BoardLink
+
     with BoardLink(resolve_port(args.port)) as link:
         st = agentstatus.read(link)
     return Result(st.as_dict(), text(st))

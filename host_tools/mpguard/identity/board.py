@@ -19,12 +19,14 @@ well under a second on the unix port, a few seconds at most on an ESP32.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import jose
 from ..errors import CommandError, DeviceError, DeviceRefused, MpguardError
 from ..files import b64u_dec, b64u_enc
-from ..link import BoardLink
+
+if TYPE_CHECKING:
+    from ..link import BoardLink
 
 b64u = b64u_enc
 

@@ -29,13 +29,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import jose, keys
 from ..errors import DeviceError, JoseError, KeyStoreError, ProjectError, RotateError
 from ..files import b64u_dec, b64u_enc, write_json
-from ..link import BoardLink
 from . import commands
+
+if TYPE_CHECKING:
+    from ..link import BoardLink
 
 STATEMENTS = "anchors-statements.json"
 BOARD_FILE = "/mpguard/anchors.json"

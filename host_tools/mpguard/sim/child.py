@@ -31,6 +31,22 @@ def _pdeathsig() -> None:
         pass
 
 
+_LAUNCHER: bool | None = None
+
+
+def _launcher(micropython: str) -> bool:
+    """Whether boots go through launch.py: `micropython` is this environment's console script
+    of the unix port package and that package's library has what launch.py calls."""
+    global _LAUNCHER
+    if Path(micropython).parent != Path(sys.executable).parent:
+        return False
+    if _LAUNCHER is None:
+        from .launch import library
+
+        _LAUNCHER = library() is not None
+    return _LAUNCHER
+
+
 class Child:
     def __init__(self, d: Path, micropython: str, heapsize: int, bootcfg: dict[str, Any]):
         ctl_r, ctl_w = os.pipe()
@@ -38,23 +54,37 @@ class Child:
         bootcfg = dict(bootcfg, ctl_fd=ctl_w)
         (d / folder.BOOT_FILE).write_text(json.dumps(bootcfg))
         env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
+        args = ["-X", f"heapsize={heapsize}", str(folder.firmware_dir() / "simboot.py"),
+                str(d / folder.BOOT_FILE)]
+        # A board's Ctrl-C: a byte on this pipe (launch.py), else SIGINT (see interrupt())
+        self.intr = -1
+        keep = [ctl_w]
+        if _launcher(micropython):
+            intr_r, self.intr = os.pipe()
+            os.set_blocking(self.intr, False)
+            keep.append(intr_r)
+            cmd = [sys.executable, str(Path(__file__).with_name("launch.py")), str(intr_r), *args]
+        else:
+            cmd = [micropython, *args]
         try:
             self.proc = subprocess.Popen(
-                [micropython, "-X", f"heapsize={heapsize}",
-                 str(folder.firmware_dir() / "simboot.py"), str(d / folder.BOOT_FILE)],
+                cmd,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(ctl_w,),
+                pass_fds=tuple(keep),
                 env=env,
                 cwd=str(d),
                 preexec_fn=_pdeathsig,
             )
         except BaseException:
             os.close(ctl_r)
+            if self.intr >= 0:
+                os.close(self.intr)
             raise
         finally:
-            os.close(ctl_w)
+            for fd in keep:
+                os.close(fd)
         assert self.proc.stdin is not None and self.proc.stdout is not None  # PIPE above
         self.stdin = self.proc.stdin
         self.stdout = self.proc.stdout
@@ -107,7 +137,15 @@ class Child:
         return int.from_bytes(buf, sys.byteorder)
 
     def interrupt(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
+        """A Ctrl-C from the host while the board runs code: a KeyboardInterrupt pending (the
+        launcher's thread, as an ESP32's UART interrupt marks it), or the port's SIGINT."""
+        if self.intr < 0:
+            self.proc.send_signal(signal.SIGINT)
+            return
+        try:
+            os.write(self.intr, b"\x03")
+        except (BlockingIOError, BrokenPipeError):
+            pass  # 64 KiB of Ctrl-C unread, or the interpreter is gone: nothing to add
 
     def last_events(self, timeout: float = 5.0) -> list[bytes]:
         """After the interpreter ended: every event it sent, up to the pipe's EOF."""
@@ -137,3 +175,6 @@ class Child:
         if self.ctl >= 0:
             os.close(self.ctl)
             self.ctl = -1
+        if self.intr >= 0:
+            os.close(self.intr)
+            self.intr = -1

@@ -1,15 +1,20 @@
 """Helpers for the rotation end-to-end tests (a helper module, not tests): the `mpguard` CLI as
-a subprocess with its whole transcript kept, an app that connects to an MQTT broker with its
+a subprocess (or, for a sweep's many repeated commands, in this process) with its whole
+transcript kept, an app that connects to an MQTT broker with its
 secret through micropython-lib's umqtt.simple (shipped in the package:
 host_tools/mpguard/vendor/umqtt.simple, which `mpguard demo` uses too), and the search for
 secret values in everything the host side wrote or printed."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 MPGUARD = [str(Path(sys.executable).parent / "mpguard")]
@@ -33,15 +38,75 @@ class Cli:
         self.env, self.cwd = env, cwd
         self.transcript: list[str] = []
 
-    def __call__(self, *args: str, code: int | None = 0) -> subprocess.CompletedProcess:
-        r = subprocess.run(MPGUARD + list(args), env=self.env, cwd=self.cwd,
-                           capture_output=True, text=True, timeout=300)
+    def __call__(self, *args: str, code: int | None = 0, here: bool = False) -> subprocess.CompletedProcess:
+        """`here`: run the command in this process (mpguard.cli.main, the entry point's
+        function) instead of a new interpreter; see `_here`."""
+        if here:
+            r = self._here(list(args))
+        else:
+            r = subprocess.run(MPGUARD + list(args), env=self.env, cwd=self.cwd,
+                               capture_output=True, text=True, timeout=300)
         self.transcript += [r.stdout, r.stderr]
         assert code is None or r.returncode == code, f"mpguard {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}"
         return r
 
-    def json(self, *args: str, code: int = 0) -> dict:
-        return json.loads(self(*args, "--json", code=code).stdout)
+    def json(self, *args: str, code: int = 0, here: bool = False) -> dict:
+        return json.loads(self(*args, "--json", code=code, here=here).stdout)
+
+    def _here(self, args: list[str]) -> subprocess.CompletedProcess:
+        """The command as the subprocess runs it, minus the interpreter's start (about a
+        second of CPU, most of a sweep's time): mpguard.cli.main(args) with this Cli's
+        environment and folder, stdin empty, stdout and stderr captured (not terminals, as
+        with a pipe), SystemExit and an escaping exception turned into the exit code the
+        interpreter would give. The process is put back as it was afterwards, and a command
+        that left a thread running or a file open behind (which a subprocess's exit would
+        hide) fails here."""
+        from mpguard import cli
+
+        out, err = io.StringIO(), io.StringIO()
+        env, cwd = dict(os.environ), os.getcwd()
+        threads, fds = threading.active_count(), _open_fds()
+        os.environ.clear()
+        os.environ.update(self.env)
+        os.chdir(self.cwd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                    _stdin(io.StringIO()):
+                try:
+                    rc = cli.main(args)
+                except SystemExit as e:
+                    rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                    if not isinstance(e.code, int) and e.code is not None:
+                        print(e.code, file=sys.stderr)
+                except Exception:
+                    traceback.print_exc()
+                    rc = 1
+        finally:
+            os.chdir(cwd)
+            os.environ.clear()
+            os.environ.update(env)
+        assert threading.active_count() == threads, f"mpguard {' '.join(args)} left a thread running"
+        assert _open_fds() <= fds, f"mpguard {' '.join(args)} left files open: {_open_fds() - fds}"
+        return subprocess.CompletedProcess(MPGUARD + args, rc, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _stdin(f: io.StringIO):
+    old, sys.stdin = sys.stdin, f
+    try:
+        yield
+    finally:
+        sys.stdin = old
+
+
+def _open_fds() -> set[str]:
+    """What this process's file descriptors point at (Linux)."""
+    d = Path("/proc/self/fd")
+    out = set()
+    for fd in os.listdir(d):
+        with contextlib.suppress(OSError):
+            out.add(f"{fd} -> {os.readlink(d / fd)}")
+    return out
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:

@@ -98,17 +98,19 @@ def test_agent_install_when_the_board_resets_mid_install_exits_3_then_runs_again
 
 def test_a_deploy_that_outlasts_its_deadline_ends_with_exit_3(desk):
     desk("deploy", "--port", "sim:desk", desk.release("1.0.0", CHATTY), ok=(0,))
-    big = desk.release("2.0.0", CHATTY, **{"data.bin": os.urandom(20000)})
+    big = desk.release("2.0.0", CHATTY, **{"data.bin": os.urandom(30000)})
     simlib.stop("desk")
-    simlib.start("desk", baud=9600)  # ~960 B/s: the transfer needs 20 s or more
+    # ~3840 B/s: the transfer needs 8 s or more, four times its deadline; the wait after it
+    # is shorter than at a slower baud (what the board credited drains sooner)
+    simlib.start("desk", baud=38400)
     obj = desk.json("deploy", "--port", "sim:desk", big, "--deadline", "2", rc=3)
     assert obj["error"]["type"] == "LinkDeadline" and obj["error"]["reason"] == "deadline"
     assert "did not finish before its deadline" in obj["error"]["message"]
-    # the board reads ahead: the block it credited (up to 16 KiB, ~17 s at 9600 baud) is
+    # the board reads ahead: the block it credited (up to 16 KiB, ~4 s at 38400 baud) is
     # still on its way, ahead of what the next command types (docs/decisions/0018)
     end = time.monotonic() + 60
     while (r := desk("status", "--port", "sim:desk", "--json")).returncode == 3 and time.monotonic() < end:
-        time.sleep(2)
+        time.sleep(1)
     st = json.loads(r.stdout)
     assert r.returncode == 0, r.stderr
     assert (st["update"]["ver"], st["update"]["trial"]) == ("1.0.0", None)

@@ -141,10 +141,12 @@ def test_named_bad_inputs_refused_nothing_changed(tmp_path, pg_server, monkeypat
                                            str(two)], 2, "threshold"),
         }
         got = {}
-        for name, (argv, code, _) in cli_cases.items():
+        for i, (name, (argv, code, _)) in enumerate(cli_cases.items()):
             if argv[0] in ("secret", "rotate") and "--db" not in argv:
                 argv = argv + ["--db", db]
-            out = cli.json(*argv, code=code)
+            # the first and last run the mpguard executable; those between, the same main()
+            # in this process (rotcli.Cli._here), without an interpreter's start each
+            out = cli.json(*argv, code=code, here=0 < i < len(cli_cases) - 1)
             assert out["ok"] is False and out["exit_code"] == code, name
             assert "reason" in out["error"], (name, out)  # what came instead, if ever
             got[name] = out["error"]["reason"]

@@ -8,14 +8,13 @@ STAMP  := $(VENV)/.installed
 STUBS  := $(VENV)/mpstubs
 STUBS_PIN := micropython-esp32-esp32-generic-stubs==1.29.0.post1
 PYTEST_ARGS ?=
-# pytest-xdist workers of `make test`: 0 runs the suite in one process (the default);
-# PYTEST_WORKERS=2 to try two. A virtual board's soft reset missing its deadline was first
-# seen under two workers, but it happens in one process too (2026-11-26: the attestation
-# story once, the provisioning power-cut sweep twice, each passing alone), so it is not
-# xdist's; its cause is not yet known. The error now says what the board printed: in the
-# one seen since, `OK` and then nothing for 10 s (the sim's soft reset, _simfw.reboot, never
-# got to `MPY: soft reboot`; no power cut was counted)
-PYTEST_WORKERS ?= 0
+# pytest-xdist workers of `make test` (2: this project's 2-core reference machine; 0 runs the
+# suite in one process, e.g. to read a failure's output in order).
+PYTEST_WORKERS ?= 2
+# Python may keep the compiled form of mpguard's own modules (an editable install is not
+# compiled by pip): the suite starts hundreds of `mpguard` and sim processes, and with
+# PYTHONDONTWRITEBYTECODE set in the environment each compiled every module from source.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: all demo test lint bench clean help
 

@@ -68,8 +68,8 @@ def test_power_cut_at_every_block_write_of_provisioning(sim, board, tmp_path):
         cuts = simlib.stats(name)["power_cuts"]
         err: Exception | None = None
         # the link ends the call the moment the board resets (the power cut); its timeout only
-        # bounds a board that hangs (6 s gave up on a board slow under load before write n,
-        # so the cut never came and the point failed)
+        # bounds a board that hangs. (The failures once blamed on 6 s here were a sim that
+        # did hang: a host Ctrl-C had left the interpreter's qstr lock taken; sim/launch.py.)
         with BoardLink(info.port, timeout=60) as link:
             simlib.arm_power_cut(name, after=n, torn=(n % 2 == 0))
             try:

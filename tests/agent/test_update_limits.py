@@ -75,10 +75,11 @@ def test_max_release_then_a_small_one_installs_in_64k(agent_mpy, tmp_path, signe
     print(f"\nheap: a {len(big)} B release of 32 files, then a small one: {need} B "
           f"({need - idle} B above the loaded agent)")
     assert need <= 64 * 1024
-    # nothing of the installed app is held: the small release after the big one needs what
-    # it needs on an empty board, within the allocator's jitter
+    # nothing of the installed app is held (its 4 KiB manifest alone would show): the small
+    # release after the big one needs what it needs on an empty board, within the jitter of
+    # a conservative GC's heap search (up to 1,536 B seen, in a clean clone's run)
     alone, _ = min_heap_sequence(agent_mpy, tmp_path, signer.anchor_json, [small])
-    assert need - alone <= 1024
+    assert need - alone <= 2048, (need, alone)
 
 
 def test_max_release_then_a_small_one_fits_the_smallest_board_profile(agent_mpy, tmp_path,

@@ -18,6 +18,7 @@ BENCHES = [
     "bench.inventory",
     "bench.attest",
     "bench.host_verify",
+    "bench.cli",
     "bench.identity",
     "bench.line",
     "bench.rotate",

@@ -117,8 +117,10 @@ def sims_report() -> str:
             for tid in tasks if len(tasks) > 1 else ():
                 out.append("    thread " + _proc(tid))
             if pid != s.pid and shutil.which("gdb"):  # the interpreter's native stacks
-                try:
-                    bt = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"],
+                try:  # functions only: no argument values (a frame may hold key bytes)
+                    bt = subprocess.run(["gdb", "-p", str(pid), "-batch",
+                                         "-ex", "set print frame-arguments none",
+                                         "-ex", "thread apply all bt 16"],
                                         capture_output=True, text=True, timeout=30).stdout
                 except (OSError, subprocess.SubprocessError) as e:
                     bt = repr(e)

@@ -508,7 +508,7 @@ def test_a_busy_board_never_has_more_than_the_window_waiting(ahead, chunk):
     proc, path = _board(code)
     ser = _WatchingSerial(proc)
     try:
-        assert transfer.stream(ser, payload, timeout=5) is True
+        assert transfer.stream(ser, payload, timeout=30) is True  # a loaded host: no deadline test here
         while not ser.read(4096) == b"" or proc.poll() is None:
             pass
         proc.communicate(timeout=30)

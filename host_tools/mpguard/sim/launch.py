@@ -2,7 +2,7 @@
 `python launch.py INTR_FD MICROPYTHON-ARGS...`, by child.py; it imports nothing of mpguard).
 
 The pinned unix port delivers a keyboard interrupt from its SIGINT handler by jumping out of
-whatever C code runs (MICROPY_ASYNC_KBD_INTR, on wherever the port runs threads without a
+whatever C code runs (MICROPY_ASYNC_KBD_INTR, set where the port runs threads without a
 GIL). A jump out of code that holds one of the interpreter's locks leaves that lock taken: in
 the suite a Ctrl-C that landed while the board interned a name left the qstr lock held, and
 the next `import` on that board waited for it forever (a soft reset that printed "OK" and then

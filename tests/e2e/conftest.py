@@ -81,15 +81,14 @@ def _proc(pid: int) -> str:
 
 
 def _children(pid: int) -> list[int]:
+    """The process's children, from each of its threads' `children` list (as the orphan test
+    of tests/e2e/test_sim_cli.py reads it)."""
     kids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
-                kids.append(int(d.name))
+    for t in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids += [int(c) for c in t.read_text().split()]
+        except OSError:
+            continue
     return kids
 
 

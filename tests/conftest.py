@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,48 @@ def mp() -> MicroPythonRunner:
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
     return VECTORS
+
+
+# --- virtual chips: blank eFuse files made by espefuse once per session -----------------
+
+
+@pytest.fixture(scope="session")
+def _blank_chips(tmp_path_factory):
+    """chip -> this session's blank virtual chip (made by `fuse.new_virtual_chip`, i.e. by
+    espefuse, at its first use; each xdist worker makes its own). Tests take copies through
+    `blank_chip`, never this file."""
+    from mpguard import fuse
+
+    folder = tmp_path_factory.mktemp("blank-chips")
+    made: dict[str, Path] = {}
+
+    def get(chip: str) -> Path:
+        if chip not in made:
+            made[chip] = fuse.new_virtual_chip(folder / f"{chip}.efuse", chip)
+        return made[chip]
+
+    return get
+
+
+@pytest.fixture
+def blank_chip(_blank_chips, tmp_path):
+    """blank_chip(chip="esp32", path=None) -> a blank virtual chip's eFuse file of this test
+    (at `path`, else in its tmp folder): a copy of the session's, which espefuse made.
+
+    A copy is what a test making its own would get: espefuse makes a blank chip's file as a
+    function of the esptool version and the chip only (it holds no path, time or random
+    value), and tests/host/test_fuse.py checks that a chip made by `fuse.new_virtual_chip`
+    in a test is byte for byte the session's. Each test gets its own file to burn."""
+
+    def copy(chip: str = "esp32", path: Path | None = None) -> Path:
+        dest = Path(path) if path is not None else tmp_path / f"{chip}-efuse.bin"
+        if dest.exists():
+            raise FileExistsError(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_blank_chips(chip), dest)
+        return dest
+
+    return copy
 
 
 # --- attestation: boards recorded in the real inventory, and host-made tokens ------------

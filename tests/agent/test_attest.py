@@ -143,15 +143,15 @@ def EMIT(nonce, key):
 """
 
 
-def espefuse_words(tmp_path: Path, kind: str, *burns: str) -> dict[int, int]:
+def espefuse_words(blank_chip, kind: str, *burns: str) -> dict[int, int]:
+    """The eFuse words of a blank virtual chip of `kind` (blank_chip, tests/conftest.py) after
+    espefuse burned `burns` on it."""
     prof = boards.load_profile(kind)
-    path = tmp_path / f"efuse-{kind}.bin"
-    cmd = [ESPEFUSE, "--virt", "--path-efuse-file", str(path), "--chip", prof["chip"]]
+    path = blank_chip(prof["chip"])
     if burns:
-        subprocess.run(cmd + ["--do-not-confirm", "burn-efuse", *burns], check=True,
+        subprocess.run([ESPEFUSE, "--virt", "--path-efuse-file", str(path), "--chip", prof["chip"],
+                        "--do-not-confirm", "burn-efuse", *burns], check=True,
                        capture_output=True, timeout=120)
-    else:
-        subprocess.run(cmd + ["summary"], check=True, capture_output=True, timeout=120)
     return efuse.efuse_words(path, prof)
 
 
@@ -242,8 +242,8 @@ def _b64u(s: str) -> bytes:
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
-def test_every_claim_has_its_rfc9711_type(board, tmp_path):
-    words = espefuse_words(tmp_path, "esp32", "JTAG_DISABLE", "1")
+def test_every_claim_has_its_rfc9711_type(board, blank_chip):
+    words = espefuse_words(blank_chip, "esp32", "JTAG_DISABLE", "1")
     c = payload(board.token(words))
     # RFC 9711 4.1: eat_nonce, JSON tstr .size (10..74)
     assert c["eat_nonce"] == NONCE and 10 <= len(c["eat_nonce"]) <= 74
@@ -277,8 +277,8 @@ def test_every_claim_has_its_rfc9711_type(board, tmp_path):
                       "submods", "eat_profile", "mpguard_posture"}
 
 
-def test_every_fact_says_its_status(board, tmp_path):
-    words = espefuse_words(tmp_path, "esp32", "FLASH_CRYPT_CNT", "1")
+def test_every_fact_says_its_status(board, blank_chip):
+    words = espefuse_words(blank_chip, "esp32", "FLASH_CRYPT_CNT", "1")
     p = posture(board.token(words))
     for name, f in p.items():
         assert f["s"] in ("ok", "unsupported", "unreadable"), name
@@ -296,8 +296,8 @@ def test_every_fact_says_its_status(board, tmp_path):
     assert p["micropython"]["v"]["mpy"] == "6.3"
 
 
-def test_efuse_facts_are_what_espefuse_burned(board, tmp_path):
-    words = espefuse_words(tmp_path, "esp32", "ABS_DONE_1", "1", "UART_DOWNLOAD_DIS", "1",
+def test_efuse_facts_are_what_espefuse_burned(board, blank_chip):
+    words = espefuse_words(blank_chip, "esp32", "ABS_DONE_1", "1", "UART_DOWNLOAD_DIS", "1",
                            "SECURE_VERSION", "7")
     c = payload(board.token(words))
     p = c["mpguard_posture"]
@@ -315,13 +315,13 @@ def test_efuse_facts_are_what_espefuse_burned(board, tmp_path):
     ("esp32c3", ["DIS_PAD_JTAG", "1"], "enabled"),  # USB JTAG still open
     ("esp32c3", ["DIS_PAD_JTAG", "1", "DIS_USB_JTAG", "1"], "disabled-permanently"),
 ])
-def test_dbgstat_from_the_jtag_efuses(mp, tmp_path, agent_mpy, kind, burns, want):
+def test_dbgstat_from_the_jtag_efuses(mp, tmp_path, blank_chip, agent_mpy, kind, burns, want):
     b = AttestBoard(mp, tmp_path / "f.img", agent_mpy, kind=kind)
-    assert payload(b.token(espefuse_words(tmp_path, kind, *burns)))["dbgstat"] == want
+    assert payload(b.token(espefuse_words(blank_chip, kind, *burns)))["dbgstat"] == want
 
 
-def test_dbgstat_fully_needs_download_mode_off_and_no_repl(board, tmp_path):
-    words = espefuse_words(tmp_path, "esp32", "JTAG_DISABLE", "1", "UART_DOWNLOAD_DIS", "1")
+def test_dbgstat_fully_needs_download_mode_off_and_no_repl(board, blank_chip):
+    words = espefuse_words(blank_chip, "esp32", "JTAG_DISABLE", "1", "UART_DOWNLOAD_DIS", "1")
     assert payload(board.token(words, sim=True, repl=True))["dbgstat"] == "disabled-permanently"
     c = payload(board.token(words, nonce=NONCE + "2", sim=True, repl=False))
     assert c["dbgstat"] == "disabled-fully-and-permanently"

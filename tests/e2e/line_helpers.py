@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mpguard import project
+from mpguard import boards, project
 from mpguard import sim as simlib
 from mpguard.line import ports as ports_mod
 from mpguard.line import run as line_run
-from mpguard.line import station
+from mpguard.line import sims, station
 from mpguard.line import steps as line_steps
 from mpguard.updates import release
 
@@ -26,6 +26,15 @@ def make_project(folder: Path, version: str = "1.0.0") -> project.Project:
     (app / "main.py").write_text(APP.format(v=version))
     release.build_release(proj, app, version, folder / "app.bundle", passphrase=None, app="lineapp")
     return proj
+
+
+def seed_blank(project_root: Path, station: str, blank_chip: Any) -> None:
+    """The station's blank chip (the file its `--sims` boards' eFuse files are copied from) as
+    a copy of the session's blank (blank_chip, tests/conftest.py), not made by espefuse once
+    more: the same bytes (tests/host/test_fuse.py checks). test_line.py's hot-plug test,
+    which burns its boards, leaves it to the station to make."""
+    chip = boards.load_profile("sim")["chip"]
+    blank_chip(chip, sims.blank_file(project_root, station, chip))
 
 
 def station_file(folder: Path, name: str, steps: str, *, batch: str = "B1", parallel: int = 4,

@@ -74,9 +74,8 @@ def board_public_key(p: Proj, ueid: bytes):
     return cert.public_key(), rec
 
 
-def test_attest_story_on_the_virtual_board(sim_factory, tmp_path, inv_url):
-    efuse = tmp_path / "efuse.bin"
-    espefuse(efuse, "summary")  # a fresh chip: nothing burned
+def test_attest_story_on_the_virtual_board(sim_factory, tmp_path, inv_url, blank_chip):
+    efuse = blank_chip("esp32", tmp_path / "efuse.bin")  # a fresh chip: nothing burned
     info = sim_factory("att", efuse=str(efuse))
     p = Proj(tmp_path / "proj", inventory=inv_url)
     proj = p.proj

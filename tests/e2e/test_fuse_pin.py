@@ -42,8 +42,8 @@ def bundle(proj: project.Project, tmp: Path, version: str) -> bytes:
 
 
 def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_path, pg_server,
-                                                        capsys):
-    efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
+                                                        capsys, blank_chip):
+    efuse = blank_chip("esp32", tmp_path / "efuse.bin")
     info = sim_factory("pin", efuse=str(efuse))
     p = Proj(tmp_path / "proj", inventory=pg_server.new_schema())
     proj = p.proj
@@ -120,11 +120,11 @@ def test_burn_then_summary_status_and_attestation_agree(sim_factory, mpr, tmp_pa
 
 
 def test_status_compares_the_pin_with_the_boards_own_anchors(sim_factory, mpr, tmp_path,
-                                                               capsys, monkeypatch):
+                                                               capsys, monkeypatch, blank_chip):
     """`fuse status --port` judges the pin against the anchors file the board holds (what
     guard.pin checks at every install), wherever it is run from; the project's anchors are
     reported beside it, and used (and named) only when the board's cannot be read."""
-    efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
+    efuse = blank_chip("esp32", tmp_path / "efuse.bin")
     info = sim_factory("pa", efuse=str(efuse))
     a = project.init(tmp_path / "a", passphrase=None, targets=["sim"])
     b = project.init(tmp_path / "b", passphrase=None, targets=["sim"])
@@ -164,12 +164,13 @@ def test_status_compares_the_pin_with_the_boards_own_anchors(sim_factory, mpr, t
     assert "the project's anchors" in capsys.readouterr().out
 
 
-def test_harden_refuses_to_pin_anchors_the_board_does_not_hold(sim_factory, tmp_path, capsys):
+def test_harden_refuses_to_pin_anchors_the_board_does_not_hold(sim_factory, tmp_path, capsys,
+                                                               blank_chip):
     """`fuse harden` from a project whose anchors the board does not hold: pinning them would
     lock the board out of every update its own anchors accept, for ever. Refused (exit 4,
     pin_board_mismatch) in the dry run and with --burn, and not one eFuse bit changes; from
     the board's own project the plan says the board holds its anchors."""
-    efuse = fuse.new_virtual_chip(tmp_path / "efuse.bin")
+    efuse = blank_chip("esp32", tmp_path / "efuse.bin")
     sim_factory("pm", efuse=str(efuse))
     a = project.init(tmp_path / "a", passphrase=None, targets=["sim"])
     b = project.init(tmp_path / "b", passphrase=None, targets=["sim"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from line_helpers import Run, make_project, pulled_out_during_deploy, station_file  # noqa: E402
+from line_helpers import Run, make_project, pulled_out_during_deploy, seed_blank, station_file  # noqa: E402
 
 import mpguard.sim as simlib  # noqa: E402
 from mpguard import cli, fuse, reasons  # noqa: E402
@@ -83,8 +83,9 @@ def test_hot_plug_disconnect_and_resume(sim_dir, tmp_path):
     line.inv.close()
 
 
-def test_inventory_locked_mid_batch_parks_and_loses_nothing(sim_dir, tmp_path):
+def test_inventory_locked_mid_batch_parks_and_loses_nothing(sim_dir, tmp_path, blank_chip):
     proj = make_project(tmp_path)
+    seed_blank(proj.root, "b", blank_chip)
     path = station_file(tmp_path, "b", 'agent = true\ndeploy = "app.bundle"\n')
     sims.start(proj.root, "b", 2)
     db = proj.root / "inventory.db"
@@ -127,8 +128,9 @@ def test_inventory_locked_mid_batch_parks_and_loses_nothing(sim_dir, tmp_path):
     line.inv.close()
 
 
-def test_cli_json_lines_and_status(sim_dir, tmp_path, capsys):
+def test_cli_json_lines_and_status(sim_dir, tmp_path, capsys, blank_chip):
     proj = make_project(tmp_path)
+    seed_blank(proj.root, "c", blank_chip)
     path = station_file(tmp_path, "c", 'agent = true\ndeploy = "app.bundle"\n')
     rc = cli.main(["line", "run", "--station", str(path), "--sims", "2", "--count", "2", "--json"])
     out = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from line_helpers import Run, make_project, station_file  # noqa: E402
+from line_helpers import Run, make_project, seed_blank, station_file  # noqa: E402
 
 import mpguard.sim as simlib  # noqa: E402
 from mpguard import cli  # noqa: E402
@@ -24,8 +24,10 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.mark.parametrize("step,after", [("agent", 3), ("deploy", 2)])
-def test_power_cut_during_a_step_then_resume(sim_dir, tmp_path, step, after, monkeypatch):
+def test_power_cut_during_a_step_then_resume(sim_dir, tmp_path, step, after, monkeypatch,
+                                              blank_chip):
     proj = make_project(tmp_path)
+    seed_blank(proj.root, "p", blank_chip)
     path = station_file(tmp_path, "p", 'agent = true\ndeploy = "app.bundle"\n')
     sims.start(proj.root, "p", 1)
     real = steps_mod.RUN[step]
@@ -55,11 +57,12 @@ def test_power_cut_during_a_step_then_resume(sim_dir, tmp_path, step, after, mon
         assert [x.step for x in rec.steps][: len(done_before)] == done_before
 
 
-def test_board_of_another_projects_ca_is_refused(sim_dir, tmp_path):
+def test_board_of_another_projects_ca_is_refused(sim_dir, tmp_path, blank_chip):
     pytest.importorskip("mpguard.identity.provision", reason="device identity is not in this build")
     theirs = make_project(tmp_path / "theirs")
     ours = make_project(tmp_path / "ours")
     steps = "agent = true\nprovision = true\n"
+    seed_blank(theirs.root, "x", blank_chip)
     sims.start(theirs.root, "x", 1)
     assert Run(station_file(tmp_path / "theirs", "x", steps), "sim:x-*", count=1).go() \
         .summary.passed == 1
@@ -74,9 +77,11 @@ def test_board_of_another_projects_ca_is_refused(sim_dir, tmp_path):
         assert b.status == "fail" and "provision" not in {x.step for x in b.steps}
 
 
-def test_devices_export_carries_the_travellers(sim_dir, tmp_path, capsys, monkeypatch):
+def test_devices_export_carries_the_travellers(sim_dir, tmp_path, capsys, monkeypatch,
+                                                blank_chip):
     pytest.importorskip("mpguard.identity.provision", reason="device identity is not in this build")
     proj = make_project(tmp_path)
+    seed_blank(proj.root, "e", blank_chip)
     sims.start(proj.root, "e", 1)
     Run(station_file(tmp_path, "e", "agent = true\nprovision = true\n"), "sim:e-*", count=1).go()
     monkeypatch.chdir(proj.root)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from line_helpers import Run, make_project, pulled_out_during_deploy, station_file  # noqa: E402
+from line_helpers import Run, make_project, pulled_out_during_deploy, seed_blank, station_file  # noqa: E402
 
 import mpguard.sim as simlib  # noqa: E402
 from mpguard.attest import policy  # noqa: E402
@@ -39,12 +39,13 @@ def setup(folder: Path):
     return proj
 
 
-def test_three_stations_share_one_postgresql_inventory(pg_server, sim_dir, tmp_path):
+def test_three_stations_share_one_postgresql_inventory(pg_server, sim_dir, tmp_path, blank_chip):
     url = pg_server.new_schema()
     proj = setup(tmp_path)
     procs = []
     for n in (1, 2, 3):
         path = station_file(tmp_path, f"s{n}", STEPS, batch="PG", inventory=url)
+        seed_blank(proj.root, f"s{n}", blank_chip)
         procs.append(subprocess.Popen(
             [MPGUARD, "line", "run", "--station", str(path), "--sims", "4", "--count", "4",
              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -80,11 +81,13 @@ def test_three_stations_share_one_postgresql_inventory(pg_server, sim_dir, tmp_p
     del proj
 
 
-def test_a_board_moved_between_stations_is_provisioned_once(pg_server, sim_dir, tmp_path):
+def test_a_board_moved_between_stations_is_provisioned_once(pg_server, sim_dir, tmp_path,
+                                                             blank_chip):
     url = pg_server.new_schema()
     proj = setup(tmp_path)
     one = station_file(tmp_path, "m1", STEPS, batch="MV", inventory=url)
     two = station_file(tmp_path, "m2", STEPS, batch="MV", inventory=url)
+    seed_blank(proj.root, "mv", blank_chip)
     sims.start(proj.root, "mv", 1)
 
     with pulled_out_during_deploy("sim:mv-1", "mv-1"):  # taken off station m1 during its deploy
@@ -109,11 +112,13 @@ def test_a_board_moved_between_stations_is_provisioned_once(pg_server, sim_dir, 
         assert body["station"] == "m2"
 
 
-def test_a_board_failing_attestation_is_marked_with_the_rule(pg_server, sim_dir, tmp_path):
+def test_a_board_failing_attestation_is_marked_with_the_rule(pg_server, sim_dir, tmp_path,
+                                                             blank_chip):
     url = pg_server.new_schema()
     proj = setup(tmp_path)
     path = station_file(tmp_path, "g", STEPS.replace('{ policy = "nojtag.toml" }', "true"),
                         batch="GATE", inventory=url)
+    seed_blank(proj.root, "g", blank_chip)
     sims.start(proj.root, "g", 1)
     run = Run(path, "sim:g-*", count=1).go()
     assert run.summary.failed == 1

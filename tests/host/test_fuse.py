@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,30 +26,6 @@ ESPEFUSE = str(Path(sys.executable).parent / "espefuse")
 CHIPS = ["esp32", "esp32s2", "esp32s3", "esp32c3"]
 ANCHORS = fuse.anchors_bytes({"v": 1, "keys": {"k1": "A" * 87}})
 OTHER = fuse.anchors_bytes({"v": 1, "keys": {"k2": "B" * 87}})
-
-
-@pytest.fixture(scope="module")
-def blank(tmp_path_factory):
-    """chip -> a fresh virtual chip's eFuse file (made once by espefuse; tests copy it)."""
-    d = tmp_path_factory.mktemp("blank")
-    cache: dict[str, Path] = {}
-
-    def get(chip: str) -> Path:
-        if chip not in cache:
-            cache[chip] = fuse.new_virtual_chip(d / f"{chip}.bin", chip)
-        return cache[chip]
-
-    return get
-
-
-@pytest.fixture
-def chip_file(blank, tmp_path):
-    def make(chip: str = "esp32") -> Path:
-        path = tmp_path / f"{chip}-efuse.bin"
-        shutil.copy(blank(chip), path)
-        return path
-
-    return make
 
 
 def summary(path: Path, chip: str) -> dict:
@@ -103,8 +78,14 @@ def test_anchors_bytes_are_what_agent_install_writes(tmp_path):
 # --- status ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("chip", CHIPS)
-def test_status_of_a_blank_chip_agrees_with_espefuse(chip, chip_file):
-    path = chip_file(chip)
+def test_status_of_a_blank_chip_agrees_with_espefuse(chip, blank_chip, tmp_path):
+    # a blank chip made by mpguard (espefuse itself, as `line run --sims` makes one); the
+    # other tests copy the session's blank (blank_chip, tests/conftest.py): it is this file
+    path = fuse.new_virtual_chip(tmp_path / "new" / f"{chip}.efuse", chip)
+    assert path.read_bytes() == blank_chip(chip).read_bytes()
+    with pytest.raises(FuseError) as e:  # never over a file that exists
+        fuse.new_virtual_chip(path, chip)
+    assert e.value.reason == "bad_target"
     st = fuse.status(fuse.target_for(efuse_file=path, chip=chip))
     told = summary(path, chip)
     for fact, fields in st.raw.items():
@@ -118,8 +99,8 @@ def test_status_of_a_blank_chip_agrees_with_espefuse(chip, chip_file):
 # --- harden --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("chip", ["esp32", "esp32c3"])
-def test_production_burns_once_and_reads_back(chip, chip_file):
-    path = chip_file(chip)
+def test_production_burns_once_and_reads_back(chip, blank_chip):
+    path = blank_chip(chip)
     t = fuse.target_for(efuse_file=path, chip=chip)
     before = path.read_bytes()
     p = fuse.plan(t, "production", anchors=ANCHORS)
@@ -156,8 +137,8 @@ def test_production_burns_once_and_reads_back(chip, chip_file):
     assert path.read_bytes() == snap
 
 
-def test_development_pins_without_locking(chip_file):
-    path = chip_file("esp32s3")
+def test_development_pins_without_locking(blank_chip):
+    path = blank_chip("esp32s3")
     t = fuse.target_for(efuse_file=path, chip="esp32s3")
     p = fuse.plan(t, "development", anchors=ANCHORS)
     assert [s.fact for s in p.steps] == ["anchors_pin"]
@@ -167,8 +148,8 @@ def test_development_pins_without_locking(chip_file):
     assert fuse.status(t).pin["state"] == "pinned"  # no anchors to compare with
 
 
-def test_keys_are_burned_into_free_key_blocks(chip_file, tmp_path):
-    path = chip_file("esp32s3")
+def test_keys_are_burned_into_free_key_blocks(blank_chip, tmp_path):
+    path = blank_chip("esp32s3")
     key = tmp_path / "fe.key"
     key.write_bytes(bytes(range(32)))
     pem = tmp_path / "sb.pem"
@@ -202,8 +183,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("name,kw,reason", BAD, ids=[b[0] for b in BAD])
-def test_bad_choices_refused_before_burning(name, kw, reason, chip_file, tmp_path):
-    path = chip_file("esp32")
+def test_bad_choices_refused_before_burning(name, kw, reason, blank_chip, tmp_path):
+    path = blank_chip("esp32")
     before = path.read_bytes()
     short = tmp_path / "short.key"
     short.write_bytes(b"x" * 16)
@@ -232,8 +213,8 @@ def test_bad_targets(tmp_path, monkeypatch):
 
 # --- CLI -----------------------------------------------------------------------------------------
 
-def test_cli_status_dry_run_and_missing_flag(chip_file, tmp_path, capsys, monkeypatch):
-    path = chip_file("esp32")
+def test_cli_status_dry_run_and_missing_flag(blank_chip, tmp_path, capsys, monkeypatch):
+    path = blank_chip("esp32")
     proj = project.init(tmp_path / "p", passphrase=None, targets=["sim"])
     monkeypatch.chdir(proj.root)
     assert cli.main(["fuse", "status", "--efuse-file", str(path), "--json"]) == 0

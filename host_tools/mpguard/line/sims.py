@@ -17,13 +17,18 @@ def folder(project_root: Path, station: str) -> Path:
     return project_root / "line" / station
 
 
+def blank_file(project_root: Path, station: str, chip: str) -> Path:
+    """The station's blank chip: each board's eFuse file starts as a copy of it."""
+    return folder(project_root, station) / f"blank-{chip}.efuse"
+
+
 def start(project_root: Path, station: str, n: int, *, board: str | None = None,
           baud: int | None = None) -> list[str]:
     """Start (or find running) the station's N virtual boards; their names."""
     kind = board or "sim"
     chip = boards.load_profile(kind)["chip"]
     d = folder(project_root, station)
-    blank = d / f"blank-{chip}.efuse"
+    blank = blank_file(project_root, station, chip)
     if not blank.exists():
         fuse.new_virtual_chip(blank, chip)
     names = []

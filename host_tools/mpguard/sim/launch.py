@@ -122,13 +122,16 @@ def serve(sock: socket.socket) -> int:
             continue
         server = os.getpid()
         pid = os.fork()
-        if pid == 0:
-            rc = 1
+        if pid == 0:  # the boot: never back into this loop
             try:
                 rc = _forked(lib, server, sock, fds, req["boot"])
                 sys.stdout.flush()
-            finally:
-                os._exit(rc)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()  # on the board's console, as a launcher's would be
+                rc = 1
+            os._exit(rc)
         for fd in fds:
             os.close(fd)
         sock.send(str(pid).encode())

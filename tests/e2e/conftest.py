@@ -81,8 +81,8 @@ def _proc(pid: int) -> str:
 
 
 def _children(pid: int) -> list[int]:
-    """The process's children, from each of its threads' `children` list (as the orphan test
-    of tests/e2e/test_sim_cli.py reads it)."""
+    """The process's children, from each of its threads' `children` list (as
+    tests/e2e/test_sim_boots.py reads them): a sim's fork server, then its boot."""
     kids = []
     for t in Path(f"/proc/{pid}/task").glob("*/children"):
         try:

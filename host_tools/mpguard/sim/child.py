@@ -3,24 +3,34 @@
 
 stdin and stdout are the board's UART; a third pipe carries the firmware's events (one
 line each, see firmware/_simev.py). The child dies with the supervisor (PR_SET_PDEATHSIG).
+
+A boot is forked by the supervisor's Zygote (launch.py as a fork server, started once:
+decisions/0023), which saves each boot a new Python process; it is then the Zygote's child,
+and dies with it as the Zygote dies with the supervisor. Without a Zygote a boot is a new
+`launch.py` process, or `micropython` itself (see _launcher).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import termios
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import folder
+from .launch import CTL_FD, library
+
+LAUNCH = str(Path(__file__).with_name("launch.py"))
 
 
 def _pdeathsig() -> None:
@@ -41,57 +51,184 @@ def _launcher(micropython: str) -> bool:
     if Path(micropython).parent != Path(sys.executable).parent:
         return False
     if _LAUNCHER is None:
-        from .launch import library
-
         _LAUNCHER = library() is not None
     return _LAUNCHER
 
 
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
+
+
+class Zygote:
+    """launch.py as this supervisor's fork server (`--serve`), over a socketpair: no path on
+    disk, so no other process can ask it for anything."""
+
+    def __init__(self, d: Path):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.ok = False  # serving (its "ok" came, nothing failed since)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, LAUNCH, "--serve", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=_env(),
+                cwd=str(d),
+                preexec_fn=_pdeathsig,
+            )
+        except BaseException:
+            self.sock.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock.settimeout(30)
+
+    @classmethod
+    def start(cls, d: Path, micropython: str) -> Zygote | None:
+        """A fork server for the sim in `d`, or None where boots cannot go through one (the
+        library lacks what launch.py calls, or `micropython` is not this environment's)."""
+        if Path(micropython).parent != Path(sys.executable).parent:
+            return None
+        try:
+            z = cls(d)
+        except OSError:
+            return None
+        try:
+            z.ok = z._reply() == b"ok"
+        except OSError:
+            pass
+        if not z.ok:
+            z.close()
+            return None
+        return z
+
+    def _ask(self, req: dict[str, Any], fds: list[int] | None = None) -> bytes:
+        socket.send_fds(self.sock, [json.dumps(req).encode()], fds or [])
+        return self._reply()
+
+    def _reply(self) -> bytes:
+        reply = self.sock.recv(64)
+        if not reply:
+            raise ConnectionError("the sim's fork server ended")
+        return reply
+
+    def fork(self, args: list[str], fds: list[int]) -> Forked:
+        """A boot with these pipes: stdin, stdout (and stderr), events, Ctrl-C."""
+        return Forked(self, int(self._ask({"boot": args}, fds)))
+
+    def wait(self, pid: int) -> int:
+        """Reap the boot `pid`; its exit code (-N: killed by signal N)."""
+        return int(self._ask({"wait": pid}))
+
+    def close(self) -> None:
+        self.ok = False
+        self.sock.close()  # it ends at EOF
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Forked:
+    """A boot forked by the Zygote, with what Child uses of a Popen. Its pid cannot be another
+    process's before wait(): the Zygote reaps it only when asked."""
+
+    def __init__(self, zygote: Zygote, pid: int):
+        self.zygote = zygote
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # as Popen's
+                os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            try:
+                self.returncode = self.zygote.wait(self.pid)
+            except OSError:  # the Zygote is gone, and the boot with it (PR_SET_PDEATHSIG)
+                self.zygote.close()
+                self.returncode = -signal.SIGKILL
+        return self.returncode
+
+
 class Child:
-    def __init__(self, d: Path, micropython: str, heapsize: int, bootcfg: dict[str, Any]):
+    def __init__(self, d: Path, micropython: str, heapsize: int, bootcfg: dict[str, Any],
+                 zygote: Zygote | None = None):
         ctl_r, ctl_w = os.pipe()
         os.set_blocking(ctl_r, False)
-        bootcfg = dict(bootcfg, ctl_fd=ctl_w)
-        (d / folder.BOOT_FILE).write_text(json.dumps(bootcfg))
-        env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
+        self.ctl = ctl_r
+        self.intr = -1  # a board's Ctrl-C: a byte on this pipe (launch.py), else SIGINT
         args = ["-X", f"heapsize={heapsize}", str(folder.firmware_dir() / "simboot.py"),
                 str(d / folder.BOOT_FILE)]
-        # A board's Ctrl-C: a byte on this pipe (launch.py), else SIGINT (see interrupt())
-        self.intr = -1
+        try:
+            forked = zygote is not None and zygote.ok and self._fork(zygote, d, args, bootcfg, ctl_w)
+            if not forked:
+                self._popen(d, micropython, args, bootcfg, ctl_w)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(ctl_w)
+        os.set_blocking(self.stdout.fileno(), False)
+        self.eof = False  # the event pipe's last writer is gone
+        self._buf = b""
+
+    def _fork(self, zygote: Zygote, d: Path, args: list[str], bootcfg: dict[str, Any], ctl_w: int) -> bool:
+        """A boot forked by the Zygote; False if the Zygote is gone (it is not asked again)."""
+        (d / folder.BOOT_FILE).write_text(json.dumps(dict(bootcfg, ctl_fd=CTL_FD)))
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        intr_r, self.intr = os.pipe()
+        os.set_blocking(self.intr, False)
+        self.stdin: IO[bytes] = os.fdopen(in_w, "wb")
+        self.stdout: IO[bytes] = os.fdopen(out_r, "rb")
+        try:
+            self.proc: subprocess.Popen[bytes] | Forked = zygote.fork(args, [in_r, out_w, ctl_w, intr_r])
+            return True
+        except OSError:
+            zygote.close()
+            self.stdin.close()
+            self.stdout.close()
+            os.close(self.intr)
+            self.intr = -1
+            return False
+        finally:
+            for fd in (in_r, out_w, intr_r):
+                os.close(fd)
+
+    def _popen(self, d: Path, micropython: str, args: list[str], bootcfg: dict[str, Any], ctl_w: int) -> None:
+        (d / folder.BOOT_FILE).write_text(json.dumps(dict(bootcfg, ctl_fd=ctl_w)))
         keep = [ctl_w]
         if _launcher(micropython):
             intr_r, self.intr = os.pipe()
             os.set_blocking(self.intr, False)
             keep.append(intr_r)
-            cmd = [sys.executable, str(Path(__file__).with_name("launch.py")), str(intr_r), *args]
+            cmd = [sys.executable, LAUNCH, str(intr_r), *args]
         else:
             cmd = [micropython, *args]
         try:
-            self.proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 pass_fds=tuple(keep),
-                env=env,
+                env=_env(),
                 cwd=str(d),
                 preexec_fn=_pdeathsig,
             )
-        except BaseException:
-            os.close(ctl_r)
-            if self.intr >= 0:
-                os.close(self.intr)
-            raise
         finally:
-            for fd in keep:
+            for fd in keep[1:]:
                 os.close(fd)
-        assert self.proc.stdin is not None and self.proc.stdout is not None  # PIPE above
-        self.stdin = self.proc.stdin
-        self.stdout = self.proc.stdout
-        os.set_blocking(self.stdout.fileno(), False)
-        self.ctl = ctl_r
-        self.eof = False  # the event pipe's last writer is gone
-        self._buf = b""
+        assert proc.stdin is not None and proc.stdout is not None  # PIPE above
+        self.proc = proc
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
 
     @property
     def pid(self) -> int:

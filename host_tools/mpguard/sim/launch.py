@@ -15,18 +15,32 @@ so a thread of ours can run beside it), and a thread reads INTR_FD: for each byt
 mp_sched_keyboard_interrupt() as the board's UART interrupt does, then sends SIGUSR2 to the
 interpreter's thread, whose handler does nothing but end a wait (sleep, select, read) early
 with EINTR, after which the port checks what is pending. The exit code is the interpreter's.
+
+`python launch.py --serve SOCK_FD` is the same launcher as a fork server (child.py's Zygote, one
+per supervisor, decisions/0023): it loads the library once and answers on SOCK_FD, a Unix
+socketpair with the supervisor, "ok" (or "no": the library lacks those exports). Then each
+request is a boot's arguments with its pipes (SCM_RIGHTS: stdin, stdout, events, Ctrl-C), to
+which it forks and answers the fork's pid, or "wait PID", to which it reaps that boot and
+answers its exit code (a boot is reaped only when asked, so its pid stays its own until then).
+The fork takes the pipes as fds 0-4, closes every other fd and runs the boot as above. The
+server never runs any of the library's code (nor starts a thread), so each fork begins where a
+new launcher would: the library just loaded, nothing left of an earlier boot.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import importlib.util
+import json
 import os
 import signal
+import socket
 import sys
 import threading
 
 EXPORTS = ("micropython_unix_main", "mp_sched_keyboard_interrupt")
+CTL_FD, INTR_FD = 3, 4  # a forked boot's event pipe and Ctrl-C pipe (stdin 0, stdout 1 and 2)
 
 
 def library() -> ctypes.CDLL | None:
@@ -43,11 +57,15 @@ def library() -> ctypes.CDLL | None:
 
 
 def main(argv: list[str]) -> int:
-    intr_fd, args = int(argv[0]), argv[1:]
     lib = library()
     if lib is None:
         print("mpguard sim: the MicroPython library lacks " + ", ".join(EXPORTS), file=sys.stderr)
         return 1
+    return run(lib, int(argv[0]), argv[1:])
+
+
+def run(lib: ctypes.CDLL, intr_fd: int, args: list[str]) -> int:
+    """One boot: the interpreter on this thread, a thread turning bytes on intr_fd into Ctrl-C."""
     interp = threading.get_ident()  # this thread runs the interpreter
     signal.signal(signal.SIGUSR2, lambda signum, frame: None)
     signal.siginterrupt(signal.SIGUSR2, True)  # a wait it ends is not restarted
@@ -69,13 +87,61 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=ctrl_c, daemon=True).start()
     raw = [b"micropython"] + [a.encode() for a in args]
     cargv = (ctypes.c_char_p * (len(raw) + 1))(*raw, None)
-    run = lib.micropython_unix_main
-    run.restype = ctypes.c_int
-    run.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
-    return int(run(len(raw), cargv))
+    unix_main = lib.micropython_unix_main
+    unix_main.restype = ctypes.c_int
+    unix_main.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+    return int(unix_main(len(raw), cargv))
+
+
+def _forked(lib: ctypes.CDLL, server: int, sock: socket.socket, fds: list[int], args: list[str]) -> int:
+    """In the fork: dies with the server, the boot's pipes as 0-4 and nothing else open, then
+    the boot."""
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != server:
+        return 1  # the server ended before that: it dies with its supervisor, so do we
+    sock.close()
+    stdin, stdout, ctl, intr = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds)  # out of 0-4's way
+    for fd, target in ((stdin, 0), (stdout, 1), (stdout, 2), (ctl, CTL_FD), (intr, INTR_FD)):
+        os.dup2(fd, target)
+    os.closerange(INTR_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    return run(lib, INTR_FD, args)
+
+
+def serve(sock: socket.socket) -> int:
+    """The fork server (see the module's docstring); ends when the supervisor's end closes."""
+    lib = library()
+    sock.send(b"ok" if lib is not None else b"no")
+    while lib is not None:
+        msg, fds, _, _ = socket.recv_fds(sock, 65536, 4)
+        if not msg:
+            break
+        req = json.loads(msg)
+        if "wait" in req:
+            _, status = os.waitpid(req["wait"], 0)
+            sock.send(str(os.waitstatus_to_exitcode(status)).encode())
+            continue
+        server = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the boot: never back into this loop
+            try:
+                rc = _forked(lib, server, sock, fds, req["boot"])
+                sys.stdout.flush()
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()  # on the board's console, as a launcher's would be
+                rc = 1
+            os._exit(rc)
+        for fd in fds:
+            os.close(fd)
+        sock.send(str(pid).encode())
+    return 0
 
 
 if __name__ == "__main__":
-    rc = main(sys.argv[1:])
+    if sys.argv[1] == "--serve":
+        rc = serve(socket.socket(fileno=int(sys.argv[2])))
+    else:
+        rc = main(sys.argv[1:])
     sys.stdout.flush()
     os._exit(rc)  # no interpreter teardown while the Ctrl-C thread may be in a call

@@ -5,13 +5,13 @@ One detached process per sim, holding the sim's `lock` (flock) while it lives (t
 - owns the board's serial port (terminal.py: a pty, optionally at a UART's byte rate and
   behind a USB bridge's latency);
 - keeps machine.WDT's deadline and resets the board when it passes (reset cause 3);
-- runs the firmware on the MicroPython unix port, one child per boot (child.py), so every
-  boot has a fresh heap, and boots it again after a soft reset, hard reset or power cut,
-  printing what a board prints;
+- runs the firmware on the MicroPython unix port, one process per boot (child.py; forked by
+  the sim's fork server, launch.py --serve), so every boot has a fresh heap, and boots it
+  again after a soft reset, hard reset or power cut, printing what a board prints;
 - keeps what the firmware's events tell (events.py): the wear counters in `stats.json`,
   and whether a Ctrl-C byte interrupts (only while user code runs and kbd_intr is on does it
   become SIGINT; otherwise it passes through as data, as a board's UART ISR does).
-SIGTERM stops it (the child dies with it); SIGUSR1 asks for an up-to-date stats.json.
+SIGTERM stops it (the fork server and the boot die with it); SIGUSR1 asks for an up-to-date stats.json.
 (Over 300 lines: one process's main loop and the board's life cycle read best in one place.)
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import SimError
 from . import folder
-from .child import Child
+from .child import Child, Zygote
 from .events import Board, ev
 from .hardware import efuse_words
 from .terminal import Terminal
@@ -62,6 +62,7 @@ class Supervisor:
         self.rx_buffer = int(self.cfg.get("rx_buffer", folder.RX_BUFFER) or 0)
         self.sel = selectors.DefaultSelector()
         self.child: Child | None = None
+        self.zygote: Zygote | None = None  # forks the boots (started in run())
         self.printed = b""  # the tail of what this boot printed (for a boot that fails)
         self.raw = False  # the REPL's mode, kept across a soft reset
         self.cause = 1  # reset cause of this boot: 1 power on, 2 hard reset, 3 watchdog
@@ -114,7 +115,7 @@ class Supervisor:
             # chip boots so far, this one included (soft resets restart the interpreter only)
             "boots": st["boots"] - st["soft_resets"] + 1,
         }
-        self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg)
+        self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg, self.zygote)
         self.printed = b""
         self.sel.register(self.child.stdout, selectors.EVENT_READ, "out")
         self.sel.register(self.child.ctl, selectors.EVENT_READ, "ctl")
@@ -283,6 +284,7 @@ class Supervisor:
         self.sel.register(self.term.master, selectors.EVENT_READ, "pty")
         self.write_stats()  # stamped now: a stats.json of before is never taken for an answer
         folder.write_json(self.d / folder.STATE_FILE, {"pid": os.getpid(), "port": port, "started": time.time()})
+        self.zygote = Zygote.start(self.d, self.cfg["micropython"])
         self.boot(1, True)
         last_stats = time.monotonic()
         while not self.stop:
@@ -328,6 +330,8 @@ class Supervisor:
             child.kill()
             self.apply(child.last_events(timeout=1.0))
             child.close()
+        if self.zygote is not None:
+            self.zygote.close()
         if not self._own_lock():
             return
         self.write_stats()

@@ -72,6 +72,7 @@ _READ_TIMEOUT = 2.0  # s: longest single blocking read on the port
 # take turns, or one restores another's StringIO for good and the process's output is lost
 _STDOUT = threading.Lock()
 _ATTEMPT = 3.0  # s: one try at entering the raw REPL
+_BUSY_GRACE = 1.0  # seconds a busy port is tried again before NoPortError (see connect)
 _BUSY = " (it may be in use by another program: mpremote, a terminal, or a test's `board` fixture)"
 
 
@@ -121,12 +122,20 @@ class BoardLink(FileOps, ResetOps):
         """Open the port and enter the raw REPL (interrupting whatever runs)."""
         if not os.path.exists(self.port) and not self.port.startswith(("socket://", "rfc2217://")):
             raise NoPortError(f"no such port: {self.port}")
-        try:
-            self._t = SerialTransport(self.port, baudrate=115200)
-        except TransportError as e:
-            # mpremote gives up with "failed to access PORT" when the port exists but cannot
-            # be opened (exclusively): most often another program holds it
-            raise NoPortError(f"cannot open {self.port}: {e}{_BUSY}") from None
+        busy_until = time.monotonic() + _BUSY_GRACE
+        while True:
+            try:
+                self._t = SerialTransport(self.port, baudrate=115200)
+                break
+            except TransportError as e:
+                # mpremote gives up with "failed to access PORT" when the port exists but
+                # cannot be opened (exclusively): most often another program holds it. For a
+                # moment it can be this program: a process another thread forks holds a copy
+                # of every open file, and with it the port's lock, until it execs; the lock of
+                # a link closed just before is then busy for a few milliseconds.
+                if time.monotonic() >= busy_until:
+                    raise NoPortError(f"cannot open {self.port}: {e}{_BUSY}") from None
+                time.sleep(0.05)
         self._t.serial = Watch(self._t.serial)
         self._stale = False
         # mpremote opens the port with no read timeout and, on a pty, blocks in read(1): a

@@ -146,3 +146,30 @@ def test_a_port_held_by_another_program_says_so(sim_factory, tmp_path):
     assert obj["error"]["type"] == "NoPortError"
     assert "it may be in use by another program" in obj["error"]["message"]
     d.json("status", "--port", "sim:held", rc=0)  # let go: it opens
+
+
+def test_a_port_held_for_a_moment_by_a_fork_is_waited_for(sim_factory):
+    """A process forked by another thread holds a copy of every open file, and with it the
+    lock of a port a link just closed, until it execs: for a moment the port is busy. The
+    link tries again for a second before it says the port is in use."""
+    import fcntl
+
+    info = sim_factory("moment")
+    with BoardLink(info.port) as link:
+        link.exec("x = 1")
+        pid = os.fork()  # the fork holds the open port, and its lock, for 0.4 s
+        if pid == 0:
+            time.sleep(0.4)
+            os._exit(0)
+    try:
+        # the fork's copy keeps the lock: an exclusive open of our own fails now
+        fd = os.open(info.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        with BoardLink(info.port) as link:  # yet the link opens it once the fork lets go
+            assert link.eval("1 + 1") == 2
+    finally:
+        os.waitpid(pid, 0)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from simproc import children
 
 import mpguard.sim as simlib
 from mpguard.sim import folder as simfolder
@@ -80,16 +81,6 @@ def _proc(pid: int) -> str:
     return f"pid {pid} state {state} wchan {read('wchan')} syscall {read('syscall').split(' ')[0]}: {read('cmdline')[:120]}"
 
 
-def _children(pid: int) -> list[int]:
-    """The process's children, from each of its threads' `children` list (as
-    tests/e2e/test_sim_boots.py reads them): a sim's fork server, then its boot."""
-    kids = []
-    for t in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            kids += [int(c) for c in t.read_text().split()]
-        except OSError:
-            continue
-    return kids
 
 
 def sims_report() -> str:
@@ -124,7 +115,7 @@ def sims_report() -> str:
                 except (OSError, subprocess.SubprocessError) as e:
                     bt = repr(e)
                 out += ["    gdb: " + ln for ln in bt.splitlines() if ln.startswith(("#", "Thread"))]
-            todo += _children(pid)
+            todo += children(pid)
         log = Path(s.state_dir) / simfolder.LOG_FILE
         try:
             out += ["  log: " + ln for ln in log.read_text(errors="replace").splitlines()[-40:]]

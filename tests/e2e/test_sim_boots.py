@@ -12,20 +12,13 @@ from pathlib import Path
 
 import pytest
 import serial
+from simproc import children, until
 
 import mpguard.sim as simlib
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for t in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            kids += [int(c) for c in t.read_text().split()]
-        except OSError:
-            continue
-    return kids
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -46,33 +39,26 @@ def _threads(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
-def _until(s: serial.Serial, token: bytes, timeout: float = 20) -> bytes:
-    buf, end = b"", time.monotonic() + timeout
-    while token not in buf:
-        if time.monotonic() > end:
-            raise AssertionError(f"waited {timeout} s for {token!r}; the board printed {buf[-300:]!r}")
-        buf += s.read(4096)
-    return buf
 
 
 def _run(s: serial.Serial, line: bytes) -> bytes:
     s.write(line + b"\r")
-    return _until(s, b"\n>>> ")
+    return until(s, b"\n>>> ")
 
 
 def _soft_reset(s: serial.Serial) -> None:
     s.write(b"\x04")
-    out = _until(s, b"soft reboot")
+    out = until(s, b"soft reboot")
     if b">>> " not in out.split(b"soft reboot", 1)[1]:
-        _until(s, b">>> ")
+        until(s, b">>> ")
 
 
 def _zygote_and_boot(sup: int) -> tuple[int, int]:
     """The supervisor's one child (the fork server) and its one child (the running boot)."""
-    [zygote] = _children(sup)
+    [zygote] = children(sup)
     assert "--serve" in _cmdline(zygote)
     end = time.monotonic() + 10
-    while len(boots := _children(zygote)) != 1:  # the boot before is reaped just before
+    while len(boots := children(zygote)) != 1:  # the boot before is reaped just before
         assert time.monotonic() < end, boots
         time.sleep(0.01)
     return zygote, boots[0]
@@ -86,7 +72,7 @@ def test_each_boot_is_a_fresh_interpreter_forked_by_the_fork_server(sim_factory)
     assert sorted(zygote_fds)[:3] == [0, 1, 2] and len(zygote_fds) == 4  # and its socket
     with serial.Serial(info.port, timeout=0.02) as s:
         s.write(b"\r\x03")
-        _until(s, b">>> ")
+        until(s, b">>> ")
         _soft_reset(s)
         zygote2, before = _zygote_and_boot(info.pid)
         qstrs = _run(s, b"import micropython; micropython.qstr_info()")
@@ -145,19 +131,19 @@ def test_a_killed_fork_server_leaves_boots_to_new_launcher_processes(sim_factory
     zygote, boot = _zygote_and_boot(info.pid)
     with serial.Serial(info.port, timeout=0.02) as s:
         s.write(b"\r\x03")
-        _until(s, b">>> ")
+        until(s, b">>> ")
         os.kill(zygote, signal.SIGKILL)  # the boot dies with it; the board reboots
-        _until(s, b"firmware stopped (exit -9); rebooting")
-        _until(s, b">>> ")
+        until(s, b"firmware stopped (exit -9); rebooting")
+        until(s, b">>> ")
         assert _gone([zygote, boot])
-        [launcher] = _children(info.pid)
+        [launcher] = children(info.pid)
         assert _cmdline(launcher)[1].endswith("launch.py") and "--serve" not in _cmdline(launcher)
         # the board works, Ctrl-C included, and its soft reset boots another launcher
         s.write(b"while True: pass\r")
         time.sleep(0.3)
         s.write(b"\x03")
-        assert b"KeyboardInterrupt" in _until(s, b">>> ")
+        assert b"KeyboardInterrupt" in until(s, b">>> ")
         _soft_reset(s)
         assert b"42" in _run(s, b"print(6 * 7)")
-        [launcher2] = _children(info.pid)
+        [launcher2] = children(info.pid)
         assert launcher2 != launcher and "--serve" not in _cmdline(launcher2)

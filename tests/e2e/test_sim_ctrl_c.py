@@ -9,33 +9,25 @@ from __future__ import annotations
 import time
 
 import serial
-
-
-def _until(s: serial.Serial, token: bytes, timeout: float) -> bytes:
-    buf, end = b"", time.monotonic() + timeout
-    while token not in buf:
-        if time.monotonic() > end:
-            raise AssertionError(f"waited {timeout} s for {token!r}; the board printed {buf[-300:]!r}")
-        buf += s.read(4096)
-    return buf
+from simproc import until
 
 
 def test_ctrl_c_while_the_board_interns_names_leaves_it_working(sim_factory):
     info = sim_factory("c")
     with serial.Serial(info.port, timeout=0.02) as s:
         s.write(b"\r\x03")
-        _until(s, b">>> ", 10)
+        until(s, b">>> ", 10)
         s.write(b"o = type('O', (), {})()\r")
-        _until(s, b">>> ", 10)
+        until(s, b">>> ", 10)
         s.write(b"for i in range(64): setattr(o, 'n' + str(i), i)\r\r")
-        _until(s, b">>> ", 10)
+        until(s, b">>> ", 10)
         for r in range(40):
             # a name made at run time is looked up in the qstr pool, under its lock, each time
             s.write(b"exec(\"i=0\\nwhile True:\\n getattr(o, 'n' + str(i & 63))\\n i += 1\")\r")
             time.sleep(0.02 + (r % 7) * 0.013)
             s.write(b"\x03")
-            out = _until(s, b">>> ", 10)
+            out = until(s, b">>> ", 10)
             assert b"KeyboardInterrupt" in out, (r, out[-300:])
             s.write(b"import gc; print('alive', %d, o.n7)\r" % r)
-            out = _until(s, b">>> ", 10)
+            out = until(s, b">>> ", 10)
             assert b"alive %d 7" % r in out, (r, out[-300:])

@@ -144,3 +144,18 @@ def test_an_older_inventory_is_still_upgraded(tmp_path):
     assert code == 0, out
     assert "alembic" in modules
     assert _revision(root) == migrate.HEAD
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`mpguard ... | head`: the reader goes away before the output is written; mpguard ends
+    with a shell's SIGPIPE code and no traceback (argparse's --help was quiet already)."""
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before mpguard writes a byte: every write fails
+    try:
+        proc = subprocess.run([str(Path(sys.executable).parent / "mpguard"), "sim", "list"],
+                              stdout=w, stderr=subprocess.PIPE, text=True, timeout=60,
+                              env=dict(os.environ, MPGUARD_SIM_DIR=str(tmp_path / "sims")))
+    finally:
+        os.close(w)
+    assert proc.returncode == cli.EXIT_PIPE, proc.stderr
+    assert proc.stderr == ""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .. import __version__, reasons
@@ -85,7 +86,24 @@ def _command(argv: list[str]) -> str:
     return next((a for a in argv if not a.startswith("-")), "")
 
 
+EXIT_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        # the reader of the output went away (`mpguard ... | head`): nothing more to say, and
+        # nothing to flush at exit either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     global _want_json
     words = sys.argv[1:] if argv is None else argv
     _want_json = "--json" in words

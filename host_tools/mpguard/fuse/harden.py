@@ -218,8 +218,8 @@ def plan(target: Target, profile: str, *, anchors: bytes | None = None,
     holds (before espefuse resets a real board): other anchors than `anchors` are refused
     (`pin_board_mismatch`: the pin would make the board refuse every update it now accepts);
     a board that cannot be read is said in the plan's notes."""
-    if target.chip != "auto":  # bad choices are refused before espefuse reads (or resets) the chip
-        profiles.options(profile, target.chip, **choices)
+    # bad choices are refused before espefuse reads (or resets) a chip that is known already
+    opts = profiles.options(profile, target.chip, **choices) if target.chip != "auto" else None
     board: tuple[bytes | None, str] | None = None
     if anchors is not None and board_anchors and choices.get("pin", True) is not False:
         board = read_board_anchors(target)
@@ -230,7 +230,8 @@ def plan(target: Target, profile: str, *, anchors: bytes | None = None,
                             "accept")
     summ, target = espefuse.summary(target)
     st = status_from(target, summ, anchors, board)
-    opts = profiles.options(profile, target.chip, **choices)
+    if opts is None:  # the chip espefuse detected
+        opts = profiles.options(profile, target.chip, **choices)
     p = Plan(target, profile, opts, st)
     if board is not None:
         p.notes.append("the board holds this project's anchors (/mpguard/anchors.json)"

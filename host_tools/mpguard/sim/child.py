@@ -44,11 +44,17 @@ def _pdeathsig() -> None:
 _LAUNCHER: bool | None = None
 
 
+def _this_environments(micropython: str) -> bool:
+    """`micropython` is this environment's console script of the unix port package (whose
+    library launch.py loads)."""
+    return Path(micropython).parent == Path(sys.executable).parent
+
+
 def _launcher(micropython: str) -> bool:
-    """Whether boots go through launch.py: `micropython` is this environment's console script
-    of the unix port package and that package's library has what launch.py calls."""
+    """Whether boots go through launch.py: `micropython` is this environment's and that
+    package's library has what launch.py calls."""
     global _LAUNCHER
-    if Path(micropython).parent != Path(sys.executable).parent:
+    if not _this_environments(micropython):
         return False
     if _LAUNCHER is None:
         _LAUNCHER = library() is not None
@@ -86,7 +92,7 @@ class Zygote:
     def start(cls, d: Path, micropython: str) -> Zygote | None:
         """A fork server for the sim in `d`, or None where boots cannot go through one (the
         library lacks what launch.py calls, or `micropython` is not this environment's)."""
-        if Path(micropython).parent != Path(sys.executable).parent:
+        if not _this_environments(micropython):
             return None
         try:
             z = cls(d)

@@ -14,17 +14,24 @@ Protocol of `run()`:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import selectors
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import DeviceError, MicroPythonNotFound
+
+if TYPE_CHECKING:
+    from .forkserver import Zygote
 
 DEFAULT_HEAPSIZE = "64K"
 _OUT_MARK = "\x1eOUT:"
@@ -109,19 +116,20 @@ def run(
         script_path = f.name
     try:
         feed = stdin if stdin is not None else (json.dumps(data).encode() if has_input else b"")
-        proc = subprocess.run(
-            cmd + [script_path] + list(args or []),
-            input=feed,
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-            cwd=cwd,
-        )
+        argv = cmd[1:] + [script_path] + list(args or [])
+        server = _server(cmd[0])
+        ran = server is not None and _run_forked(server, argv, feed, env, cwd, timeout)
+        if ran:
+            returncode, out, err = ran
+        else:
+            proc = subprocess.run(cmd[:1] + argv, input=feed, capture_output=True,
+                                  timeout=timeout, env=env, cwd=cwd)
+            returncode, out, err = proc.returncode, proc.stdout, proc.stderr
     finally:
         os.unlink(script_path)
-    stdout = proc.stdout.decode("utf-8", "replace")
-    stderr = proc.stderr.decode("utf-8", "replace")
-    result = RunResult(returncode=proc.returncode, stderr=stderr)
+    stdout = out.decode("utf-8", "replace")
+    stderr = err.decode("utf-8", "replace")
+    result = RunResult(returncode=returncode, stderr=stderr)
     plain = []
     for line in stdout.split("\n"):  # not splitlines(): it splits at the \x1e mark too
         if line.startswith(_OUT_MARK):
@@ -129,7 +137,7 @@ def run(
         else:
             plain.append(line)
     result.stdout = "\n".join(plain)
-    if proc.returncode != 0:
+    if returncode != 0:
         tb = (stderr or stdout).replace(script_path, "<device code>")
         exc_type, msg = parse_traceback(tb)
         raise DeviceError(
@@ -138,3 +146,103 @@ def run(
             device_traceback=tb,
         )
     return result
+
+
+# --- runs forked by a fork server ---------------------------------------------------------
+# A run costs a new `micropython` console script: a Python started, the port's library loaded,
+# then the program (tens of ms before the program's first line; the suite runs thousands).
+# Where the console script is this environment's, run() asks the virtual board's fork server
+# (sim/launch.py --serve, one per process that calls run(), started at the first call) to fork
+# each run instead: the library loaded once, each run the port's main as the console script
+# calls it, with the run's stdin/stdout/stderr, environment and folder (decisions/0026).
+# MPGUARD_UNIXPORT_FORK=0 turns it off; a server that fails is not asked again.
+
+_LOCK = threading.Lock()
+_SERVER: Zygote | None = None
+_NO_SERVER = False
+
+
+def _server(micropython: str) -> Zygote | None:
+    global _SERVER, _NO_SERVER
+    if _NO_SERVER or os.environ.get("MPGUARD_UNIXPORT_FORK") == "0":
+        return None
+    with _LOCK:
+        if _SERVER is None or not _SERVER.ok:
+            from .forkserver import Zygote
+
+            # no PR_SET_PDEATHSIG: the thread that starts it may end long before this process;
+            # it ends when this process's end of its socket closes
+            _SERVER = Zygote.start(Path("/"), micropython, pdeathsig=False)  # runs set theirs
+            _NO_SERVER = _SERVER is None
+            if _SERVER is not None:
+                atexit.register(_SERVER.close)  # it ends, and is reaped, with this process
+        return _SERVER
+
+
+def _run_forked(server: Zygote, argv: list[str], feed: bytes, env: dict[str, str],
+                cwd: str | os.PathLike[str] | None, timeout: float
+                ) -> tuple[int, bytes, bytes] | None:
+    """(exit code, stdout, stderr) of `micropython ARGV` forked by `server`; None if the server
+    could not fork it (then it is not asked again). A run past `timeout` is killed and
+    raises subprocess.TimeoutExpired, as subprocess.run does."""
+    global _NO_SERVER
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        try:
+            with _LOCK:
+                proc = server.run(argv, [in_r, out_w, err_w], env,
+                                  os.fspath(cwd) if cwd is not None else os.getcwd())
+        except OSError:
+            _NO_SERVER = True
+            server.close()
+            return None
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+            in_r = out_w = err_w = -1
+        got = {out_r: bytearray(), err_r: bytearray()}
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            if feed:
+                os.set_blocking(in_w, False)
+                sel.register(in_w, selectors.EVENT_WRITE)
+            else:
+                os.close(in_w)
+                in_w = -1
+            for fd in got:
+                sel.register(fd, selectors.EVENT_READ)
+            sent = 0
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    proc.kill()
+                    with _LOCK:
+                        proc.wait()
+                    raise subprocess.TimeoutExpired(["micropython", *argv], timeout,
+                                                    bytes(got[out_r]), bytes(got[err_r]))
+                for key, _ in sel.select(left):
+                    fd = key.fd
+                    if fd == in_w:
+                        try:
+                            sent += os.write(fd, feed[sent:sent + 65536])
+                        except BrokenPipeError:
+                            sent = len(feed)  # the program stopped reading: as subprocess.run
+                        if sent >= len(feed):
+                            sel.unregister(fd)
+                            os.close(fd)
+                            in_w = -1
+                        continue
+                    data = os.read(fd, 65536)
+                    if data:
+                        got[fd] += data
+                    else:
+                        sel.unregister(fd)
+        with _LOCK:
+            rc = proc.wait()
+        return rc, bytes(got[out_r]), bytes(got[err_r])
+    finally:
+        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+            if fd >= 0:
+                os.close(fd)

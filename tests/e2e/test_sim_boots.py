@@ -1,5 +1,5 @@
 """Each boot of a virtual board is a process of its own, forked by the supervisor's fork server
-(child.py's Zygote, launch.py --serve; decisions/0023): a fresh interpreter that keeps nothing
+(forkserver.py's Zygote, launch.py --serve; decisions/0023): a fresh interpreter that keeps nothing
 of the boot before (names, the qstr pool, open files, threads), and none of these processes
 outlives its supervisor."""
 

@@ -12,14 +12,11 @@ and dies with it as the Zygote dies with the supervisor. Without a Zygote a boot
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import fcntl
 import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import termios
@@ -27,139 +24,22 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from ..forkserver import LAUNCH, Forked, Zygote, child_env, die_with_parent, this_environments
 from . import folder
 from .launch import CTL_FD, library
 
-LAUNCH = str(Path(__file__).with_name("launch.py"))
-
-
-def _pdeathsig() -> None:
-    # The child dies with the supervisor, whatever kills it (no orphan interpreters).
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 _LAUNCHER: bool | None = None
-
-
-def _this_environments(micropython: str) -> bool:
-    """`micropython` is this environment's console script of the unix port package (whose
-    library launch.py loads)."""
-    return Path(micropython).parent == Path(sys.executable).parent
 
 
 def _launcher(micropython: str) -> bool:
     """Whether boots go through launch.py: `micropython` is this environment's and that
     package's library has what launch.py calls."""
     global _LAUNCHER
-    if not _this_environments(micropython):
+    if not this_environments(micropython):
         return False
     if _LAUNCHER is None:
         _LAUNCHER = library() is not None
     return _LAUNCHER
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
-
-
-class Zygote:
-    """launch.py as this supervisor's fork server (`--serve`), over a socketpair: no path on
-    disk, so no other process can ask it for anything."""
-
-    def __init__(self, d: Path):
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.ok = False  # serving (its "ok" came, nothing failed since)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, LAUNCH, "--serve", str(theirs.fileno())],
-                stdin=subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),),
-                env=_env(),
-                cwd=str(d),
-                preexec_fn=_pdeathsig,
-            )
-        except BaseException:
-            self.sock.close()
-            raise
-        finally:
-            theirs.close()
-        self.sock.settimeout(30)
-
-    @classmethod
-    def start(cls, d: Path, micropython: str) -> Zygote | None:
-        """A fork server for the sim in `d`, or None where boots cannot go through one (the
-        library lacks what launch.py calls, or `micropython` is not this environment's)."""
-        if not _this_environments(micropython):
-            return None
-        try:
-            z = cls(d)
-        except OSError:
-            return None
-        try:
-            z.ok = z._reply() == b"ok"
-        except OSError:
-            pass
-        if not z.ok:
-            z.close()
-            return None
-        return z
-
-    def _ask(self, req: dict[str, Any], fds: list[int] | None = None) -> bytes:
-        socket.send_fds(self.sock, [json.dumps(req).encode()], fds or [])
-        return self._reply()
-
-    def _reply(self) -> bytes:
-        reply = self.sock.recv(64)
-        if not reply:
-            raise ConnectionError("the sim's fork server ended")
-        return reply
-
-    def fork(self, args: list[str], fds: list[int]) -> Forked:
-        """A boot with these pipes: stdin, stdout (and stderr), events, Ctrl-C."""
-        return Forked(self, int(self._ask({"boot": args}, fds)))
-
-    def wait(self, pid: int) -> int:
-        """Reap the boot `pid`; its exit code (-N: killed by signal N)."""
-        return int(self._ask({"wait": pid}))
-
-    def close(self) -> None:
-        self.ok = False
-        self.sock.close()  # it ends at EOF
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class Forked:
-    """A boot forked by the Zygote, with what Child uses of a Popen. Its pid cannot be another
-    process's before wait(): the Zygote reaps it only when asked."""
-
-    def __init__(self, zygote: Zygote, pid: int):
-        self.zygote = zygote
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):  # as Popen's
-                os.kill(self.pid, sig)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def wait(self) -> int:
-        if self.returncode is None:
-            try:
-                self.returncode = self.zygote.wait(self.pid)
-            except OSError:  # the Zygote is gone, and the boot with it (PR_SET_PDEATHSIG)
-                self.zygote.close()
-                self.returncode = -signal.SIGKILL
-        return self.returncode
 
 
 class Child:
@@ -224,9 +104,9 @@ class Child:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 pass_fds=tuple(keep),
-                env=_env(),
+                env=child_env(),
                 cwd=str(d),
-                preexec_fn=_pdeathsig,
+                preexec_fn=die_with_parent,
             )
         finally:
             for fd in keep[1:]:

@@ -16,15 +16,21 @@ mp_sched_keyboard_interrupt() as the board's UART interrupt does, then sends SIG
 interpreter's thread, whose handler does nothing but end a wait (sleep, select, read) early
 with EINTR, after which the port checks what is pending. The exit code is the interpreter's.
 
-`python launch.py --serve SOCK_FD` is the same launcher as a fork server (child.py's Zygote, one
-per supervisor, decisions/0023): it loads the library once and answers on SOCK_FD, a Unix
-socketpair with the supervisor, "ok" (or "no": the library lacks those exports). Then each
+`python launch.py --serve SOCK_FD` is the same launcher as a fork server (forkserver.py's
+Zygote, one per supervisor, decisions/0023): it loads the library once and answers on SOCK_FD,
+a Unix socketpair with the supervisor, "ok" (or "no": the library lacks those exports). Then each
 request is a boot's arguments with its pipes (SCM_RIGHTS: stdin, stdout, events, Ctrl-C), to
 which it forks and answers the fork's pid, or "wait PID", to which it reaps that boot and
 answers its exit code (a boot is reaped only when asked, so its pid stays its own until then).
 The fork takes the pipes as fds 0-4, closes every other fd and runs the boot as above. The
 server never runs any of the library's code (nor starts a thread), so each fork begins where a
 new launcher would: the library just loaded, nothing left of an earlier boot.
+
+The same server runs the host's one-off programs on the unix port (`mpguard.unixport.run`, for
+tests and benches): a request "run" with the program's arguments, environment and folder and
+its stdin, stdout and stderr, to which the fork takes those as fds 0-2 and calls the port's
+main as the `micropython` console script does (micropython_run.run_main), without a Ctrl-C
+thread: what `micropython ARGS` would do, without a new Python each time.
 """
 
 from __future__ import annotations
@@ -107,6 +113,25 @@ def _forked(lib: ctypes.CDLL, server: int, sock: socket.socket, fds: list[int], 
     return run(lib, INTR_FD, args)
 
 
+def _ran(server: int, sock: socket.socket, fds: list[int], req: dict) -> int:
+    """In the fork of a "run": stdin, stdout, stderr as fds 0-2 and nothing else open, the
+    request's environment and folder, then the port's main as the console script calls it."""
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != server:
+        return 1
+    sock.close()
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
+    for fd, target in zip(moved, (0, 1, 2), strict=True):
+        os.dup2(fd, target)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    import micropython_run  # the extension the `micropython` console script calls
+
+    return int(micropython_run.run_main(["micropython", *req["run"]]) or 0)
+
+
 def serve(sock: socket.socket) -> int:
     """The fork server (see the module's docstring); ends when the supervisor's end closes."""
     lib = library()
@@ -122,9 +147,12 @@ def serve(sock: socket.socket) -> int:
             continue
         server = os.getpid()
         pid = os.fork()
-        if pid == 0:  # the boot: never back into this loop
+        if pid == 0:  # the boot (or run): never back into this loop
             try:
-                rc = _forked(lib, server, sock, fds, req["boot"])
+                if "run" in req:
+                    rc = _ran(server, sock, fds, req)
+                else:
+                    rc = _forked(lib, server, sock, fds, req["boot"])
                 sys.stdout.flush()
             except BaseException:
                 import traceback

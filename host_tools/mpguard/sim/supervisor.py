@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SimError
+from ..forkserver import Zygote
 from . import folder
-from .child import Child, Zygote
+from .child import Child
 from .events import Board, ev
 from .hardware import efuse_words
 from .terminal import Terminal

@@ -33,7 +33,7 @@ from .errors import BoardReset, LinkDeadline
 RESET_LINE = re.compile(rb"MPY: soft reboot\r?\n|rst:0x[0-9a-fA-F]{1,2} \([A-Z0-9_]+\)")
 _TAIL = 48  # bytes kept between reads, so a marker split across reads is still seen
 _KEEP = 4096  # bytes of the armed operation's output kept for the BoardReset exception
-_OWN = ("_ser", "_deadline", "_armed", "_resets", "_tail", "_seen", "_what", "_back")
+_OWN = ("_ser", "_deadline", "_armed", "_resets", "_tail", "_seen", "_what", "_back", "_ahead")
 
 
 class Watch:
@@ -45,6 +45,7 @@ class Watch:
         self._armed = False
         self._resets = True
         self._back = b""  # bytes given back with `unread`, read again first
+        self._ahead = b""  # bytes taken off the port ahead of a small read, not yet read
         self._tail = b""
         self._seen = bytearray()
         self._what = ""
@@ -99,25 +100,38 @@ class Watch:
         self._back = data + self._back
 
     def read(self, n: int = 1) -> bytes:
+        """Up to `n` bytes (pyserial's read: waits for `n` until the port's timeout).
+
+        mpremote reads one byte a call; a read of fewer bytes than the port already holds
+        takes them all in one system call and keeps the rest for the next reads. Bytes are
+        watched (`_feed`) when a read returns them, not when they come off the port, so what
+        is armed at that moment decides, as without the read-ahead."""
         self._check()
         if self._back:
             data, self._back = self._back[:n], self._back[n:]
             return data
-        data = self._ser.read(n)
-        if data:
-            self._feed(data)
-        else:
-            self._check()
+        if not self._ahead:
+            waiting = self._ser.in_waiting
+            if waiting <= n:
+                data = self._ser.read(n)
+                if data:
+                    self._feed(data)
+                else:
+                    self._check()
+                return data
+            self._ahead = self._ser.read(waiting)  # there already: does not wait
+        data, self._ahead = self._ahead[:n], self._ahead[n:]
+        self._feed(data)
         return data
 
     def inWaiting(self) -> int:  # noqa: N802  (pyserial's old name, which mpremote calls)
         self._check()
-        return len(self._back) + int(self._ser.inWaiting())
+        return len(self._back) + len(self._ahead) + int(self._ser.inWaiting())
 
     @property
     def in_waiting(self) -> int:
         self._check()
-        return len(self._back) + int(self._ser.in_waiting)
+        return len(self._back) + len(self._ahead) + int(self._ser.in_waiting)
 
 
 _QUIET, _SETTLE_MAX = 0.03, 1.0  # s: drain until the port is quiet this long, at most this

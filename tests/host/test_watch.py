@@ -109,3 +109,42 @@ def test_the_port_s_own_attributes_pass_through_and_unread_comes_first():
     w.unread(b">")
     assert w.in_waiting == 3
     assert w.read(1) == b">" and w.read(5) == b"bc"
+
+
+class CountingPort(Port):
+    def __init__(self, *chunks: bytes):
+        super().__init__(*chunks)
+        self.reads = 0
+
+    def read(self, n: int) -> bytes:
+        self.reads += 1
+        return super().read(n)
+
+
+def test_one_byte_reads_take_what_the_port_holds_in_one_read():
+    # mpremote reads one byte a call: the watch takes what is waiting in one port read
+    text = b"hello from the board\r\n>"
+    port = CountingPort(text)
+    w = Watch(port)
+    assert w.in_waiting == len(text)
+    got = b"".join(w.read(1) for _ in range(5))
+    assert got == b"hello" and port.reads == 1
+    assert w.in_waiting == len(text) - 5  # what was taken ahead still counts as waiting
+    assert w.read(100) == text[5:] and port.reads == 1
+    assert w.read(1) == b"" and port.reads == 2  # nothing held: the port is asked (and waits)
+
+
+def test_bytes_taken_ahead_are_watched_when_read_not_when_taken():
+    # Taken off the port while disarmed, read after arm: the reset in them is still seen (as
+    # if they had waited on the port), and bytes read while disarmed are not
+    line = RESETS["micropython soft reset"]
+    w = Watch(Port(b"x" + line + b"after\r\n"))
+    assert w.read(1) == b"x"  # disarmed: the rest was taken ahead
+    w.arm(None, "the test")
+    with pytest.raises(BoardReset):
+        while w.read(1):
+            pass
+    w2 = Watch(Port(line + b"tail"))
+    assert w2.read(len(line)) == line  # disarmed: passed on untouched
+    w2.arm(None, "the test")
+    assert w2.read(10) == b"tail"

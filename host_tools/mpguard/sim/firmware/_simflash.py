@@ -19,16 +19,13 @@ _cutbuf = bytearray(_simev.CUT_LEN)
 _cutrec = b""  # the cut record taken last
 _cutat = 0  # cut at this block write number of the sim's life (0: not armed)
 _cutpm = 1000  # permille of that write that reaches the flash
-_kill = "kill -9 $PPID"  # die()'s shell command (init: only while its parent is this boot)
 
 
 def init(cfg, event):
     # cfg: the boot config the supervisor wrote; cfg["cut"] = [seq, at, permille] when an
     # earlier boot took the cut record `seq` (the cut stays at the same write).
-    global _img, _bs, _nblk, _ff, _base, _ev, _cutf, _cutrec, _cutat, _cutpm, _kill
+    global _img, _bs, _nblk, _ff, _base, _ev, _cutf, _cutrec, _cutat, _cutpm
     _ev = event
-    if "'" not in cfg["dir"]:  # a boot runs in the sim's folder (its fork server's, its own)
-        _kill = "[ /proc/$PPID/cwd -ef '" + cfg["dir"] + "' ] && kill -9 $PPID"
     _img = open(cfg["image"], "r+b")
     _cutf = open(cfg["cut_file"], "rb")
     _bs = cfg["block_size"]
@@ -78,12 +75,13 @@ def die():
     # spinning, where a Ctrl-C from the host raised KeyboardInterrupt into the code that reset
     # the board, which ran on (and the sim, told of a reset, made the next soft reset a hard
     # one: the soft-reset deadline misses of the suite). The shell kills its parent only while
-    # that is still this boot (in the sim's folder): a boot the supervisor killed meanwhile (a
-    # stop, reflash or watchdog at that moment) left the shell to whatever process adopts
-    # orphans, and `kill -9 $PPID` killed that one (a child subreaper timing the suite).
+    # that is still this boot, whose folder (the sim's) the shell runs in: a boot the supervisor
+    # killed meanwhile (a stop, reflash or watchdog at that moment) left the shell to whatever
+    # process adopts orphans, and `kill -9 $PPID` killed that one (a child subreaper timing the
+    # suite).
     while True:
         try:
-            os.system(_kill)
+            os.system("[ /proc/$PPID/cwd -ef . ] && kill -9 $PPID")
         except BaseException:
             pass
 

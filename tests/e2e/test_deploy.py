@@ -8,13 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cuts
 import pytest
+import untilcut
 
 import mpguard.sim as simlib
 from mpguard import anchortab, jose, keys, project
@@ -216,51 +214,6 @@ def test_link_lost_mid_transfer_then_clean_restart(board, rel):
     assert res.status["ver"] == "2.0.0"
 
 
-def _restore(name: str, image: Path, golden: Path) -> simlib.SimInfo:
-    simlib.stop(name)
-    shutil.copyfile(golden, image)
-    return simlib.start(name=name)
-
-
-# One deploy attempt, in its own process so that the test can end it the moment the power is
-# cut. Its timeouts only bound a board that hangs: no passing run ever reaches them.
-_DEPLOY_UNTIL_CUT = """\
-import sys
-import mpguard.sim as simlib
-from mpguard.link import BoardLink
-from mpguard.updates import deploy
-port, name, n, bundle = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-with BoardLink(port, timeout=120, connect_timeout=120) as link:
-    simlib.arm_power_cut(name, after=n, torn=(n % 2 == 0))
-    print(deploy.deploy(link, open(bundle, "rb").read(), wait=120, timeout=120).outcome)
-"""
-
-
-def _deploy_until_cut(name: str, port: str, n: int, bundle_file: Path) -> dict:
-    """Arm a cut at block write `n` and deploy until the power is cut; returns the stats.
-
-    The attempt ends on the cut (an event), never on a timer: a host that gave up after a few
-    seconds of silence left the install unfinished under load, so write `n` never came and
-    the cut never happened (the old flake). If the deploy ends by itself without a cut, the
-    stats (exact when read) say so and the test fails with what the deploy printed.
-    """
-    cuts = simlib.stats(name)["power_cuts"]
-    proc = subprocess.Popen([sys.executable, "-c", _DEPLOY_UNTIL_CUT, port, name, str(n), str(bundle_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        while True:
-            ended = proc.poll() is not None
-            st = simlib.stats(name)  # every event the board sent until now is counted
-            if st["power_cuts"] > cuts or ended:
-                break
-            time.sleep(0.02)
-    finally:
-        proc.kill()
-        out = proc.communicate()[0]
-    assert st["power_cuts"] == cuts + 1, f"cut {n}: the deploy ended without one power cut:\n{out}"
-    return st
-
-
 @pytest.mark.slow
 def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
     """Every cut point of a small install: the board boots a complete old or new app and a
@@ -285,11 +238,11 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
     assert total > 5
     print(f"\nan install of {len(v2)} B + trial boot + confirm: {total} block writes")
 
-    def point(board_sim: tuple[str, Path], n: int) -> str:
-        wname, wimage = board_sim
-        info = _restore(wname, wimage, golden)
-        _deploy_until_cut(wname, str(info.port), n, rel.root / "2.0.0.bundle")
-        with BoardLink(info.port, connect_timeout=20) as link:
+    def point(board_sim: tuple[str, str], n: int) -> str:
+        wname, port = board_sim
+        simlib.reflash(wname, golden)  # a power cycle with the golden image on the flash
+        untilcut.deploy_until_cut(wname, port, n, rel.root / "2.0.0.bundle")
+        with BoardLink(port, connect_timeout=20) as link:
             status = link.call("update.status")
             ver = status["ver"]
             assert ver in ("1.0.0", "2.0.0"), (n, status)
@@ -301,14 +254,14 @@ def test_power_cut_at_every_block_write_of_an_install(sim, board, rel):
             assert (res.outcome, res.status["ver"]) == ("confirmed", "3.0.0"), (n, res)
         return "old" if ver == "1.0.0" else "new"
 
-    # the cut points run on a few virtual boards at once, each from a copy of the golden image
-    sims = [(name, image)]
+    # the cut points run on a few virtual boards at once, each with an image file of its own
+    sims = [(name, str(info.port))]
     try:
         for i in range(1, cuts.workers()):
             wimage = rel.root / f"cut{i}.img"
             shutil.copyfile(golden, wimage)
-            simlib.start(name=f"{name}-cut{i}", image=wimage, board=info.board)
-            sims.append((f"{name}-cut{i}", wimage))
+            winfo = simlib.start(name=f"{name}-cut{i}", image=wimage, board=info.board)
+            sims.append((winfo.name, str(winfo.port)))
         outcomes = {"old": 0, "new": 0}
         for got in cuts.each(range(1, total + 1), sims, point):
             outcomes[got] += 1

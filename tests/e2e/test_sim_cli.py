@@ -188,7 +188,7 @@ def test_rm_of_what_is_not_a_sim_changes_nothing(sim_dir, tmp_path, args, messag
     assert (elsewhere / "config.json").exists() and (sim_dir / "link").is_symlink()
 
 
-@pytest.mark.parametrize("sub", ["start", "list", "stop", "rm", "prune", "stats", "cut"])
+@pytest.mark.parametrize("sub", ["start", "list", "stop", "rm", "prune", "stats", "cut", "reflash"])
 def test_every_sim_subcommand_lists_its_exit_codes(sub):
     r = subprocess.run([MPGUARD, "sim", sub, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0

@@ -1,4 +1,4 @@
-"""`mpguard sim start|list|stop|rm|prune|stats|cut|io`: thin wrappers over mpguard.sim."""
+"""`mpguard sim start|list|stop|rm|prune|stats|cut|reflash|io`: thin wrappers over mpguard.sim."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def _stats(args: argparse.Namespace) -> int:
         print(json.dumps(st, indent=2))
         return 0
     for k in ("writes", "erases", "reads", "boots", "soft_resets", "hard_resets", "power_cuts",
-              "formats", "crashes", "rx_dropped"):
+              "reflashes", "formats", "crashes", "rx_dropped"):
         print(f"{k:12} {st.get(k, 0)}")
     bw = st.get("block_writes") or {}
     if bw:
@@ -118,6 +118,15 @@ def _cut(args: argparse.Namespace) -> int:
     n, pm = sim.arm_power_cut(args.name, after=args.after, seed=args.seed, torn=args.torn)
     part = f", {pm / 10:g}% of that write lands" if pm < 1000 else ""
     print(f"power of {args.name} will be cut at block write {n} from now{part}")
+    return 0
+
+
+def _reflash(args: argparse.Namespace) -> int:
+    from .. import sim
+
+    st = sim.reflash(args.name, args.image)
+    print(f"sim {args.name} powered off, flashed with {args.image} and powered on "
+          f"(boot {st['boots']})")
     return 0
 
 
@@ -241,6 +250,14 @@ def add_parser(sub: Any, summary: str) -> None:
     s.add_argument("--torn", action="store_true", help="only part of that write lands")
     s.add_argument("--off", action="store_true", help="disarm")
     s.set_defaults(func=_cut)
+
+    s = cmd("reflash", "write an image over a running sim's flash, as a power cycle",
+            "Power a running sim off, write IMAGE's bytes over its flash (the board's flash "
+            "size, a littlefs2 or blank image) and power it on: the port stays the same, an "
+            "armed power cut is disarmed, the counters go on. Returns once the board answers.")
+    s.add_argument("name")
+    s.add_argument("image", help="the flash image to write (left as it is)")
+    s.set_defaults(func=_reflash)
 
     s = cmd("io", "what the app did to its pins and buses; set what it reads",
             "Without options: what the app did to its peripherals (pin writes, PWM, I2C and "

@@ -10,6 +10,8 @@
     NAME/boot.json    the boot config of the running firmware
     NAME/supervisor.log
     NAME/io.log       what the app did to its peripherals; NAME/io_in.json what the test set
+    NAME/requests/    a caller's request to the running supervisor (ID.req, e.g. a reflash)
+                      and its answer (ID.ans): control.py
 
 The sim's own state, not to be confused with the agent's /mpguard/state.json on the board.
 """
@@ -40,6 +42,7 @@ BOOT_FILE = "boot.json"
 LOG_FILE = "supervisor.log"
 IO_LOG = "io.log"  # what the app did to its peripherals (firmware/_simio.py writes it)
 IO_IN = "io_in.json"  # what the test set for the app's peripherals to read
+REQUESTS = "requests"  # requests to the running supervisor and their answers (control.py)
 
 # The board's console RX buffer, `sim start --rx-buffer N`: bytes that may wait unread before
 # more are lost. The ESP32 port reads its REPL UART (and USB) into a 260-byte stdin ring
@@ -64,6 +67,7 @@ STATS_ZERO: dict[str, Any] = {
     "crashes": 0,
     "rx_dropped": 0,  # bytes typed while the board's RX buffer was full (lost)
     "formats": 0,
+    "reflashes": 0,  # images written to the flash of the running board (control.reflash)
     "last_cut": None,
 }
 

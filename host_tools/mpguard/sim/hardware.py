@@ -59,13 +59,19 @@ def efuse_words(efuse: str | os.PathLike[str], prof: dict[str, Any]) -> dict[str
 def check_image(path: Path, block_size: int) -> int:
     """Number of blocks of a flash image; SimError if it is not a littlefs2 (or blank) image."""
     size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(2 * block_size)
+    return check_head(path, size, head, block_size)
+
+
+def check_head(path: Path, size: int, head: bytes, block_size: int) -> int:
+    """check_image of an image of `size` bytes whose first two blocks are `head`."""
     if size == 0 or size % block_size or size // block_size < 4:
         raise SimError(
             f"{path} is not a littlefs image for {block_size}-byte blocks "
             f"(size {size} is not a multiple of the block size, at least 4 blocks)"
         )
-    with open(path, "rb") as f:
-        head = f.read(2 * block_size)
+    head = head[: 2 * block_size]
     blank = head.count(0xFF) == len(head)
     for blk in (0, 1):
         sb = head[blk * block_size : blk * block_size + 32]

@@ -11,7 +11,9 @@ One detached process per sim, holding the sim's `lock` (flock) while it lives (t
 - keeps what the firmware's events tell (events.py): the wear counters in `stats.json`,
   and whether a Ctrl-C byte interrupts (only while user code runs and kbd_intr is on does it
   become SIGINT; otherwise it passes through as data, as a board's UART ISR does).
-SIGTERM stops it (the fork server and the boot die with it); SIGUSR1 asks for an up-to-date stats.json.
+SIGTERM stops it (the fork server and the boot die with it); SIGUSR1 asks for an up-to-date
+stats.json and for the requests in `requests/` (control.py: a reflash powers the board off,
+writes an image over its flash and powers it on, answered once the board answers again).
 (Over 300 lines: one process's main loop and the board's life cycle read best in one place.)
 """
 
@@ -35,7 +37,7 @@ from ..forkserver import Zygote
 from . import folder
 from .child import Child
 from .events import Board, ev
-from .hardware import efuse_words
+from .hardware import check_head, efuse_words
 from .terminal import Terminal
 
 _ROM_BANNER = (
@@ -70,6 +72,8 @@ class Supervisor:
         self.wdt_deadline: float | None = None  # machine.WDT: reset unless fed before this
         self.stop = False
         self.want_stats = False
+        self.want_requests = False
+        self.reflashed: list[str] = []  # reflash requests answered once the board is up again
         self.dirty = False
         self.ready_sent = False
         self.boot_times: deque[float] = deque(maxlen=5)
@@ -143,8 +147,10 @@ class Supervisor:
             except ValueError as e:
                 print(f"mpguard sim: bad event from the firmware: {e}", file=sys.stderr, flush=True)
                 continue
-            if letter == ev.UP and not self.ready_sent:
-                self.send_ready(f"ok {self.term.port}")
+            if letter == ev.UP:
+                if not self.ready_sent:
+                    self.send_ready(f"ok {self.term.port}")
+                self.answer_reflashed(None)
             elif letter == ev.WDT:
                 self.wdt_deadline = time.monotonic() + self.board.wdt_ms / 1000
             self.dirty = True
@@ -185,9 +191,10 @@ class Supervisor:
             # the firmware crashed (a bug of the sim, or the heap could not even boot it)
             st["crashes"] += 1
             self.term.emit(f"\r\nmpguard sim: firmware stopped (exit {rc}); rebooting\r\n".encode())
+            last = self.printed.decode("utf-8", "replace").strip().splitlines()
+            why = f": {last[-1]}" if last else ""
+            self.answer_reflashed(f"the firmware did not boot from the new image (exit {rc}){why}")
             if not self.ready_sent:
-                last = self.printed.decode("utf-8", "replace").strip().splitlines()
-                why = f": {last[-1]}" if last else ""
                 self.send_ready(f"error the firmware did not boot (exit {rc}){why}")
                 self.stop = True
                 return
@@ -253,6 +260,75 @@ class Supervisor:
         except OSError:
             pass
 
+    # --- requests (control.py) ---------------------------------------------------------
+
+    def take_requests(self) -> None:
+        """Every request file in requests/, oldest first; each is answered in ID.ans."""
+        q = self.d / folder.REQUESTS
+        try:
+            reqs = sorted(q.glob("*.req"), key=lambda f: f.stat().st_mtime_ns)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for f in reqs:
+            req = folder.read_json(f)
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+            rid = f.name[: -len(".req")]
+            if isinstance(req, dict) and isinstance(req.get("reflash"), str):
+                self.reflash(rid, Path(req["reflash"]))
+            else:
+                self.answer(rid, f"unknown request {req!r}")
+
+    def answer(self, rid: str, error: str | None) -> None:
+        folder.write_json(self.d / folder.REQUESTS / f"{rid}.ans",
+                          {"error": error, "stats": self.board.stats})
+
+    def answer_reflashed(self, error: str | None) -> None:
+        for rid in self.reflashed:
+            self.answer(rid, error)
+        self.reflashed = []
+
+    def reflash(self, rid: str, src: Path) -> None:
+        """Power off, `src`'s bytes over the flash image (in place: its path stays), power on;
+        answered when the board answers. A file that is not the board's flash changes
+        nothing (control.reflash checks it first; it may have changed since)."""
+        bs, blocks = self.cfg["block_size"], self.cfg["blocks"]
+        try:
+            data = src.read_bytes()
+            if len(data) != bs * blocks:
+                raise SimError(f"{src} is {len(data)} bytes; the flash is {bs * blocks} bytes")
+            check_head(src, len(data), data, bs)
+        except (OSError, SimError) as e:
+            self.answer(rid, str(e))
+            return
+        self.power_off()
+        try:
+            with open(self.cfg["image"], "r+b") as f:
+                f.write(data)
+        except OSError as e:  # the board powers on from what reached its image
+            self.answer(rid, f"cannot write the flash image {self.cfg['image']}: {e}")
+        else:
+            self.reflashed.append(rid)
+            self.board.stats["reflashes"] = self.board.stats.get("reflashes", 0) + 1
+        folder.write_cut(self.d, None)  # as `start`: no cut armed for the new image
+        self.board.cut = None
+        time.sleep(0.02)  # the power is off for a moment, as after a power cut
+        self.boot(1, True)
+
+    def power_off(self) -> None:
+        """End the running boot at once, as a power cut does (what it printed and did not
+        reach the port is lost; the events it sent are counted)."""
+        child, self.child = self.child, None
+        if child is None:
+            return
+        self._forget(child.stdout)
+        self._forget(child.ctl)
+        child.kill()
+        events = child.last_events(timeout=1.0)
+        child.reap()
+        child.close()
+        self.apply(events)
+
     # --- main loop --------------------------------------------------------------------
 
     def write_stats(self) -> None:
@@ -275,6 +351,7 @@ class Supervisor:
 
         def on_usr1(signum: int, frame: Any) -> None:
             self.want_stats = True
+            self.want_requests = True
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
@@ -306,6 +383,9 @@ class Supervisor:
                         os.read(wake_r, 512)
                     except BlockingIOError:
                         pass
+            if self.want_requests:
+                self.want_requests = False  # one that comes meanwhile is taken next time
+                self.take_requests()
             self.feed()
             self.term.flush()
             now = time.monotonic()
@@ -341,6 +421,7 @@ class Supervisor:
             (self.d / folder.STATE_FILE).unlink()
         if not self.ready_sent:
             self.send_ready("error the sim stopped before the board booted")
+        self.answer_reflashed("the sim stopped before the board answered")
 
 
 def main(argv: list[str]) -> int:

@@ -74,10 +74,14 @@ def die():
     # lands, again: a kill that did not (a fork that failed on a loaded host) left this loop
     # spinning, where a Ctrl-C from the host raised KeyboardInterrupt into the code that reset
     # the board, which ran on (and the sim, told of a reset, made the next soft reset a hard
-    # one: the soft-reset deadline misses of the suite).
+    # one: the soft-reset deadline misses of the suite). The shell kills its parent only while
+    # that is still this boot, whose folder (the sim's) the shell runs in: a boot the supervisor
+    # killed meanwhile (a stop, reflash or watchdog at that moment) left the shell to whatever
+    # process adopts orphans, and `kill -9 $PPID` killed that one (a child subreaper timing the
+    # suite).
     while True:
         try:
-            os.system("kill -9 $PPID")
+            os.system("[ /proc/$PPID/cwd -ef . ] && kill -9 $PPID")
         except BaseException:
             pass
 

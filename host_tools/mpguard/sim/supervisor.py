@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SimError
-from . import folder
-from . import fwcache
+from . import folder, fwcache
 from .child import Child, Zygote
 from .events import Board, ev
 from .hardware import efuse_words

@@ -144,3 +144,11 @@ def test_supervisors_that_race_share_one_entry(tmp_path):
         t.join()
     assert len(set(got)) == 1 and isinstance(got[0], Path), got
     assert os.listdir(root) == [got[0].name]  # no temporary folder left
+
+
+def test_a_cache_cleared_under_a_running_sim(sim_factory, cache, mpr):
+    port = sim_factory().port
+    [entry] = _entries(cache)
+    shutil.rmtree(cache)  # `rm -rf` of the cache while the sim runs: its next boot compiles again
+    fw, mods = _probe(mpr, port)  # mpremote's soft reset is a boot
+    assert fw == str(entry) and mods["_simfw"].endswith(".mpy")

@@ -8,8 +8,8 @@ supervisor now asks `boot_dir()` once, when it starts, for the folder to boot fr
         _sim*.mpy      every other module, compiled by the pinned mpy-cross
 
 KEY hashes what the compiled bytes depend on: the firmware's sources, mpy-cross's version,
-the MicroPython that loads them (its files' size and time) and this module's layout
-(FORMAT). An entry is made in a temporary folder beside it and renamed into place, so a
+the MicroPython that loads them (its files' size and time), the cache's own path and this
+module's layout (FORMAT). An entry is made in a temporary folder beside it and renamed into place, so a
 folder named KEY is complete; supervisors that race to make one both succeed (the rename of
 the slower one fails, and it uses the winner's). An entry is never changed, so a sim that
 boots from it cannot see it half-written. Nothing removes old entries: `rm -rf` the folder
@@ -75,14 +75,15 @@ def _stamp(path: str | None) -> str:
     return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def key(src: Path, exe: str, micropython: str) -> str:
-    """The cache entry's name: a hash of everything the compiled folder depends on."""
+def key(src: Path, exe: str, micropython: str, root: Path) -> str:
+    """The cache entry's name: a hash of everything the compiled folder depends on (its own
+    path too: the modules name their .mpy in it)."""
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
     version = out.stdout.strip()
     if out.returncode != 0 or not version:
         raise OSError(f"mpy-cross --version failed: {out.stderr.strip()}")
     spec = importlib.util.find_spec("micropython_run")  # the unix port's library (launch.py)
-    h = hashlib.sha256(f"{FORMAT}\0{version}\0{_stamp(micropython)}\0".encode())
+    h = hashlib.sha256(f"{FORMAT}\0{version}\0{_stamp(micropython)}\0{root}\0".encode())
     h.update(_stamp(spec.origin if spec else None).encode() + b"\0")
     for p in sorted(src.glob("*.py")):
         h.update(p.name.encode() + b"\0")
@@ -124,7 +125,7 @@ def compiled(micropython: str, src: Path | None = None, root: Path | None = None
     root = root or cache_root()
     root.mkdir(parents=True, exist_ok=True)
     root = Path(os.path.realpath(root))  # the unix port names modules by their real path
-    final = root / key(src, exe, micropython)
+    final = root / key(src, exe, micropython, root)
     if final.is_dir():
         return final
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
@@ -146,6 +147,6 @@ def boot_dir(micropython: str) -> Path:
     (`folder.firmware_dir()`), with why on stderr (the supervisor's log)."""
     try:
         return compiled(micropython)
-    except (OSError, subprocess.SubprocessError, ValueError) as e:
+    except Exception as e:  # whatever it is, the board boots (from source)
         print(f"mpguard sim: booting the firmware from source ({e})", file=sys.stderr, flush=True)
         return folder.firmware_dir()

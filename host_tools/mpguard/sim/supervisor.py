@@ -117,8 +117,10 @@ class Supervisor:
             # chip boots so far, this one included (soft resets restart the interpreter only)
             "boots": st["boots"] - st["soft_resets"] + 1,
         }
-        self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg, self.zygote,
-                           self.fwdir)
+        fw = self.fwdir
+        if fw is not None and not (fw / fwcache.ENTRY).is_file():  # the cache was cleared
+            fw = self.fwdir = fwcache.boot_dir(self.cfg["micropython"])
+        self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg, self.zygote, fw)
         self.printed = b""
         self.sel.register(self.child.stdout, selectors.EVENT_READ, "out")
         self.sel.register(self.child.ctl, selectors.EVENT_READ, "ctl")

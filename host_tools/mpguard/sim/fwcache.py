@@ -106,11 +106,11 @@ def _build(src: Path, tmp: Path, final: Path, exe: str, micropython: str) -> Non
                               capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
             raise OSError(f"mpy-cross failed on {p.name}: {proc.stderr.strip()}")
-    # This MicroPython loads them (an .mpy of another format would fail every boot).
-    probe = f"import sys\nsys.path.insert(0, {str(tmp)!r})\nimport _simev\nprint(_simev.__file__)"
-    proc = subprocess.run([micropython, "-c", probe], capture_output=True, text=True,
+    # This MicroPython loads them (an .mpy of another format would fail every boot): _simev,
+    # which only names constants, run as `-m` from `tmp` (the first folder of its path).
+    proc = subprocess.run([micropython, "-m", "_simev"], capture_output=True, text=True,
                           timeout=60, env=_env(), cwd=str(tmp))
-    if proc.returncode != 0 or not proc.stdout.strip().endswith(".mpy"):
+    if proc.returncode != 0:
         raise OSError(f"the compiled firmware does not load: {(proc.stdout + proc.stderr).strip()}")
 
 

@@ -5,7 +5,8 @@
     peripherals.py what the app did to its pins and buses (io), inputs a test sets (set_*)
     folder.py      a sim's folder and its files; image.py its flash image
     supervisor.py  the process behind each running sim: terminal.py (the port), child.py
-                   (one boot of the firmware), events.py (what the firmware reports)
+                   (one boot of the firmware), events.py (what the firmware reports),
+                   fwcache.py (the firmware compiled to .mpy, once, into a cache)
     firmware/      the board's firmware, run by the MicroPython unix port
 """
 

@@ -8,6 +8,9 @@ A boot is forked by the supervisor's Zygote (launch.py as a fork server, started
 decisions/0023), which saves each boot a new Python process; it is then the Zygote's child,
 and dies with it as the Zygote dies with the supervisor. Without a Zygote a boot is a new
 `launch.py` process, or `micropython` itself (see _launcher).
+
+The firmware a boot runs is the supervisor's choice: compiled to .mpy in a cache
+(fwcache.py, decisions/0024), or the sources in firmware/.
 """
 
 from __future__ import annotations
@@ -44,12 +47,14 @@ def _launcher(micropython: str) -> bool:
 
 class Child:
     def __init__(self, d: Path, micropython: str, heapsize: int, bootcfg: dict[str, Any],
-                 zygote: Zygote | None = None):
+                 zygote: Zygote | None = None, fwdir: Path | None = None):
+        """One boot of the firmware in `fwdir` (the compiled one of fwcache.boot_dir; default:
+        the sources)."""
         ctl_r, ctl_w = os.pipe()
         os.set_blocking(ctl_r, False)
         self.ctl = ctl_r
         self.intr = -1  # a board's Ctrl-C: a byte on this pipe (launch.py), else SIGINT
-        args = ["-X", f"heapsize={heapsize}", str(folder.firmware_dir() / "simboot.py"),
+        args = ["-X", f"heapsize={heapsize}", str((fwdir or folder.firmware_dir()) / "simboot.py"),
                 str(d / folder.BOOT_FILE)]
         try:
             forked = zygote is not None and zygote.ok and self._fork(zygote, d, args, bootcfg, ctl_w)

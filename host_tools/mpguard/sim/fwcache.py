@@ -39,6 +39,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..forkserver import child_env
 from . import folder
 
 FORMAT = "1"  # bump when the layout or the options below change
@@ -91,10 +92,6 @@ def key(src: Path, exe: str, micropython: str, root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
-
-
 def _build(src: Path, tmp: Path, final: Path, exe: str, micropython: str) -> None:
     """Compile the firmware in `src` into `tmp`, for use as `final`; check that it loads."""
     for p in sorted(src.glob("*.py")):
@@ -109,7 +106,7 @@ def _build(src: Path, tmp: Path, final: Path, exe: str, micropython: str) -> Non
     # This MicroPython loads them (an .mpy of another format would fail every boot): _simev,
     # which only names constants, run as `-m` from `tmp` (the first folder of its path).
     proc = subprocess.run([micropython, "-m", "_simev"], capture_output=True, text=True,
-                          timeout=60, env=_env(), cwd=str(tmp))
+                          timeout=60, env=child_env(), cwd=str(tmp))
     if proc.returncode != 0:
         raise OSError(f"the compiled firmware does not load: {(proc.stdout + proc.stderr).strip()}")
 

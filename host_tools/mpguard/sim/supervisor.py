@@ -410,13 +410,7 @@ class Supervisor:
             return False
 
     def shutdown(self) -> None:
-        child, self.child = self.child, None
-        if child is not None:
-            self._forget(child.stdout)
-            self._forget(child.ctl)
-            child.kill()
-            self.apply(child.last_events(timeout=1.0))
-            child.close()
+        self.power_off()
         if self.zygote is not None:
             self.zygote.close()
         if not self._own_lock():

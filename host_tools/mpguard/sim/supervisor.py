@@ -232,6 +232,10 @@ class Supervisor:
             return
         data = self.term.take()
         b = self.board
+        if b"\x03" in data:
+            # what a Ctrl-C does depends on whether user code runs: take the events the board
+            # sent since this round's select (its "busy" may be in the pipe, not yet read)
+            self.apply(self.child.events())
         while data:
             i = data.find(b"\x03")
             if i < 0 or not (b.up and b.busy and b.kbd):

@@ -70,6 +70,7 @@ def read(stream, length, anchors):
     buf = memoryview(bytearray(max(mlen, _MIN_BUF)))
     tok = buf[:mlen]
     read_exact(stream, tok)
+    gc.collect()  # the crypto modules load (from source: compile) into a compact heap
     from guard import jws
 
     _, d1, d2, h = jws.check(tok, anchors, _MAX_MANIFEST)

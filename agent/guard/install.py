@@ -109,22 +109,27 @@ def _install(stream, length):
     kind = hw.board_kind()
     now = _now()
     del hw
+    want = bundle.HDR_LEN + info[1]
+    m = bundle.parse(buf, info)
+    del bundle
     _unload(keep)
-    # the field rules and the slot writer load (or compile, from source) before the parsed
-    # manifest takes heap
-    from guard import manifest, slots, state
+    # Then the field rules, the state and the slot writer, one at a time, the bundle reader
+    # gone: from source, a compile's parse tree takes ~24 KB, and the crypto modules' compile
+    # left their names (qstrs, never freed) scattered over the heap; the three compiled
+    # together beside the reader failed a deploy in ~8 under load on the sim's profile.
+    from guard import manifest
+
+    want += manifest.check(m)  # header + manifest + files
+    from guard import state
 
     st = state.load()
     app = state.APP
-    m = bundle.parse(buf, info)
-    want = bundle.HDR_LEN + info[1]
-    del bundle
-    want += manifest.check(m)  # header + manifest + files
     manifest.check_context(m, want, length, kind, st, now)
     del manifest
     keep.append("guard.state")
-    keep.append("guard.slots")
     _unload(keep)
+    from guard import slots
+
     slot = slots.write(st, app, m, info, buf, stream)
     buf = None
     st["trial"] = {

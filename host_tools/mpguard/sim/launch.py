@@ -14,7 +14,8 @@ So this launcher runs the unix port's main through ctypes (which lets go of CPyt
 so a thread of ours can run beside it), and a thread reads INTR_FD: for each byte it calls
 mp_sched_keyboard_interrupt() as the board's UART interrupt does, then sends SIGUSR2 to the
 interpreter's thread, whose handler does nothing but end a wait (sleep, select, read) early
-with EINTR, after which the port checks what is pending. The exit code is the interpreter's.
+with EINTR, after which the port checks what is pending, and again a few times over the next
+second (_AGAIN: one wake-up can fall between two reads). The exit code is the interpreter's.
 
 `python launch.py --serve SOCK_FD` is the same launcher as a fork server (forkserver.py's
 Zygote, one per supervisor, decisions/0023): it loads the library once and answers on SOCK_FD,
@@ -40,6 +41,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -47,6 +49,13 @@ import threading
 
 EXPORTS = ("micropython_unix_main", "mp_sched_keyboard_interrupt")
 CTL_FD, INTR_FD = 3, 4  # a forked boot's event pipe and Ctrl-C pipe (stdin 0, stdout 1 and 2)
+# After a Ctrl-C the interpreter is woken again (s between wake-ups): the port checks what is
+# pending only when a wait ends with EINTR, and a readinto() of stdin reads on until its buffer
+# is full, so a wake-up that landed between two of its reads (the byte before the Ctrl-C had
+# just ended one) was lost and the read went on waiting with the KeyboardInterrupt pending. A
+# board's stdin read checks pending events in its loop; a wake-up with nothing pending only
+# restarts the wait.
+_AGAIN = (0.002, 0.008, 0.04, 0.15, 0.8)
 
 
 def library() -> ctypes.CDLL | None:
@@ -76,8 +85,24 @@ def run(lib: ctypes.CDLL, intr_fd: int, args: list[str]) -> int:
     signal.signal(signal.SIGUSR2, lambda signum, frame: None)
     signal.siginterrupt(signal.SIGUSR2, True)  # a wait it ends is not restarted
 
+    def wake() -> None:
+        try:
+            signal.pthread_kill(interp, signal.SIGUSR2)
+        except OSError:
+            pass
+
     def ctrl_c() -> None:
+        again: list[float] = []  # the wake-ups still to send after the last Ctrl-C
         while True:
+            if again:
+                try:
+                    ready = select.select([intr_fd], [], [], again[0])[0]
+                except InterruptedError:
+                    continue
+                if not ready:
+                    again.pop(0)
+                    wake()
+                    continue
             try:
                 data = os.read(intr_fd, 64)
             except InterruptedError:
@@ -88,7 +113,8 @@ def run(lib: ctypes.CDLL, intr_fd: int, args: list[str]) -> int:
                 return
             for _ in data:
                 lib.mp_sched_keyboard_interrupt()
-                signal.pthread_kill(interp, signal.SIGUSR2)
+                wake()
+            again = list(_AGAIN)
 
     threading.Thread(target=ctrl_c, daemon=True).start()
     raw = [b"micropython"] + [a.encode() for a in args]

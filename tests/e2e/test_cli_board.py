@@ -99,6 +99,7 @@ def test_bad_ports_and_files_are_clear_errors(env, tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_demo_tells_the_whole_story(tmp_path, capsys, monkeypatch):
     made = []  # the demo's MQTT passwords, to prove none is printed or left behind
     token = demo.secrets.token_urlsafe

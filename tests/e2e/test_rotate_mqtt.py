@@ -40,6 +40,7 @@ def app_says(port: str) -> str:
     return line[-1].strip()
 
 
+@pytest.mark.slow
 def test_mqtt_password_rotation_with_a_real_broker(tmp_path, pg_server, monkeypatch):
     env = env_for(tmp_path)
     monkeypatch.setenv("MPGUARD_SIM_DIR", env["MPGUARD_SIM_DIR"])

@@ -45,12 +45,32 @@ def test_ctrl_c_pending_when_a_stdin_read_begins_ends_the_read(sim_factory):
         s.write(b"\r\x03")
         until(s, b">>> ", 10)
         for r in range(3):
-            s.write(b"import sys; b = bytearray(64); print('go'); x = sum(range(20000000)); "
+            # `sum` runs 1-3 s here: longer than a fixed set of wake-ups would last
+            s.write(b"import sys; b = bytearray(64); print('go'); x = sum(range(50000000)); "
                     b"sys.stdin.buffer.readinto(b)\r")
             until(s, b"go\r\n", 10)
             s.write(b"\x03")
-            out = until(s, b">>> ", 10)
+            out = until(s, b">>> ", 20)
             assert b"KeyboardInterrupt" in out, (r, out[-300:])
             s.write(b"print('alive', %d)\r" % r)
             out = until(s, b">>> ", 10)
             assert b"alive %d" % r in out, (r, out[-300:])
+
+
+def test_the_launcher_finds_the_interpreters_pending_word():
+    """The wake-ups above last while the interrupt is pending: the launcher must find the
+    interpreter's pending-exception word (else it falls back to a fixed set of wake-ups)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mpguard.sim
+
+    launch = Path(mpguard.sim.__file__).parent / "launch.py"
+    code = (f"import sys; sys.path.insert(0, {str(launch.parent)!r}); import ctypes, launch\n"
+            "lib = launch.library(); slot = launch.pending_slot(lib)\n"
+            "w = lambda: ctypes.c_void_p.from_address(slot).value\n"
+            "before = w(); lib.mp_sched_keyboard_interrupt(); after = w()\n"
+            "print(slot is not None, before is None, after is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True", "True"], out.stdout + out.stderr

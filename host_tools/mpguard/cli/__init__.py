@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from .. import __version__, reasons
@@ -48,8 +49,22 @@ COMMANDS = {
 }
 
 
+# A key id or UEID in base64url may begin with "-" (1 in 64 of them): a word that does, with
+# 16 or more characters of that alphabet and one that no option name has (a capital, a digit
+# or "_"), is a value, not an unknown option (`--remove -Xa9...`, `devices show -Xa9...`).
+_ID_LIKE = re.compile(r"-[A-Za-z0-9_-]{15,}\Z")
+_NOT_OPTION = re.compile(r"[A-Z0-9_]")
+
+
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one JSON object when --json was asked for."""
+    """An ArgumentParser whose usage errors are one JSON object when --json was asked for,
+    and that takes a base64url id beginning with "-" as a value."""
+
+    def _parse_optional(self, arg_string):  # type: ignore[no-untyped-def]
+        if (_ID_LIKE.match(arg_string) and _NOT_OPTION.search(arg_string)
+                and arg_string not in self._option_string_actions):
+            return None  # a value (what argparse does with a negative number)
+        return super()._parse_optional(arg_string)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if _want_json:

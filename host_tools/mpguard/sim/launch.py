@@ -14,8 +14,8 @@ So this launcher runs the unix port's main through ctypes (which lets go of CPyt
 so a thread of ours can run beside it), and a thread reads INTR_FD: for each byte it calls
 mp_sched_keyboard_interrupt() as the board's UART interrupt does, then sends SIGUSR2 to the
 interpreter's thread, whose handler does nothing but end a wait (sleep, select, read) early
-with EINTR, after which the port checks what is pending, and again a few times over the next
-second (_AGAIN: one wake-up can fall between two reads). The exit code is the interpreter's.
+with EINTR, after which the port checks what is pending; and again while the interrupt stays
+pending (one wake-up can fall between two reads). The exit code is the interpreter's.
 
 `python launch.py --serve SOCK_FD` is the same launcher as a fork server (forkserver.py's
 Zygote, one per supervisor, decisions/0023): it loads the library once and answers on SOCK_FD,
@@ -49,13 +49,17 @@ import threading
 
 EXPORTS = ("micropython_unix_main", "mp_sched_keyboard_interrupt")
 CTL_FD, INTR_FD = 3, 4  # a forked boot's event pipe and Ctrl-C pipe (stdin 0, stdout 1 and 2)
-# After a Ctrl-C the interpreter is woken again (s between wake-ups): the port checks what is
-# pending only when a wait ends with EINTR, and a readinto() of stdin reads on until its buffer
-# is full, so a wake-up that landed between two of its reads (the byte before the Ctrl-C had
-# just ended one) was lost and the read went on waiting with the KeyboardInterrupt pending. A
-# board's stdin read checks pending events in its loop; a wake-up with nothing pending only
-# restarts the wait.
+# After a Ctrl-C the interpreter is woken again while the KeyboardInterrupt is pending (every
+# _PENDING_POLL s; where the pending word cannot be found, at fixed intervals: _AGAIN, s
+# between wake-ups). The port checks what is pending only when a wait ends with EINTR, and a
+# readinto() of stdin reads on until its buffer is full: a wake-up that landed between two of
+# its reads (the byte before the Ctrl-C had just ended one), or while C code ran before the
+# read began, was lost and the read went on waiting with the interrupt pending. A board's
+# stdin read checks pending events in its loop. A wake-up with nothing pending only restarts
+# the wait it ended.
+_PENDING_POLL = 0.02
 _AGAIN = (0.002, 0.008, 0.04, 0.15, 0.8)
+_CTX_PROBE = 512  # bytes of mp_state_ctx searched for the pending word (offset 56 of 1,936)
 
 
 def library() -> ctypes.CDLL | None:
@@ -79,9 +83,32 @@ def main(argv: list[str]) -> int:
     return run(lib, int(argv[0]), argv[1:])
 
 
+def pending_slot(lib: ctypes.CDLL) -> int | None:
+    """The address of the word that holds the interpreter's pending exception (the main
+    thread's `mp_pending_exception` in `mp_state_ctx`), or None where it cannot be found.
+
+    Found before the interpreter starts: a KeyboardInterrupt is scheduled, the one word of
+    `mp_state_ctx` that changed to point into it is the one, and the bytes are put back."""
+    try:
+        ctx = ctypes.addressof(ctypes.c_char.in_dll(lib, "mp_state_ctx"))
+    except ValueError:
+        return None
+    word = ctypes.sizeof(ctypes.c_void_p)
+    before = ctypes.string_at(ctx, _CTX_PROBE)
+    lib.mp_sched_keyboard_interrupt()
+    after = ctypes.string_at(ctx, _CTX_PROBE)
+    ctypes.memmove(ctx, before, _CTX_PROBE)
+    changed = [i for i in range(0, _CTX_PROBE, word) if before[i : i + word] != after[i : i + word]]
+    if len(changed) != 1:
+        return None
+    value = int.from_bytes(after[changed[0] : changed[0] + word], sys.byteorder)
+    return ctx + changed[0] if ctx <= value < ctx + 65536 else None
+
+
 def run(lib: ctypes.CDLL, intr_fd: int, args: list[str]) -> int:
     """One boot: the interpreter on this thread, a thread turning bytes on intr_fd into Ctrl-C."""
     interp = threading.get_ident()  # this thread runs the interpreter
+    slot = pending_slot(lib)
     signal.signal(signal.SIGUSR2, lambda signum, frame: None)
     signal.siginterrupt(signal.SIGUSR2, True)  # a wait it ends is not restarted
 
@@ -91,17 +118,27 @@ def run(lib: ctypes.CDLL, intr_fd: int, args: list[str]) -> int:
         except OSError:
             pass
 
+    def pending() -> bool:
+        return slot is not None and ctypes.c_void_p.from_address(slot).value is not None
+
     def ctrl_c() -> None:
-        again: list[float] = []  # the wake-ups still to send after the last Ctrl-C
+        again: list[float] = []  # without the slot: the wake-ups still to send
         while True:
-            if again:
+            if slot is not None:
+                timeout = _PENDING_POLL if pending() else None
+            else:
+                timeout = again[0] if again else None
+            if timeout is not None:
                 try:
-                    ready = select.select([intr_fd], [], [], again[0])[0]
+                    ready = select.select([intr_fd], [], [], timeout)[0]
                 except InterruptedError:
                     continue
                 if not ready:
-                    again.pop(0)
-                    wake()
+                    if slot is None:
+                        again.pop(0)
+                        wake()
+                    elif pending():
+                        wake()
                     continue
             try:
                 data = os.read(intr_fd, 64)

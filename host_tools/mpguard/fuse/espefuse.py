@@ -2,19 +2,28 @@
 
 A `Target` is one chip's eFuses: a real board on a serial port (`espefuse --port P`), or a
 virtual chip (`espefuse --virt --path-efuse-file F`), which is what a virtual board reads its
-eFuses from (docs/sim.md). espefuse always runs as its own process, exactly as a user would
-run it, and the exact command line is what `mpguard fuse harden` prints in its dry run.
+eFuses from (docs/sim.md). espefuse always runs as its own process, its console-script entry
+point with the command line that `mpguard fuse harden` prints in its dry run. That process is
+forked from a server that imported espefuse once (fuse/efserver.py: most of a run was its
+imports), where the `espefuse` command is this environment's; else, or with
+MPGUARD_ESPEFUSE_FORK=0, it is the `espefuse` command itself (docs/decisions/0027).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import re
+import select
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -79,16 +88,143 @@ def shell_line(argv: list[str]) -> str:
 
 def run(argv: list[str], *, timeout: float = TIMEOUT) -> str:
     """Run espefuse; its output, or FuseError("espefuse_failed") with its last lines."""
-    try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise FuseError("espefuse_failed", f"no answer in {timeout:.0f} s") from None
-    out = res.stdout + res.stderr
-    if res.returncode != 0:
+    server = _server() if Path(argv[0]) == _own_espefuse() else None
+    if server is not None:
+        got = server.run(argv[1:], timeout)
+    else:
+        got = None
+    if got is None:
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                 stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise FuseError("espefuse_failed", f"no answer in {timeout:.0f} s") from None
+        got = (res.returncode, res.stdout + res.stderr)
+    code, out = got
+    if code != 0:
         tail = " | ".join(ln.strip() for ln in out.strip().splitlines()[-3:] if ln.strip())
-        raise FuseError("espefuse_failed", tail or f"exit code {res.returncode}")
+        raise FuseError("espefuse_failed", tail or f"exit code {code}")
     return out
+
+
+def _own_espefuse() -> Path:
+    return Path(sys.executable).parent / "espefuse"
+
+
+class _Server:
+    """The client of fuse/efserver.py: one per process, started at its first run, ended when
+    this process's end of the socketpair closes (at exit). Runs may come from several threads
+    (a station's workers): only a request and its answer take turns."""
+
+    def __init__(self) -> None:
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.lock = threading.Lock()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("efserver.py")), "--serve",
+                 str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), cwd="/")
+        except BaseException:
+            self.sock.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock.settimeout(60)
+        self.ok = self._reply() == b"ok"
+
+    def _reply(self) -> bytes:
+        reply = self.sock.recv(64)
+        if not reply:
+            raise ConnectionError("the espefuse server ended")
+        return reply
+
+    def run(self, args: list[str], timeout: float) -> tuple[int, str] | None:
+        """(exit code, stdout + stderr) of `espefuse ARGS`; None: the server failed (the caller
+        runs the command instead)."""
+        out = tempfile.TemporaryFile()
+        err = tempfile.TemporaryFile()
+        status_r, status_w = os.pipe()
+        try:
+            try:
+                req = {"argv": args, "env": dict(os.environ), "cwd": os.getcwd()}
+            except OSError:  # this process's folder is gone: the command can still run there
+                return None
+            with open(os.devnull, "rb") as devnull:
+                try:
+                    with self.lock:
+                        socket.send_fds(self.sock, [json.dumps(req).encode()],
+                                        [devnull.fileno(), out.fileno(), err.fileno(), status_w])
+                        pid = int(self._reply())
+                except (OSError, ValueError):
+                    self.close()
+                    return None
+            os.close(status_w)
+            status_w = -1
+            code = _status(status_r, pid, timeout)
+            out.seek(0)
+            err.seek(0)
+            text = (out.read() + err.read()).decode("utf-8", "replace")
+            return code, text
+        finally:
+            out.close()
+            err.close()
+            os.close(status_r)
+            if status_w >= 0:
+                os.close(status_w)
+
+    def close(self) -> None:
+        self.ok = False
+        self.sock.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _status(fd: int, pid: int, timeout: float) -> int:
+    """The exit code a run writes to its status pipe (1: it ended without writing one)."""
+    if not select.select([fd], [], [], timeout)[0]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        raise FuseError("espefuse_failed", f"no answer in {timeout:.0f} s")
+    data = b""
+    while True:
+        chunk = os.read(fd, 16)
+        if not chunk:
+            break
+        data += chunk
+    try:
+        return int(data)
+    except ValueError:
+        return 1
+
+
+_servers: dict[int, _Server | None] = {}  # pid -> this process's server (None: not usable)
+_servers_lock = threading.Lock()
+
+
+def _server() -> _Server | None:
+    if os.environ.get("MPGUARD_ESPEFUSE_FORK", "1") == "0":
+        return None
+    pid = os.getpid()
+    with _servers_lock:
+        if pid not in _servers:
+            try:
+                s: _Server | None = _Server()
+            except (OSError, ValueError):
+                s = None
+            if s is not None and not s.ok:
+                s.close()
+                s = None
+            if s is not None:
+                atexit.register(s.close)
+            _servers[pid] = s
+        s = _servers[pid]
+    return s if s is not None and s.ok else None
 
 
 def summary(target: Target) -> tuple[dict[str, Any], Target]:

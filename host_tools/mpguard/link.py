@@ -38,6 +38,7 @@ import io
 import json
 import os
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -251,6 +252,14 @@ class BoardLink(FileOps, ResetOps):
         except LinkDeadline:
             self._stale = True
             raise
+        except (TransportError, BoardNotAnswering):
+            self._stale = True  # the board is in a state the raw REPL did not expect
+            raise
+        except struct.error as e:
+            # mpremote unpacks the raw-paste window size from what the board sent: a board
+            # still reading bytes from before (a transfer broken off) may answer short
+            self._stale = True
+            raise TransportError(f"the board's answer was garbled ({e})") from None
         finally:
             w.disarm()
 

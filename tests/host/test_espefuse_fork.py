@@ -67,7 +67,16 @@ def test_a_failing_command_fails_the_same_both_ways(tmp_path, blank_chip, monkey
             ef.run(ef.command(t, "--do-not-confirm", "burn-efuse", "NO_SUCH_FIELD", "1"))
         got[w] = str(e.value)
     assert got["1"] == got["0"], got
-    assert got["1"].startswith("espefuse failed (")
+    # what went wrong, from espefuse's error box (not the box's last lines)
+    assert got["1"].startswith("espefuse failed (Invalid value for"), got["1"]
+    assert "Invalid eFuse name 'NO_SUCH_FIELD'" in got["1"] and "│" not in got["1"]
+
+
+def test_a_fatal_error_is_said_in_its_own_words(tmp_path, blank_chip, way):
+    t = _target(blank_chip("esp32"), "esp32")
+    with pytest.raises(FuseError) as e:
+        ef.run(ef.command(t, "--do-not-confirm", "burn-efuse", "JTAG_DISABLE", "5"))
+    assert "New value is not accepted for eFuse 'JTAG_DISABLE'" in str(e.value)
 
 
 def test_runs_from_several_threads_at_once(tmp_path, blank_chip, way):

@@ -102,9 +102,27 @@ def run(argv: list[str], *, timeout: float = TIMEOUT) -> str:
         got = (res.returncode, res.stdout + res.stderr)
     code, out = got
     if code != 0:
-        tail = " | ".join(ln.strip() for ln in out.strip().splitlines()[-3:] if ln.strip())
-        raise FuseError("espefuse_failed", tail or f"exit code {code}")
+        raise FuseError("espefuse_failed", failure(out) or f"exit code {code}")
     return out
+
+
+def failure(out: str, limit: int = 300) -> str:
+    """What a failed espefuse run said went wrong: the text of its error box (click's usage
+    errors), else its "A fatal error occurred" line, else its last three lines."""
+    lines = [ln.strip() for ln in out.splitlines()]
+    for i, ln in enumerate(lines):
+        if ln.startswith("╭─ Error"):
+            body = []
+            for b in lines[i + 1:]:
+                if b.startswith("╰"):
+                    break
+                body.append(b.strip("│").strip())
+            text = " ".join(x for x in body if x)
+            return text if len(text) <= limit else text[: limit - 3] + "..."
+    for ln in lines:
+        if "A fatal error occurred:" in ln:
+            return ln.split("A fatal error occurred:", 1)[1].strip()
+    return " | ".join(ln for ln in lines[-3:] if ln)
 
 
 def _own_espefuse() -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,31 @@ def test_a_cache_cleared_under_a_running_sim(sim_factory, cache, mpr):
     shutil.rmtree(cache)  # `rm -rf` of the cache while the sim runs: its next boot compiles again
     fw, mods = _probe(mpr, port)  # mpremote's soft reset is a boot
     assert fw == str(entry) and mods["_simfw"].endswith(".mpy")
+
+
+def test_a_new_entry_prunes_what_went_unused_for_a_month(tmp_path):
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    old, recent = root / ("0" * 64), root / ("1" * 64)  # entries of earlier firmware
+    stale_tmp, fresh_tmp = root / ".tmp-crashed", root / ".tmp-building"
+    for p in (old, recent, stale_tmp, fresh_tmp):
+        p.mkdir()
+        (p / fwcache.ENTRY).write_text("")
+    now = time.time()
+    os.utime(old, (now - 31 * 86400,) * 2)
+    os.utime(recent, (now - 29 * 86400,) * 2)
+    os.utime(stale_tmp, (now - 2 * 86400,) * 2)
+    entry = fwcache.compiled(micropython_path(), root=root)
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [entry.name, recent.name, fresh_tmp.name])
+    # an entry that is there already prunes nothing
+    os.utime(recent, (now - 40 * 86400,) * 2)
+    assert fwcache.compiled(micropython_path(), root=root) == entry and recent.is_dir()
+
+
+def test_a_supervisor_starting_on_an_entry_keeps_it_fresh(tmp_path, cache):
+    entry = fwcache.boot_dir(micropython_path())
+    assert entry.parent == cache.resolve()
+    os.utime(entry, (time.time() - 40 * 86400,) * 2)
+    assert fwcache.boot_dir(micropython_path()) == entry
+    assert time.time() - entry.stat().st_mtime < 3600

@@ -12,8 +12,10 @@ the MicroPython that loads them (its files' size and time), the cache's own path
 module's layout (FORMAT). An entry is made in a temporary folder beside it and renamed into place, so a
 folder named KEY is complete; supervisors that race to make one both succeed (the rename of
 the slower one fails, and it uses the winner's). An entry is never changed, so a sim that
-boots from it cannot see it half-written. Nothing removes old entries: `rm -rf` the folder
-clears the cache (docs/sim.md).
+boots from it cannot see it half-written. A supervisor that starts on an entry touches it;
+when a new entry is made, entries untouched for PRUNE_DAYS and temporary folders left for a
+day are removed (a sim whose entry went compiles it again at its next boot, as after `rm -rf`
+of the folder, which clears the cache: docs/sim.md).
 
 The folder holds no .py of a module's name (MicroPython's import takes a .py before a .mpy of
 the same name), only simboot.py, which nothing imports. If mpy-cross is missing or fails, the
@@ -37,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ..forkserver import child_env
@@ -47,6 +50,8 @@ ENTRY = "simboot.py"
 MOUNT = "/_simfw_"  # where firmware/_simhw.py load mounts the firmware's folder
 LAZY = frozenset({"_simbus", "_simio", "_simpin", "_simrtc", "_simwlan"})  # imported there
 SUBDIR = "sim-firmware"
+PRUNE_DAYS = 30  # an entry no supervisor started on for this long goes when a new one comes
+_TMP = ".tmp-"
 
 
 def cache_root() -> Path:
@@ -130,7 +135,7 @@ def compiled(micropython: str, src: Path | None = None, root: Path | None = None
     final = root / key(src, exe, micropython, root)
     if final.is_dir():
         return final
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=_TMP))
     try:
         _build(src, tmp, final, exe, micropython)
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700
@@ -141,14 +146,35 @@ def compiled(micropython: str, src: Path | None = None, root: Path | None = None
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    prune(root, final)
     return final
+
+
+def prune(root: Path, keep: Path, now: float | None = None) -> list[str]:
+    """Remove the entries of `root` untouched for PRUNE_DAYS and temporary folders older
+    than a day, never `keep`; the names removed."""
+    now = time.time() if now is None else now
+    gone = []
+    for p in root.iterdir():
+        if p == keep or not p.is_dir() or p.is_symlink():
+            continue
+        try:
+            age = now - p.stat().st_mtime
+        except OSError:
+            continue
+        if age > (86400 if p.name.startswith(_TMP) else PRUNE_DAYS * 86400):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p.name)
+    return gone
 
 
 def boot_dir(micropython: str) -> Path:
     """The folder the board boots from: the compiled firmware (`compiled`), else the sources
     (`folder.firmware_dir()`), with why on stderr (the supervisor's log)."""
     try:
-        return compiled(micropython)
+        entry = compiled(micropython)
+        os.utime(entry)  # in use: not pruned while supervisors start on it
+        return entry
     except Exception as e:  # whatever it is, the board boots (from source)
         print(f"mpguard sim: booting the firmware from source ({e})", file=sys.stderr, flush=True)
         return folder.firmware_dir()

@@ -190,16 +190,23 @@ def check(token, keys, max_len=_MAX_TOKEN):
         # [public key, base64url SHA-256 of its comb table /mpguard/tab/<kid>] (guard.install,
         # from the anchors' "tabs"): a table other than the one the anchors name is refused
         k, d = k
-        try:
-            with open(_TAB + kid, "rb") as f:
-                t = f.read()
-        except OSError:
-            t = b""
-        if b64u_enc(sha256(t).digest()).decode() != d:
+        t = table(kid, d)
+        if not t:
             raise GuardError("bad_table")
     if not p256.verify(k, h, sig, t):
         raise GuardError("bad_sig")
     return hdr, d1, d2, h
+
+
+def table(kid, d):
+    # The comb table /mpguard/tab/<kid> if its base64url SHA-256 is d, else b"" (guard.rotate
+    # keeps a statement's table only when this finds it)
+    try:
+        with open(_TAB + kid, "rb") as f:
+            t = f.read()
+    except OSError:
+        return b""
+    return t if b64u_enc(sha256(t).digest()).decode() == d else b""
 
 
 def verify(token, keys, max_len=_MAX_TOKEN):

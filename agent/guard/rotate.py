@@ -362,9 +362,13 @@ def anchors(tokens):
                     raise ValueError
         if type(k) is not int or not 0 < k <= len(keys):
             raise ValueError
+        # the comb tables it names (signed with the keys), kept for the keys whose table the
+        # host wrote first: a table named but missing would refuse every update (bad_table)
+        t = s.get("tabs", {})
+        t = {i: t[i] for i in keys if i in t and jws.table(i, t[i])}
     except (ValueError, KeyError, TypeError, AttributeError):
         raise GuardError("bad_statement")
-    d = json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops}).encode()
+    d = json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops, "tabs": t}).encode()
     from guard import pin  # anchors pinned in eFuse stay for ever (else every update refuses)
 
     if pin.state(d) == "mismatch":

@@ -386,6 +386,47 @@ def test_anchor_statement_adds_and_removes_release_keys(rig):
     rig.ok(rig.cmd("set", "mqtt", 1, MQTT))
 
 
+def _put_table(rig, pub: bytes, tab: bytes) -> None:
+    rig.out("import os, binascii\ntry:\n    os.mkdir('/mpguard/tab')\nexcept OSError:\n    pass\n"
+            "f = open('/mpguard/tab/' + IN['k'], 'wb')\nf.write(binascii.unhexlify(IN['t']))\n"
+            "f.close()\nOUT(1)", k=keys.thumbprint(pub), t=tab.hex())
+
+
+def test_a_statement_keeps_the_comb_table_it_names_when_the_board_has_it(rig):
+    """The statement names the new key's table (decisions/0020); the host wrote it first:
+    the board keeps it in anchors.json and verifies with it (a changed table is refused)."""
+    from mpguard import anchortab
+
+    old, new = rig.release, keys.generate()
+    pub = keys.public_bytes(new)
+    tab = anchortab.table(pub)
+    _put_table(rig, pub, tab)
+    s = commands.statement(_doc([new], [rig.operator], ver=1), [old])
+    assert rig.out("OUT(attempt(R.anchors, IN['s']))", s=s)[1] is None
+    on_board = json.loads(rig.out("OUT(open('/mpguard/anchors.json').read())"))
+    assert on_board["tabs"] == {keys.thumbprint(pub): anchortab.digest(tab)}
+    assert _install(rig, _bundle(new, 1)) == ["installed", None]
+    _put_table(rig, pub, bytes(len(tab)))
+    assert _install(rig, _bundle(new, 2)) == ["refused", "bad_table"]
+
+
+@pytest.mark.parametrize("table", ["missing", "another key's"])
+def test_a_statement_naming_a_table_the_board_lacks_keeps_the_key_without_one(rig, table):
+    """A table named but not there (not written, or not the one named) is left out: named, it
+    would refuse every update (bad_table); without it the key verifies the generic way."""
+    from mpguard import anchortab
+
+    old, new = rig.release, keys.generate()
+    pub = keys.public_bytes(new)
+    if table != "missing":
+        _put_table(rig, pub, anchortab.table(keys.public_bytes(old)))
+    s = commands.statement(_doc([new], [rig.operator], ver=1), [old])
+    assert rig.out("OUT(attempt(R.anchors, IN['s']))", s=s)[1] is None
+    on_board = json.loads(rig.out("OUT(open('/mpguard/anchors.json').read())"))
+    assert sorted(on_board["keys"]) == [keys.thumbprint(pub)] and not on_board.get("tabs")
+    assert _install(rig, _bundle(new, 1)) == ["installed", None]
+
+
 def test_compromised_key_drill_before_and_after(rig):
     old, new = rig.release, keys.generate()
     assert _install(rig, _bundle(old, 1)) == ["installed", None]  # trusted before

@@ -11,8 +11,10 @@ from mpguard.agent import package as agentpkg
 # the hardened update path all landed (README "Status" and "Numbers"): 40,229 B of 32,768 at
 # the last count. The budget is the design's and stays; this test is an expected failure
 # until the agent fits again (strict: it fails the suite the day the agent fits, so the
-# marker goes). Meanwhile AGENT_CEILING keeps the agent from growing further unnoticed.
-AGENT_CEILING = 40_960
+# marker goes). Meanwhile AGENT_CEILING keeps the agent from growing further unnoticed: raised
+# once, 40,960 -> 41,088, for a trust-anchor statement that keeps its keys' comb tables
+# (2026-11-27, issue #13 item 3: +116 B; 41,076 B then).
+AGENT_CEILING = 41_088
 
 
 def _compiled(tmp_path):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mpguard import cli, jose, keys, project
+from mpguard import anchortab, cli, jose, keys, project
 from mpguard.errors import RotateError
 from mpguard.rotate import anchors, commands, operator
 
@@ -53,8 +53,10 @@ def test_anchors_rotate_add_new_remove_old(tmp_path):
     assert p.key_entry()["kid"] == res.added[0] == res.signing_key  # signs releases now
     (st,) = anchors.statements(p)
     _, body = jose.verify(st["tokens"][0], {old: jose.b64u_dec(before["keys"][old])})
+    # with each release key's comb table named (decisions/0020): signed with the keys
     assert json.loads(body) == {"typ": commands.STATEMENT, "ver": 1, "k": 1,
-                                "keys": doc["keys"], "ops": doc["ops"]}
+                                "keys": doc["keys"], "ops": doc["ops"],
+                                "tabs": anchortab.with_tables(doc)[0]["tabs"]}
     # the next statement is signed by the new key; the log keeps both, in order
     res2 = anchors.rotate(p, add="new", remove=None, passphrase=None, threshold=2)
     assert res2.signed_by == res.added and [s["ver"] for s in anchors.statements(p)] == [1, 2]

@@ -26,6 +26,7 @@ ever: it refuses every statement (anchors_pin; docs/decisions/0016-rotation.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -252,12 +253,40 @@ def push(link: BoardLink, proj: Any) -> Pushed:
                           "`mpguard agent install --port P` first")
     ver = int(doc.get("ver", 0) or 0)
     res = Pushed(ver, ver, [])
+    # an agent installed as .mpy verifies with the release keys' comb tables; as .py it has
+    # no heap for them (decisions/0020)
+    tables = link.exists("/lib/guard/jws.mpy")
     for s in [s for s in statements(proj) if s["ver"] > ver]:
+        if tables:
+            _put_tables(link, s["tokens"][0])
         link.soft_reset()  # each statement's signatures get the whole heap
         link.call("anchors.rotate", [s["tokens"]], timeout=60)
         res.applied.append(s["ver"])
         res.after = s["ver"]
     return res
+
+
+def _put_tables(link: BoardLink, token: str) -> None:
+    """The comb tables a statement names, written before it (the board keeps a named table
+    only when its file is there and matches; unused until the statement is applied)."""
+    from .. import anchortab
+
+    body = json.loads(b64u_dec(token.split(".")[1]))
+    tabs, ks = body.get("tabs") or {}, body.get("keys") or {}
+    made = False
+    for kid, want in sorted(tabs.items()):
+        if kid not in ks or not all(ch.isalnum() or ch in "-_" for ch in kid):
+            continue
+        tab = anchortab.table(b64u_dec(ks[kid]))
+        if anchortab.digest(tab) != want:
+            continue
+        where = anchortab.path(kid)
+        if link.sha256(where) == hashlib.sha256(tab).hexdigest():
+            continue
+        if not made:
+            link.mkdir(anchortab.TAB_DIR)
+            made = True
+        link.put(tab, where)
 
 
 def pending(link: BoardLink, proj: Any) -> bool:

@@ -65,8 +65,17 @@ def anchor_doc(release_keys: list[bytes], operator_keys: list[bytes], *, ver: in
 
 
 def statement(doc: dict[str, Any], signers: list[Any]) -> list[str]:
-    """A statement moving a board to `doc` (its ver, keys, k, ops), signed by each signer."""
+    """A statement moving a board to `doc` (its ver, keys, k, ops), signed by each signer.
+
+    It also names each release key's comb table ("tabs": kid -> base64url SHA-256,
+    mpguard.anchortab), signed with the keys: a board that holds a named table (`anchors push`
+    writes them first) keeps verifying with it; agents before tables ignore the member."""
+    from .. import anchortab
+
     body = {"typ": STATEMENT, "ver": doc["ver"], "keys": doc["keys"], "k": doc["k"],
             "ops": doc.get("ops", {})}
+    tabs = anchortab.with_tables({"keys": doc["keys"]})[0].get("tabs")
+    if tabs:
+        body["tabs"] = tabs
     payload = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return [jose.sign(payload, s) for s in signers]

@@ -105,11 +105,19 @@ class Watch:
         mpremote reads one byte a call; a read of fewer bytes than the port already holds
         takes them all in one system call and keeps the rest for the next reads. Bytes are
         watched (`_feed`) when a read returns them, not when they come off the port, so what
-        is armed at that moment decides, as without the read-ahead."""
+        is armed at that moment decides, as without the read-ahead. A read of more bytes than
+        are held gets the rest from the port, waiting as pyserial's does: mpremote reads the
+        raw-paste window size as read(2) and unpacks exactly two bytes (one held, one not yet
+        read, was a "garbled" answer under load)."""
         self._check()
+        out = b""
         if self._back:
-            data, self._back = self._back[:n], self._back[n:]
-            return data
+            out, self._back = self._back[:n], self._back[n:]
+            if len(out) == n:
+                return out
+        return out + self._read(n - len(out))
+
+    def _read(self, n: int) -> bytes:
         if not self._ahead:
             waiting = self._ser.in_waiting
             if waiting <= n:
@@ -121,6 +129,8 @@ class Watch:
                 return data
             self._ahead = self._ser.read(waiting)  # there already: does not wait
         data, self._ahead = self._ahead[:n], self._ahead[n:]
+        if len(data) < n:
+            data += self._ser.read(n - len(data))
         self._feed(data)
         return data
 

@@ -104,7 +104,7 @@ def test_a_deploy_that_outlasts_its_deadline_ends_with_exit_3(desk):
     # is shorter than at a slower baud (what the board credited drains sooner)
     simlib.start("desk", baud=38400)
     obj = desk.json("deploy", "--port", "sim:desk", big, "--deadline", "2", rc=3)
-    assert obj["error"]["type"] == "LinkDeadline" and obj["error"]["reason"] == "deadline"
+    assert obj["error"]["type"] == "LinkDeadline" and obj["error"]["reason"] == "deadline", obj
     assert "did not finish before its deadline" in obj["error"]["message"]
     # the board reads ahead: the block it credited (up to 16 KiB, ~4 s at 38400 baud) is
     # still on its way, ahead of what the next command types (docs/decisions/0018)

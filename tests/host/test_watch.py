@@ -130,8 +130,22 @@ def test_one_byte_reads_take_what_the_port_holds_in_one_read():
     got = b"".join(w.read(1) for _ in range(5))
     assert got == b"hello" and port.reads == 1
     assert w.in_waiting == len(text) - 5  # what was taken ahead still counts as waiting
-    assert w.read(100) == text[5:] and port.reads == 1
+    assert w.read(18) == text[5:] and port.reads == 1  # all held: the port is not asked
     assert w.read(1) == b"" and port.reads == 2  # nothing held: the port is asked (and waits)
+
+
+def test_a_read_of_more_than_is_held_gets_the_rest_from_the_port():
+    # mpremote's raw paste: read(2) for "R\x01", then read(2) for the window size, which
+    # must be two bytes even when only one of them was taken ahead (struct.unpack)
+    port = CountingPort(b"R\x01\x80", b"\x00>")
+    w = Watch(port)
+    assert w.read(2) == b"R\x01"  # three were waiting: one is held
+    assert w.read(2) == b"\x80\x00" and port.reads == 2
+    assert w.read(1) == b">"
+    # and bytes given back come first, the rest from the port
+    w2 = Watch(Port(b"bc"))
+    w2.unread(b">")
+    assert w2.read(3) == b">bc"
 
 
 def test_bytes_taken_ahead_are_watched_when_read_not_when_taken():

@@ -43,15 +43,20 @@ def child_env() -> dict[str, str]:
 class Zygote:
     """launch.py as a fork server (`--serve`: a sim supervisor's, or unixport's in a process
     that runs programs on the port), over a socketpair: no path on disk, so no other process
-    can ask it for anything."""
+    can ask it for anything. `script`: another server of the same protocol's start (its
+    "--serve FD" and "ok"): fuse/efserver.py, with its output to /dev/null (`quiet`)."""
 
-    def __init__(self, d: Path, *, pdeathsig: bool = True):
+    def __init__(self, d: Path, *, pdeathsig: bool = True, script: str = LAUNCH,
+                 quiet: bool = False):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.ok = False  # serving (its "ok" came, nothing failed since)
+        out = subprocess.DEVNULL if quiet else None
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, LAUNCH, "--serve", str(theirs.fileno())],
+                [sys.executable, script, "--serve", str(theirs.fileno())],
                 stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
                 pass_fds=(theirs.fileno(),),
                 env=child_env(),
                 cwd=str(d),

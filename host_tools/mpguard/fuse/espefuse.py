@@ -19,7 +19,6 @@ import select
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -130,32 +129,22 @@ def _own_espefuse() -> Path:
 
 
 class _Server:
-    """The client of fuse/efserver.py: one per process, started at its first run, ended when
-    this process's end of the socketpair closes (at exit). Runs may come from several threads
-    (a station's workers): only a request and its answer take turns."""
+    """The client of fuse/efserver.py (a forkserver.Zygote of that script): one per process,
+    started at its first run, ended when this process's end of the socketpair closes (at
+    exit). Runs may come from several threads (a station's workers): only a request and its
+    answer take turns."""
 
     def __init__(self) -> None:
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        from ..forkserver import Zygote
+
+        self.z = Zygote(Path("/"), pdeathsig=False, quiet=True,
+                        script=str(Path(__file__).with_name("efserver.py")))
+        self.z.sock.settimeout(60)
         self.lock = threading.Lock()
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("efserver.py")), "--serve",
-                 str(theirs.fileno())],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),), cwd="/")
-        except BaseException:
-            self.sock.close()
-            raise
-        finally:
-            theirs.close()
-        self.sock.settimeout(60)
-        self.ok = self._reply() == b"ok"
-
-    def _reply(self) -> bytes:
-        reply = self.sock.recv(64)
-        if not reply:
-            raise ConnectionError("the espefuse server ended")
-        return reply
+            self.ok = self.z._reply() == b"ok"
+        except OSError:
+            self.ok = False
 
     def run(self, args: list[str], timeout: float) -> tuple[int, str] | None:
         """(exit code, stdout + stderr) of `espefuse ARGS`; None: the server failed (the caller
@@ -171,9 +160,8 @@ class _Server:
             with open(os.devnull, "rb") as devnull:
                 try:
                     with self.lock:
-                        socket.send_fds(self.sock, [json.dumps(req).encode()],
-                                        [devnull.fileno(), out.fileno(), err.fileno(), status_w])
-                        pid = int(self._reply())
+                        pid = int(self.z._ask(req, [devnull.fileno(), out.fileno(),
+                                                    err.fileno(), status_w]))
                 except (OSError, ValueError):
                     self.close()
                     return None
@@ -193,12 +181,7 @@ class _Server:
 
     def close(self) -> None:
         self.ok = False
-        self.sock.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.z.close()
 
 
 def _status(fd: int, pid: int, timeout: float) -> int:

@@ -256,8 +256,9 @@ class BoardLink(FileOps, ResetOps):
             self._stale = True  # the board is in a state the raw REPL did not expect
             raise
         except struct.error as e:
-            # mpremote unpacks the raw-paste window size from what the board sent: a board
-            # still reading bytes from before (a transfer broken off) may answer short
+            # mpremote unpacks the raw-paste window size from what the board sent: an answer
+            # cut short (noise on the line, a board still busy with bytes from before) is the
+            # link's failure, not an internal error (mpguard.watch's read gives whole reads)
             self._stale = True
             raise TransportError(f"the board's answer was garbled ({e})") from None
         finally:

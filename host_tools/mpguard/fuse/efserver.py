@@ -1,8 +1,8 @@
 """espefuse as a fork server: `python efserver.py --serve SOCK_FD` (started by
 mpguard.fuse.espefuse; it imports nothing of mpguard).
 
-An espefuse run spends most of its time importing esptool, click and its chip modules (about
-0.4 s of 0.5 s on a virtual chip). This server imports them once, answers "ok" on SOCK_FD (a
+An espefuse run spends much of its time importing esptool, click, rich and its chip modules
+(about 0.3 s of the 0.75 s of CPU a summary of a virtual chip took as a process). This server imports them once, answers "ok" on SOCK_FD (a
 Unix socketpair with the process that started it), then forks one child per request. A
 request is the run's arguments, environment and folder, with four fds (SCM_RIGHTS): stdin,
 stdout, stderr and a status pipe. The child takes the first three as fds 0-2, closes every

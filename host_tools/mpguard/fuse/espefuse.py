@@ -66,7 +66,7 @@ class Target:
 
 def espefuse_path() -> str:
     """The espefuse of this installation (next to this Python, else on PATH)."""
-    cand = Path(sys.executable).parent / "espefuse"
+    cand = _own_espefuse()
     if cand.exists():
         return str(cand)
     found = shutil.which("espefuse")
@@ -88,10 +88,7 @@ def shell_line(argv: list[str]) -> str:
 def run(argv: list[str], *, timeout: float = TIMEOUT) -> str:
     """Run espefuse; its output, or FuseError("espefuse_failed") with its last lines."""
     server = _server() if Path(argv[0]) == _own_espefuse() else None
-    if server is not None:
-        got = server.run(argv[1:], timeout)
-    else:
-        got = None
+    got = server.run(argv[1:], timeout) if server is not None else None
     if got is None:
         try:
             res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,

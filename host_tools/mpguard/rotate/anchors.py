@@ -272,16 +272,12 @@ def _put_tables(link: BoardLink, token: str) -> None:
     from .. import anchortab
 
     body = json.loads(b64u_dec(token.split(".")[1]))
-    tabs, ks = body.get("tabs") or {}, body.get("keys") or {}
+    doc, files = anchortab.with_tables({"keys": body.get("keys") or {}})
+    named = body.get("tabs") or {}
     made = False
-    for kid, want in sorted(tabs.items()):
-        if kid not in ks or not all(ch.isalnum() or ch in "-_" for ch in kid):
-            continue
-        tab = anchortab.table(b64u_dec(ks[kid]))
-        if anchortab.digest(tab) != want:
-            continue
-        where = anchortab.path(kid)
-        if link.sha256(where) == hashlib.sha256(tab).hexdigest():
+    for kid, digest in sorted(doc.get("tabs", {}).items()):
+        where, tab = anchortab.path(kid), files[anchortab.path(kid)]
+        if named.get(kid) != digest or link.sha256(where) == hashlib.sha256(tab).hexdigest():
             continue
         if not made:
             link.mkdir(anchortab.TAB_DIR)

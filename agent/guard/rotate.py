@@ -1,11 +1,13 @@
 # guard.rotate: credential rotation on the board (docs/rotate.md, decisions/0016-rotation.md):
-# application secrets sent as JWE, kept encrypted, rotated in two phases with an epoch; and
-# the trust-anchor statement. Secret values never appear in an answer, an error or a log.
+# application secrets sent as JWE, kept encrypted, rotated in two phases with an epoch (the
+# trust-anchor statement is guard.anchors). Secret values never appear in an answer, an error
+# or a log.
 # (Over 300 lines: the commands share one record and one atomic write; split, each would
 # load the other on a heap with little room.)
 #
 # command(token), in order; any refusal changes nothing:
 #  1. a JWS (RFC 7515, guard.jws) by an operator key of /mpguard/anchors.json "ops"
+#     (guard.anchors.load: no_anchors)
 #  2. its payload, a JSON object: "sub" is this board's UEID (wrong_board); "seq" is above
 #     every command accepted before (cmd_replay); "name" matches _NAME (bad_name); "op" is
 #     set, stage, commit or revert (bad_cmd)
@@ -27,12 +29,8 @@
 # identity.install adds a wrapping under the new key before it changes the key (rewrap).
 # A staged value reverts by itself at the _MAX_BOOTS-th boot (boot()) or after _TTL seconds of
 # this boot without commit; a failed test reverts it at once.
-# anchors(tokens): a statement signed by k distinct current anchors (threshold), "ver" above
-# the board's (anchors_rollback), a non-empty key set (no_keys), kids = thumbprints; anchors
-# pinned in eFuse (guard.pin) are never replaced (anchors_pin).
 # Reasons: bad_cmd wrong_board cmd_replay bad_name old_epoch bad_epoch no_staged secret_size
-# too_many_secrets bad_jwe bad_tag no_test bad_secrets bad_statement threshold
-# anchors_rollback no_keys, plus guard.jws's.
+# too_many_secrets bad_jwe bad_tag no_test bad_secrets no_anchors, plus guard.jws's.
 import json
 import os
 from binascii import a2b_base64, b2a_base64
@@ -44,7 +42,6 @@ from guard import GuardError, _rt, store
 from guard.mac import ct_eq, hkdf, hmac_sha256
 
 _REC = const("sec")
-_ANCHORS = const("anchors.json")  # in /mpguard, as guard.install.ANCHORS
 _MAX_VALUE = const(384)
 _MAX_NAMES = const(6)
 _MAX_CMD = const(4096)
@@ -194,33 +191,13 @@ def _jwe(text, key=None):
     return v
 
 
-def _keys(m):
-    from guard import jws
-
-    out = {}
-    for k, v in m.items():  # (not a dict: AttributeError, for the caller)
-        out[k] = jws.b64u_dec(v)
-    return out
-
-
-def _ops(name):
-    # (anchors.json, the public keys of its member `name`: "keys" or "ops"); no_anchors when
-    # either is missing or malformed
-    try:
-        with open("/mpguard/" + _ANCHORS) as f:
-            a = json.load(f)
-        return a, _keys(a[name])
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
-        raise GuardError("no_anchors")
-
-
 def command(token):
     # A signed command (see the steps above); returns status().
-    from guard import identity, jws
+    from guard import anchors, identity, jws
 
     r = _load()
     key = identity.key()  # read while the heap is whole (a 64K heap: P-256 fragments it)
-    c = jws.verify(token, _ops("ops")[1], _MAX_CMD)[1]
+    c = jws.verify(token, anchors.load("ops")[1], _MAX_CMD)[1]
     try:
         c = json.loads(c)
         op, n, e, q = c["op"], c["name"], c["epoch"], c["seq"]
@@ -327,51 +304,3 @@ def rewrap(d, old=None):
     dk = _dk(r, old)
     r["w"].insert(0, _seal(_kek(d), b"dk", dk))  # first: the key most likely to open it
     _save(r)
-
-
-def anchors(tokens):
-    # A trust-anchor statement: JWS tokens over one payload {"typ": "mpguard-anchors", "ver",
-    # "keys", "k", "ops"}, each by a distinct current anchor; returns the new kids.
-    from guard import jws
-
-    a, cur = _ops("keys")
-    if type(tokens) is not list or not 0 < len(tokens) <= 8:
-        raise GuardError("bad_statement")
-    body = None
-    kids = []
-    for t in tokens:
-        h, b = jws.verify(t, cur, _MAX_CMD)
-        if (body is not None and b != body) or h["kid"] in kids:
-            raise GuardError("bad_statement")
-        body = b
-        kids.append(h["kid"])
-    if body is None or len(kids) < max(1, a.get("k", 1)):
-        raise GuardError("threshold")
-    try:
-        s = json.loads(body)
-        ver, keys, k, ops = s["ver"], s["keys"], s["k"], s.get("ops", a.get("ops", {}))
-        if s["typ"] != "mpguard-anchors" or type(ver) is not int:
-            raise ValueError
-        if ver <= a.get("ver", 0):
-            raise GuardError("anchors_rollback")
-        if not keys:
-            raise GuardError("no_keys")
-        for m in (keys, ops):
-            for kid, pub in _keys(m).items():
-                if jws.thumbprint(pub) != kid:
-                    raise ValueError
-        if type(k) is not int or not 0 < k <= len(keys):
-            raise ValueError
-        # the comb tables it names (signed with the keys), kept for the keys whose table the
-        # host wrote first: a table named but missing would refuse every update (bad_table)
-        t = s.get("tabs", {})
-        t = {i: t[i] for i in keys if i in t and jws.table(i, t[i])}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise GuardError("bad_statement")
-    d = json.dumps({"v": 1, "ver": ver, "k": k, "keys": keys, "ops": ops, "tabs": t}).encode()
-    from guard import pin  # anchors pinned in eFuse stay for ever (else every update refuses)
-
-    if pin.state(d) == "mismatch":
-        raise GuardError("anchors_pin")
-    store.write(_ANCHORS, (d,))
-    return sorted(keys)

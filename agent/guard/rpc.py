@@ -47,7 +47,7 @@ _CALLS = {
     "secret.status": ("rotate", "status"),
     "secret.command": ("rotate", "command"),  # (signed command JWS)
     "secret.test": ("rotate", "test"),  # (name): the app's test on the staged value
-    "anchors.rotate": ("rotate", "anchors"),  # ([JWS, ...]): a trust-anchor statement
+    "anchors.rotate": ("anchors", "rotate"),  # ([JWS, ...]): a trust-anchor statement
 }
 _STREAMS = {
     "update.install": ("install", "install"),  # install(stream, length)

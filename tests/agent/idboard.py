@@ -77,12 +77,14 @@ FL = None
 IN = {}
 
 R = None
+A = None
 
 def setup(data):
-    global IN, FL, R
+    global IN, FL, R, A
     IN = data
-    if IN.get("rot"):  # credential rotation tests: guard.rotate and the install path too
+    if IN.get("rot"):  # credential rotation tests: guard.rotate, guard.anchors, the install path
         import guard.rotate as R
+        import guard.anchors as A
         for m in ("state", "bundle", "install", "manifest", "slots", "boot", "pin") + (("posture",) if IN.get("pos") else ()):
             try:
                 __import__("guard." + m)

@@ -374,7 +374,7 @@ def _bundle(key, seq: int) -> bytes:
 def test_anchor_statement_adds_and_removes_release_keys(rig):
     old, new = rig.release, keys.generate()
     doc = _doc([new], [rig.operator], ver=1)
-    kids = rig.out("OUT(attempt(R.anchors, IN['s']))", s=commands.statement(doc, [old]))
+    kids = rig.out("OUT(attempt(A.rotate, IN['s']))", s=commands.statement(doc, [old]))
     assert kids == [sorted(doc["keys"]), None]
     on_board = rig.out("OUT(open('/mpguard/anchors.json').read())")
     assert json.loads(on_board)["keys"] == doc["keys"] and json.loads(on_board)["ver"] == 1
@@ -402,7 +402,7 @@ def test_a_statement_keeps_the_comb_table_it_names_when_the_board_has_it(rig):
     tab = anchortab.table(pub)
     _put_table(rig, pub, tab)
     s = commands.statement(_doc([new], [rig.operator], ver=1), [old])
-    assert rig.out("OUT(attempt(R.anchors, IN['s']))", s=s)[1] is None
+    assert rig.out("OUT(attempt(A.rotate, IN['s']))", s=s)[1] is None
     on_board = json.loads(rig.out("OUT(open('/mpguard/anchors.json').read())"))
     assert on_board["tabs"] == {keys.thumbprint(pub): anchortab.digest(tab)}
     assert _install(rig, _bundle(new, 1)) == ["installed", None]
@@ -421,7 +421,7 @@ def test_a_statement_naming_a_table_the_board_lacks_keeps_the_key_without_one(ri
     if table != "missing":
         _put_table(rig, pub, anchortab.table(keys.public_bytes(old)))
     s = commands.statement(_doc([new], [rig.operator], ver=1), [old])
-    assert rig.out("OUT(attempt(R.anchors, IN['s']))", s=s)[1] is None
+    assert rig.out("OUT(attempt(A.rotate, IN['s']))", s=s)[1] is None
     on_board = json.loads(rig.out("OUT(open('/mpguard/anchors.json').read())"))
     assert sorted(on_board["keys"]) == [keys.thumbprint(pub)] and not on_board.get("tabs")
     assert _install(rig, _bundle(new, 1)) == ["installed", None]
@@ -430,7 +430,7 @@ def test_a_statement_naming_a_table_the_board_lacks_keeps_the_key_without_one(ri
 def test_compromised_key_drill_before_and_after(rig):
     old, new = rig.release, keys.generate()
     assert _install(rig, _bundle(old, 1)) == ["installed", None]  # trusted before
-    rig.out("OUT(attempt(R.anchors, IN['s']))", s=commands.statement(_doc([new], [rig.operator], 1), [old]))
+    rig.out("OUT(attempt(A.rotate, IN['s']))", s=commands.statement(_doc([new], [rig.operator], 1), [old]))
     assert _install(rig, _bundle(old, 2)) == ["refused", "unknown_key"]
 
 
@@ -438,9 +438,9 @@ def test_threshold_k_of_n(rig):
     a, b, c = keys.generate(), keys.generate(), keys.generate()
     rig.write_anchors(_doc([a, b, c], [rig.operator], ver=3, k=2))
     doc = _doc([a, b], [rig.operator], ver=4, k=2)
-    assert rig.out("OUT(attempt(R.anchors, IN['s']))", s=commands.statement(doc, [a])) == [None, "threshold"]
-    assert rig.out("OUT(attempt(R.anchors, IN['s']))", s=commands.statement(doc, [a, a])) == [None, "bad_statement"]
-    assert rig.out("OUT(attempt(R.anchors, IN['s']))", s=commands.statement(doc, [c, b]))[1] is None
+    assert rig.out("OUT(attempt(A.rotate, IN['s']))", s=commands.statement(doc, [a])) == [None, "threshold"]
+    assert rig.out("OUT(attempt(A.rotate, IN['s']))", s=commands.statement(doc, [a, a])) == [None, "bad_statement"]
+    assert rig.out("OUT(attempt(A.rotate, IN['s']))", s=commands.statement(doc, [c, b]))[1] is None
 
 
 ANCHOR_BAD = {
@@ -473,7 +473,7 @@ def test_bad_anchor_statements_change_nothing(rig):
     rig.b2 = b2
     rig.write_anchors(_doc([a, b2], [rig.operator], ver=7, k=2))
     image = rig.b.path.read_bytes()
-    got = {name: rig.out("OUT(attempt(R.anchors, IN['s']))", s=make(rig, a))[1]
+    got = {name: rig.out("OUT(attempt(A.rotate, IN['s']))", s=make(rig, a))[1]
            for name, (make, _) in ANCHOR_BAD.items()}
     assert got == {name: reason for name, (_, reason) in ANCHOR_BAD.items()}
     assert rig.b.path.read_bytes() == image
@@ -522,7 +522,7 @@ import guard.hw as hw
 W = {int(k): v for k, v in IN['w'].items()}
 hw.chip = lambda: 'ESP32'
 hw.mem32 = lambda a: W.get(a, 0)
-OUT(attempt(R.anchors, IN['s']))
+OUT(attempt(A.rotate, IN['s']))
 OUT(open('/mpguard/anchors.json', 'rb').read().hex())
 """
     s = commands.statement(doc, [rig.release])

@@ -51,3 +51,21 @@ def test_a_pushed_statement_keeps_the_new_keys_table_in_use(sim_factory, tmp_pat
         link.put(tab, anchortab.path(new))
         assert deploy.deploy(link, rel.build("3.0.1", GOOD), wait=20).outcome == "confirmed"
 
+
+
+def test_an_agent_installed_as_source_applies_a_statement(sim_factory, tmp_path):
+    """A board whose agent is .py (its mpy version differs) compiles the statement's code on
+    the board: it applies it within the 64 KiB heap (without tables, which need .mpy), and
+    verifies the new key's bundles."""
+    rel = Releases(tmp_path)
+    with BoardLink(sim_factory("atpy").port, connect_timeout=20) as link:
+        rep = agent_install.install(link, rel.anchors(), force=True, fmt="py")
+        assert rep.format == "py" and rep.tables is False
+        assert deploy.deploy(link, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+        old, new = _rotate(rel)
+        pushed = anchors.push(link, rel.proj)
+        assert pushed.applied == [1]
+        doc = json.loads(link.get("/mpguard/anchors.json"))
+        assert sorted(doc["keys"]) == [new] and doc["tabs"] == {}
+        res = deploy.deploy(link, rel.build("2.0.0", GOOD), wait=20)
+        assert res.outcome == "confirmed", res

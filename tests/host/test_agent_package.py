@@ -12,9 +12,11 @@ from mpguard.agent import package as agentpkg
 # the last count. The budget is the design's and stays; this test is an expected failure
 # until the agent fits again (strict: it fails the suite the day the agent fits, so the
 # marker goes). Meanwhile AGENT_CEILING keeps the agent from growing further unnoticed: raised
-# once, 40,960 -> 41,088, for a trust-anchor statement that keeps its keys' comb tables
-# (2026-11-27, issue #13 item 3: +116 B; 41,076 B then).
-AGENT_CEILING = 41_088
+# 40,960 -> 41,088 for a trust-anchor statement that keeps its keys' comb tables (2026-11-27,
+# issue #13 item 3: +116 B; 41,076 B then); 41,088 -> 41,216 for the statement's own module,
+# guard.anchors, without which an agent installed as .py ran out of heap applying one
+# (2026-11-27: +135 B; 41,211 B then).
+AGENT_CEILING = 41_216
 
 
 def _compiled(tmp_path):

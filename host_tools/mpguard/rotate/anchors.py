@@ -104,7 +104,7 @@ def _kid_of(spec: str, cur: dict[str, str], proj: Any) -> str:
 
 
 def check_statement(doc: dict[str, Any], tokens: list[str], cur: dict[str, Any]) -> None:
-    """The board's checks (guard.rotate.anchors) on the host, before a statement is kept."""
+    """The board's checks (guard.anchors.rotate) on the host, before a statement is kept."""
     if not tokens:
         raise RotateError("threshold")
     body, kids = None, []

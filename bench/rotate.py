@@ -7,7 +7,7 @@ heap a secret command needs on the board's 64 KiB heap.
 - flash: block writes (littlefs programs) and erases the sim counts, and the bytes of the
   flash image that differ after the command (a lower bound of the bytes programmed)
 - heap: after a soft reset and the modules a secret command loads (guard.rpc, .identity,
-  .rotate, .jws, .p256), the free heap and its largest piece; then the command `set`
+  .rotate, .anchors, .jws, .p256), the free heap and its largest piece; then the command `set`
   (decrypt + seal + commit, the peak of a rotation) run with a ballast of B bytes held
   beside it: of N tries at each B, how many ran. The headroom of the decrypt+commit peak is
   the largest B that still runs.
@@ -35,7 +35,7 @@ NAME = "bench-rotate"
 VALUE = b'{"user": "board", "password": "bench-password-0123"}'
 _FREE = """
 import gc, sys
-import guard.rpc, guard.identity, guard.rotate, guard.jws, guard.p256
+import guard.rpc, guard.identity, guard.rotate, guard.anchors, guard.jws, guard.p256
 gc.collect()
 import micropython
 free = gc.mem_free()
@@ -76,7 +76,7 @@ def _heap(link: BoardLink, s: secrets._Session, op_key, tries: int = 6) -> dict:
     link.soft_reset()
     free, piece = (int(x) for x in link.exec(_FREE, timeout=60).split())
     runs: dict[int, int] = {}
-    for ballast in (0, 512, 1024, 2048, 4096):
+    for ballast in (0, 1024, 2048, 4096, 6144, 8192):
         ok = 0
         for _ in range(tries):
             s.fresh()

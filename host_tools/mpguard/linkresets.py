@@ -7,6 +7,12 @@
   again (which interrupts the app). Deploy watches a trial boot this way.
 - `reboot()`: `machine.reset()`, and the board is left running its app; the link lets go and
   connects again only when next used.
+
+Both wait for the reset itself (the reset line a board prints, `watch.RESET_LINE`, or its
+port going away) for at most RESET_SEEN seconds before anything else: the raw REPL answers
+"OK" before it runs `machine.reset()`, and a link that connected at once sent its Ctrl-C
+into that code, so the board did not reset at all (once in a few hundred reboots on the
+virtual board, whose reset takes longer than a chip's).
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
 from .errors import BoardNotAnswering, LinkDeadline
+from .watch import RESET_LINE
+
+RESET_SEEN = 3.0  # seconds a reset may take to show (a chip's ROM banner comes within ~0.1 s)
 
 
 class ResetOps:
@@ -77,6 +86,7 @@ class ResetOps:
         go of the board; its next use reconnects (which interrupts the app)."""
         self._send_reset()
         self.transport.in_raw_repl = False  # nothing more to send: no Ctrl-B into the boot
+        self._record(self._read_boot(0.0, ()))
         self.close()
         self._stale = True
 
@@ -85,23 +95,35 @@ class ResetOps:
         """Read the board's output for `wait` s or until `until` (or any of `until_any`)
         appears, then reconnect."""
         marks = until_any + ((until,) if until is not None else ())
-        t = self.transport
-        t.in_raw_repl = False
-        seen = b""
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                n = t.serial.in_waiting
-                chunk = t.serial.read(n or 1) if n else b""
-            except OSError:
-                chunk = b""
-            if chunk:
-                seen += chunk
-                if any(m in seen for m in marks):
-                    break
-            else:
-                time.sleep(0.01)
+        self.transport.in_raw_repl = False
+        seen = self._read_boot(wait, marks)
         self._record(seen)
         self.close()
         self.connect(soft_reset=False)
+        return seen
+
+    def _read_boot(self, wait: float, marks: tuple[bytes, ...]) -> bytes:
+        """What the board prints after a reset was sent: until the reset shows (RESET_SEEN s
+        at most), then until `wait` s have passed since the call or a mark appears."""
+        t = self.transport
+        t0 = time.monotonic()
+        deadline, reset_by = t0 + wait, t0 + RESET_SEEN
+        seen = b""
+        reset = False
+        while True:
+            now = time.monotonic()
+            if reset and (now >= deadline or any(m in seen for m in marks)):
+                break
+            if not reset and now >= max(deadline, reset_by):
+                break
+            try:
+                n = t.serial.in_waiting
+                chunk = t.serial.read(n or 1) if n else b""
+            except OSError:  # the port went away with the board (native USB): it reset
+                chunk, reset = b"", True
+            if chunk:
+                seen += chunk
+                reset = reset or RESET_LINE.search(seen) is not None
+            else:
+                time.sleep(0.01)
         return seen

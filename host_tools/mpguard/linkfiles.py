@@ -1,14 +1,21 @@
 """The board link's file operations (a part of `mpguard.link.BoardLink`).
 
-Every one is mpremote's own file operation (no code of mpguard's runs on the board), run as
-one link operation: watched for a board reset, bounded by a deadline (mpguard.watch).
+Every one is mpremote's own file operation (no code of mpguard's runs on the board) but
+`put`, run as one link operation: watched for a board reset, bounded by a deadline
+(mpguard.watch). `put` writes as mpremote's fs_writefile does (open, one `write` per chunk,
+close) with two changes: chunks of PUT_CHUNK bytes, not 256, and each chunk sent as the
+shorter of Python's bytes literal (mpremote's form: about 1.05x of text, 2.5x of an .mpy)
+and base64 decoded on the board by binascii.a2b_base64 (1.33x): an agent install sends
+55 KB where it sent 103 KB, and a quarter of the round trips.
 Errors: a missing file or a full flash is DeviceError (with `errno` when the board gave
 one); a link that fails is BoardNotAnswering, BoardReset or LinkDeadline.
 """
 
 from __future__ import annotations
 
+import binascii
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +27,15 @@ from .unixport import parse_traceback
 
 MIN_RATE = 500  # B/s: the slowest link an operation's deadline allows for (9600 baud is ~960)
 _DIR = 0x4000
+PUT_CHUNK = 1024  # bytes per `write` of put: its text (at most 1.4 KB) is compiled on the board
+_ERRNO = re.compile(r"\[Errno (\d+)\]|OSError: (\d+)$")
+
+
+def _chunk_code(chunk: bytes) -> str:
+    """One chunk's `write` call: the shorter of its bytes literal and its base64 text."""
+    lit = repr(chunk)
+    b64 = binascii.b2a_base64(chunk, newline=False).decode("ascii")
+    return f"w({lit})" if len(lit) <= len(b64) + 3 else f"w(d('{b64}'))"
 
 
 class FileOps:
@@ -32,8 +48,17 @@ class FileOps:
         raise NotImplementedError  # BoardLink's
 
     def put(self, data: bytes, remote: str, progress: Callable[[int, int], None] | None = None) -> None:
-        self._fs(lambda t: t.fs_writefile(remote, data, progress_callback=progress), remote,
-                 len(data) * 2)  # mpremote sends bytes as repr text: up to 4x, mostly less
+        data = bytes(data)
+
+        def op(t: SerialTransport) -> None:
+            t.exec(f"from binascii import a2b_base64 as d\nf=open({remote!r},'wb')\nw=f.write")
+            for at in range(0, len(data), PUT_CHUNK):
+                t.exec(_chunk_code(data[at:at + PUT_CHUNK]))
+                if progress:
+                    progress(min(at + PUT_CHUNK, len(data)), len(data))
+            t.exec("f.close()")
+
+        self._fs(op, remote, len(data) * 3 // 2)  # base64 at most: 4/3, and the calls around it
 
     def get(self, remote: str) -> bytes:
         return bytes(self._fs(lambda t: t.fs_readfile(remote), remote))
@@ -110,7 +135,11 @@ class FileOps:
                 return op(t)
         except TransportExecError as e:
             exc_type, msg = parse_traceback(e.error_output)
-            raise DeviceError(f"{path}: {exc_type}: {msg}", exc_type, e.error_output) from None
+            err = DeviceError(f"{path}: {exc_type}: {msg}", exc_type, e.error_output)
+            m = _ERRNO.search(e.error_output.strip().splitlines()[-1]) if exc_type == "OSError" else None
+            if m:  # put's own code (mpremote's operations give a local OSError, below)
+                err.errno = int(m.group(1) or m.group(2))  # type: ignore[attr-defined]
+            raise err from None
         except TransportError as e:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
         except OSError as e:  # mpremote turns a device OSError into a local one

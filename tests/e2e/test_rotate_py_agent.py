@@ -1,7 +1,6 @@
 """An agent installed as .py (a board whose MicroPython's mpy version differs from mpguard's
-mpy-cross) compiles its modules on the board. Provisioning works on the 64 KiB virtual
-board; a secret command's modules do not fit (their compile leaves the heap in
-pieces of a few KB): `secret set`, `rotate NAME` and `secret status` are refused with the
+mpy-cross) compiles its modules on the board. On the 64 KiB virtual board a secret
+command's modules do not fit (their compile leaves the heap in pieces of a few KB): `secret set`, `rotate NAME` and `secret status` are refused with the
 typed reason agent_py_heap (exit 4) after one try, not five, and nothing on the board or in
 the inventory changes."""
 
@@ -26,8 +25,8 @@ def test_secret_commands_on_a_py_agent_are_refused_by_name(tmp_path, monkeypatch
     cli("sim", "start", "--name", "py")
     cli("init", "proj", "--target", "sim")
     cli.cwd = tmp_path / "proj"
-    cli("agent", "install", "--port", "sim:py", "--format", "py")
-    cli("provision", "--port", "sim:py")
+    cli("provision", "--port", "sim:py")  # with the .mpy agent (on .py it may run out too)
+    cli("agent", "install", "--port", "sim:py", "--format", "py")  # the identity stays
     (cli.cwd / "v.json").write_text('{"user": "u", "password": "never-set-7Hq2"}')
     port = simlib.get("py").port
     with BoardLink(port) as link:

@@ -37,6 +37,8 @@ class DeviceError(MpguardError):
         super().__init__(message)
         self.exc_type = exc_type
         self.device_traceback = device_traceback
+        if exc_type == "MemoryError":  # not a bug of mpguard's: say what helps
+            self.hint = _r.MEMORY_HINT
 
 
 class BoardProfileError(MpguardError):

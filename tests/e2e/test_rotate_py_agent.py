@@ -18,9 +18,9 @@ from mpguard.link import BoardLink
 pytestmark = pytest.mark.timeout(300)
 
 
-def test_secret_commands_on_a_py_agent_are_refused_by_name(tmp_path, monkeypatch):
+def test_secret_commands_on_a_py_agent_are_refused_by_name(tmp_path, sim_dir):
     env = env_for(tmp_path)
-    monkeypatch.setenv("MPGUARD_SIM_DIR", env["MPGUARD_SIM_DIR"])
+    assert env["MPGUARD_SIM_DIR"] == str(sim_dir)  # the fixture's: it removes the sim after
     cli = Cli(env, tmp_path)
     cli("sim", "start", "--name", "py")
     cli("init", "proj", "--target", "sim")

@@ -74,6 +74,12 @@ class BoardStatus:
         return asdict(self)
 
 
+def compiled(link: BoardLink) -> bool:
+    """The board's agent is .mpy (False: installed as .py, each module compiled on the board
+    when it loads, which needs far more heap; or no agent)."""
+    return link.exists("/lib/guard/jws.mpy")
+
+
 def facts(link: BoardLink) -> dict[str, Any] | None:
     """The agent's `info.facts`, or None when the board has no agent that answers it."""
     try:

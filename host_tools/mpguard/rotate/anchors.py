@@ -253,9 +253,11 @@ def push(link: BoardLink, proj: Any) -> Pushed:
                           "`mpguard agent install --port P` first")
     ver = int(doc.get("ver", 0) or 0)
     res = Pushed(ver, ver, [])
+    from ..agent import status as agentstatus
+
     # an agent installed as .mpy verifies with the release keys' comb tables; as .py it has
     # no heap for them (decisions/0020)
-    tables = link.exists("/lib/guard/jws.mpy")
+    tables = agentstatus.compiled(link)
     for s in [s for s in statements(proj) if s["ver"] > ver]:
         if tables:
             _put_tables(link, s["tokens"][0])

@@ -131,10 +131,12 @@ def status(link: BoardLink) -> dict[str, Any]:
 def _py_heap(link: BoardLink, e: DeviceError) -> RotateError | None:
     """RotateError agent_py_heap for a MemoryError of an agent installed as .py (compiled on
     the board: its modules' compile leaves a 64 KiB heap in pieces of a few KB); else None."""
+    from ..agent import status as agentstatus
+
     if isinstance(e, DeviceRefused) or e.exc_type != "MemoryError":
         return None
     try:
-        py = link.exists("/lib/guard/rotate.py")
+        py = not agentstatus.compiled(link)  # the agent answered: it is there, as .py
     except DeviceError:
         return None
     return RotateError("agent_py_heap", str(e)) if py else None

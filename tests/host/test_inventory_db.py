@@ -96,6 +96,33 @@ def test_stations_opening_a_new_inventory_together_migrate_it_once(inventory_url
     assert results == [migrate.head()] * 4
 
 
+def _open_station(url: str, start: threading.Barrier, results: list[object]) -> None:
+    start.wait()
+    try:
+        with Inventory.open(url, busy_timeout=30) as inv:
+            results.append(inv.schema_version)
+    except BaseException as e:  # reported below, in the test's thread
+        results.append(e)
+
+
+def test_stations_opening_new_sqlite_inventories_together_never_find_them_locked(tmp_path):
+    """SQLite refuses to switch a file to WAL at once (SQLITE_BUSY, no busy handler) while
+    another connection of the file writes: a station opening a new inventory with three others
+    failed "locked" in 1 of 1-3 new files (the test above, now and then), whatever its busy
+    timeout. Fifteen new files, four stations each at once."""
+    for i in range(15):
+        start = threading.Barrier(4)
+        results: list[object] = []
+        threads = [threading.Thread(target=_open_station,
+                                    args=(f"sqlite:///{tmp_path}/new-{i}.db", start, results))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [migrate.HEAD] * 4, f"file {i}"
+
+
 def test_threads_migrating_inventories_of_their_own_at_once(tmp_path):
     """Alembic's migration state is the process's: upgrades of different inventories in
     threads of one process take turns (a test's boards in parallel, say), and all reach head."""

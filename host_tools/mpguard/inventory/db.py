@@ -4,7 +4,9 @@
   (SQLite). `postgresql://` uses psycopg 3; a relative SQLite path is taken from the project.
 - SQLite: WAL journal, foreign keys on, a busy timeout; a write transaction starts with
   `BEGIN IMMEDIATE`, so two writers queue on the lock instead of one failing at its first write
-  (a deferred transaction cannot wait to upgrade a read lock in WAL mode).
+  (a deferred transaction cannot wait to upgrade a read lock in WAL mode). Switching a new
+  database to WAL is refused at once (SQLITE_BUSY, no busy handler) while another connection
+  reads it: stations opening a new inventory together retry it until the busy timeout.
 - PostgreSQL: a connect timeout, and `lock_timeout` = the busy timeout, so a locked table is an
   error after the same wait as on SQLite; pooled connections are renewed after RECYCLE seconds.
 - Every message names the database with its password masked (`***`), never the password.
@@ -12,8 +14,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,7 +95,7 @@ def create_engine(url: sa.URL, *, busy_timeout: float, connect_timeout: float) -
     if url.get_backend_name() == "sqlite":
         engine = sa.create_engine(url, connect_args={"timeout": busy_timeout},
                                   json_serializer=_dumps)
-        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "connect", functools.partial(_sqlite_connect, busy_timeout=busy_timeout))
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     options = f"-c lock_timeout={int(busy_timeout * 1000)}"
@@ -108,10 +113,24 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=False)
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+_SQLITE_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any, *, busy_timeout: float) -> None:
     dbapi_conn.isolation_level = None  # transactions are begun by _sqlite_begin
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.002
+    while True:  # WAL is the database's own setting: set once, a no-op after that
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+            if code not in _SQLITE_BUSY or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

@@ -31,9 +31,6 @@ KNOWN = {
                      "session, but mpremote 1.29 soft-resets at each session's start (its .exp "
                      "is of another version than the script)",
 }
-# Passes or not with the host's timing: where one line of mpremote's stderr lands in the merged
-# output (its stdout is block-buffered into the pipe); the lines are the same.
-FLAKY_ORDER = {"test_filesystem.sh"}
 
 
 @pytest.mark.timeout(600)
@@ -41,13 +38,14 @@ FLAKY_ORDER = {"test_filesystem.sh"}
 def test_mpremote_suite_script(test, sim_factory, tmp_path, mpremote_bin, request):
     if test in KNOWN:
         request.applymarker(pytest.mark.xfail(reason=KNOWN[test], strict=True))
-    if test in FLAKY_ORDER:
-        request.applymarker(pytest.mark.xfail(reason="stderr/stdout interleaving of the host's "
-                                              "mpremote varies with timing", strict=False))
     port = sim_factory().port
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = dict(os.environ, MPREMOTE=f"{mpremote_bin} connect {port}", TMP=str(tmp))
+    # mpremote's stdout unbuffered, as on a terminal: its stdout and stderr lines then reach the
+    # one merged pipe in the order it wrote them (block-buffered, a stderr line's place in
+    # test_filesystem.sh's output moved with the host's timing: a non-strict xfail before)
+    env = dict(os.environ, MPREMOTE=f"{mpremote_bin} connect {port}", TMP=str(tmp),
+               PYTHONUNBUFFERED="1")
     proc = subprocess.run(["bash", str(VENDOR / test)], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, env=env, timeout=540, cwd=str(tmp_path))
     out = proc.stdout.replace(b"\r", b"").replace(str(tmp).encode(), b"${TMP}").decode()

@@ -4,9 +4,11 @@ Every one is mpremote's own file operation (no code of mpguard's runs on the boa
 `put`, run as one link operation: watched for a board reset, bounded by a deadline
 (mpguard.watch). `put` writes as mpremote's fs_writefile does (open, one `write` per chunk,
 close) with two changes: chunks of PUT_CHUNK bytes, not 256, and each chunk sent as the
-shorter of Python's bytes literal (mpremote's form: about 1.05x of text, 2.5x of an .mpy)
-and base64 decoded on the board by binascii.a2b_base64 (1.33x): an agent install sends
-55 KB where it sent 103 KB, and a quarter of the round trips.
+shortest of Python's bytes literal (mpremote's form: about 1.05x of text, 2.5x of an .mpy),
+base64 decoded on the board by binascii.a2b_base64 (1.33x) and, on a board with MicroPython's
+`deflate` module, base64 of the chunk as a raw deflate stream of its own (a 2**xfer.WBITS-byte
+window, as the agent's compressed transfers), inflated on the board and checked for its
+length (docs/decisions/0028-put-base64-chunks.md).
 Errors: a missing file or a full flash is DeviceError (with `errno` when the board gave
 one); a link that fails is BoardNotAnswering, BoardReset or LinkDeadline.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +27,7 @@ from mpremote.transport_serial import SerialTransport
 
 from .errors import BoardNotAnswering, DeviceError
 from .unixport import parse_traceback
+from .xfer import WBITS
 
 MIN_RATE = 500  # B/s: the slowest link an operation's deadline allows for (9600 baud is ~960)
 _DIR = 0x4000
@@ -31,11 +35,40 @@ PUT_CHUNK = 1024  # bytes per `write` of put: its text (at most 1.4 KB) is compi
 _ERRNO = re.compile(r"\[Errno (\d+)\]|OSError: (\d+)$")
 
 
-def _chunk_code(chunk: bytes) -> str:
-    """One chunk's `write` call: the shorter of its bytes literal and its base64 text."""
+# put's first exec: mpremote's open, the base64 decoder and, where the board has `deflate`, the
+# inflater `z` (a chunk's own raw deflate stream -> its bytes, or ValueError when they are not
+# the `n` bytes the host compressed); "Z" printed says it is there.
+_PUT_OPEN = """from binascii import a2b_base64 as d
+f=open(%r,'wb')
+w=f.write
+try:
+ from deflate import DeflateIO as D,RAW
+ from io import BytesIO as B
+ def z(b,n):
+  r=D(B(b),RAW,%d).read()
+  if len(r)!=n:raise ValueError('inflate')
+  return r
+ print('Z')
+except ImportError:
+ pass"""
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _chunk_code(chunk: bytes, inflate: bool = False) -> str:
+    """One chunk's `write` call: the shortest of its bytes literal, its base64 text and, when
+    the board can `inflate`, the base64 text of its raw deflate stream."""
     lit = repr(chunk)
-    b64 = binascii.b2a_base64(chunk, newline=False).decode("ascii")
-    return f"w({lit})" if len(lit) <= len(b64) + 3 else f"w(d('{b64}'))"
+    b64 = _b64(chunk)
+    code = f"w({lit})" if len(lit) <= len(b64) + 3 else f"w(d('{b64}'))"
+    if inflate and chunk:
+        c = zlib.compressobj(9, zlib.DEFLATED, -WBITS)
+        zipped = f"w(z(d('{_b64(c.compress(chunk) + c.flush())}'),{len(chunk)}))"
+        if len(zipped) < len(code):
+            return zipped
+    return code
 
 
 class FileOps:
@@ -51,9 +84,9 @@ class FileOps:
         data = bytes(data)
 
         def op(t: SerialTransport) -> None:
-            t.exec(f"from binascii import a2b_base64 as d\nf=open({remote!r},'wb')\nw=f.write")
+            inflate = t.exec(_PUT_OPEN % (remote, WBITS)).strip() == b"Z"
             for at in range(0, len(data), PUT_CHUNK):
-                t.exec(_chunk_code(data[at:at + PUT_CHUNK]))
+                t.exec(_chunk_code(data[at:at + PUT_CHUNK], inflate))
                 if progress:
                     progress(min(at + PUT_CHUNK, len(data)), len(data))
             t.exec("f.close()")

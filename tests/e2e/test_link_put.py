@@ -1,7 +1,8 @@
 """BoardLink.put on a virtual board (real MicroPython, the real mpremote transport): what it
 writes is the file, byte for byte, for any bytes and any size around its chunks; each chunk
-travels as the shorter of a bytes literal and base64 (mpguard.linkfiles); a write the board
-refuses is a DeviceError with the board's errno."""
+travels as the shortest of a bytes literal, base64 and, on a board with `deflate`, base64 of
+its own raw deflate stream (mpguard.linkfiles), and a board without `deflate` gets the first
+two; a write the board refuses is a DeviceError with the board's errno."""
 
 from __future__ import annotations
 
@@ -23,6 +24,49 @@ def test_chunks_go_as_the_shorter_form():
     binary = bytes(range(256)) * 4
     code = linkfiles._chunk_code(binary)
     assert code.startswith("w(d('") and len(code) < len(repr(binary))  # .mpy-like: base64
+    # a board with `deflate`: compressed where that is shorter, and only there
+    zipped = linkfiles._chunk_code(text[:C], True)
+    assert zipped.startswith("w(z(d('") and zipped.endswith(f"'),{C}))")
+    assert len(zipped) < len(linkfiles._chunk_code(text[:C])) // 3
+    noise = os.urandom(C)
+    assert linkfiles._chunk_code(noise, True) == linkfiles._chunk_code(noise)
+    assert linkfiles._chunk_code(b"", True) == "w(b'')"
+
+
+def _spy(monkeypatch) -> list[str]:
+    """The `write` calls put sends, as it sends them."""
+    sent: list[str] = []
+    real = linkfiles._chunk_code
+
+    def code(chunk: bytes, inflate: bool = False) -> str:
+        sent.append(real(chunk, inflate))
+        return sent[-1]
+
+    monkeypatch.setattr(linkfiles, "_chunk_code", code)
+    return sent
+
+
+def test_compressible_files_travel_deflated_and_a_board_without_deflate_gets_base64(
+        sim_factory, monkeypatch):
+    info = sim_factory("zput")
+    source = b"".join(b"def f%d(x):\n    return x * %d + 1  # caf\xc3\xa9\n" % (i, i)
+                      for i in range(300))
+    mpy_like = bytes(range(256)) * 9 + b"\x00" * 700  # binary, partly compressible
+    sent = _spy(monkeypatch)
+    with BoardLink(info.port) as link:
+        for name, data in (("/src.py", source), ("/mod.mpy", mpy_like)):
+            sent.clear()
+            link.put(data, name)
+            assert link.get(name) == data, name
+            assert any(c.startswith("w(z(d('") for c in sent), (name, [c[:8] for c in sent])
+            assert sum(map(len, sent)) < len(data), name  # fewer bytes on the wire than the file
+        # the same board without `deflate` (what `from deflate import ...` finds in sys.modules
+        # decides): put falls back to literals and base64, byte for byte the same file
+        link.exec("import sys\nsys.modules['deflate'] = sys")
+        sent.clear()
+        link.put(source, "/src2.py")
+        assert link.get("/src2.py") == source
+        assert sent and not any(c.startswith("w(z(") for c in sent)
 
 
 def test_put_writes_every_byte_at_every_size(sim_factory):

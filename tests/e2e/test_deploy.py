@@ -308,17 +308,41 @@ EARLIER_MAIN = (b"# mpguard agent stub (installed at the board's root): run the 
 
 
 def test_agent_install_bootstraps_a_bare_board_and_replaces_an_earlier_stub(board, rel):
-    """A board without the agent gets the bootstrap (.py) to describe itself, which the .mpy
-    agent then replaces; the earlier agent's /main.py stub is an upgrade, not a user's file."""
+    """A board without the agent gets the bootstrap, compiled, to describe itself: the .mpy
+    the install keeps (not sent twice, nothing compiled on the board); the earlier agent's
+    /main.py stub is an upgrade, not a user's file."""
     assert hashlib.sha256(EARLIER_MAIN).hexdigest() in agent_install.EARLIER_STUBS
     board.put(EARLIER_MAIN, "/main.py")
     rep = agent_install.install(board, rel.anchors())  # no --force needed
-    assert rep.bootstrap == [f"/lib/{m}" for m in agent_install.BOOTSTRAP]
+    assert rep.bootstrap == [f"/lib/{m[:-3]}.mpy" for m in agent_install.BOOTSTRAP]
     assert rep.format == "mpy" and rep.removed == [] and "/main.py" in rep.written
-    assert not any(board.exists(p) for p in rep.bootstrap)  # no .py left to shadow the .mpy
+    compiled = agent_install.compiled_agent()
+    for p in rep.bootstrap:  # written once, as the install wants them
+        assert board.get(p) == compiled[p] and rep.written.count(p) == 1, p
+    assert not any(board.exists(f"/lib/{m}") for m in agent_install.BOOTSTRAP)  # no .py
     assert board.get("/main.py") == (agent_install.agentpkg.agent_dir() / "main.py").read_bytes()
     again = agent_install.install(board, rel.anchors())
     assert again.bootstrap == [] and again.written == [] and again.removed == []
+    assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
+
+
+def test_a_board_that_refuses_the_compiled_bootstrap_gets_it_as_source(board, rel, monkeypatch):
+    """A MicroPython of another mpy version refuses .mpy files ("incompatible .mpy file"): the
+    bootstrap goes again as .py, which any MicroPython runs, and the install goes on (here
+    the board's own mpy version matches, so the agent goes as .mpy and the .py go)."""
+    real = agent_install.bootstrap
+
+    def other_version(link, compiled=None):  # the .mpy header's version byte, one more
+        return real(link, {p: d[:1] + bytes([d[1] + 1]) + d[2:] for p, d in compiled.items()})
+
+    monkeypatch.setattr(agent_install, "bootstrap", other_version)
+    rep = agent_install.install(board, rel.anchors())
+    assert rep.bootstrap == [f"/lib/{m}" for m in agent_install.BOOTSTRAP]
+    assert rep.format == "mpy"
+    assert not any(board.exists(p) for p in rep.bootstrap)  # no .py left to shadow the .mpy
+    compiled = agent_install.compiled_agent()
+    for m in agent_install.BOOTSTRAP:  # the refused ones replaced by the right ones
+        assert board.get(f"/lib/{m[:-3]}.mpy") == compiled[f"/lib/{m[:-3]}.mpy"], m
     assert deploy.deploy(board, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
 
 

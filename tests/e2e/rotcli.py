@@ -117,6 +117,20 @@ def env_for(tmp_path: Path) -> dict[str, str]:
                 MPGUARD_PASSPHRASE="rotation test passphrase")
 
 
+def provisioned(tmp_path: Path, sim_dir: Path, name: str) -> Cli:
+    """A Cli in a new project `proj` (target sim) with the sim `name` started and provisioned
+    (the .mpy agent), the sims in the test's `sim_dir` fixture (which removes them after)."""
+    env = env_for(tmp_path)
+    if env["MPGUARD_SIM_DIR"] != str(sim_dir):
+        raise ValueError("env_for and the sim_dir fixture disagree on the sims folder")
+    cli = Cli(env, tmp_path)
+    cli("sim", "start", "--name", name)
+    cli("init", "proj", "--target", "sim")
+    cli.cwd = tmp_path / "proj"
+    cli("provision", "--port", f"sim:{name}")
+    return cli
+
+
 def inventory_text(url: str) -> bytes:
     """Every row of every table of the inventory, as text (PostgreSQL or SQLite)."""
     import sqlalchemy as sa

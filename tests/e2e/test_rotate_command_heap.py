@@ -10,7 +10,7 @@ import json
 
 import pytest
 from idhelp import snapshot
-from rotcli import Cli, env_for, inventory_text
+from rotcli import inventory_text, provisioned
 
 import mpguard.sim as simlib
 from mpguard.link import BoardLink
@@ -25,13 +25,7 @@ BOOT = f"_ballast = bytearray({BALLAST})\n".encode()
 
 
 def test_a_command_that_never_fits_is_tried_then_refused_command_heap(tmp_path, sim_dir):
-    env = env_for(tmp_path)
-    assert env["MPGUARD_SIM_DIR"] == str(sim_dir)  # the fixture's: it removes the sim after
-    cli = Cli(env, tmp_path)
-    cli("sim", "start", "--name", "h")
-    cli("init", "proj", "--target", "sim")
-    cli.cwd = tmp_path / "proj"
-    cli("provision", "--port", "sim:h")
+    cli = provisioned(tmp_path, sim_dir, "h")  # with the .mpy agent
     (cli.cwd / "v.json").write_text('{"user": "u", "password": "never-set-Qx81"}')
     port = simlib.get("h").port
     with BoardLink(port) as link:

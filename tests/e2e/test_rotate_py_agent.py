@@ -10,7 +10,7 @@ import json
 
 import pytest
 from idhelp import snapshot
-from rotcli import Cli, env_for, inventory_text
+from rotcli import inventory_text, provisioned
 
 import mpguard.sim as simlib
 from mpguard.link import BoardLink
@@ -19,13 +19,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_secret_commands_on_a_py_agent_are_refused_by_name(tmp_path, sim_dir):
-    env = env_for(tmp_path)
-    assert env["MPGUARD_SIM_DIR"] == str(sim_dir)  # the fixture's: it removes the sim after
-    cli = Cli(env, tmp_path)
-    cli("sim", "start", "--name", "py")
-    cli("init", "proj", "--target", "sim")
-    cli.cwd = tmp_path / "proj"
-    cli("provision", "--port", "sim:py")  # with the .mpy agent (on .py it may run out too)
+    cli = provisioned(tmp_path, sim_dir, "py")  # with the .mpy agent (on .py it may run out)
     cli("agent", "install", "--port", "sim:py", "--format", "py")  # the identity stays
     (cli.cwd / "v.json").write_text('{"user": "u", "password": "never-set-7Hq2"}')
     port = simlib.get("py").port

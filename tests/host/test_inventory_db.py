@@ -76,26 +76,6 @@ def test_an_inventory_at_an_older_revision_is_upgraded_when_opened(inventory_url
         eng.dispose()
 
 
-def test_stations_opening_a_new_inventory_together_migrate_it_once(inventory_url):
-    start = threading.Barrier(4)
-    results: list[object] = []
-
-    def station() -> None:
-        start.wait()
-        try:
-            with Inventory.open(inventory_url, busy_timeout=30) as inv:
-                results.append(inv.schema_version)
-        except BaseException as e:  # reported below, in the test's thread
-            results.append(e)
-
-    threads = [threading.Thread(target=station) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [migrate.head()] * 4
-
-
 def _open_station(url: str, start: threading.Barrier, results: list[object]) -> None:
     start.wait()
     try:
@@ -105,21 +85,31 @@ def _open_station(url: str, start: threading.Barrier, results: list[object]) -> 
         results.append(e)
 
 
+def _stations_open_together(url: str) -> list[object]:
+    """Four stations open the inventory at `url` at once: each one's schema version, or what it
+    raised."""
+    start = threading.Barrier(4)
+    results: list[object] = []
+    threads = [threading.Thread(target=_open_station, args=(url, start, results))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_stations_opening_a_new_inventory_together_migrate_it_once(inventory_url):
+    assert _stations_open_together(inventory_url) == [migrate.head()] * 4
+
+
 def test_stations_opening_new_sqlite_inventories_together_never_find_them_locked(tmp_path):
     """SQLite refuses to switch a file to WAL at once (SQLITE_BUSY, no busy handler) while
     another connection of the file writes: a station opening a new inventory with three others
     failed "locked" in 1 of 1-3 new files (the test above, now and then), whatever its busy
     timeout. Fifteen new files, four stations each at once."""
     for i in range(15):
-        start = threading.Barrier(4)
-        results: list[object] = []
-        threads = [threading.Thread(target=_open_station,
-                                    args=(f"sqlite:///{tmp_path}/new-{i}.db", start, results))
-                   for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = _stations_open_together(f"sqlite:///{tmp_path}/new-{i}.db")
         assert results == [migrate.HEAD] * 4, f"file {i}"
 
 

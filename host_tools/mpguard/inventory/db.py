@@ -6,7 +6,8 @@
   `BEGIN IMMEDIATE`, so two writers queue on the lock instead of one failing at its first write
   (a deferred transaction cannot wait to upgrade a read lock in WAL mode). Switching a new
   database to WAL is refused at once (SQLITE_BUSY, no busy handler) while another connection
-  reads it: stations opening a new inventory together retry it until the busy timeout.
+  is in a transaction on it: stations opening a new inventory together retry the switch
+  until the busy timeout.
 - PostgreSQL: a connect timeout, and `lock_timeout` = the busy timeout, so a locked table is an
   error after the same wait as on SQLite; pooled connections are renewed after RECYCLE seconds.
 - Every message names the database with its password masked (`***`), never the password.

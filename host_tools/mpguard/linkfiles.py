@@ -35,16 +35,16 @@ PUT_CHUNK = 1024  # bytes per `write` of put: its text (at most 1.4 KB) is compi
 _ERRNO = re.compile(r"\[Errno (\d+)\]|OSError: (\d+)$")
 
 
-# put's first exec: mpremote's open, the base64 decoder and, where the board has `deflate`, the
-# inflater `z` (a chunk's own raw deflate stream -> its bytes, or ValueError when they are not
-# the `n` bytes the host compressed); "Z" printed says it is there.
-_PUT_OPEN = """from binascii import a2b_base64 as d
-f=open(%r,'wb')
-w=f.write
+# put's first exec: mpremote's open and the base64 decoder; it says whether the inflater is
+# defined already (the REPL keeps it until the next soft reset).
+_PUT_OPEN = "from binascii import a2b_base64 as d\nf=open(%r,'wb')\nw=f.write\nprint('_mpg_z' in globals())"
+# The inflater, sent once per REPL session where the board has `deflate` ("Z" printed): a
+# chunk's own raw deflate stream -> its bytes, or ValueError when they are not the `n` bytes the
+# host compressed.
+_PUT_INFLATER = """from io import BytesIO as B
 try:
  from deflate import DeflateIO as D,RAW
- from io import BytesIO as B
- def z(b,n):
+ def _mpg_z(b,n):
   r=D(B(b),RAW,%d).read()
   if len(r)!=n:raise ValueError('inflate')
   return r
@@ -65,7 +65,7 @@ def _chunk_code(chunk: bytes, inflate: bool = False) -> str:
     code = f"w({lit})" if len(lit) <= len(b64) + 3 else f"w(d('{b64}'))"
     if inflate and chunk:
         c = zlib.compressobj(9, zlib.DEFLATED, -WBITS)
-        zipped = f"w(z(d('{_b64(c.compress(chunk) + c.flush())}'),{len(chunk)}))"
+        zipped = f"w(_mpg_z(d('{_b64(c.compress(chunk) + c.flush())}'),{len(chunk)}))"
         if len(zipped) < len(code):
             return zipped
     return code
@@ -76,6 +76,7 @@ class FileOps:
 
     port: str
     timeout: float
+    _no_inflate = False  # the board said it has no `deflate` (its firmware's: kept per link)
 
     def _op(self, what: str, seconds: float) -> contextlib.AbstractContextManager[SerialTransport]:
         raise NotImplementedError  # BoardLink's
@@ -84,7 +85,10 @@ class FileOps:
         data = bytes(data)
 
         def op(t: SerialTransport) -> None:
-            inflate = t.exec(_PUT_OPEN % (remote, WBITS)).strip() == b"Z"
+            inflate = t.exec(_PUT_OPEN % (remote,)).strip() == b"True"
+            if not inflate and not self._no_inflate:
+                inflate = t.exec(_PUT_INFLATER % WBITS).strip() == b"Z"
+                self._no_inflate = not inflate
             for at in range(0, len(data), PUT_CHUNK):
                 t.exec(_chunk_code(data[at:at + PUT_CHUNK], inflate))
                 if progress:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from mpremote.transport_serial import SerialTransport
 
 from mpguard import linkfiles
 from mpguard.errors import DeviceError
@@ -26,7 +27,7 @@ def test_chunks_go_as_the_shorter_form():
     assert code.startswith("w(d('") and len(code) < len(repr(binary))  # .mpy-like: base64
     # a board with `deflate`: compressed where that is shorter, and only there
     zipped = linkfiles._chunk_code(text[:C], True)
-    assert zipped.startswith("w(z(d('") and zipped.endswith(f"'),{C}))")
+    assert zipped.startswith("w(_mpg_z(d('") and zipped.endswith(f"'),{C}))")
     assert len(zipped) < len(linkfiles._chunk_code(text[:C])) // 3
     noise = os.urandom(C)
     assert linkfiles._chunk_code(noise, True) == linkfiles._chunk_code(noise)
@@ -53,20 +54,36 @@ def test_compressible_files_travel_deflated_and_a_board_without_deflate_gets_bas
                       for i in range(300))
     mpy_like = bytes(range(256)) * 9 + b"\x00" * 700  # binary, partly compressible
     sent = _spy(monkeypatch)
+    execs: list[str] = []  # every exec of the link's transport
+    real_exec = SerialTransport.exec
+
+    def exec_(self, command, data_consumer=None):
+        execs.append(command if isinstance(command, str) else command.decode())
+        return real_exec(self, command, data_consumer)
+
+    monkeypatch.setattr(SerialTransport, "exec", exec_)
     with BoardLink(info.port) as link:
         for name, data in (("/src.py", source), ("/mod.mpy", mpy_like)):
             sent.clear()
             link.put(data, name)
             assert link.get(name) == data, name
-            assert any(c.startswith("w(z(d('") for c in sent), (name, [c[:8] for c in sent])
+            assert any(c.startswith("w(_mpg_z(d('") for c in sent), (name, [c[:8] for c in sent])
             assert sum(map(len, sent)) < len(data), name  # fewer bytes on the wire than the file
-        # the same board without `deflate` (what `from deflate import ...` finds in sys.modules
-        # decides): put falls back to literals and base64, byte for byte the same file
+        # the inflater went once for the REPL session, not with every file
+        assert sum(c.startswith("from io import BytesIO") for c in execs) == 1, execs
+    # the same board without `deflate` (what `from deflate import ...` finds in sys.modules
+    # decides), on a new link after a soft reset: put falls back to literals and base64, byte
+    # for byte the same file, and does not ask again for the next file
+    with BoardLink(info.port) as link:
+        link.soft_reset()
         link.exec("import sys\nsys.modules['deflate'] = sys")
         sent.clear()
+        execs.clear()
         link.put(source, "/src2.py")
-        assert link.get("/src2.py") == source
-        assert sent and not any(c.startswith("w(z(") for c in sent)
+        link.put(source, "/src3.py")
+        assert link.get("/src2.py") == source and link.get("/src3.py") == source
+        assert sent and not any(c.startswith("w(_mpg_z(") for c in sent)
+        assert sum(c.startswith("from io import BytesIO") for c in execs) == 1, execs
 
 
 def test_put_writes_every_byte_at_every_size(sim_factory):

@@ -31,12 +31,15 @@ ALLOWED = {
         "put: mpremote's fs_writefile's own open, a write per chunk and close (it must work "
         "on a board without the agent: agent install writes the agent with it), each chunk "
         "as a bytes literal or, where shorter, base64 for binascii.a2b_base64 or base64 of "
-        "a raw deflate stream (the inflater `z` defined there where the board has `deflate`)",
+        "a raw deflate stream; it says whether put's inflater is defined already",
     ("linkfiles.py", "w(_x)"): "put: one chunk's write, a bytes literal (as mpremote's)",
     ("linkfiles.py", "w(d('_x'))"): "put: one chunk's write, base64 text",
-    ("linkfiles.py", "w(z(d('_x'),_x))"):
+    ("linkfiles.py", "w(_mpg_z(d('_x'),_x))"):
         "put: one chunk's write, base64 of its own raw deflate stream and its length, inflated "
-        "by the `z` that put's first exec defines where the board has `deflate`",
+        "by put's `_mpg_z`",
+    ("linkfiles.py", "from io import BytesIO as B"):
+        "put: its inflater `_mpg_z` (a chunk's raw deflate stream, checked for its length), "
+        "defined once per REPL session where the board has `deflate`",
     ("linkfiles.py", "f.close()"): "put: the file's close (as mpremote's)",
     ("unixport.py", "import sys as _s, json as _j"):
         "test harness prelude run on the host's MicroPython unix port, never sent to a board",

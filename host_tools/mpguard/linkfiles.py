@@ -18,7 +18,6 @@ from __future__ import annotations
 import binascii
 import contextlib
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,7 +26,7 @@ from mpremote.transport_serial import SerialTransport
 
 from .errors import BoardNotAnswering, DeviceError
 from .unixport import parse_traceback
-from .xfer import WBITS
+from .xfer import WBITS, deflate
 
 MIN_RATE = 500  # B/s: the slowest link an operation's deadline allows for (9600 baud is ~960)
 _DIR = 0x4000
@@ -64,8 +63,7 @@ def _chunk_code(chunk: bytes, inflate: bool = False) -> str:
     b64 = _b64(chunk)
     code = f"w({lit})" if len(lit) <= len(b64) + 3 else f"w(d('{b64}'))"
     if inflate and chunk:
-        c = zlib.compressobj(9, zlib.DEFLATED, -WBITS)
-        zipped = f"w(_mpg_z(d('{_b64(c.compress(chunk) + c.flush())}'),{len(chunk)}))"
+        zipped = f"w(_mpg_z(d('{_b64(deflate(chunk))}'),{len(chunk)}))"
         if len(zipped) < len(code):
             return zipped
     return code

@@ -66,12 +66,18 @@ def encode(data: bytes) -> bytes:
     return bytes(out)
 
 
+def deflate(chunk: bytes) -> bytes:
+    """`chunk` as a raw deflate stream of its own with a 2**WBITS-byte window (what the
+    board's `deflate.DeflateIO(stream, RAW, WBITS)` inflates)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -WBITS)
+    return c.compress(chunk) + c.flush()
+
+
 def compress(data: bytes) -> bytes | None:
     """The compressed wire form of `data` (see above), or None when it is not smaller."""
     out = bytearray()
     for i in range(0, len(data), ZCHUNK):
-        c = zlib.compressobj(9, zlib.DEFLATED, -WBITS)
-        z = c.compress(data[i:i + ZCHUNK]) + c.flush()
+        z = deflate(data[i:i + ZCHUNK])
         if len(z) > ZMAX:  # never: stored blocks add 5 bytes to 2 KiB
             return None
         out += len(z).to_bytes(2, "big") + z

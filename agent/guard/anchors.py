@@ -12,7 +12,8 @@
 #     (guard.jws.table): a table named but missing would refuse every update (bad_table)
 #  4. anchors pinned in eFuse (guard.pin) are never replaced (anchors_pin)
 #  5. one atomic write of /mpguard/anchors.json (guard.store)
-# load(name): (anchors.json, the public keys of its member name: "keys" or "ops").
+# load(name): (anchors.json, the public keys of its member name: "keys" or "ops"); anchors
+#   that do not match a pin burned in eFuse are refused (anchors_pin), as guard.install does.
 # Reasons: no_anchors bad_statement threshold anchors_rollback no_keys anchors_pin, plus
 # guard.jws's.
 import json
@@ -33,13 +34,20 @@ def _keys(m):
 
 
 def load(name):
-    # no_anchors when the file or its member is missing or malformed
+    # no_anchors when the file or its member is missing or malformed; anchors_pin when the
+    # chip's eFuse pin names other anchors (guard.pin): a swapped file's keys are not trusted
+    from guard import pin
+
     try:
-        with open("/mpguard/" + _ANCHORS) as f:
-            a = json.load(f)
-        return a, _keys(a[name])
+        with open("/mpguard/" + _ANCHORS, "rb") as f:
+            d = f.read()
+        a = json.loads(d)
+        k = _keys(a[name])
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         raise GuardError("no_anchors")
+    if pin.state(d) == "mismatch":
+        raise GuardError("anchors_pin")
+    return a, k
 
 
 def rotate(tokens):

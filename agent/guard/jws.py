@@ -85,14 +85,19 @@ def b64u_into(s, out):
 def shape(b, depth):
     # The shape of the JSON text b, checked before it is parsed (MicroPython's parser needs
     # heap for every level, and keeps the last of two equal members): printable ASCII (tab,
-    # CR, LF outside strings), no control character inside a string, an object only at the
-    # top, arrays nested at most `depth` levels in all. Returns the number of the top
-    # object's members (':' at level 1), or -1 when the text is not acceptable; a caller
-    # compares it with the parsed dict's length to refuse a member that appears twice.
-    lvl = 0
-    n = 0
-    s = False
-    esc = False
+    # CR, LF outside strings), no control character inside a string, one object at the top
+    # and only there, arrays nested at most `depth` levels in all. Returns the number of the
+    # top object's members, or -1 when the text is not acceptable; a caller compares it with
+    # the parsed dict's length to refuse a member that appears twice. MicroPython's parser
+    # takes ':' and ',' for spaces and reads "truenull" as two values, so a member could
+    # hide from a count of the ':': the top object's grammar is checked here, key ':' value
+    # (',' key ':' value)*, a bare value exactly true, false, null or a number's characters.
+    # e, at the top level: 0 key or '}', 1 key, 2 ':', 3 value, 4 ',' or '}', 5 in a bare
+    # value (w: the word it must be, j: how far), 6 before the object, 7 after it
+    lvl = n = j = 0
+    e = 6
+    w = None
+    s = esc = False
     for c in b:
         if c > 126:
             return -1
@@ -105,20 +110,70 @@ def shape(b, depth):
                 esc = True
             elif c == 34:
                 s = False
-        elif c == 34:
-            s = True
-        elif c == 123 or c == 91:  # { [
-            lvl += 1
-            if lvl > depth or (c == 123 and lvl > 1):
+            continue
+        if e == 5:  # (at the top level only)
+            if w is None:
+                if c in b"0123456789+-.eE":
+                    continue
+            elif j < len(w) and c == w[j]:
+                j += 1
+                continue
+            elif j < len(w):
                 return -1
-        elif c == 125 or c == 93:  # } ]
-            lvl -= 1
-        elif c == 58:  # :
-            if lvl == 1:
-                n += 1
-        elif c < 32 and c != 9 and c != 10 and c != 13:
+            e = 4  # the bare value ended: c is what follows it
+        if c in b" \t\n\r":
+            continue
+        if c < 32:
             return -1
-    return n
+        if lvl > 1:  # inside an array: its nesting only
+            if c == 34:
+                s = True
+            elif c == 91:  # [
+                lvl += 1
+                if lvl > depth:
+                    return -1
+            elif c == 93:  # ]
+                lvl -= 1
+                if lvl == 1:
+                    e = 4
+            elif c == 123:  # {
+                return -1
+            continue
+        if lvl == 0:
+            if c != 123 or e != 6:
+                return -1
+            lvl = 1
+            e = 0
+        elif c == 34:  # a key, or a string value
+            if e > 1 and e != 3:
+                return -1
+            s = True
+            e = 2 if e < 2 else 4
+        elif c == 58:  # :
+            if e != 2:
+                return -1
+            e = 3
+            n += 1
+        elif c == 44:  # ,
+            if e != 4:
+                return -1
+            e = 1
+        elif c == 125:  # }
+            if e != 0 and e != 4:
+                return -1
+            lvl = 0
+            e = 7
+        elif c == 91:  # [
+            if e != 3:
+                return -1
+            lvl = 2  # (depth is at least 2: the object and one array level)
+        elif e == 3:  # a bare value begins (one that begins otherwise, the parser refuses)
+            w = b"true" if c == 116 else b"false" if c == 102 else b"null" if c == 110 else None
+            j = 1
+            e = 5
+        else:
+            return -1
+    return n if e == 7 else -1
 
 
 def thumbprint(pub65):

@@ -7,7 +7,7 @@
 #
 # command(token), in order; any refusal changes nothing:
 #  1. a JWS (RFC 7515, guard.jws) by an operator key of /mpguard/anchors.json "ops"
-#     (guard.anchors.load: no_anchors)
+#     (guard.anchors.load: no_anchors; anchors_pin when a pin burned in eFuse names others)
 #  2. its payload, a JSON object: "sub" is this board's UEID (wrong_board); "seq" is above
 #     every command accepted before (cmd_replay); "name" matches _NAME (bad_name); "op" is
 #     set, stage, commit or revert (bad_cmd)
@@ -30,7 +30,7 @@
 # A staged value reverts by itself at the _MAX_BOOTS-th boot (boot()) or after _TTL seconds of
 # this boot without commit; a failed test reverts it at once.
 # Reasons: bad_cmd wrong_board cmd_replay bad_name old_epoch bad_epoch no_staged secret_size
-# too_many_secrets bad_jwe bad_tag no_test bad_secrets no_anchors, plus guard.jws's.
+# too_many_secrets bad_jwe bad_tag no_test bad_secrets no_anchors anchors_pin, plus guard.jws's.
 import json
 import os
 from binascii import a2b_base64, b2a_base64

@@ -108,7 +108,9 @@ def sign(payload: bytes, private_key: ec.EllipticCurvePrivateKey, header: Mappin
 
 
 def json_shape(text: bytes, depth: int) -> int:
-    """The shape of a JSON text, checked before it is parsed (guard.jws.shape, the same rules).
+    """The shape of a JSON text, checked before it is parsed (guard.jws.shape's rules; the
+    board's also checks the top object's grammar, as its parser takes ':' and ',' for spaces:
+    here CPython's strict parser does that after this).
 
     Printable ASCII (tab, CR, LF also outside strings), no control character inside a string,
     an object only at the top, arrays nested at most `depth` levels in all. Returns the number

@@ -8,9 +8,11 @@ MicroPython (what an install runs after the signature holds). `release verify` i
 every case too, signed by the project's key: never a traceback, one verdict, and NOT
 VERIFIED whenever the board would refuse.
 
-Out of the table on purpose (docs/decisions/0005-bundle.md, known limits): JSON *syntax*
-that MicroPython's parser is more lenient about than CPython's (a leading zero, a missing
-':'); only a trusted signer could make such a manifest.
+The top object's syntax is in the table: MicroPython's parser takes ':' and ',' for spaces,
+which could hide a member given twice, so guard.jws.shape checks that object's grammar.
+Out of the table on purpose (docs/decisions/0005-bundle.md, known limits): JSON syntax
+*inside arrays* that MicroPython's parser is more lenient about than CPython's (a leading
+zero, a missing ','); it cannot hide a member, and only a trusted signer could make it.
 """
 
 from __future__ import annotations
@@ -69,6 +71,21 @@ CASES: dict[str, tuple[bytes, str]] = {
     "nested 4 levels": (_raw('"zzz":[[[[1]]]]'), "bad_manifest"),
     "object inside": (_j(zzz={"a": 1}), "bad_manifest"),
     "member given twice": (_raw('"seq":7'), "bad_manifest"),
+    # MicroPython's parser takes ':' and ',' for spaces and reads "truenull" as two values:
+    # each of these hid a second "seq" from a count of the ':' (the board installed seq 99)
+    "member given twice, its ':' left out": (_raw('"seq" 99'), "bad_manifest"),
+    "member given twice, the ',' before it left out": (_j()[:-1] + b' "seq":99}',
+                                                       "bad_manifest"),
+    "member given twice behind a value read as three": (_raw('"x":truenullfalse,"seq":99'),
+                                                        "bad_manifest"),
+    "a ':' left out": (_raw('"exp" 1800000000'), "bad_manifest"),
+    "a ',' left out": (_j()[:-1] + b' "exp":1800000000}', "bad_manifest"),
+    "a ':' given twice": (_raw('"exp"::1800000000'), "bad_manifest"),
+    "a ',' at the end": (_j()[:-1] + b",}", "bad_manifest"),
+    "a ',' at the start": (b"{," + _j()[1:], "bad_manifest"),
+    "two values run together": (_raw('"exp":1800000000true'), "bad_manifest"),
+    "a word that is not one": (_raw('"jump":truex'), "bad_manifest"),
+    "a second object after the first": (_j() + b"{}", "bad_manifest"),
     "NaN": (_raw('"zzz":NaN'), "bad_manifest"),
     "Infinity as seq": (_j(seq=_DROP)[:-1] + b',"seq":Infinity}', "bad_manifest"),
     "raw control character in a string": (_raw('"zzz":"a\x01b"'), "bad_manifest"),
@@ -231,3 +248,72 @@ def test_release_verify_never_crashes_and_never_says_verified_when_the_board_ref
             assert f"problem: " in out.out, name
         assert [ln for ln in out.out.splitlines() if ln.strip() == "VERIFIED"] == (
             ["  VERIFIED"] if rc == 0 else []), name
+
+
+# -- the top object's grammar, against CPython's strict parser ------------------------------
+
+SHAPE_LINES = """
+import sys, json, binascii
+from guard import jws
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    t = binascii.unhexlify(line.strip())
+    k = jws.shape(t, 3)
+    m = None
+    if k >= 0:
+        try:
+            m = json.loads(t)
+        except ValueError:
+            pass
+    # what a caller takes: an object with as many members as shape counted
+    OUT(m if isinstance(m, dict) and len(m) == k else None)
+"""
+
+# fragments that MicroPython and CPython read alike one by one; run together without
+# separators, MicroPython's parser (':' and ',' are spaces to it, "truenull" two values)
+# and CPython's part ways. No number fragment starts with 0 (a leading zero is the known
+# limit of the module docstring), none holds '.' or 'e' (floats print differently).
+_FRAGS = ['"a"', '"seq"', '"b"', '"\\u0062"', ":", ",", ":", ",", "1", "-3", "25", "true",
+          "false", "null", " ", "\n", "[]", "[1]", "[1,[2]]", '["x"]', "[[[1]]]", "{", "}"]
+
+
+def _texts(n: int, seed: int = 13) -> list[bytes]:
+    import random
+
+    rnd = random.Random(seed)
+    out = []
+    while len(out) < n:
+        body = "".join(rnd.choice(_FRAGS) for _ in range(rnd.randint(0, 9)))
+        out.append(("{" + body + "}").encode())
+        # near-valid ones too: a valid object with one fragment dropped or doubled
+        good = ['"a"', ":", "1", ",", '"seq"', ":", "true", ",", '"b"', ":", "[1]"]
+        i = rnd.randrange(len(good))
+        out.append(("{" + "".join(good[:i] + good[i + 1:]) + "}").encode())
+        out.append(("{" + "".join(good[:i] + [rnd.choice(_FRAGS)] + good[i:]) + "}").encode())
+        out.append(("{" + "".join(good[:i] + [rnd.choice(" \n\t")] + good[i:]) + "}").encode())
+    return out
+
+
+def _strict(raw: bytes):
+    from mpguard.updates.manifest import parse_json
+
+    try:
+        return parse_json(raw)
+    except BundleError:
+        return None
+
+
+def test_board_takes_an_object_only_where_a_strict_parser_reads_the_same(mp, agent_mpy):
+    # the duplicate check's ground: whatever the board takes (shape's count = the parsed
+    # dict's length), CPython's strict parser (the host's, members given twice refused)
+    # takes too, as the same object; and what it refuses, the board refuses
+    texts = _texts(1500)
+    stdin = "".join(t.hex() + "\n" for t in texts).encode()
+    board = mp.run(SHAPE_LINES, stdin=stdin, path=[agent_mpy]).outputs
+    differ = [(t, b, _strict(t)) for t, b in zip(texts, board, strict=True) if b != _strict(t)]
+    assert not differ, differ[:5]
+    taken = sum(b is not None for b in board)
+    assert taken > 100 and len(texts) - taken > 100  # both verdicts well represented
+    print(f"\n{len(texts)} texts: {taken} taken, {len(texts) - taken} refused, alike on both")

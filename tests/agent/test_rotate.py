@@ -510,6 +510,14 @@ def test_proof_needs_a_pending_key(rig):
     assert rig.out("OUT(attempt(I.proof, 'short'))") == [None, "bad_arg"]
 
 
+PINNED_CHIP = """
+import guard.hw as hw
+W = {int(k): v for k, v in IN['w'].items()}
+hw.chip = lambda: 'ESP32'
+hw.mem32 = lambda a: W.get(a, 0)
+"""
+
+
 def test_anchors_pinned_in_efuse_are_kept(rig):
     # a chip whose anchors' digest is burned (guard.pin) refuses a statement: every later
     # bundle would be refused (anchors_pin) with other anchors; the file stays as it was
@@ -530,3 +538,26 @@ OUT(open('/mpguard/anchors.json', 'rb').read().hex())
     assert got == [None, "anchors_pin"] and bytes.fromhex(after) == cur
     got, after = rig.run(code, s=s, w=words_for("esp32", None)).outputs  # unpinned: taken
     assert got == [sorted(doc["keys"]), None] and json.loads(bytes.fromhex(after))["ver"] == 1
+
+
+def test_a_pinned_board_refuses_commands_under_other_anchors(rig):
+    # The chip's eFuse pin holds the digest of this project's anchors; a swapped
+    # /mpguard/anchors.json (another project's: `agent install --force` from it, or a REPL)
+    # names another operator key. Its commands are refused (anchors_pin) and change nothing;
+    # the same command on an unpinned chip is taken (the check is the pin's, not the key's).
+    from test_pin import words_for
+
+    cur = bytes.fromhex(rig.out("OUT(open('/mpguard/anchors.json', 'rb').read().hex())"))
+    other_ops = keys.generate()
+    rig.write_anchors(_doc([keys.generate()], [other_ops], ver=0))
+    tok = rig.cmd("set", "mqtt", 1, b"from-the-other-project", key=other_ops)
+    code = PINNED_CHIP + """
+import guard.pin as pin
+OUT(pin.state(open('/mpguard/anchors.json', 'rb').read()))
+OUT(attempt(R.command, IN['t']))
+OUT(R.status()["secrets"])
+"""
+    state, got, after = rig.run(code, t=tok, w=words_for("esp32", cur)).outputs
+    assert state == "mismatch" and got == [None, "anchors_pin"] and after == {}
+    state, got, after = rig.run(code, t=tok, w=words_for("esp32", None)).outputs
+    assert state == "unpinned" and got[1] is None and list(after) == ["mqtt"]

@@ -145,6 +145,9 @@ def test_a_damaged_state_is_bad_state_not_a_crash(fboard, signer):
                      "iat": 1_700_000_100, "confirm": 0}))):
         code = ("with open('/mpguard/state.json', 'w') as f:\n    f.write(IN['t'])\n"
                 "OUT([boot(), install(0)['reason'], S.status()])")
-        res = fboard.run(code, [signer.bundle(app("1.0"), seq=9)], t=text)
+        # 88K: the 6 KB text of nested brackets sits in the harness's input beside the whole
+        # agent (the harness's 80K had a few hundred bytes to spare, the test's temporary
+        # path's length decided); the agent's own heap is tests/agent/test_update_heap.py's
+        res = fboard.run(code, [signer.bundle(app("1.0"), seq=9)], heapsize="88K", t=text)
         assert res.out == [[None, False], "bad_state", {"state": "bad"}], text
         assert "guard: state bad_state" in res.stdout

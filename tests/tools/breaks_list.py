@@ -132,6 +132,7 @@ brk("slots: MemoryError while writing", SL, "        if isinstance(e, MemoryErro
 brk("install: anchors pinned in eFuse", I, "    pin.check(ANCHORS)  # while the heap is clean", "    pass  # while the heap is clean", ["tests/agent/test_pin.py"] + U)
 brk("pin: a mismatch refuses", PN, "    if s == \"mismatch\":\n        raise GuardError(\"anchors_pin\")", "", ["tests/agent/test_pin.py"] + U)
 brk("pin: every pinned byte compared", PN, "sha256(data).digest()[: len(pin)] == pin", "sha256(data).digest()[:4] == pin[:4]", ["tests/agent/test_pin.py"] + U)
+brk("anchors: a pinned board's commands under other anchors", "agent/guard/anchors.py", "    if pin.state(d) == \"mismatch\":\n        raise GuardError(\"anchors_pin\")\n    return a, k", "    return a, k", ["tests/agent/test_rotate.py"])
 brk("install: OSError is io_error", I, "    except OSError:\n        r = {\"status\": \"refused\", \"reason\": \"io_error\"}", "    except OSError:\n        raise", U)
 brk("install: a replaced trial goes after the state write", I, "    state.save(st)\n    try:\n        slots.tidy(st, app)  # the trial this one replaced, if any\n    except Exception:\n        pass\n", "    try:\n        slots.tidy(st, app)  # the trial this one replaced, if any\n    except Exception:\n        pass\n    state.save(st)\n", U)
 brk("slots: leftovers removed only once the room is known", SL, "    if need > free:\n        raise GuardError(\"no_space\")\n", "    tidy(st, app)\n    if need > free:\n        raise GuardError(\"no_space\")\n", U)

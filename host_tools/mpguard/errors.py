@@ -41,6 +41,17 @@ class DeviceError(MpguardError):
             self.hint = _r.MEMORY_HINT
 
 
+class NoAgent(DeviceError):
+    """The board has no agent, or not a whole one: the import of guard.rpc, or of an agent
+    module it needs, failed on the board (exit 2, as `deploy` refuses such a board)."""
+
+    exit_code = _r.EXIT_USAGE
+
+    def __init__(self, message: str, exc_type: str = "", device_traceback: str = ""):
+        super().__init__(message, exc_type, device_traceback)
+        self.hint = "run `mpguard agent install` (it writes what is missing)"
+
+
 class BoardProfileError(MpguardError):
     """A board profile is unknown, malformed, or drifted from the installed esptool."""
 

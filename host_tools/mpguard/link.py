@@ -46,6 +46,7 @@ from typing import Any
 
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
+from serial import SerialException
 
 from . import xfer
 from .errors import (
@@ -54,6 +55,7 @@ from .errors import (
     DeviceError,
     DeviceRefused,
     LinkDeadline,
+    NoAgent,
     NoPortError,
 )
 from .linkfiles import MIN_RATE, FileOps
@@ -255,6 +257,11 @@ class BoardLink(FileOps, ResetOps):
         except (TransportError, BoardNotAnswering):
             self._stale = True  # the board is in a state the raw REPL did not expect
             raise
+        except SerialException as e:
+            # the port itself failed (a board unplugged, a sim stopped): pyserial's error is
+            # an OSError, which mpremote's file operations also raise for a board's own errno
+            self._stale = True
+            raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
         except struct.error as e:
             # mpremote unpacks the raw-paste window size from what the board sent: an answer
             # cut short (noise on the line, a board still busy with bytes from before) is the
@@ -340,9 +347,22 @@ class BoardLink(FileOps, ResetOps):
         A refusal (GuardError on the board) is DeviceRefused(reason, detail); any other
         exception on the board is DeviceError with the device traceback.
         """
-        out = self._exec(self._line("run", name, args), timeout or self.timeout, None,
-                         f"the agent's {name}")
+        try:
+            out = self._exec(self._line("run", name, args), timeout or self.timeout, None,
+                             f"the agent's {name}")
+        except DeviceError as e:
+            raise self._no_agent(e) from None
         return self._answer(name, out)
+
+    def _no_agent(self, e: DeviceError) -> DeviceError:
+        """NoAgent for a board where an agent module is missing (no module named 'guard...':
+        no agent, a half-installed one, or one older than the call), else `e`."""
+        text = e.device_traceback.strip().splitlines()
+        last = text[-1] if text else ""
+        if e.exc_type in ("ImportError", "ModuleNotFoundError") and "'guard" in last:
+            return NoAgent(f"the agent on {self.port} is missing or incomplete ({last})",
+                           e.exc_type, e.device_traceback)
+        return e
 
     def stream(self, name: str, args: Sequence[Any], data: bytes,
                progress: Callable[[int, int], None] | None = None, *,
@@ -383,7 +403,8 @@ class BoardLink(FileOps, ResetOps):
                 self._record(bytes(printed))
                 raise BoardNotAnswering(f"link to {self.port} failed during transfer: {e}") from None
             finally:  # a BoardReset carries what the board printed (the watch saw it all)
-                ser.timeout = old
+                with contextlib.suppress(OSError):  # a port that went away takes no setting
+                    ser.timeout = old
             self.last_transfer["seconds"] = round(time.monotonic() - t0, 3)
             # xfer.stream stops at the last ack: the answer and the raw REPL's EOF markers are
             # still on the port, after what the board printed during the transfer.

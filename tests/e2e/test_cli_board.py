@@ -142,3 +142,28 @@ def test_demo_tells_the_whole_story(tmp_path, capsys, monkeypatch):
     broker_port = int(re.search(r"amqtt on 127\.0\.0\.1:(\d+)", rot).group(1))
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", broker_port), timeout=2).close()
+
+
+def test_commands_on_a_board_without_the_agent_say_to_install_it(env, tmp_path):
+    # attest, secret status and rotate identity asked the board's guard.rpc for an answer and
+    # printed "board raised ImportError" (exit 1); like deploy, they say what to do (exit 2),
+    # and neither the board nor the inventory changes
+    from idhelp import Proj
+
+    simlib.start("bare")
+    p = Proj(tmp_path / "proj")
+    before_board = board_files(env, "bare")
+    before_inv = p.state()
+    for args in (["attest"], ["secret", "status"], ["rotate", "identity"],
+                 ["attest", "--json"]):
+        r = cli(env, p.root, *args, "--port", "sim:bare")
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        told = r.stdout + r.stderr
+        assert "Traceback" not in told and "mpguard agent install" in told, (args, told)
+        if "--json" in args:
+            out = json.loads(r.stdout)
+            assert out["ok"] is False and out["exit_code"] == 2, out
+        else:
+            assert "missing or incomplete" in r.stderr, (args, r.stderr)
+    assert board_files(env, "bare") == before_board
+    assert p.state() == before_inv

@@ -27,3 +27,57 @@ def test_board_pulled_out_while_the_port_is_configured(sim_factory, monkeypatch)
     with pytest.raises(LinkError) as e:
         linkmod.BoardLink(info.port, connect_timeout=5)
     assert "went away" in str(e.value), e.value
+
+
+def _proj(tmp_path):
+    from mpguard import project
+
+    return project.init(tmp_path / "proj", passphrase=None, targets=["sim"])
+
+
+def test_board_gone_while_the_agent_installs_is_a_link_error(sim_factory, tmp_path):
+    # pyserial's "readiness to read but returned no data" is an OSError, which mpremote's file
+    # operations also raise for a board's own errno: it was reported as the board's error on
+    # the file being written (exit 1); it is the link's (exit 3: run the command again)
+    from mpguard.agent import install as agent_install
+
+    info = sim_factory("ai", baud=115200)
+    proj = _proj(tmp_path)
+    seen = []
+
+    def progress(path):
+        seen.append(path)
+        if len(seen) == 3:
+            simlib.stop("ai")  # the board goes away between two files
+
+    with linkmod.BoardLink(info.port) as link, pytest.raises(LinkError) as e:
+        agent_install.install(link, proj.board_anchors(), progress=progress)
+    assert e.value.exit_code == 3 and "stopped answering" in str(e.value), e.value
+
+
+def test_board_gone_during_a_deploy_transfer_is_a_link_error(sim_factory, tmp_path):
+    # the transfer's port setting, put back after the stream failed, raised pyserial's error
+    # from a `finally` (a traceback, exit 1) instead of the link's
+    from mpguard.agent import install as agent_install
+    from mpguard.updates import deploy, release
+
+    info = sim_factory("dp", baud=115200)
+    proj = _proj(tmp_path)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("import guard\nguard.confirm()\n")
+    (app / "blob.py").write_bytes(b"#" + bytes(range(33, 127)) * 200)  # ~19 KB to send
+    out = tmp_path / "a.bundle"
+    release.build_release(proj, app, "1.0.0", out, passphrase=None, app="demo")
+    with linkmod.BoardLink(info.port) as link:
+        agent_install.install(link, proj.board_anchors())
+        sent = []
+
+        def progress(n, total):
+            sent.append(n)
+            if n > 2048:
+                simlib.stop("dp")
+
+        with pytest.raises(LinkError) as e:
+            deploy.deploy(link, out.read_bytes(), progress=progress, wait=5)
+    assert e.value.exit_code == 3 and sent, e.value

@@ -92,8 +92,21 @@ class Project:
         if entry.get("encrypted") and not passphrase:
             raise ProjectError(
                 f"the release key is encrypted: set {keys.PASSPHRASE_ENV} or type the passphrase")
-        return keys.load_private(self.root / entry["path"],
-                                 passphrase if entry.get("encrypted") else None)
+        path = self.root / entry["path"]
+        key = keys.load_private(path, passphrase if entry.get("encrypted") else None)
+        # The file may have been replaced by another key (another project's, an old one):
+        # signing with it would make bundles every board refuses (unknown_key) while the
+        # summary names the configured kid. Only kids (public thumbprints) are printed.
+        kid = keys.thumbprint(key)
+        if kid != entry["kid"]:
+            e = ProjectError(f"{path} is not the project's release key: its key is {kid}, "
+                             f"{CONFIG_NAME} names {entry['kid']}")
+            e.hint = "put the project's own release key back (from its backup)"
+            raise e
+        if kid not in self.anchors():
+            raise ProjectError(f"the release key {kid} is not one of the project's trust "
+                               f"anchors ({self.anchors_path}): boards would refuse its bundles")
+        return key
 
     def anchors(self) -> dict[str, bytes]:
         """The trust-anchor set: kid -> 65-byte uncompressed P-256 public key."""

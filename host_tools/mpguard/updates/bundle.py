@@ -28,8 +28,10 @@ what a board records for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -63,23 +65,113 @@ MAX_MANIFEST = 4096
 SKIP_NAMES = ("__pycache__",)
 
 
-def collect(appdir: str | Path) -> list[tuple[str, bytes]]:
+def _refuse(detail: str, hint: str) -> BundleError:
+    e = BundleError("bad_app", detail)
+    e.hint = hint
+    return e
+
+
+# PEM armour of any private key: "-----BEGIN (EC |RSA |ENCRYPTED |OPENSSH )PRIVATE KEY-----"
+_PEM_PRIVATE = b"PRIVATE KEY-----"
+_DER_MAX = 16384  # a DER private key is short; longer files are not tried as one
+
+
+def is_private_key(data: bytes) -> bool:
+    """Whether `data` is (or holds) a private key: PEM armour anywhere in it, or the whole
+    file parses as a DER private key (PKCS#8, SEC1 or PKCS#1; encrypted PKCS#8 too)."""
+    if _PEM_PRIVATE in data:
+        return True
+    if not data.startswith(b"\x30") or len(data) > _DER_MAX:  # DER: a SEQUENCE
+        return False
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        serialization.load_der_private_key(data, password=None)
+    except TypeError:  # "password was not given but private key is encrypted": a key
+        return True
+    except (ValueError, UnsupportedAlgorithm):  # not a key cryptography can read
+        return False
+    return True
+
+
+def _read_nofollow(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def collect(appdir: str | Path, forbidden: Iterable[Path] = ()) -> list[tuple[str, bytes]]:
     """Every file of an app folder as (relative path, contents), sorted, `main.py` first.
 
-    Hidden names and `__pycache__` are skipped; anything else must be a valid bundle path.
+    Hidden names and `__pycache__` are skipped, and so is anything that is not a regular file
+    (FIFOs, devices); anything else must be a valid bundle path. A symlink to a file inside
+    the folder is followed (the file's contents go in under the link's name); a symlink that
+    leads outside the folder or nowhere, and a symlinked folder, are refused. A file that is
+    a private key (is_private_key) is refused, and so is one of `forbidden` (files, or folders
+    and all below them; compared by resolved path and by inode, so a hard link is caught).
+    A refusal names the file, never its contents.
     """
     root = Path(appdir)
     if not root.is_dir():
         raise BundleError("bad_app", f"{root} is not a folder")
+    base = root.resolve()
+    banned = [f.resolve() for f in forbidden]
+    banned_ids = set()
+    for f in banned:
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            banned_ids.add((st.st_dev, st.st_ino))
     out = []
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if any(s.startswith(".") or s in SKIP_NAMES for s in rel.parts):
-            continue
-        if p.is_file():
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        d = Path(dirpath)
+        keep = []
+        for n in sorted(dirnames):
+            if n.startswith(".") or n in SKIP_NAMES:
+                continue
+            if (d / n).is_symlink():
+                raise _refuse(f"{d / n} is a symlinked folder",
+                              "copy the folder into the app instead of linking it")
+            keep.append(n)
+        dirnames[:] = keep
+        for n in sorted(filenames):
+            if n.startswith(".") or n in SKIP_NAMES:
+                continue
+            p = d / n
+            rel = p.relative_to(root)
+            if p.is_symlink():
+                target = p.resolve()
+                if not target.is_relative_to(base) or not target.is_file():
+                    raise _refuse(f"{p} is a symlink that leads outside the app folder "
+                                  "(or to nothing)",
+                                  "only files inside the app folder go into a bundle: copy "
+                                  "the file in, or remove the link")
+                read_from = target
+            elif p.is_file():
+                read_from = p
+            else:
+                continue  # not a regular file: a FIFO, socket or device
+            try:
+                st = read_from.stat()
+            except OSError as e:
+                raise BundleError("bad_app", f"cannot read {p}: {e.strerror}") from None
+            real = read_from.resolve()
+            if (st.st_dev, st.st_ino) in banned_ids or any(real.is_relative_to(f)
+                                                           for f in banned):
+                raise _refuse(f"{p} is one of the project's own files (keys, config or "
+                              "inventory)", "the project's keys, config and inventory never "
+                              "go into a bundle: move the file out of the app folder")
             name = rel.as_posix()
             check_path(name)
-            out.append((name, p.read_bytes()))
+            try:
+                data = _read_nofollow(read_from)
+            except OSError as e:
+                raise BundleError("bad_app", f"cannot read {p}: {e.strerror}") from None
+            if is_private_key(data):
+                raise _refuse(f"{p} is a private key",
+                              "private keys never go into a bundle (bundles are not "
+                              "secret): move the file out of the app folder")
+            out.append((name, data))
     if not any(n == "main.py" for n, _ in out):
         raise BundleError("bad_app", f"{root} has no main.py (the app's entry point)")
     out.sort(key=lambda f: (f[0] != "main.py", f[0]))

@@ -22,6 +22,18 @@ class CommandError(MpguardError):
     exit_code = _r.EXIT_USAGE
 
 
+class RootFsRefused(CommandError):
+    """`agent install` refused a board whose root filesystem ("/") is `fs` (FAT: a rename over
+    an existing file there is an unlink and a rename, so a power cut between them loses the
+    agent's state). Raised before anything is written; `--force` does not override it
+    (docs/decisions/0030-fat-root-refused.md)."""
+
+    def __init__(self, message: str, fs: str, hint: str = ""):
+        super().__init__(message)
+        self.fs = fs
+        self.hint = hint
+
+
 class MicroPythonNotFound(MpguardError):
     """The pinned MicroPython unix port is not installed."""
 

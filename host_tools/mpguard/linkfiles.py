@@ -1,14 +1,17 @@
 """The board link's file operations (a part of `mpguard.link.BoardLink`).
 
 Every one is mpremote's own file operation (no code of mpguard's runs on the board) but
-`put`, run as one link operation: watched for a board reset, bounded by a deadline
-(mpguard.watch). `put` writes as mpremote's fs_writefile does (open, one `write` per chunk,
+`put` and `root_fs`, each run as one link operation: watched for a board reset, bounded by a
+deadline (mpguard.watch). `put` writes as mpremote's fs_writefile does (open, one `write` per chunk,
 close) with two changes: chunks of PUT_CHUNK bytes, not 256, and each chunk sent as the
 shortest of Python's bytes literal (mpremote's form: about 1.05x of text, 2.5x of an .mpy),
 base64 decoded on the board by binascii.a2b_base64 (1.33x) and, on a board with MicroPython's
 `deflate` module, base64 of the chunk as a raw deflate stream of its own (a 2**xfer.WBITS-byte
 window, as the agent's compressed transfers), inflated on the board and checked for its
 length (docs/decisions/0028-put-base64-chunks.md).
+`root_fs` sends one line of its own: the class name of what MicroPython's `vfs.mount()` (no
+arguments: the list of mounts) has at "/", so that `agent install` can refuse a FAT board
+(docs/decisions/0030-fat-root-refused.md).
 Errors: a missing file or a full flash is DeviceError (with `errno` when the board gave
 one); a link that fails is BoardNotAnswering, BoardReset or LinkDeadline.
 """
@@ -50,6 +53,15 @@ try:
  print('Z')
 except ImportError:
  pass"""
+
+
+# root_fs: the class name of what is mounted at "/" ('VfsLfs2', 'VfsFat'; nothing printed when
+# nothing is). vfs.mount() with no arguments lists the mounts: [(vfs object, mount point), ...].
+_ROOT_FS = "import vfs\nprint(*[type(v).__name__ for v,p in vfs.mount() if p=='/'])"
+_FS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# what a MicroPython that cannot say raises: no `vfs` module (ImportError), a vfs.mount() that
+# needs its arguments (TypeError), a `vfs` without mount() (AttributeError)
+_CANNOT_SAY = ("ImportError", "TypeError", "AttributeError")
 
 
 def _b64(data: bytes) -> str:
@@ -110,6 +122,20 @@ class FileOps:
         if not self.exists(path):
             return None
         return bytes(self._fs(lambda t: t.fs_hashfile(path, "sha256"), path)).hex()
+
+    def root_fs(self) -> str | None:
+        """The class name of the filesystem mounted at "/": 'VfsLfs2' (littlefs v2), 'VfsFat',
+        ...; None when the board's MicroPython cannot say (no `vfs` module, or a vfs.mount()
+        without its no-argument form: older releases) or nothing is mounted there. Needs no
+        agent; changes nothing on the board."""
+        try:
+            out = self._fs(lambda t: t.exec(_ROOT_FS), "/")
+        except DeviceError as e:
+            if e.exc_type in _CANNOT_SAY:
+                return None
+            raise
+        name = bytes(out).decode("ascii", "replace").strip()
+        return name if _FS_NAME.match(name) else None
 
     def remove(self, path: str) -> None:
         self._fs(lambda t: t.fs_rmfile(path), path)

@@ -103,6 +103,42 @@ def test_own_image_file_is_used_and_kept(sim_dir, tmp_path, mpr):
     assert r.returncode == 2 and "in use by sim 'b'" in r.stderr
 
 
+def test_fat_flash_goes_with_its_image(sim_dir, tmp_path, mpr):
+    """`--fs fat`: a blank flash formatted FAT at first boot; the kind is the sim's, kept
+    across a restart without --fs; an image of the other kind is refused, unchanged."""
+    port = cli("start", "--name", "f", "--fs", "fat").stdout.strip().splitlines()[-1]
+    mpr(port, "exec", "with open('/f', 'w') as f:\n    f.write('kept')")
+    assert simlib.stats("f")["formats"] == 1
+    r = cli("start", "--name", "f", "--fs", "littlefs")
+    assert r.returncode == 2 and "other settings (--fs)" in r.stderr
+    cli("stop", "f")
+    img = sim_dir / "f" / "flash.img"
+    head = img.read_bytes()[:4096]
+    assert head[510:512] == b"\x55\xaa" and head[54:57] == b"FAT"
+    r = cli("start", "--name", "f", "--fs", "littlefs")
+    assert r.returncode == 2 and "is a FAT image; the sim's flash is littlefs" in r.stderr
+    r = cli("start", "--name", "g", "--image", str(img))  # no --fs: littlefs, not this image
+    assert r.returncode == 2 and "is a FAT image" in r.stderr
+    assert img.read_bytes()[:4096] == head
+    r = cli("start", "--name", "f")  # the sim's kind before
+    assert r.returncode == 0 and "fs fat" in r.stdout, r.stderr
+    port = r.stdout.strip().splitlines()[-1]
+    assert mpr(port, "fs", "cat", ":f").stdout == "kept"
+    assert "VfsFat" in mpr(port, "exec", "import vfs\nprint(vfs.mount())").stdout
+    assert simlib.stats("f")["formats"] == 1
+    assert json.loads(cli("list", "--json").stdout)[0]["fs"] == "fat"
+    cli("stop", "f")
+    lfs = tmp_path / "lfs.img"  # a littlefs image (another sim's) on a FAT sim: refused
+    cli("start", "--name", "l", "--image", str(lfs))
+    cli("stop", "l")
+    r = cli("start", "--name", "f2", "--fs", "fat", "--image", str(lfs))
+    assert r.returncode == 2 and "is a littlefs image; the sim's flash is FAT" in r.stderr
+    cli("start", "--name", "f")
+    r = cli("reflash", "f", str(lfs))  # nor as a reflash
+    assert r.returncode == 2 and "is a littlefs image; the sim's flash is FAT" in r.stderr
+    assert mpr(simlib.get("f").port, "fs", "cat", ":f").stdout == "kept"
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

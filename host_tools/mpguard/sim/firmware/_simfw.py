@@ -9,7 +9,8 @@
 #   _simev     the side channel's events, one table shared with the supervisor
 # (_simhw, _simmachine and _simmp are the hardware that code on the board imports.)
 # Boot: 1. mount the image at "/" (a blank or unmountable image is formatted, as the esp32
-# port's inisetup does), so paths are the board's paths; 2. run /boot.py, then /main.py if
+# port's inisetup does: littlefs, or FAT for a sim started with --fs fat, a board whose
+# filesystem an older firmware made), so paths are the board's paths; 2. run /boot.py, then /main.py if
 # the REPL is in friendly mode; 3. friendly or raw REPL; 4. a soft reset (Ctrl-D,
 # machine.soft_reset, SystemExit) or machine.reset() ends this process, and the supervisor
 # starts a fresh one (a fresh heap, as on a board).
@@ -216,20 +217,18 @@ def reboot(raw):
 # --- boot -------------------------------------------------------------------------------
 
 
-def _mount():
-    vfs = None
+def _mount(fs):
+    cls = os.VfsFat if fs == "fat" else os.VfsLfs2
+    os.umount("/")
     try:
-        vfs = os.VfsLfs2(_simflash.Flash())
+        # VfsFat's constructor takes a flash without a filesystem; its mount refuses it
+        os.mount(cls(_simflash.Flash()), "/")
     except OSError:
-        pass
-    if vfs is None:
         # ports/esp32/modules/inisetup.py: a flash without a filesystem is formatted.
         w(b"Performing initial setup\r\n")
-        os.VfsLfs2.mkfs(_simflash.Flash())
+        cls.mkfs(_simflash.Flash())
         event(_simev.FORMAT)
-        vfs = os.VfsLfs2(_simflash.Flash())
-    os.umount("/")
-    os.mount(vfs, "/")
+        os.mount(cls(_simflash.Flash()), "/")
     os.chdir("/")
 
 
@@ -243,6 +242,7 @@ def main(g):
     _simflash.init(cfg, event)
     raw = cfg["raw"]
     cut_now = cfg["cut_now"]
+    fs = cfg.get("fs")
     import binascii
 
     _simhw._cfg = {
@@ -275,7 +275,7 @@ def main(g):
     builtins.print = _cprint
     builtins.__repl_print__ = _repl_print
     builtins.open = _open
-    _mount()
+    _mount(fs)
     sys.path[:] = ["", ".frozen", "/lib"]
     import gc
 

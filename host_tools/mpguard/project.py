@@ -260,7 +260,10 @@ def init(
     key_rel = "keys/release-1.pem"
     if (root / key_rel).exists():
         raise ProjectError(f"{root / key_rel} exists; not overwriting a key")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where the folder would be, or a path through one
+        raise ProjectError(f"cannot make the project folder {root}: {e.strerror}") from None
     key = keys.generate()
     pub = keys.public_bytes(key)
     (root / "keys").mkdir(exist_ok=True)

@@ -41,6 +41,13 @@ def _json(capsys) -> dict:
     (["deploy", "--port", "sim:nobody", "app", "--json"], 2, None),
     (["agent", "install", "--port", "/dev/no-such-port", "--json"], 3, "NoPortError"),
     (["release", "build", "app", "--json"], 2, "UsageError"),  # --version and -o missing
+    # a review's finds (2026-11-27): each was a traceback, or accepted and then misleading
+    (["init", "mpguard.json", "--no-passphrase", "--json"], 2, "ProjectError"),  # a file
+    (["init", "mpguard.json/x", "--no-passphrase", "--json"], 2, "ProjectError"),
+    (["deploy", "--port", "sim:nobody", "--wait", "-5", "x.bundle", "--json"], 2, "UsageError"),
+    (["deploy", "--port", "sim:nobody", "--wait", "nan", "x.bundle", "--json"], 2, "UsageError"),
+    (["devices", "export", "-o", "mpguard.json", "--json"], 2, "CommandError"),
+    (["report", "--since", "99999999999d", "--json"], 2, None),  # before the calendar: no crash
 ])
 def test_errors_are_one_json_object(proj, capsys, argv, rc, etype):
     if argv[0] == "deploy" and "/dev/no-such-port" in argv:
@@ -189,3 +196,12 @@ def test_atomic_write_create_only(tmp_path):
     with pytest.raises(FileExistsError):
         atomic_write(p, b"2", overwrite=False)
     assert p.read_bytes() == b"1" and sorted(x.name for x in tmp_path.iterdir()) == ["f"]
+
+
+def test_attest_refuses_an_output_it_cannot_write_before_it_attests(proj, capsys):
+    # it attested (and recorded the attestation in the inventory), then failed to write the
+    # report; now the output is checked first: the port is never opened
+    rc = cli.main(["attest", "--port", "sim:nobody", "--html", "no/such/dir/a.html", "--json"])
+    obj = _json(capsys)
+    assert rc == 2 and obj["error"]["type"] == "CommandError"
+    assert "cannot write no/such/dir/a.html" in obj["error"]["message"]

@@ -7,7 +7,7 @@ import argparse
 
 from .. import project, reasons
 from ..errors import CommandError
-from .common import Result, resolve_port
+from .common import Result, resolve_port, seconds
 
 
 def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
                    "(which is kept in /mpguard/backup/); a board whose filesystem is FAT is "
                    "refused even so")
     i.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
-    i.add_argument("--deadline", type=float, default=300.0, metavar="S",
+    i.add_argument("--deadline", type=seconds, default=300.0, metavar="S",
                    help="seconds the install may take at most, whatever the board prints "
                    "(default 300)")
     i.add_argument("--json", action="store_true", help="print the result as one JSON object")

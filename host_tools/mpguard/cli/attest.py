@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .. import project, reasons
 from ..errors import CommandError
 from ..files import atomic_write
-from .common import Result, resolve_port
+from .common import Result, output_path, resolve_port, seconds
 
 if TYPE_CHECKING:
     from ..attest import fleet
@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
                    "signed JWT with --ear-key)")
     p.add_argument("--ear-key", metavar="PEM", help="P-256 key to sign the EAR with "
                    "(passphrase from $MPGUARD_PASSPHRASE if encrypted)")
-    p.add_argument("--window", type=float, default=60.0, metavar="S",
+    p.add_argument("--window", type=seconds, default=60.0, metavar="S",
                    help="freshness window in seconds (default 60)")
     p.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
     p.add_argument("--inventory", metavar="URL", help="inventory database URL (default: the project's)")
@@ -103,6 +103,8 @@ def run(args: argparse.Namespace) -> Result:
     pol = policy_mod.load(args.policy)
     if args.ear_key and not args.ear:
         raise CommandError("--ear-key needs --ear OUT")
+    for out in (args.html, args.junit, args.ear):  # before the attestation is recorded
+        output_path(out)
     st = open_store(args)
     with BoardLink(resolve_port(args.port)) as link:
         att = attest_run.attest(link, st, pol, window=args.window)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -76,3 +79,29 @@ class Progress:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above 0 (`--wait -5` or `nan` waited for
+    nothing and then blamed the app)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"a number of seconds above 0, not {text}")
+    return v
+
+
+def output_path(path: str | None) -> None:
+    """Refuse (CommandError) an output file that cannot be written where it is named: before
+    the work whose result it holds (an attestation recorded, then its report not written)."""
+    if not path:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CommandError(f"cannot write {path}: it is a folder")
+    if not os.path.isdir(parent):
+        raise CommandError(f"cannot write {path}: no folder {parent}")
+    if not os.access(parent, os.W_OK):
+        raise CommandError(f"cannot write {path}: the folder is not writable")

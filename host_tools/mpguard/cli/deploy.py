@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .. import reasons
 from ..errors import CommandError, MpguardError
-from .common import Progress, Result, resolve_port
+from .common import Progress, Result, resolve_port, seconds
 
 if TYPE_CHECKING:
     from ..link import BoardLink
@@ -35,9 +35,9 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     )
     p.add_argument("bundle")
     p.add_argument("--port", required=True, help="serial port, or sim:NAME for a virtual board")
-    p.add_argument("--wait", type=float, default=30.0, metavar="S",
+    p.add_argument("--wait", type=seconds, default=30.0, metavar="S",
                    help="seconds to wait for the trial's outcome (default 30)")
-    p.add_argument("--deadline", type=float, default=None, metavar="S",
+    p.add_argument("--deadline", type=seconds, default=None, metavar="S",
                    help="seconds the transfer and install may take at most, whatever the board "
                    "prints (default: 60 + 1 s per 500 B of bundle)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")

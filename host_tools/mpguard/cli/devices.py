@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import project, reasons
+from ..errors import CommandError
 from .common import Result
 
 
@@ -108,6 +109,9 @@ def run_show(args: argparse.Namespace) -> Result:
 def run_export(args: argparse.Namespace) -> Result:
     from ..identity import devices, records
 
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{out} is a file: -o names the folder to write into")
     proj, inv = _open(args)
     with inv:
         devs = ([records.find_device(inv, i) for i in args.ids] if args.ids else inv.devices())

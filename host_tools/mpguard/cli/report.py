@@ -39,7 +39,10 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime | None:
     m = re.fullmatch(r"(\d+)([dhm])", text.strip())
     if m:
         unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
-        return now - dt.timedelta(**{unit: int(m.group(1))})
+        try:
+            return now - dt.timedelta(**{unit: int(m.group(1))})
+        except (OverflowError, ValueError):  # an age before the calendar starts
+            return dt.datetime.min.replace(tzinfo=dt.UTC)
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:

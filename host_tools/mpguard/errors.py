@@ -192,6 +192,11 @@ class InventoryError(MpguardError):
         super().__init__(_r.message(reason, detail))
         self.reason = reason
         self.detail = detail
+        if reason in _REFUSALS:  # a valid request the inventory's state refuses
+            self.exit_code = _r.EXIT_REFUSED
+
+
+_REFUSALS = ("already_revoked",)
 
 
 class DuplicateIdentity(InventoryError):

@@ -167,3 +167,13 @@ def test_commands_on_a_board_without_the_agent_say_to_install_it(env, tmp_path):
             assert "missing or incomplete" in r.stderr, (args, r.stderr)
     assert board_files(env, "bare") == before_board
     assert p.state() == before_inv
+
+
+def test_a_stopped_virtual_board_is_not_reachable(env, tmp_path):
+    # as an unplugged board: exit 3 (it was 2, bad input, against the README's table)
+    simlib.start("off")
+    simlib.stop("off")
+    r = cli(env, tmp_path, "status", "--port", "sim:off", "--json")
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    out = json.loads(r.stdout)
+    assert out["error"]["type"] == "NoPortError" and "sim start --name off" in out["error"]["message"]

@@ -73,6 +73,9 @@ def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tm
                              str(board_pem)], capture_output=True, text=True)
         assert ok.returncode == 0 and ": OK" in ok.stdout, ok.stderr
         cli("devices", "revoke", first["ueid"], "--reason", "keyCompromise")
+        # again: refused (4, as docs/devices.md says; it was 2), nothing changed
+        again = cli("devices", "revoke", first["ueid"], code=4)
+        assert "revoked" in again.stderr
         cli("devices", "export", "-o", str(out), "--csv")
         bad = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile",
                               str(out / "devices-ca.pem"), "-CRLfile",
@@ -82,6 +85,12 @@ def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tm
     assert (out / "devices.csv").exists()
 
     # the passphrase is needed to issue: without it nothing happens (the board is untouched)
+    # a validity out of range is bad input (2), refused before the board makes a key
+    for days in ("0", "-5", "99999999"):
+        r = cli("provision", "--port", "sim:b", "--force", "--days", days, code=2)
+        assert "days" in r.stderr, r.stderr
+    assert cli.json("devices", "show", first["ueid"])["certificates"][-1]["serial"] == \
+        forced["serial"]
     no_pw = {k: v for k, v in env.items() if k != "MPGUARD_PASSPHRASE"}
     r = cli("provision", "--port", "sim:b", "--force", code=2, env=no_pw)
     assert "passphrase" in r.stderr

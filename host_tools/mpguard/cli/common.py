@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import reasons
-from ..errors import CommandError, MpguardError
+from ..errors import CommandError, MpguardError, NoPortError
 
 
 @dataclass
@@ -47,8 +47,9 @@ def resolve_port(port: str | None) -> str:
         from .. import sim
 
         info = sim.get(port[4:])
-        if not info.running or not info.port:
-            raise CommandError(f"virtual board {port[4:]!r} is not running (mpguard sim start)")
+        if not info.running or not info.port:  # as a board unplugged: exit 3, the link's
+            raise NoPortError(f"virtual board {port[4:]!r} is not running "
+                              f"(mpguard sim start --name {port[4:]})")
         return info.port
     return port
 

@@ -26,7 +26,16 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p.add_argument("--force", action="store_true",
                    help="give a board that has an identity a new one (revokes its certificate, "
                    "keeps its history)")
-    p.add_argument("--days", type=int, metavar="N",
+    def days(text: str) -> int:  # checked here, before the board makes a key
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+        if not 1 <= n <= device_ca.MAX_DAYS:
+            raise argparse.ArgumentTypeError(f"1 to {device_ca.MAX_DAYS} days, not {n}")
+        return n
+
+    p.add_argument("--days", type=days, metavar="N",
                    help=f"certificate validity in days (default {device_ca.DEFAULT_DAYS}, "
                    "or mpguard.json \"device_cert_days\")")
     p.add_argument("--board", metavar="KIND", help="board kind (default: the board's profile)")

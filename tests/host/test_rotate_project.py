@@ -101,3 +101,23 @@ def test_secret_values_never_on_the_command_line(capsys):
             cli.main(cmd)
         text = capsys.readouterr().out
         assert "--from-file" in text and "--value" not in text and "exit codes:" in text
+
+
+def test_sign_with_files_are_read_even_when_not_needed(tmp_path):
+    # `--sign-with /etc/passwd` (or a missing file, or another project's key) was never opened
+    # when the project's own keys met the threshold: the command said done. Each is an error
+    # now, with nothing written.
+    from mpguard.errors import MpguardError
+
+    p = project.init(tmp_path / "p", passphrase=None, targets=["sim"])
+    files = {f: f.read_bytes() for f in p.root.rglob("*") if f.is_file()}
+    stranger = tmp_path / "stranger.pem"
+    keys.save_private(keys.generate(), stranger, None, allow_plaintext=True)
+    notakey = tmp_path / "notakey.pem"
+    notakey.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    for spec in (notakey, tmp_path / "missing.pem", stranger):
+        with pytest.raises(MpguardError) as e:
+            anchors.rotate(project.find(p.root), add="new", remove=None, passphrase=None,
+                           sign_with=[str(spec)])
+        assert e.value.exit_code == 2, (spec, e.value)
+    assert {f: f.read_bytes() for f in p.root.rglob("*") if f.is_file()} == files

@@ -188,14 +188,13 @@ def rotate(proj: Any, *, add: str | None, remove: str | None, passphrase: bytes 
         if e["kid"] in cur["keys"] and len(signers) < k_cur:
             signers.append(keys.load_private(proj.root / e["path"],
                                              passphrase if e.get("encrypted") else None))
-    for spec in sign_with:
-        if len(signers) >= k_cur:
-            break
-        p = Path(spec)
+    for spec in sign_with:  # every one is read and checked, also when it is not needed:
+        p = Path(spec)      # a wrong file named is an error, never silently left aside
         key = keys.load_private(p, passphrase if keys.is_encrypted(p) else None)
         if keys.thumbprint(key) not in cur["keys"]:
             raise RotateError("bad_anchor_key", f"{spec} is not a current trust anchor")
-        if keys.thumbprint(key) not in [keys.thumbprint(s) for s in signers]:
+        if len(signers) < k_cur and keys.thumbprint(key) not in [keys.thumbprint(s)
+                                                                 for s in signers]:
             signers.append(key)
     if len(signers) < k_cur:
         raise RotateError("threshold", f"the statement needs {k_cur} signatures of current "

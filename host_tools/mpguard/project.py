@@ -231,6 +231,17 @@ def anchor_set(public_keys: list[bytes]) -> dict[str, Any]:
     return {"v": 1, "keys": {jose.thumbprint(p): b64u_enc(p) for p in public_keys}}
 
 
+def check_targets(targets: list[str]) -> None:
+    """Every target is a board kind mpguard has a profile for (boards/): a board's kind comes
+    from its profile, so a bundle for any other kind is refused by every board."""
+    from .boards import profile_kinds
+
+    known = profile_kinds()
+    for t in targets:
+        if t not in known:
+            raise ProjectError(f"bad target board kind {t!r} (known: {', '.join(known)})")
+
+
 def init(
     directory: str | Path = ".",
     *,
@@ -254,9 +265,7 @@ def init(
     if passphrase is not None and not passphrase:
         raise ProjectError("an empty passphrase is not allowed (use --no-passphrase)")
     targets = list(targets or DEFAULT_TARGETS)
-    for t in targets:
-        if not t or len(t) > 32 or not all(c.isalnum() or c in "-_." for c in t):
-            raise ProjectError(f"bad target board kind {t!r}")
+    check_targets(targets)
     key_rel = "keys/release-1.pem"
     if (root / key_rel).exists():
         raise ProjectError(f"{root / key_rel} exists; not overwriting a key")

@@ -48,6 +48,10 @@ def _json(capsys) -> dict:
     (["deploy", "--port", "sim:nobody", "--wait", "nan", "x.bundle", "--json"], 2, "UsageError"),
     (["devices", "export", "-o", "mpguard.json", "--json"], 2, "CommandError"),
     (["report", "--since", "99999999999d", "--json"], 2, None),  # before the calendar: no crash
+    # a target no board can be (a board's kind comes from its profile): every board refused it
+    (["init", "other", "--target", "nope", "--no-passphrase", "--json"], 2, "ProjectError"),
+    (["release", "build", "app", "--version", "1", "-o", "t.bundle", "--target", "nope",
+      "--json"], 2, "ProjectError"),
 ])
 def test_errors_are_one_json_object(proj, capsys, argv, rc, etype):
     if argv[0] == "deploy" and "/dev/no-such-port" in argv:
@@ -59,6 +63,8 @@ def test_errors_are_one_json_object(proj, capsys, argv, rc, etype):
     obj = _json(capsys)
     assert obj["ok"] is False and obj["exit_code"] == rc
     assert obj["error"]["message"]
+    assert not (proj / "t.bundle").exists() and not (proj / "other").exists()
+    assert not (proj / "releases.json").exists()  # no sequence taken
     if etype:
         assert obj["error"]["type"] == etype
 

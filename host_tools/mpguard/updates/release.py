@@ -15,7 +15,7 @@ from typing import Any
 from .. import jose
 from ..errors import BundleError, CommandError, ProjectError
 from ..files import atomic_write
-from ..project import CONFIG_NAME, Project
+from ..project import CONFIG_NAME, Project, check_targets
 from . import bundle
 
 KEYS_DIR = "keys"
@@ -56,6 +56,7 @@ def build_release(
     warnings = [] if confirm_after else confirm_warnings(files)
     key = proj.release_key(passphrase)  # before the lock: the passphrase KDF is slow
     targets = targets or proj.targets
+    check_targets(targets)
     with proj.release_lock():
         last = proj.releases()["last_seq"]
         if seq is None:

@@ -72,6 +72,14 @@ def test_agent_install_idempotent_and_refusals(env, tmp_path):
     written = json.loads(r.stdout)["written"]  # the new anchors, after their comb tables
     assert written[-1] == "/mpguard/anchors.json"
     assert written[:-1] and all(p.startswith("/mpguard/tab/") for p in written[:-1])
+    # anchors emptied by hand: refused even with --force (the board would trust no key, for
+    # good), nothing written
+    before = board_files(env, "b")
+    a = tmp_path / "p2" / "anchors.json"
+    a.write_text(json.dumps(dict(json.loads(a.read_text()), keys={})))
+    r = cli(env, tmp_path / "p2", "agent", "install", "--port", "sim:b", "--force")
+    assert r.returncode == 2 and "name no release key" in r.stderr, r.stderr
+    assert board_files(env, "b") == before
 
 
 def test_agent_install_refuses_a_users_own_main_py(env, tmp_path):

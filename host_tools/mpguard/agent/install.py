@@ -208,6 +208,11 @@ def install(
 
 def _install(link: BoardLink, anchors: dict, kind: str | None, force: bool, fmt: str | None,
              progress: Callable[[str], None] | None) -> InstallReport:
+    if not isinstance(anchors.get("keys"), dict) or not anchors["keys"]:
+        # a board holding no release key refuses every bundle, for good (nothing can sign a
+        # statement that adds one): the project's anchors.json was emptied by hand
+        raise CommandError("the project's trust anchors name no release key "
+                           "(anchors.json \"keys\" is empty): nothing was written")
     anchors_json = _anchors_file(anchors)
     tables = True
     # 1. Refusals first: nothing is written unless the whole install may proceed.

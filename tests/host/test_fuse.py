@@ -240,3 +240,44 @@ def test_cli_status_dry_run_and_missing_flag(blank_chip, tmp_path, capsys, monke
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["burned"]["after"]["facts"]["jtag"] == "disabled-permanently"
     assert res["burned"]["after"]["anchors_pin"]["state"] == "match"
+
+
+# --- read-only commands never write the eFuse file; a --chip that is not the file's is refused ---
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("chip", "wrong", "looks"), [("esp32", "esp32s3", "ESP32 (288 bytes)"),
+                                                      ("esp32s3", "esp32", "ESP32-S3")])
+def test_status_and_dry_run_leave_the_file_and_refuse_another_chip(chip, wrong, looks, blank_chip,
+                                                                    tmp_path, capsys, monkeypatch):
+    path = blank_chip(chip)
+    subprocess.run([ESPEFUSE, "--virt", "--path-efuse-file", str(path), "--chip", chip,
+                    "--do-not-confirm", "burn-efuse", profiles.burns(chip, profiles.options(
+                        "production", chip))[0].field, "1"], check=True, capture_output=True,
+                   timeout=120)  # a chip with a bit burned: a misread would show it
+    proj = project.init(tmp_path / "p", passphrase=None, targets=["sim"])
+    monkeypatch.chdir(proj.root)
+    sha = _sha(path)
+    right = cli.main(["fuse", "status", "--efuse-file", str(path), "--chip", chip, "--json"])
+    assert right == 0 and json.loads(capsys.readouterr().out)["chip"] == chip
+    assert _sha(path) == sha
+    assert cli.main(["fuse", "harden", "--efuse-file", str(path), "--chip", chip,
+                     "--profile", "production"]) == 0
+    assert "dry run: nothing was burned" in capsys.readouterr().out
+    assert _sha(path) == sha
+    for cmd in (["status"], ["harden", "--profile", "production"],
+                ["harden", "--profile", "production", "--burn", fuse.CONFIRM_FLAG]):
+        rc = cli.main(["fuse", *cmd, "--efuse-file", str(path), "--chip", wrong])
+        err = capsys.readouterr().err
+        assert rc == reasons.EXIT_USAGE, cmd
+        assert "bad_target" in err or "not usable" in err
+        assert looks in err and "Traceback" not in err
+        assert _sha(path) == sha, cmd  # refused: not read as another chip, not rewritten
+    with pytest.raises(FuseError) as e:  # a Target made elsewhere (a station's) is checked too
+        fuse.status(fuse.Target(wrong, wrong, efuse_file=path))
+    assert e.value.reason == "bad_target" and _sha(path) == sha
+    if chip == "esp32":  # still an ESP32 by its size: no --chip needed
+        assert cli.main(["fuse", "status", "--efuse-file", str(path)]) == 0
+        assert "esp32" in capsys.readouterr().out

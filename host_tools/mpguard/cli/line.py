@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .. import project, reasons
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from ..line import station
 
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as every mpguard command exits on it
 _RUN_EXIT = (reasons.EXIT_OK, reasons.EXIT_FAIL, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
 
 
@@ -31,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
                      description="Poll the ports; each board that appears runs the station's "
                      "steps (resuming from the inventory's record), shown in a live table. "
                      "Exit 0: every board passed; 9: a board failed; 7: boards parked because "
-                     "the inventory could not be reached.",
+                     "the inventory could not be reached; 130: stopped by Ctrl-C (running "
+                     "boards finish their step and start no other).",
                      epilog=reasons.epilog(*_RUN_EXIT))
     r.add_argument("--station", required=True, metavar="FILE", help="the station file (TOML)")
     r.add_argument("--ports", default=None, metavar="auto|P1,P2,sim:PATTERN",
@@ -113,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
         if started and not args.keep_sims:
             sims.stop(started)
         ctx.inventory.close()
+    if summ.stopped:  # Ctrl-C: the CLI's exit code of an interrupt (mpguard.cli._main)
+        print(f"mpguard: interrupted: {summ.interrupted} board(s) stopped before their next "
+              "step (the next `line run` goes on with them)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if summ.parked:
         return reasons.EXIT_INVENTORY
     return reasons.EXIT_FAIL if summ.failed else reasons.EXIT_OK

@@ -227,10 +227,20 @@ def _server() -> _Server | None:
 
 def summary(target: Target) -> tuple[dict[str, Any], Target]:
     """espefuse's summary as JSON (field name -> {value, raw_value, writeable, ...}), and the
-    target with its chip resolved (a real port's chip is detected by espefuse)."""
+    target with its chip resolved (a real port's chip is detected by espefuse).
+
+    Read-only: an eFuse file is read through a copy (espefuse writes its virtual chip's file
+    back at the end of every run, resized to the chip it was told), so the file's bytes never
+    change here; a file whose size is not that of the target's chip is refused first."""
     with tempfile.TemporaryDirectory(prefix="mpguard-fuse-") as d:
         out = Path(d) / "summary.json"
-        text = run(command(target, "summary", "--format", "json", "--file", str(out)))
+        read = target
+        if target.virtual and target.efuse_file is not None and target.efuse_file.exists():
+            check_file(target.efuse_file, target.chip)
+            copy = Path(d) / "efuse.bin"
+            copy.write_bytes(target.efuse_file.read_bytes())
+            read = replace(target, efuse_file=copy)
+        text = run(command(read, "summary", "--format", "json", "--file", str(out)))
         try:
             data = json.loads(out.read_text())
         except (OSError, ValueError):
@@ -262,7 +272,9 @@ def target_for(port: str | None = None, efuse_file: str | Path | None = None, *,
         kind = board or chip or ("esp32" if path.stat().st_size == _ESP32_FILE else None)
         if not kind:
             raise FuseError("bad_target", f"which chip is {path}? give --chip")
-        return Target(chip or boards.load_profile(kind)["chip"], kind, efuse_file=path)
+        target = Target(chip or boards.load_profile(kind)["chip"], kind, efuse_file=path)
+        check_file(path, target.chip)
+        return target
     assert port
     info = _sim_of(port)
     if info is not None:
@@ -278,6 +290,25 @@ def target_for(port: str | None = None, efuse_file: str | Path | None = None, *,
 
 _CHIPS = ("esp32", "esp32s2", "esp32s3", "esp32c3")
 _ESP32_FILE = 288  # bytes of an ESP32's eFuse register window (EFUSE_MEM_SIZE)
+# the size of a virtual chip's eFuse file as espefuse makes it, per chip
+FILE_SIZES = {"esp32": _ESP32_FILE, "esp32s2": 512, "esp32s3": 512, "esp32c3": 512}
+_NAMES = {"esp32": "ESP32", "esp32s2": "ESP32-S2", "esp32s3": "ESP32-S3", "esp32c3": "ESP32-C3"}
+
+
+def check_file(path: Path, chip: str) -> None:
+    """Refuse (bad_target) an eFuse file whose size is not that of `chip`'s virtual eFuse file:
+    espefuse would read it as that chip's, report wrong facts and write it back resized."""
+    want = FILE_SIZES.get(chip)
+    if want is None:
+        return
+    size = path.stat().st_size
+    if size == want:
+        return
+    like = [_NAMES[c] for c, n in FILE_SIZES.items() if n == size]
+    seems = (f"it looks like an eFuse file of {' / '.join(like)} ({size} bytes)" if like else
+             f"it is {size} bytes, the size of no chip's eFuse file")
+    raise FuseError("bad_target", f"eFuse file {path} is not an {_NAMES[chip]}'s ({want} bytes): "
+                    f"{seems}; give the file's own --chip")
 
 
 def _sim_of(port: str) -> Any:

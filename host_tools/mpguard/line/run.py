@@ -9,8 +9,10 @@
 3. the inventory cannot be reached: no new board is taken, the running ones finish their step
    and park (their steps wait in the journal), the journal is retried; once it is written,
    parked boards still plugged in resume where the inventory says they are;
-4. stops on Ctrl-C (boards running finish their step), after `count` boards, or after `idle`
-   seconds with nothing running; the summary counts pass, fail, parked, boards per hour.
+4. stops on Ctrl-C (boards running finish their step and start no other: they are let go
+   `parked`, "interrupted before STEP", and go on at the next run), after `count` boards, or
+   after `idle` seconds with nothing running; the summary counts pass, fail, parked,
+   interrupted, boards per hour.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class Row:
     ueid: str | None = None
     step: str = ""
     progress: str = ""
-    status: str = "waiting"  # waiting | running | pass | fail | parked | held | gone
+    status: str = "waiting"  # waiting | running | pass | fail | parked | held | interrupted | gone
     reason: str | None = None
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
@@ -98,7 +100,9 @@ class Summary:
     parked: int = 0
     held: int = 0
     already: int = 0  # boards that had passed before this run (not counted in the rate)
+    interrupted: int = 0  # boards stopped by Ctrl-C before a step (not finished)
     seconds: float = 0.0
+    stopped: bool = False  # the run was stopped by Ctrl-C
 
     @property
     def per_hour(self) -> float:
@@ -106,7 +110,8 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "failed": self.failed, "parked": self.parked,
-                "held": self.held, "already": self.already, "seconds": round(self.seconds, 1),
+                "held": self.held, "already": self.already, "interrupted": self.interrupted,
+                "stopped": self.stopped, "seconds": round(self.seconds, 1),
                 "boards_per_hour": round(self.per_hour, 1)}
 
 
@@ -145,7 +150,7 @@ class StationRun:
             total = d["total"]
             r.progress = (f"{100 * d['done'] // total}% of {total // 1024} KiB" if total
                           else f"{d['done']} files")
-        elif e.kind in ("done", "parked", "held"):
+        elif e.kind in ("done", "parked", "held", "interrupted"):
             r.status = "held" if e.kind == "held" else d["status"]
             r.reason = d.get("reason") or (f"held by {d['by']}" if e.kind == "held" else None)
             r.seconds = time.monotonic() - r.started
@@ -171,6 +176,8 @@ class StationRun:
                 self.summary.failed += 1
             elif s == "held":
                 self.summary.held += 1
+            elif s == "interrupted":
+                self.summary.interrupted += 1
 
     def _retry_inventory(self) -> None:
         try:
@@ -219,8 +226,9 @@ class StationRun:
                 if self._done(t_idle):
                     break
                 time.sleep(POLL)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the workers see it before their next step
             self.stop.set()
+            self.summary.stopped = True
         for w in list(self.workers.values()):
             w.join()
         while not self.events.empty():
@@ -241,6 +249,6 @@ class StationRun:
                 return
             self.rows[port] = Row(port, p.label, mac=p.mac)
             w = Worker(self.ctx, p, self.line, self.journal, self.key, self._emit,
-                       lambda d: d in self.ports.poll())
+                       lambda d: d in self.ports.poll(), self.stop)
             self.workers[port] = w
             w.start()

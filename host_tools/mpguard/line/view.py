@@ -15,7 +15,7 @@ from .run import Row, Summary
 from .worker import Event
 
 _STYLE = {"pass": "bold green", "fail": "bold red", "parked": "yellow", "held": "yellow",
-          "running": "cyan", "gone": "dim", "waiting": "dim"}
+          "interrupted": "yellow", "running": "cyan", "gone": "dim", "waiting": "dim"}
 
 
 def _short(u: str | None) -> str:
@@ -40,7 +40,9 @@ def table(rows: dict[str, Row], title: str, note: str = "") -> Table:
 def summary_text(s: Summary) -> str:
     return (f"{s.passed} passed, {s.failed} failed, {s.parked} parked, {s.held} held by "
             f"another station, {s.already} passed before; {s.seconds:.0f} s, "
-            f"{s.per_hour:.0f} boards/hour")
+            f"{s.per_hour:.0f} boards/hour"
+            + (f"; stopped (Ctrl-C): {s.interrupted} board(s) interrupted before their next "
+               "step, the next run goes on with them" if s.stopped else ""))
 
 
 class LiveView:
@@ -65,6 +67,8 @@ class LiveView:
             self.note = "inventory unreachable: no new boards; retrying"
         elif e.kind == "inventory":
             self.note = "inventory reachable again"
+        elif e.kind == "interrupted":
+            self.note = "stopping (Ctrl-C): boards finish their step, then stop"
         self.live.update(table(rows, self.title, self.note))
 
 

@@ -10,7 +10,10 @@
    station's key and stored with the board's status (pass, or fail with the reason).
 
 A link failure while the port is gone is `disconnected`. An inventory that cannot be reached
-parks the board: what it did stays in the journal until the station can write it.
+parks the board: what it did stays in the journal until the station can write it. A station
+stopped (Ctrl-C: `stop` set) lets the step running finish and starts no other: the board is
+let go `parked` with the reason `interrupted before STEP`, no traveller (it is not finished),
+and a later run goes on from its recorded steps.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from .ports import Port, read_mac
 
 @dataclass
 class Event:
-    kind: str  # start | step | progress | done | held | parked
+    kind: str  # start | step | progress | done | held | parked | interrupted
     port: str
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -89,10 +92,12 @@ class Journal:
 
 class Worker(threading.Thread):
     def __init__(self, ctx: steps.Context, port: Port, line: Line, journal: Journal,
-                 key: Any, emit: Callable[[Event], None], present: Callable[[str], bool]):
+                 key: Any, emit: Callable[[Event], None], present: Callable[[str], bool],
+                 stop: threading.Event | None = None):
         super().__init__(name=f"board {port.label}", daemon=True)
         self.ctx, self.port, self.line, self.journal = ctx, port, line, journal
         self.key, self.emit, self.present = key, emit, present
+        self.stop = stop or threading.Event()
         self.status = "running"
         self.reason: str | None = None
         self.mac: str | None = None
@@ -156,6 +161,9 @@ class Worker(threading.Thread):
             if name in done:
                 self.emit(Event("step", self.port.device, {"step": name, "status": "skipped"}))
                 continue
+            if self.stop.is_set():  # the station is stopping: no further step (above all no burn)
+                self._interrupted(rec.id, name)
+                return
             self.emit(Event("step", self.port.device, {"step": name, "status": "running"}))
             t0 = datetime.now(UTC)
             m0 = time.monotonic()
@@ -178,6 +186,16 @@ class Worker(threading.Thread):
                                                         "seconds": round(time.monotonic() - m0, 2),
                                                         "ueid": b.ueid}))
         self._finish(b, rec.id, "pass", None)
+
+    def _interrupted(self, board_id: int, step: str) -> None:
+        """Let go of an unfinished board (no traveller): `parked`, interrupted before `step`;
+        its completed steps are recorded, so the next run (any station's) goes on from there."""
+        reason = f"interrupted before {step}"
+        self.line.release(board_id, self.ctx.station.name, "parked", reason)
+        self.status, self.reason = "interrupted", reason
+        self.emit(Event("interrupted", self.port.device, {"status": "interrupted",
+                                                          "reason": reason, "mac": self.mac,
+                                                          "step": step}))
 
     def _finish(self, b: steps.Board, board_id: int, result: str, reason: str | None) -> None:
         st = self.ctx.station

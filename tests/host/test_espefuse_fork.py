@@ -116,3 +116,23 @@ def test_a_run_that_hangs_ends_at_its_timeout(tmp_path, way):
             break
         assert time.monotonic() < end, "the hung espefuse run still holds the FIFO open"
         time.sleep(0.05)
+
+
+def test_a_ctrl_c_at_the_terminal_does_not_end_the_server_or_its_runs(blank_chip, monkeypatch):
+    # a terminal's Ctrl-C reaches the whole process group: the server (and each run it forks,
+    # a burn among them) ignores SIGINT, so a station's Ctrl-C lets the running step finish
+    import signal
+
+    monkeypatch.setenv("MPGUARD_ESPEFUSE_FORK", "1")
+    t = _target(blank_chip("esp32s3"))
+    ef.summary(t)
+    server = ef._servers[os.getpid()]
+    pid = server.z.proc.pid
+    status = open(f"/proc/{pid}/status").read()
+    ignored = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigIgn:")), 16)
+    assert ignored & (1 << (signal.SIGINT - 1)), "the espefuse server does not ignore SIGINT"
+    os.kill(pid, signal.SIGINT)
+    time.sleep(0.3)
+    assert server.z.proc.poll() is None
+    out = ef.run(ef.command(t, "--do-not-confirm", "burn-efuse", "DIS_USB_JTAG", "1"))
+    assert "Successful" in out and ef._servers[os.getpid()] is server and server.ok

@@ -42,7 +42,9 @@ def preload() -> bool:
 def _child(server: int, sock: socket.socket, fds: list[int], req: dict) -> int:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no run outlives the server
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # a Ctrl-C at the terminal reaches the whole process group: a run (a burn) is not cut
+    # short by it; mpguard decides (a line finishes the step running, docs/line.md)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() != server:
         return 1
     sock.close()
@@ -69,6 +71,7 @@ def _child(server: int, sock: socket.socket, fds: list[int], req: dict) -> int:
 
 
 def serve(sock: socket.socket) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # it ends when its starter's socket closes
     ok = preload()
     sock.send(b"ok" if ok else b"no")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the runs

@@ -91,8 +91,9 @@ def run(argv: list[str], *, timeout: float = TIMEOUT) -> str:
     got = server.run(argv[1:], timeout) if server is not None else None
     if got is None:
         try:
+            # its own session: a Ctrl-C at the terminal does not cut a burn short
             res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                 stdin=subprocess.DEVNULL)
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise FuseError("espefuse_failed", f"no answer in {timeout:.0f} s") from None
         got = (res.returncode, res.stdout + res.stderr)

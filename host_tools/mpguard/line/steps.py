@@ -90,7 +90,9 @@ def firmware(b: Board, cfg: dict[str, Any]) -> dict[str, Any]:
     cmd = [str(exe) if exe.exists() else "esptool", "--port", b.port.device,
            "--baud", str(cfg.get("baud", 460800)), "write-flash",
            hex(cfg.get("address", 0x1000)), str(cfg["file"])]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    # its own session: a Ctrl-C at the terminal does not cut a flash write short
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
     if res.returncode != 0:
         raise LineError("step_failed", "esptool: " + (res.stdout + res.stderr).strip()[-200:])
     return {**info, "applies": True, "address": cfg.get("address", 0x1000)}

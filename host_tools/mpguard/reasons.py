@@ -140,7 +140,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "unknown_device": ("the token is signed by a board the inventory does not know",
                        "provision the board (or attest against the right inventory)"),
     "wrong_key": ("the token is not signed by the key of the board its UEID names",
-                  "the board's identity changed or the token is forged: re-provision it"),
+                  "the board's identity changed or the token is forged. After an identity "
+                  "rotation cut short, run `mpguard rotate identity --port P` again (it "
+                  "finishes it); else find out why before you re-provision it"),
     "device_revoked": ("the board's certificate is revoked: its key is not trusted",
                        "if the board is yours and its key safe, provision it again "
                        "(`mpguard provision --force`)"),

@@ -50,6 +50,9 @@ def _json(capsys) -> dict:
     (["report", "--since", "99999999999d", "--json"], 2, None),  # before the calendar: no crash
     # a target no board can be (a board's kind comes from its profile): every board refused it
     (["init", "other", "--target", "nope", "--no-passphrase", "--json"], 2, "ProjectError"),
+    (["line", "run", "--station", "s.toml", "--count", "0", "--json"], 2, "UsageError"),
+    (["line", "run", "--station", "s.toml", "--count", "-1", "--json"], 2, "UsageError"),
+    (["line", "run", "--station", "s.toml", "--idle", "nan", "--json"], 2, "UsageError"),
     (["release", "build", "app", "--version", "1", "-o", "t.bundle", "--target", "nope",
       "--json"], 2, "ProjectError"),
 ])

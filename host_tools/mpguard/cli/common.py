@@ -94,6 +94,17 @@ def seconds(text: str) -> float:
     return v
 
 
+def positive(text: str) -> int:
+    """argparse type: a whole number above 0 (`--count 0` ran nothing and said done)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"a whole number above 0, not {v}")
+    return v
+
+
 def output_path(path: str | None) -> None:
     """Refuse (CommandError) an output file that cannot be written where it is named: before
     the work whose result it holds (an attestation recorded, then its report not written)."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import project, reasons
 from ..errors import LineError
-from .common import Result
+from .common import Result, positive, seconds
 
 if TYPE_CHECKING:
     from ..line import station
@@ -42,8 +42,8 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     r.add_argument("--sims", type=int, default=0, metavar="N",
                    help="start N virtual boards for this station (<station>-1..N)")
     r.add_argument("--baud", type=int, help="the --sims boards' UART rate (default unthrottled)")
-    r.add_argument("--count", type=int, metavar="N", help="stop after N boards")
-    r.add_argument("--idle", type=float, metavar="S", help="stop after S seconds with no board "
+    r.add_argument("--count", type=positive, metavar="N", help="stop after N boards")
+    r.add_argument("--idle", type=seconds, metavar="S", help="stop after S seconds with no board "
                    "running")
     r.add_argument("--keep-sims", action="store_true", help="leave the --sims boards running")
     r.add_argument("--db", metavar="URL", help="inventory (default: the station file's)")

@@ -31,6 +31,8 @@ def test_start_list_stop_restart_keeps_flash(sim_dir, mpr, tmp_path):
     other = tmp_path / "elsewhere"
     other.mkdir()
     listed = json.loads(cli("list", "--json", cwd=str(other)).stdout)  # from any folder
+    assert listed["ok"] is True and listed["exit_code"] == 0  # one object, as every --json
+    listed = listed["sims"]
     assert [(s["name"], s["running"], s["port"], s["baud"]) for s in listed] == [("desk", True, port, 115200)]
     again = cli("start", "--name", "desk")  # running already: its port again, nothing changed
     assert again.returncode == 0, again.stderr
@@ -39,7 +41,7 @@ def test_start_list_stop_restart_keeps_flash(sim_dir, mpr, tmp_path):
     assert other_baud.returncode == 2 and "stop it to start it with other settings (--baud)" in other_baud.stderr
     assert simlib.get("desk").baud == 115200
     assert cli("stop", "desk", cwd=str(other)).returncode == 0
-    assert json.loads(cli("list", "--json").stdout)[0]["running"] is False
+    assert json.loads(cli("list", "--json").stdout)["sims"][0]["running"] is False
     assert not (sim_dir / "desk" / "tty").exists()
     port2 = cli("start", "--name", "desk").stdout.strip().splitlines()[-1]
     assert mpr(port2, "fs", "cat", ":f").stdout == "kept"
@@ -126,7 +128,7 @@ def test_fat_flash_goes_with_its_image(sim_dir, tmp_path, mpr):
     assert mpr(port, "fs", "cat", ":f").stdout == "kept"
     assert "VfsFat" in mpr(port, "exec", "import vfs\nprint(vfs.mount())").stdout
     assert simlib.stats("f")["formats"] == 1
-    assert json.loads(cli("list", "--json").stdout)[0]["fs"] == "fat"
+    assert json.loads(cli("list", "--json").stdout)["sims"][0]["fs"] == "fat"
     cli("stop", "f")
     lfs = tmp_path / "lfs.img"  # a littlefs image (another sim's) on a FAT sim: refused
     cli("start", "--name", "l", "--image", str(lfs))
@@ -171,7 +173,7 @@ def test_rm_refuses_a_running_sim_then_force_stops_and_removes_it(sim_dir, mpr):
     r = cli("rm", "a", "--force")
     assert r.returncode == 0, r.stderr
     assert not (sim_dir / "a").exists()
-    assert json.loads(cli("list", "--json").stdout) == []
+    assert json.loads(cli("list", "--json").stdout)["sims"] == []
 
 
 def test_rm_keeps_an_image_the_user_gave(sim_dir, tmp_path, mpr):

@@ -43,7 +43,9 @@ def _list(args: argparse.Namespace) -> int:
 
     sims = sim.list_sims()
     if args.json:
-        print(json.dumps([s.as_dict() for s in sims], indent=2))
+        # one object, as every command's --json (README): the sims under "sims"
+        print(json.dumps({"ok": True, "exit_code": EXIT_OK, "sims": [s.as_dict() for s in sims]},
+                         indent=2))
         return 0
     if not sims:
         print("no sims")
@@ -98,7 +100,7 @@ def _stats(args: argparse.Namespace) -> int:
 
     st: dict[str, Any] = sim.stats(args.name)
     if args.json:
-        print(json.dumps(st, indent=2))
+        print(json.dumps({"ok": True, "exit_code": EXIT_OK, **st}, indent=2))
         return 0
     for k in ("writes", "erases", "reads", "boots", "soft_resets", "hard_resets", "power_cuts",
               "reflashes", "formats", "crashes", "rx_dropped"):
@@ -171,7 +173,7 @@ def _io(args: argparse.Namespace) -> int:
         return 0
     log = sim.io(args.name)
     if args.json:
-        print(json.dumps(log.as_dict(), indent=2))
+        print(json.dumps({"ok": True, "exit_code": EXIT_OK, **log.as_dict()}, indent=2))
         return 0
     if log.truncated:
         print("(older records were dropped: the log passed 1 MiB)")

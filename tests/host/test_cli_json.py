@@ -70,6 +70,8 @@ def test_errors_are_one_json_object(proj, capsys, argv, rc, etype):
     assert not (proj / "releases.json").exists()  # no sequence taken
     if etype:
         assert obj["error"]["type"] == etype
+    if etype == "UsageError":  # a hint that helps, not the command's name alone
+        assert obj["error"]["hint"].endswith("--help`"), obj["error"]
 
 
 class _nothing:

@@ -69,7 +69,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if _want_json:
             print_json({"ok": False, "exit_code": reasons.EXIT_USAGE,
-                        "error": {"type": "UsageError", "message": message, "hint": self.prog}})
+                        "error": {"type": "UsageError", "message": message,
+                                  "hint": f"see `{self.prog} --help`"}})
         super().error(message)
 
 

@@ -265,7 +265,7 @@ class RotateError(MpguardError):
 
     exit_code = _r.EXIT_REFUSED
     _USAGE = ("bad_name", "reserved_name", "bad_secret_file", "bad_anchor_key", "no_operator",
-              "secret_size", "no_keys", "threshold")
+              "secret_size", "no_keys", "threshold", "bad_threshold")
 
     def __init__(self, reason: str, detail: object = None):
         super().__init__(_r.message(reason, detail))

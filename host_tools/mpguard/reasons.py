@@ -249,6 +249,8 @@ REASONS: dict[str, tuple[str, str]] = {
                       "make it with `mpguard anchors rotate`"),
     "threshold": ("the trust-anchor statement has fewer signatures of current anchors than "
                   "the board's threshold", "sign it with more of the current release keys"),
+    "bad_threshold": ("--threshold must be at least 1 and at most the number of trust anchors",
+                      "give a number in that range, or leave --threshold out (as now)"),
     "anchors_rollback": ("the trust-anchor statement is not newer than the board's anchors",
                          "nothing to do, or make a new statement"),
     "no_keys": ("the trust-anchor statement would leave no release key",

@@ -71,6 +71,9 @@ def test_anchors_rotate_refusals_change_nothing(tmp_path):
     only = p.key_entry()["kid"]  # the key the project signs with
     cases = {
         "under threshold": (dict(add="new", remove=None), "threshold"),
+        "a threshold of 0": (dict(add="new", remove=None, threshold=0), "bad_threshold"),
+        "a threshold above the keys": (dict(add="new", remove=None, threshold=9),
+                                       "bad_threshold"),
         "not a key": (dict(add=str(tmp_path / "nope.pem"), remove=None), "bad_anchor_key"),
         "not an anchor": (dict(add=None, remove="x" * 43), "bad_anchor_key"),
         "nothing asked": (dict(add=None, remove=None), "bad_anchor_key"),

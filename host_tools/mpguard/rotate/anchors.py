@@ -181,7 +181,7 @@ def rotate(proj: Any, *, add: str | None, remove: str | None, passphrase: bytes 
                           "with: --add new (or a private key file) with --remove")
     k = threshold if threshold is not None else min(k_cur, len(new_keys))
     if not 0 < k <= len(new_keys):
-        raise RotateError("threshold", f"--threshold {k} of {len(new_keys)} keys")
+        raise RotateError("bad_threshold", f"--threshold {k} of {len(new_keys)} keys")
     # the signers: k_cur distinct current keys, the project's own first, then --sign-with
     signers: list[Any] = []
     for e in proj.config["release_keys"]:

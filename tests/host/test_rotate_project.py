@@ -124,3 +124,15 @@ def test_sign_with_files_are_read_even_when_not_needed(tmp_path):
                            sign_with=[str(spec)])
         assert e.value.exit_code == 2, (spec, e.value)
     assert {f: f.read_bytes() for f in p.root.rglob("*") if f.is_file()} == files
+
+
+def test_add_new_in_an_unencrypted_project_says_no_passphrase(tmp_path, monkeypatch, capsys):
+    from mpguard import cli
+
+    monkeypatch.delenv("MPGUARD_PASSPHRASE", raising=False)
+    p = project.init(tmp_path / "p", passphrase=None, targets=["sim"])
+    files = {f: f.read_bytes() for f in p.root.rglob("*") if f.is_file()}
+    rc = cli.main(["anchors", "rotate", "--add", "new", "--project", str(p.root), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 2 and "--no-passphrase" in out["error"]["hint"], out
+    assert {f: f.read_bytes() for f in p.root.rglob("*") if f.is_file()} == files

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .. import project, reasons
+from ..errors import MpguardError
 from .common import Result, resolve_port
 
 
@@ -57,9 +58,15 @@ def run_rotate(args: argparse.Namespace) -> Result:
     from ..rotate import anchors
 
     proj = project.find(args.project)
-    needs = args.add == "new" and not args.no_passphrase
-    needs = needs or any(e.get("encrypted") for e in proj.config["release_keys"])
-    pw = project.ask_passphrase() if needs else None
+    encrypted = any(e.get("encrypted") for e in proj.config["release_keys"])
+    needs = (args.add == "new" and not args.no_passphrase) or encrypted
+    try:
+        pw = project.ask_passphrase() if needs else None
+    except MpguardError as e:
+        if not encrypted:  # only the new key wants one: say how this project keeps its keys
+            e.hint = ("this project's release keys are stored unencrypted: add --no-passphrase "
+                      "to store the new one the same way, or set MPGUARD_PASSPHRASE")
+        raise
     res = anchors.rotate(proj, add=args.add, remove=args.remove, passphrase=pw,
                          threshold=args.threshold, sign_with=args.sign_with)
     lines = [f"trust anchors version {res.ver} ({res.k} of {len(res.keys)} sign a statement)"]

@@ -92,6 +92,13 @@ def test_image_that_is_not_littlefs_is_refused_untouched(sim_dir, tmp_path, cont
     assert img.read_bytes() == content
 
 
+def test_an_image_in_a_folder_that_is_not_there_is_refused(sim_dir, tmp_path):
+    # a typo in --image made the folders on its way (a review's find); now it is refused
+    r = cli("start", "--image", str(tmp_path / "no" / "such" / "f.img"))
+    assert r.returncode == 2 and "no folder" in r.stderr, r.stderr
+    assert not (tmp_path / "no").exists()
+
+
 def test_own_image_file_is_used_and_kept(sim_dir, tmp_path, mpr):
     img = tmp_path / "board.img"
     port = cli("start", "--name", "a", "--image", str(img)).stdout.strip().splitlines()[-1]

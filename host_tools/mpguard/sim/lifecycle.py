@@ -189,6 +189,8 @@ def start(
     if img.exists():
         blocks = check_image(img, bs, fs)
     else:
+        if img_arg is not None and not img.parent.is_dir():  # a typo is not a folder to make
+            raise SimError(f"--image {img}: no folder {img.parent}")
         blank_image(img, int(prof["flash_bytes"]))
         blocks = int(prof["flash_bytes"]) // bs
     cut = None

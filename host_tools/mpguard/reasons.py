@@ -126,6 +126,9 @@ REASONS: dict[str, tuple[str, str]] = {
                        "re-provision it with --force (revokes its certificate, keeps its history)"),
     "no_ca": ("the project has no device CA (or its files do not match)",
               "make one: `mpguard ca init`"),
+    "ca_mismatch": ("the device CA's key and certificate do not belong together",
+                    "put back the pair from your backup (`ca init` keeps a CA it finds: a new "
+                    "one would leave every board's certificate without its issuer)"),
     "ca_exists": ("the project already has a device CA", "nothing to do: it is kept, never replaced"),
     "bad_days": ("certificate validity out of range", "1 to 10950 days"),
     # the host's calls into the agent (guard.rpc)

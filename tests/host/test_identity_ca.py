@@ -215,3 +215,16 @@ def test_init_passes_the_passphrase_to_the_ca(tmp_path):
     project.init(root, passphrase=None)
     assert not keys.is_encrypted(root / device_ca.KEY_PATH)
     assert not device_ca.is_encrypted(root)
+
+
+def test_a_ca_key_of_another_certificate_is_ca_mismatch_not_no_ca(tmp_path):
+    # its hint said `ca init`, which refuses a project that has a CA: the user went in circles
+    from mpguard import reasons
+
+    a = project.init(tmp_path / "a", passphrase=None)
+    b = project.init(tmp_path / "b", passphrase=None)
+    (a.root / device_ca.KEY_PATH).write_bytes((b.root / device_ca.KEY_PATH).read_bytes())
+    with pytest.raises(CAError) as e:
+        device_ca.DeviceCA(a.root, None)
+    assert e.value.reason == "ca_mismatch"
+    assert "mpguard ca init" not in reasons.REASONS["ca_mismatch"][1]

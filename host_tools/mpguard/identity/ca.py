@@ -127,7 +127,7 @@ class DeviceCA:
         path = self.root / KEY_PATH
         self._key = keys.load_private(path, passphrase if keys.is_encrypted(path) else None)
         if keys.public_bytes(self._key) != keys.public_bytes(self.cert.public_key()):  # type: ignore[arg-type]
-            raise CAError("no_ca", f"{path} is not the key of {self.root / CERT_PATH}")
+            raise CAError("ca_mismatch", f"{path} is not the key of {self.root / CERT_PATH}")
 
     @property
     def der(self) -> bytes:

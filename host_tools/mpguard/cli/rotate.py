@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> Result:
         res = secrets.rotate_secret(link, inv, key, args.name, value, test=args.test,
                                     restart=not args.no_restart, settle=args.settle)
     if res.outcome == "committed":
-        text = (f"{res.name} rotated on {res.ueid}: "
+        verb = "rotated" if res.previous_epoch else "set (it had no value before)"
+        text = (f"{res.name} {verb} on {res.ueid}: "
                 f"{'tested on the board, ' if res.tested else ''}committed, epoch {res.epoch}"
                 f"{' (the board restarted)' if res.restarted else ''}")
         return Result(res.as_dict(), text)

@@ -216,3 +216,13 @@ def test_attest_refuses_an_output_it_cannot_write_before_it_attests(proj, capsys
     obj = _json(capsys)
     assert rc == 2 and obj["error"]["type"] == "CommandError"
     assert "cannot write no/such/dir/a.html" in obj["error"]["message"]
+
+
+def test_line_run_errors_are_one_json_line(proj, capsys):
+    # line run --json is JSON lines: its error too is one line (it was an indented object in
+    # the middle of the stream)
+    rc = cli.main(["line", "run", "--station", "no-such-station.toml", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 2 and out.count("\n") == 1, out
+    obj = json.loads(out)
+    assert obj["ok"] is False and obj["exit_code"] == 2

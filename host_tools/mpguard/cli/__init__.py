@@ -126,6 +126,7 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser(_command(words))
     args = parser.parse_args(argv)
     as_json = bool(getattr(args, "json", False))
+    one_line = bool(getattr(args, "json_lines", False))  # its --json is JSON lines
     if not getattr(args, "func", None):
         parser.print_help()
         return reasons.EXIT_USAGE
@@ -133,7 +134,7 @@ def _main(argv: list[str] | None) -> int:
         res = args.func(args)
     except MpguardError as e:
         if as_json:
-            print_json(error_json(e))
+            print_json(error_json(e), one_line)
         print(f"mpguard: {e}", file=sys.stderr)
         hint = e.hint or reasons.hint(getattr(e, "reason", "") or "")
         if hint:
@@ -142,7 +143,8 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         if as_json:
             print_json({"ok": False, "exit_code": 130,
-                        "error": {"type": "KeyboardInterrupt", "message": "interrupted"}})
+                        "error": {"type": "KeyboardInterrupt", "message": "interrupted"}},
+                       one_line)
         print("mpguard: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: say so plainly, keep the traceback for the report
@@ -151,7 +153,8 @@ def _main(argv: list[str] | None) -> int:
         import traceback
 
         print_json({"ok": False, "exit_code": reasons.EXIT_ERROR,
-                    "error": {"type": type(e).__name__, "message": str(e), "internal": True}})
+                    "error": {"type": type(e).__name__, "message": str(e), "internal": True}},
+                   one_line)
         traceback.print_exc()
         return reasons.EXIT_ERROR
     if isinstance(res, Result):

@@ -78,8 +78,9 @@ class Progress:
         sys.stderr.flush()
 
 
-def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+def print_json(data: Any, one_line: bool = False) -> None:
+    """One JSON object; `one_line` for a command whose --json is JSON lines (`line run`)."""
+    print(json.dumps(data, indent=None if one_line else 2, sort_keys=True, default=str))
 
 
 def seconds(text: str) -> float:

@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     r.add_argument(fuse.CONFIRM_FLAG, dest="burn", action="store_true",
                    help="the station may burn eFuses (its harden step)")
     r.add_argument("--json", action="store_true", help="JSON lines, one per event")
-    r.set_defaults(func=run)
+    r.set_defaults(func=run, json_lines=True)
     st = s.add_parser("status", help="a batch as the inventory records it",
                       description="Every board of the batch: status, last step, reason; the "
                       "travellers verified against the stations' keys. Exit 4: a finished "

@@ -324,6 +324,8 @@ def hint(reason: str) -> str:
     return REASONS.get(reason, ("", ""))[1]
 
 
-def epilog(*codes: int) -> str:
-    """The 'exit codes' paragraph of a command's --help."""
-    return "exit codes: " + "; ".join(f"{c} {EXIT_CODES[c]}" for c in sorted(set(codes)))
+def epilog(*codes: int, said: dict[int, str] | None = None) -> str:
+    """The 'exit codes' paragraph of a command's --help; `said`: a command's own words for
+    some codes."""
+    told = {**EXIT_CODES, **(said or {})}
+    return "exit codes: " + "; ".join(f"{c} {told[c]}" for c in sorted(set(codes)))

@@ -20,7 +20,10 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
         "records it. Resumable: run it again after any interruption. A board already "
         "provisioned with a matching record is left as it is. See docs/provision.md.",
         epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK,
-                              reasons.EXIT_REFUSED, reasons.EXIT_INVENTORY),
+                              reasons.EXIT_REFUSED, reasons.EXIT_INVENTORY, said={
+                                  reasons.EXIT_INVENTORY: "inventory locked or unreachable: the "
+                                  "board may hold the agent and a pending key, nothing is "
+                                  "recorded; run provision again once it is back (it resumes)"}),
     )
     p.add_argument("--port", required=True, help="serial port, or sim:NAME for a virtual board")
     p.add_argument("--force", action="store_true",

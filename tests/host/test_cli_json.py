@@ -226,3 +226,13 @@ def test_line_run_errors_are_one_json_line(proj, capsys):
     assert rc == 2 and out.count("\n") == 1, out
     obj = json.loads(out)
     assert obj["ok"] is False and obj["exit_code"] == 2
+
+
+def test_error_text_never_carries_terminal_escapes(proj, capsys):
+    # what a board or a token puts in an error (a reason, a kid, a detail; here a file name)
+    # reached the terminal as it was: an escape sequence could retitle, clear or recolour it
+    name = "evil\x1b]0;owned\x07\x1b[2J\u202e.bundle"
+    assert cli.main(["release", "verify", name]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err, repr(err)
+    assert "evil\\x1b]0;owned\\x07" in err

@@ -102,6 +102,15 @@ def _command(argv: list[str]) -> str:
     return next((a for a in argv if not a.startswith("-")), "")
 
 
+def shown(text: str) -> str:
+    """An error's text as the terminal gets it: what a board or a token put in it (a reason, a
+    kid, a detail) may hold escape sequences or control characters; each is written out
+    (\\x1b), so none can retitle, clear or recolour the operator's terminal. Line breaks stay."""
+    return "\n".join("".join(c if c.isprintable() else
+                              (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+                              for c in line) for line in text.split("\n"))
+
+
 EXIT_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
 
 
@@ -135,10 +144,10 @@ def _main(argv: list[str] | None) -> int:
     except MpguardError as e:
         if as_json:
             print_json(error_json(e), one_line)
-        print(f"mpguard: {e}", file=sys.stderr)
+        print(f"mpguard: {shown(str(e))}", file=sys.stderr)
         hint = e.hint or reasons.hint(getattr(e, "reason", "") or "")
         if hint:
-            print(f"  hint: {hint}", file=sys.stderr)
+            print(f"  hint: {shown(hint)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         if as_json:

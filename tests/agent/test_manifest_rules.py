@@ -86,6 +86,9 @@ CASES: dict[str, tuple[bytes, str]] = {
     "two values run together": (_raw('"exp":1800000000true'), "bad_manifest"),
     "a word that is not one": (_raw('"jump":truex'), "bad_manifest"),
     "a second object after the first": (_j() + b"{}", "bad_manifest"),
+    # what the grammar check lets through and the parser refuses: still bad_manifest
+    "a number that is not one": (_raw('"exp":1e'), "bad_manifest"),
+    "a word that is not one, in an array": (_raw('"remove":[tru]'), "bad_manifest"),
     "NaN": (_raw('"zzz":NaN'), "bad_manifest"),
     "Infinity as seq": (_j(seq=_DROP)[:-1] + b',"seq":Infinity}', "bad_manifest"),
     "raw control character in a string": (_raw('"zzz":"a\x01b"'), "bad_manifest"),

@@ -6,8 +6,10 @@
       "ear.appraisal-policy-id": "mpguard-default@1"}}}
 
 Tiers (AR4SI, draft-ietf-rats-ar4si): none 0, affirming 2, warning 32, contraindicated 96.
-Each policy rule names the trustworthiness claim it bears on (`tv`); a claim's value is the
-worst tier of its rules (pass 2, warn 32, fail 96), and ear.status is the worst claim. The
+Each policy rule names the trustworthiness claim it bears on (`tv`, optional); a claim's
+value is the worst tier of its rules (pass 2, warn 32, fail 96). ear.status is the worst tier
+of all the rules, those without `tv` too (a skip counts for none): it follows the verdict,
+pass affirming, warn warning, fail contraindicated, so a failing board is never "affirming". The
 per-rule results travel beside it in the private claim "mpguard.results". Signed, it is a
 JWS ES256 (mpguard.jose) any JOSE library verifies with the verifier's public key.
 """
@@ -29,10 +31,13 @@ STATUS = {0: "none", 2: "affirming", 32: "warning", 96: "contraindicated"}
 def claims(appraisal: Appraisal, board: str, *, iat: int | None = None,
            nonce: str | None = None) -> dict[str, Any]:
     tv: dict[str, int] = {}
+    worst = 0
     for r in appraisal.results:
-        if r.tv and r.outcome in TIER:
-            tv[r.tv] = max(tv.get(r.tv, 0), TIER[r.outcome])
-    status = STATUS[max(tv.values(), default=0)]
+        if r.outcome in TIER:
+            worst = max(worst, TIER[r.outcome])
+            if r.tv:
+                tv[r.tv] = max(tv.get(r.tv, 0), TIER[r.outcome])
+    status = STATUS[worst]
     sub: dict[str, Any] = {"ear.status": status, "ear.trustworthiness-vector": tv,
                            "ear.appraisal-policy-id": appraisal.policy}
     out: dict[str, Any] = {

@@ -4,6 +4,8 @@ The board reports raw eFuse fields and measurements (guard.posture); here they a
 with the same board profile the board used (the `hwmodel` claim names its kind), by the
 rules esptool and ESP-IDF apply. A fact keeps the board's status: ok (with its value),
 unsupported, or unreadable - never a guess - and where it came from (`src`, a claim path).
+A value of the wrong type or range (a text or a list where a number is, Infinity, NaN) is
+unreadable: what a board signs is judged, never a traceback.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Fact:
 
 
 def _on(value: int, how: str | None) -> bool:
+    if type(value) is not int:  # an eFuse field is a number: "0" must not read as set
+        raise TypeError("not an integer")
     return bin(value).count("1") % 2 == 1 if how == "odd" else value != 0
 
 
@@ -76,7 +80,9 @@ def derive(claims: dict[str, Any]) -> dict[str, Fact]:
             return
         try:
             out[key] = Fact("ok", fn(v), src)
-        except (KeyError, TypeError, ValueError, IndexError):
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError):
+            # ArithmeticError: int() of Infinity (json.loads reads 1e400 as it); AttributeError:
+            # a list where a table is
             out[key] = Fact("unreadable", None, src, "malformed")
 
     def bits(fact: str, v: dict[str, int]) -> list[tuple[str, bool]]:
@@ -100,9 +106,13 @@ def derive(claims: dict[str, Any]) -> dict[str, Fact]:
 
     put("flash_encryption", "flash_encryption", crypt)
     fe, pe = out["flash_encryption"], p.get("partition_encrypted", {})
-    if fe.status == "ok" and pe.get("s") == "ok":
+    if fe.status == "ok" and pe.get("s") == "ok" and not isinstance(pe["v"], bool):
+        # a boolean only: bool("false") is True
         out["flash_encryption_consistent"] = Fact(
-            "ok", (fe.value != "off") == bool(pe["v"]), f"{CLAIM}.partition_encrypted")
+            "unreadable", None, f"{CLAIM}.partition_encrypted", "malformed")
+    elif fe.status == "ok" and pe.get("s") == "ok":
+        out["flash_encryption_consistent"] = Fact(
+            "ok", (fe.value != "off") == pe["v"], f"{CLAIM}.partition_encrypted")
     else:
         out["flash_encryption_consistent"] = Fact("unsupported", None, f"{CLAIM}.partition_encrypted")
 
@@ -135,15 +145,31 @@ def derive(claims: dict[str, Any]) -> dict[str, Fact]:
     put("agent_integrity", "agent", lambda v: v["result"])
     put("update_last", "update", lambda v: v["last"] or "none")
     put("update_trial", "update", lambda v: bool(v["trial"]))
-    put("update_seq", "update", lambda v: int(v["seq"]))
+    put("update_seq", "update", lambda v: _int(v["seq"]))
     put("anchors", "anchors", len)
     put("anchors_pin", "anchors_pin", str)  # unpinned | match | mismatch (guard.pin)
     put("micropython", "micropython", lambda v: v["version"])
-    put("reset_cause", "reset_cause", lambda v: CAUSES.get(v, "other"))
-    put("flash_free", "flash", lambda v: int(v["free"]))
-    put("heap_free", "heap", lambda v: int(v["free"]))
+    put("reset_cause", "reset_cause", lambda v: CAUSES.get(_int(v), "other"))
+    put("flash_free", "flash", lambda v: _int(v["free"]))
+    put("heap_free", "heap", lambda v: _int(v["free"]))
     return out
 
+
+def _int(v: Any) -> int:
+    # a count: a number (a float is cut to its integer part, as before); not a bool or a
+    # text, and not NaN or Infinity (int() raises ValueError / OverflowError on those)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError("not a number")
+    return int(v)
+
+
+# The facts derive() gives, in its order: the names a policy rule may judge (mpguard.attest.policy
+# refuses a rule naming another).
+FACTS = ("secure_boot", "flash_encryption", "flash_encryption_consistent", "jtag",
+         "uart_download", "secure_version", "key_read_protect", "dbgstat", "webrepl_password",
+         "webrepl_running", "repl_uart", "wifi_ap_open", "credentials_factory",
+         "app_integrity", "agent_integrity", "update_last", "update_trial", "update_seq",
+         "anchors", "anchors_pin", "micropython", "reset_cause", "flash_free", "heap_free")
 
 _EFUSE = ("secure_boot", "flash_encryption", "jtag_disable", "uart_download_disable",
           "key_protect", "secure_version", "key_purpose")

@@ -10,6 +10,9 @@ per-rule counts, and the problems no single board can see:
   never_attested a board in the inventory without any attestation in the period
   bad_record     a recorded token no longer verifies with the board's key (the record was
                  altered): its claims are not shown
+
+A board whose current certificate is revoked is shown refused (`device_revoked`), whatever
+its attestations said: its key is not trusted, so neither is what it signed.
 """
 
 from __future__ import annotations
@@ -128,6 +131,10 @@ def build(store: Store, since: dt.datetime | None = None, cert_days: int = 30,
         if e.ueid not in last or e.at > last[e.ueid]:  # to the microsecond, not the second
             b.verdict, b.refused, b.at = "refused", str(e.data.get("reason", "")), _iso(e.at)
             last[e.ueid] = e.at
+    for d in devices:
+        if d.revoked is not None:  # as `mpguard attest` refuses its tokens
+            b = boards[d.ueid_hex]
+            b.verdict, b.refused = "refused", "device_revoked"
     by_kid: dict[str, list[str]] = defaultdict(list)
     by_ueid: dict[str, int] = defaultdict(int)
     for d in devices:

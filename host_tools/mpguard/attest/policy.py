@@ -9,9 +9,12 @@ its status and value, what was expected, and where in the token it came from.
 Policy file (the default ships as mpguard/attest/default_policy.toml):
 
     [policy]  id, version, title
-    [[rule]]  id, title, etsi, fact, severity = "fail" | "warn",
+    [[rule]]  id, title, etsi, fact (one of mpguard.attest.facts.FACTS),
+              severity = "fail" | "warn",
               unsupported = "pass" | "warn" | "fail" | "skip"  (default "warn"),
               one of: equals, in, not_in, min, max, min_version;  hint, tv (optional)
+
+equals, in and not_in compare value and type (true is not 1); min_version passes a text only.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AttestError
-from .facts import Fact
+from .facts import FACTS, Fact
 
 OUTCOMES = ("pass", "warn", "fail", "skip")
 TESTS = ("equals", "in", "not_in", "min", "max", "min_version")
@@ -35,6 +38,10 @@ _RANK = {"pass": 0, "skip": 0, "warn": 1, "fail": 2}
 
 def _version(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in str(v).split("-")[0].split("."))
+
+
+def _same(v: Any, e: Any) -> bool:
+    return bool(type(v) is type(e) and v == e)
 
 
 @dataclass
@@ -53,13 +60,13 @@ class Rule:
     def passes(self, v: Any) -> bool:
         t, e = self.test, self.expect
         if t == "equals":
-            return bool(v == e and type(v) is type(e))
-        if t == "in":
-            return v in e
+            return _same(v, e)
+        if t == "in":  # by value and type, as equals: True is not 1, 0 is not in [false]
+            return any(_same(v, x) for x in e)
         if t == "not_in":
-            return v not in e
+            return not any(_same(v, x) for x in e)
         if t == "min_version":
-            return _version(v) >= _version(e)
+            return isinstance(v, str) and _version(v) >= _version(e)  # 2 is no version text
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return False
         return v >= e if t == "min" else v <= e
@@ -146,6 +153,8 @@ def _rule(d: Any, i: int) -> Rule:
     for k in ("id", "title", "etsi", "fact"):
         if not isinstance(d.get(k), str) or not d[k]:
             raise _bad(f"{where}: `{k}` must be a non-empty string")
+    if d["fact"] not in FACTS:  # never "ok": the rule would only ever give `unsupported`
+        raise _bad(f"{where}: no fact {d['fact']!r}; the facts are {', '.join(FACTS)}")
     if d.get("severity") not in ("fail", "warn"):
         raise _bad(f"{where}: severity must be fail or warn")
     if d.get("unsupported", "warn") not in OUTCOMES:

@@ -8,7 +8,11 @@
              before is refused (replayed)
     appraise the policy over the facts (mpguard.attest.facts, mpguard.attest.policy)
     record   the inventory gets an "attestation" event (nonce, kid, token, verdict, results,
-             facts), or an "attestation_refused" event when the signer is a known board
+             facts), or an "attestation_refused" event (nonce, kid, reason) when the token's
+             signature verified with a known board's key: a token that only names a board
+             (its `kid` is public) is not that board's. Values of the board's the inventory
+             refuses to store (a private key's text, a field named like a password, NaN) make
+             the attestation a refusal of that board, bad_claims, recorded without them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import files
-from ..errors import AttestError
+from ..errors import AttestError, InventoryError
 from . import board, facts
 from .policy import Appraisal, Policy
 from .store import ATTESTATION, REFUSED, Store
@@ -68,28 +72,34 @@ def appraise_token(store: Store, policy: Policy, tok: str, nonce: str, issued: f
         if store.nonce_seen(ev.device.ueid, ev.claims["eat_nonce"]):
             raise AttestError("replayed")
     except AttestError as e:
-        dev = _signer(store, tok)
+        dev = v.signer  # None unless the signature verified with a board's key
         if dev is not None:
-            store.record(dev.ueid, REFUSED, {"nonce": nonce, "reason": e.reason, "kid": dev.kid})
+            _refused(store, dev, nonce, e.reason)
         raise
     ev.facts = facts.derive(ev.claims)
     ap = policy.appraise(ev.facts)
     att = Attestation(ev, ap, nonce)
     data = att.as_dict()
-    store.record(ev.device.ueid, ATTESTATION, {
-        "nonce": nonce, "kid": ev.kid, "token": tok, "verdict": ap.verdict,
-        "counts": data["counts"], "policy": ap.policy, "results": data["results"],
-        # as [name, fact] pairs: a fact name is data, not a field (the inventory refuses a
-        # field named like a password, and webrepl_password is only its class)
-        "facts": sorted(data["facts"].items())})
+    try:
+        store.record(ev.device.ueid, ATTESTATION, {
+            "nonce": nonce, "kid": ev.kid, "token": tok, "verdict": ap.verdict,
+            "counts": data["counts"], "policy": ap.policy, "results": data["results"],
+            # as [name, fact] pairs: a fact name is data, not a field (the inventory refuses
+            # a field named like a password, and webrepl_password is only its class)
+            "facts": sorted(data["facts"].items())})
+    except InventoryError as e:
+        if e.reason not in ("private_data", "bad_event"):
+            raise
+        # the board's own values cannot be stored (nothing was written): its attestation is
+        # refused, recorded without them, so the fleet report does not keep its last verdict
+        _refused(store, ev.device, nonce, "bad_claims")
+        raise AttestError("bad_claims", f"the inventory refuses to store the board's "
+                                        f"values ({e.reason})") from None
     return att
 
 
-def _signer(store: Store, tok: str) -> Any:
-    from .verify import _unverified
-
-    kid = _unverified(tok)[0].get("kid")
-    return store.device_by_kid(kid) if isinstance(kid, str) else None
+def _refused(store: Store, dev: Any, nonce: str, reason: str) -> None:
+    store.record(dev.ueid, REFUSED, {"nonce": nonce, "reason": reason, "kid": dev.kid})
 
 
 def attest(link: BoardLink, store: Store, policy: Policy, *, window: float = 60.0,

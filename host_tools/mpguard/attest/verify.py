@@ -5,22 +5,27 @@ verify(token, nonce, issued, now) checks, in order; each refusal is an AttestErr
 `reason` names it (mpguard.reasons):
   1. JWS compact, ES256 only, no `crit`, size and header limits (RFC 7515 via
      mpguard.jose's checks)                                  jws_format jws_alg jws_crit too_large
-  2. the signer: `kid` (RFC 7638 thumbprint) names a device of the inventory. If it does
-     not, the *unverified* UEID claim is read only to name the refusal: a known UEID
-     means a wrong key, else an unknown device              wrong_key unknown_device
+  2. the signer: `kid` (RFC 7638 thumbprint) names a device of the inventory. A `kid` that
+     is not a SHA-256 thumbprint's form (43 base64url characters) names none and is not
+     looked up. If it does not, the *unverified* UEID claim of a well-formed `kid`'s token
+     is read only to name the refusal: a known UEID means a wrong key, else an unknown
+     device                                                 wrong_key unknown_device
   3. the ES256 signature with that device's public key (RFC 7515 5.2)               bad_sig
-  4. the claims are RFC 9711's types (CLAIM_TYPES) and name mpguard's profile   bad_claims
+  4. the claims are RFC 9711's types (CLAIM_TYPES; integers below 2**63) and name mpguard's
+     profile                                                                   bad_claims
   5. the UEID claim (4.2.1) is the device's                                   ueid_mismatch
   6. eat_nonce (4.1) is the nonce this attestation sent                          old_nonce
   7. freshness: the answer came within `window` seconds of sending the nonce, and an `iat`
      (4.3.1), where the board's clock gives one, is within the window of now        stale
 The inventory's record of nonces (replayed) is checked by mpguard.attest.run, which owns
-the inventory writes. Public keys are parsed once per kid and cached (Store).
+the inventory writes; `Verifier.signer` is the device whose key verified the signature (step
+3), the only one a refusal may be recorded against. Public keys are parsed once per kid and cached (Store).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +68,19 @@ def _b64u(v: Any, lo: int = 1, hi: int = 4096) -> bool:
     return lo <= n <= hi
 
 
+UINT_END = 1 << 63  # integer claims are below 2**63 (CBOR's and a database's 64 bits)
+# RFC 7638 thumbprint of a P-256 key: SHA-256, base64url without padding, 43 characters whose
+# last one carries 2 zero bits (the canonical encoding of 32 bytes)
+_KID = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+
+
+def kid_form(kid: Any) -> bool:
+    """`kid` has the form of an RFC 7638 SHA-256 thumbprint (says nothing of whose)."""
+    return type(kid) is str and len(kid) == 43 and _KID.fullmatch(kid) is not None
+
+
 def _uint(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < UINT_END
 
 
 def _swversion(v: Any) -> bool:
@@ -182,10 +198,12 @@ class _Keys(dict):
         self.device: Device | None = None
 
     def __contains__(self, kid: object) -> bool:
-        return isinstance(kid, str) and self.store.device_by_kid(kid) is not None
+        return kid_form(kid) and self.store.device_by_kid(kid) is not None  # type: ignore[arg-type]
 
     def __getitem__(self, kid: str) -> Any:
-        dev = self.store.device_by_kid(kid)
+        # a kid of another form names no key: never asked of the inventory (a lone surrogate
+        # or a NUL is text its database driver cannot even encode)
+        dev = self.store.device_by_kid(kid) if kid_form(kid) else None
         if dev is None:
             raise KeyError(kid)
         self.device = dev
@@ -209,16 +227,20 @@ class Verifier:
         self.store = store
         self.window = window
         self._keys = _Keys(store)
+        self.signer: Device | None = None  # whose key verified the last token's signature
 
     def verify(self, token: str | bytes, nonce: str, issued: float, now: float) -> Evidence:
         tok = token.decode("ascii", "replace") if isinstance(token, bytes) else str(token)
-        self._keys.device = None
+        self._keys.device = self.signer = None
         try:
             hdr, payload = jose.verify(tok, self._keys, MAX_TOKEN)  # steps 1-3
         except JoseError as e:
             if e.reason != "unknown_key":
                 raise AttestError(e.reason) from None
             h, c = _unverified(tok)
+            k = h.get("kid", "")
+            if not kid_form(k):  # names no key; its text is the sender's, shown escaped
+                raise AttestError("unknown_device", f"malformed kid {ascii(k)[:64]}") from None
             known = None
             u = c.get("ueid")
             if isinstance(u, str):  # b64u_dec(n) of an integer n would make n zero bytes
@@ -229,12 +251,12 @@ class Verifier:
                 except InventoryError as ie:  # a UEID no board can have names none
                     if ie.reason != "bad_record":
                         raise
-            raise AttestError("wrong_key" if known else "unknown_device",
-                              str(h.get("kid", ""))[:64]) from None
+            raise AttestError("wrong_key" if known else "unknown_device", k) from None
         kid = hdr["kid"]
         dev = self._keys.device  # the device whose key the signature was checked with
         if dev is None:  # not reached: jose.verify took the key from a device
             raise AttestError("unknown_device", kid)
+        self.signer = dev  # the signature verified with its key: refusals from here are its
         if dev.revoked is not None:  # its certificate was revoked: its key is not trusted
             raise AttestError("device_revoked", dev.revoked)
         try:

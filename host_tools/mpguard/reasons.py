@@ -155,8 +155,10 @@ REASONS: dict[str, tuple[str, str]] = {
                  "attest again with a fresh nonce"),
     "stale": ("the token is outside the freshness window",
               "attest again; check the board's clock if its iat is off"),
-    "bad_claims": ("the token's claims are missing or not of RFC 9711's types",
-                   "update the board's agent (`mpguard agent install`)"),
+    "bad_claims": ("the token's claims are missing, not of RFC 9711's types, or hold values "
+                   "the inventory does not store",
+                   "update the board's agent (`mpguard agent install`); if an up-to-date "
+                   "agent still sends them, the board is not telling the truth: set it aside"),
     "bad_policy": ("the attestation policy is malformed", "see docs/attest.md (policy)"),
     "no_inventory": ("the inventory is not available", "run `mpguard init` (it creates it)"),
     "no_attestations": ("no attestations to report",

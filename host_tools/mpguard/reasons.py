@@ -192,6 +192,12 @@ REASONS: dict[str, tuple[str, str]] = {
     "unknown_station": ("the inventory has no station of this name",
                         "a station records its public key in the inventory at its first "
                         "`mpguard line run`; `mpguard line station` lists the recorded ones"),
+    "claim_lost": ("this station no longer holds the board: its claim lapsed and another "
+                   "station took it over", "the board was stopped here; `mpguard line status` "
+                   "shows who holds it"),
+    "traveller_mismatch": ("the traveller does not match the board's record",
+                           "the inventory was altered, or the traveller is another board's: "
+                           "see `mpguard line status`"),
     "disconnected": ("the board was disconnected", "plug it in again: it resumes where it stopped"),
     "step_failed": ("a step failed on this board", "read the reason; plug the board in again to retry"),
     "deploy_failed": ("the app was not confirmed on this board",

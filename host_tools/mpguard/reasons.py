@@ -129,6 +129,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "ca_mismatch": ("the device CA's key and certificate do not belong together",
                     "put back the pair from your backup (`ca init` keeps a CA it finds: a new "
                     "one would leave every board's certificate without its issuer)"),
+    "crl_stale": ("the project's CRL misses revocations the inventory records (made at another "
+                  "station sharing it?)", "where the device CA key is, sign the CRL again from the "
+                  "inventory (`mpguard ca crl --db URL`), copy devices-ca-crl.pem into this "
+                  "project, and export again"),
     "ca_exists": ("the project already has a device CA", "nothing to do: it is kept, never replaced"),
     "bad_days": ("certificate validity out of range", "1 to 10950 days"),
     # the host's calls into the agent (guard.rpc)

@@ -283,3 +283,48 @@ def test_a_clock_behind_does_not_keep_a_crashed_stations_claim(inventory, monkey
     age(inventory, a.id, 11)
     monkeypatch.setattr(inv_records, "now", lambda: datetime.now(UTC) - timedelta(hours=1))
     assert line.claim("B-10", MACS[0], "B").ok
+
+
+# --- devices export from a station sharing the inventory: its CRL misses a revocation ------
+
+
+def test_export_refuses_a_crl_that_misses_a_revocation_of_the_shared_inventory(
+        tmp_path, monkeypatch, capsys):
+    """Two stations share one inventory, each with its copy of the project. A board revoked
+    at station A (`devices revoke` signs A's CRL file) is exported at station B, whose CRL
+    does not list it: B refuses (exit 4, crl_stale, nothing written) and says where to sign
+    the CRL again. Once the CRL signed at A is copied to B, the export lists the revocation."""
+    import shutil
+
+    from conftest import enroll_board
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mpguard import files
+    from mpguard.identity import ca
+
+    a = project.init(tmp_path / "A" / "proj", passphrase=None, targets=["sim"])
+    b_root = tmp_path / "B" / "proj"
+    shutil.copytree(a.root, b_root)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    ueid = ueid_of(MACS[0])
+    with Inventory.open(url) as inv:
+        dev = enroll_board(inv, ca.DeviceCA(a.root, None), ec.generate_private_key(ec.SECP256R1()),
+                           ueid)
+    serial = dev.certificate.serial
+    monkeypatch.chdir(a.root)
+    assert cli.main(["devices", "revoke", files.b64u_enc(ueid), "--reason", "keyCompromise",
+                     "--db", url]) == 0
+    monkeypatch.chdir(b_root)
+    out = tmp_path / "export"
+    capsys.readouterr()
+    assert cli.main(["devices", "export", "-o", str(out), "--db", url]) == reasons.EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert "misses revocations" in err and format(serial, "x") in err and "mpguard ca crl" in err
+    assert not out.exists()
+    shutil.copyfile(a.root / ca.CRL_PATH, b_root / ca.CRL_PATH)  # the CRL signed at A
+    assert cli.main(["devices", "export", "-o", str(out), "--db", url, "--json"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "devices.json").read_text())[0]["state"] == "revoked"
+    crl = x509.load_pem_x509_crl((out / "devices-ca-crl.pem").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None

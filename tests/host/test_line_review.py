@@ -289,14 +289,13 @@ def test_a_clock_behind_does_not_keep_a_crashed_stations_claim(inventory, monkey
 
 
 def test_export_refuses_a_crl_that_misses_a_revocation_of_the_shared_inventory(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, device_ca, enroll):
     """Two stations share one inventory, each with its copy of the project. A board revoked
     at station A (`devices revoke` signs A's CRL file) is exported at station B, whose CRL
     does not list it: B refuses (exit 4, crl_stale, nothing written) and says where to sign
     the CRL again. Once the CRL signed at A is copied to B, the export lists the revocation."""
     import shutil
 
-    from conftest import enroll_board
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -304,13 +303,14 @@ def test_export_refuses_a_crl_that_misses_a_revocation_of_the_shared_inventory(
     from mpguard.identity import ca
 
     a = project.init(tmp_path / "A" / "proj", passphrase=None, targets=["sim"])
+    for name in (ca.KEY_PATH, ca.CERT_PATH, ca.CRL_PATH):  # the project's CA: `enroll`'s
+        shutil.copyfile(device_ca.root / name, a.root / name)
     b_root = tmp_path / "B" / "proj"
     shutil.copytree(a.root, b_root)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     ueid = ueid_of(MACS[0])
     with Inventory.open(url) as inv:
-        dev = enroll_board(inv, ca.DeviceCA(a.root, None), ec.generate_private_key(ec.SECP256R1()),
-                           ueid)
+        dev = enroll(inv, ec.generate_private_key(ec.SECP256R1()), ueid)
     serial = dev.certificate.serial
     monkeypatch.chdir(a.root)
     assert cli.main(["devices", "revoke", files.b64u_enc(ueid), "--reason", "keyCompromise",

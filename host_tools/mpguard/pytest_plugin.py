@@ -199,6 +199,11 @@ class SimControl:
         from . import sim
         sim.arm_power_cut(self.name, after=after, seed=seed, torn=torn)
 
+    def disarm_power_cut(self) -> None:
+        """No cut armed any more (the `sim` fixture does this at the end of every test)."""
+        from . import sim
+        sim.disarm_power_cut(self.name)
+
     def io(self) -> Any:
         """What the app did to its peripherals (`mpguard.sim.IOLog`: pin(n), toggles(n), ...)."""
         from . import sim
@@ -302,12 +307,20 @@ def board(_mpguard_board: _BoardProvider, request: pytest.FixtureRequest) -> Ite
 
 
 @pytest.fixture
-def sim(request: pytest.FixtureRequest, board_target: str) -> SimControl:
+def sim(request: pytest.FixtureRequest, board_target: str) -> Iterator[SimControl]:
+    """The virtual board's controls. A power cut the test armed and that has not fired is
+    disarmed at its end (pass or fail), so it never hits the next test on a shared board."""
     if not _is_sim(board_target):
         pytest.skip(_SIM_ONLY.format(board_target))
     prov: _BoardProvider = request.getfixturevalue("_mpguard_board")
     assert prov.sim is not None
-    return prov.sim
+    yield prov.sim
+    from .errors import SimError
+
+    try:
+        prov.sim.disarm_power_cut()
+    except (SimError, OSError):  # a sim gone already has no cut to disarm
+        pass
 
 
 @pytest.hookimpl(wrapper=True)

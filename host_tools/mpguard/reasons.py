@@ -129,6 +129,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "ca_mismatch": ("the device CA's key and certificate do not belong together",
                     "put back the pair from your backup (`ca init` keeps a CA it finds: a new "
                     "one would leave every board's certificate without its issuer)"),
+    "crl_stale": ("the project's CRL misses revocations the inventory records (made at another "
+                  "station sharing it?)", "where the device CA key is, sign the CRL again from the "
+                  "inventory (`mpguard ca crl --db URL`), copy devices-ca-crl.pem into this "
+                  "project, and export again"),
     "ca_exists": ("the project already has a device CA", "nothing to do: it is kept, never replaced"),
     "bad_days": ("certificate validity out of range", "1 to 10950 days"),
     # the host's calls into the agent (guard.rpc)
@@ -194,6 +198,12 @@ REASONS: dict[str, tuple[str, str]] = {
     "unknown_station": ("the inventory has no station of this name",
                         "a station records its public key in the inventory at its first "
                         "`mpguard line run`; `mpguard line station` lists the recorded ones"),
+    "claim_lost": ("this station no longer holds the board: its claim lapsed and another "
+                   "station took it over", "the board was stopped here; `mpguard line status` "
+                   "shows who holds it"),
+    "traveller_mismatch": ("the traveller does not match the board's record",
+                           "the inventory was altered, or the traveller is another board's: "
+                           "see `mpguard line status`"),
     "disconnected": ("the board was disconnected", "plug it in again: it resumes where it stopped"),
     "step_failed": ("a step failed on this board", "read the reason; plug the board in again to retry"),
     "deploy_failed": ("the app was not confirmed on this board",

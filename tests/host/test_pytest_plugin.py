@@ -63,3 +63,18 @@ def test_module_scope_shares_one_board(pytester):
     res.assert_outcomes(passed=2)
     res2 = pytester.runpytest()
     res2.assert_outcomes(passed=1, failed=1)
+
+
+@pytest.mark.timeout(180)
+def test_a_power_cut_armed_by_a_failing_test_does_not_hit_the_next_test(pytester):
+    """With --board-scope module (one virtual board), a test that arms a power cut and fails
+    before it fires: the cut is disarmed at its end, the next test's writes are not cut."""
+    pytester.makepyfile(
+        "def test_a(sim, board):\n"
+        "    sim.arm_power_cut(after=1)\n"
+        "    assert False, 'fails before any write'\n"
+        "def test_b(clean_board):\n"
+        "    clean_board.put(b'x = 1\\n', '/x.py')\n"
+        "    assert clean_board.eval(\"open('/x.py').read()\") == 'x = 1\\n'\n")
+    res = pytester.runpytest("--board-scope", "module", "-p", "no:cacheprovider")
+    res.assert_outcomes(failed=1, passed=1)

@@ -159,8 +159,9 @@ def status(args: argparse.Namespace) -> Result:
                      f"{','.join(x['steps']) or '-':<40} traveller {x['traveller'] or '-':<7} "
                      f"{x['reason'] or ''}".rstrip())
     if bad:
-        lines.append(f"{len(bad)} traveller(s) do not verify against the stations' recorded keys "
-                     "(altered in the inventory, or not signed by a station of it): "
+        lines.append(f"{len(bad)} traveller(s) do not verify for their board against the "
+                     "stations' recorded keys (altered in the inventory, another board's, or "
+                     "not signed by a station of it): "
                      + ", ".join(f"{x['mac']} ({x['traveller']})" for x in bad))
     code = reasons.EXIT_REFUSED if bad else reasons.EXIT_OK
     return Result({"batch": batch, "boards": rows, "counts": counts, "travellers": signed},
@@ -168,15 +169,17 @@ def status(args: argparse.Namespace) -> Result:
 
 
 def _checked(r: Any, line: Any) -> str | None:
-    """`valid`, why the board's traveller does not verify (its reason: bad_sig, unknown_key,
-    ...), `missing` for a finished board without one, or None (not finished yet)."""
+    """`valid`, why the board's traveller does not verify for this board (its reason:
+    bad_sig, unknown_key, bad_station (signed by another station than it names),
+    traveller_mismatch (its result, mac, ueid, batch or steps are not the row's), ...),
+    `missing` for a finished board without one, or None (not finished yet)."""
     from ..errors import InventoryError, MpguardError
     from ..line import traveller
 
     if not r.traveller:
         return "missing" if r.status in ("pass", "fail") else None
     try:
-        traveller.verify(r.traveller, line)
+        traveller.check(r.traveller, line, r)
     except InventoryError:
         raise  # the inventory failed us: exit 7, not a verdict on the traveller
     except MpguardError as e:

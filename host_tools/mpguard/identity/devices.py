@@ -11,6 +11,12 @@ export(): a folder a TLS server or an auditor can use as it is::
 
 so that `openssl verify -CAfile OUT/devices-ca.pem OUT/<UEID>.pem` checks a board, and
 `openssl verify -crl_check -CRLfile OUT/devices-ca-crl.pem ...` also its revocation.
+
+The CRL is the project's file, signed where the CA key is. An inventory shared by several
+stations can record revocations this copy's CRL does not list (made at another station):
+export then refuses (CAError `crl_stale`, nothing written) and names them, rather than
+publish a CRL that lets a revoked certificate verify. Sign the CRL again from the inventory
+where the CA key is (`mpguard ca crl --db URL`), bring that CRL here, and export again.
 """
 
 from __future__ import annotations
@@ -75,6 +81,26 @@ def detail(inv: Any, dev: Any) -> dict[str, Any]:
     return out
 
 
+def check_crl(inv: Any, root: Path) -> None:
+    """The project's CRL lists every certificate the inventory records as revoked, else
+    CAError `crl_stale` (exit 4) naming the serials it misses."""
+    from ..errors import CAError
+    from ..reasons import EXIT_REFUSED
+
+    if not (root / device_ca.CRL_PATH).exists():
+        raise CAError("no_ca", str(root / device_ca.CRL_PATH))
+    listed = {r.serial_number for r in device_ca.crl(root)}
+    missing = sorted({c.serial for c in inv.revoked()} - listed)
+    if missing:
+        shown = ", ".join(format(x, "x") for x in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        e = CAError("crl_stale", f"{device_ca.CRL_PATH} does not list {len(missing)} "
+                    f"certificate(s) the inventory records as revoked (serial {shown}{more}): "
+                    "it was last signed before them, or elsewhere")
+        e.exit_code = EXIT_REFUSED
+        raise e
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -85,7 +111,9 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def export(inv: Any, root: Path, out: Path, devs: list[Any], fmt: str = "json") -> list[Path]:
-    """Write the CA, its CRL, each board's certificate and the index; return the paths."""
+    """Write the CA, its CRL, each board's certificate and the index; return the paths.
+    CAError `crl_stale` (nothing written) if the CRL misses a revocation of the inventory."""
+    check_crl(inv, root)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name in (device_ca.CERT_PATH, device_ca.CRL_PATH):

@@ -10,13 +10,13 @@ station that resumes the board skips it. Every method is one transaction (docs/l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..errors import InventoryError
+from ..errors import InventoryError, LineError
 from . import records
 from . import schema as s
 from .store import Inventory
@@ -79,6 +79,15 @@ def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     return ins(table)
 
 
+def db_now(conn: sa.Connection) -> datetime:
+    """The database's clock (UTC, aware): the one time every station sharing it agrees on."""
+    if conn.dialect.name == "sqlite":
+        text = conn.execute(sa.select(sa.func.strftime("%Y-%m-%d %H:%M:%f", "now"))).scalar_one()
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    value = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class Line:
     """The line's view of an inventory (same engine, same transactions, same errors)."""
 
@@ -122,8 +131,8 @@ class Line:
         batch = records.text("batch", batch, s.NAME)
         mac = records.mac(mac)
         station = records.text("station", station, s.NAME)
-        now = records.now()
         with self.inv._write() as conn:
+            now = db_now(conn)
             conn.execute(_insert(conn, _b).values(
                 batch=batch, mac=mac, status="running", started_at=now, updated_at=now)
                 .on_conflict_do_nothing())
@@ -139,11 +148,29 @@ class Line:
                     reason=None, updated_at=now))
             return Claim(self._board(conn, conn.execute(q).one()))
 
+    def renew(self, board_id: int, station: str) -> str | None:
+        """Renew `station`'s claim on the board (the database's time); None if it holds it,
+        else who does now (another station's name, or "" if no one: the board was let go)."""
+        station = records.text("station", station, s.NAME)
+        with self.inv._write() as conn:
+            res = conn.execute(sa.update(_b).where(_b.c.id == board_id,
+                                                   _b.c.claimed_by == station)
+                               .values(claimed_at=db_now(conn)))
+            if res.rowcount:
+                return None
+            row = conn.execute(sa.select(_b.c.claimed_by).where(_b.c.id == board_id)).first()
+            return (row.claimed_by or "") if row else ""
+
     def step_done(self, board_id: int, step: str, station: str, started: datetime,
                   ended: datetime, detail: dict[str, Any]) -> bool:
-        """Record a completed step; False if it was recorded already (by any station)."""
+        """Record a completed step; False if it was recorded already (by any station). The
+        step is recorded whoever holds the board (it was done to it); the claim of `station`
+        is renewed if it holds it."""
         _, detail = records.event("line.step", detail)
         with self.inv._write() as conn:
+            conn.execute(sa.update(_b).where(_b.c.id == board_id,
+                                             _b.c.claimed_by == station)
+                         .values(claimed_at=db_now(conn)))
             res = conn.execute(_insert(conn, _st).values(
                 board_id=board_id, step=records.text("step", step, s.STEP),
                 station=records.text("station", station, s.NAME), started_at=started,
@@ -160,7 +187,8 @@ class Line:
     def release(self, board_id: int, station: str, status: str, reason: str | None = None,
                 traveller: str | None = None) -> None:
         """Let go of the board with its status (pass, fail, parked) and, once finished, its
-        signed traveller."""
+        signed traveller. LineError `claim_lost` if `station` does not hold the board (its
+        claim lapsed and another station took it over, or it was let go): nothing written."""
         if status not in STATUSES:
             raise InventoryError("bad_record", f"status {status!r}")
         values: dict[str, Any] = {"status": status, "reason": (reason or None) and reason[:256],
@@ -169,10 +197,13 @@ class Line:
         if traveller is not None:
             values["traveller"] = traveller
         with self.inv._write() as conn:
-            conn.execute(sa.update(_b).where(_b.c.id == board_id,
-                                             sa.or_(_b.c.claimed_by == station,
-                                                    _b.c.claimed_by.is_(None)))
-                         .values(**values))
+            res = conn.execute(sa.update(_b).where(_b.c.id == board_id,
+                                                   _b.c.claimed_by == station)
+                               .values(**values))
+            if not res.rowcount:
+                row = conn.execute(sa.select(_b.c.claimed_by).where(_b.c.id == board_id)).first()
+                raise LineError("claim_lost", f"station {station} no longer holds the board "
+                                f"(held by {(row and row.claimed_by) or 'no station'})")
 
     def board(self, batch: str, mac: str) -> BoardRecord | None:
         with self.inv._read() as conn:

@@ -5,7 +5,11 @@ one that finished it), `operator`, `mac`, `ueid`, `kind`, `result` (pass | fail)
 `steps` (each: step, station, started, seconds, detail), `versions` (mpguard, agent, MicroPython, firmware, app), `attestation`
 (verdict, policy, failed rules), `iat`. The JWS header's `kid` is the RFC 7638 thumbprint of
 the station's key, which the inventory records (line_stations): `verify` checks a traveller
-against it, and any JOSE library can, with the station's public key.
+against it, and any JOSE library can, with the station's public key. The payload's `station`
+must be the signer's recorded name. `check` also compares the verified payload with the
+board's row it is stored in (batch, mac, ueid, result against the row's pass/fail, steps):
+a genuine traveller on another board's row, or on a row whose status was changed, does not
+verify for that board (`traveller_mismatch`).
 
 The station key lives in the project as keys/station-NAME.pem, encrypted with the project's
 passphrase like the release key (docs/keys.md), made the first time the station runs.
@@ -44,8 +48,7 @@ def payload(rec: BoardRecord, *, station: str, operator: str, kind: str | None,
             result: str, reason: str | None, versions: dict[str, Any]) -> dict[str, Any]:
     from ..agent import package
 
-    steps = [{"step": s.step, "station": s.station, "started": s.started_at.isoformat(),
-              "seconds": s.seconds, "detail": s.detail} for s in rec.steps]
+    steps = steps_of(rec)
     return {
         "v": 2, "batch": rec.batch, "station": station, "operator": operator, "mac": rec.mac,
         "ueid": ueid_shown(rec.ueid), "kind": kind, "result": result, "reason": reason, "steps": steps,
@@ -94,4 +97,40 @@ def verify(token: str, line: Line) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict):
         raise LineError("bad_station", "not a traveller (its payload is not a JSON object)")
+    if data.get("station") != found[0]:
+        raise LineError("bad_station", f"the traveller names station {data.get('station')!r} "
+                        f"but is signed by station {found[0]!r}'s key")
     return data
+
+
+def steps_of(rec: BoardRecord) -> list[dict[str, Any]]:
+    """The board's recorded steps as a traveller lists them (what `check` compares)."""
+    return [{"step": s.step, "station": s.station, "started": s.started_at.isoformat(),
+             "seconds": s.seconds, "detail": s.detail} for s in rec.steps]
+
+
+def check(token: str, line: Line, rec: BoardRecord) -> dict[str, Any]:
+    """`verify`, then the payload against the board's row it is stored in: its batch, mac
+    and ueid; for a finished row (pass, fail), its result and the steps recorded. A mismatch
+    is LineError `traveller_mismatch` (which field)."""
+    data = verify(token, line)
+    want: dict[str, Any] = {"batch": rec.batch, "mac": rec.mac, "ueid": ueid_shown(rec.ueid)}
+    if rec.status in ("pass", "fail"):
+        want["result"] = rec.status
+        want["steps"] = _steps_key(steps_of(rec))
+    got = {k: data.get(k) for k in want}
+    if "steps" in got:
+        got["steps"] = _steps_key(got["steps"])
+    bad = [k for k in want if got[k] != want[k]]
+    if bad:
+        raise LineError("traveller_mismatch", "its " + ", ".join(bad) + " differ(s) from the "
+                        "board's record")
+    return data
+
+
+def _steps_key(steps: Any) -> Any:
+    """Steps compared by step, station and detail (times are shown, not compared)."""
+    if not isinstance(steps, list):
+        return steps
+    return [(x.get("step"), x.get("station"), json.dumps(x.get("detail"), sort_keys=True))
+            if isinstance(x, dict) else x for x in steps]

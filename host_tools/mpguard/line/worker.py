@@ -14,6 +14,11 @@ parks the board: what it did stays in the journal until the station can write it
 stopped (Ctrl-C: `stop` set) lets the step running finish and starts no other: the board is
 let go `parked` with the reason `interrupted before STEP`, no traveller (it is not finished),
 and a later run goes on from its recorded steps.
+
+The claim is renewed before each step and with each step recorded. A station that finds
+another one holds the board (its claim lapsed: a step longer than the lease) stops that board
+before its next step, `held` with the reason `claim lost to station X`, and writes nothing
+more to its row (the step it finished is still recorded: it was done).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import files
-from ..errors import InventoryUnavailable, LinkError, MpguardError
+from ..errors import InventoryError, InventoryUnavailable, LineError, LinkError, MpguardError
 from ..inventory.line import BoardRecord, Line
 from . import steps, traveller
 from .ports import Port, read_mac
@@ -152,6 +157,15 @@ class Worker(threading.Thread):
         known = traveller.ueid_shown(rec.ueid)  # the inventory's (hex) as mpguard shows it
         b.ueid = known
         if rec.status == "pass":
+            try:
+                traveller.check(rec.traveller or "", self.line, rec)
+            except InventoryError:
+                raise  # the inventory failed us: parked (unavailable) or a fault, not a verdict
+            except MpguardError as e:
+                self._end("fail", "recorded as passed, but its traveller does not verify for "
+                          f"this board ({_reason(e)}): the inventory was altered? see "
+                          "`mpguard line status`")
+                return
             self.status, self.reason = "pass", "already passed"
             self.emit(Event("done", self.port.device, {"status": "pass", "reason": self.reason,
                                                         "mac": self.mac, "ueid": known}))
@@ -163,6 +177,10 @@ class Worker(threading.Thread):
                 continue
             if self.stop.is_set():  # the station is stopping: no further step (above all no burn)
                 self._interrupted(rec.id, name)
+                return
+            holder = self.line.renew(rec.id, st.name)
+            if holder is not None:  # taken over (or let go) while this station worked on it
+                self._lost(holder, name)
                 return
             self.emit(Event("step", self.port.device, {"step": name, "status": "running"}))
             t0 = datetime.now(UTC)
@@ -191,7 +209,13 @@ class Worker(threading.Thread):
         """Let go of an unfinished board (no traveller): `parked`, interrupted before `step`;
         its completed steps are recorded, so the next run (any station's) goes on from there."""
         reason = f"interrupted before {step}"
-        self.line.release(board_id, self.ctx.station.name, "parked", reason)
+        try:
+            self.line.release(board_id, self.ctx.station.name, "parked", reason)
+        except LineError as e:
+            if e.reason != "claim_lost":
+                raise
+            self._lost(self.line.renew(board_id, self.ctx.station.name) or "", step)
+            return
         self.status, self.reason = "interrupted", reason
         self.emit(Event("interrupted", self.port.device, {"status": "interrupted",
                                                           "reason": reason, "mac": self.mac,
@@ -203,8 +227,24 @@ class Worker(threading.Thread):
         assert rec is not None  # claimed above: the row exists
         body = traveller.payload(rec, station=st.name, operator=st.operator, kind=b.kind,
                                  result=result, reason=reason, versions=b.versions)
-        self.line.release(board_id, st.name, result, reason, traveller.sign(body, self.key))
+        try:
+            self.line.release(board_id, st.name, result, reason, traveller.sign(body, self.key))
+        except LineError as e:
+            if e.reason != "claim_lost":
+                raise
+            self._lost(self.line.renew(board_id, st.name) or "", None, result)
+            return
         self._end(result, reason)
+
+    def _lost(self, holder: str, step: str | None, result: str | None = None) -> None:
+        """Another station holds the board now (this one's claim lapsed): stop it here,
+        writing nothing more to its row; `held`, with why."""
+        by = f"station {holder}" if holder else "no station (it was let go)"
+        where = f"before {step}" if step else f"at its end ({result} not recorded)"
+        self.status = "held"
+        self.reason = f"claim lost to {by}: stopped {where}"
+        self.emit(Event("held", self.port.device, {"by": holder or "-", "mac": self.mac,
+                                                   "reason": self.reason}))
 
 
 def _reason(e: MpguardError) -> str:

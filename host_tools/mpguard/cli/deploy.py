@@ -47,19 +47,35 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p.set_defaults(func=run)
 
 
-def _record(link: BoardLink, args: argparse.Namespace, res: deploy.DeployResult,
-            data: bytes) -> None:
+def _identity(link: BoardLink, args: argparse.Namespace) -> tuple[str, str] | None:
+    """The board's identity, read before the deploy when this is a project (the record after
+    it must not ask the board again: that would stop the app the deploy left running)."""
+    from .. import project
+    from ..identity import records
+
+    try:
+        project.find(args.project)
+    except MpguardError:
+        if args.project:
+            raise
+        return None  # not in a project: nothing to record against
+    try:
+        return records.board_identity(link)
+    except MpguardError as e:
+        print(f"mpguard: deploy will not be recorded in the inventory: {e}", file=sys.stderr)
+        return None
+
+
+def _record(ident: tuple[str, str] | None, args: argparse.Namespace,
+            res: deploy.DeployResult, data: bytes) -> None:
     """The outcome goes to the board's history in the inventory, when the board is a
     provisioned one of this project; a failure to record is a warning, not a failed deploy."""
     from .. import project
     from ..identity import records
 
-    try:
-        proj = project.find(args.project)
-    except MpguardError:
-        if args.project:
-            raise
-        return  # not in a project: nothing to record against
+    if ident is None:
+        return
+    proj = project.find(args.project)
     st = res.status or {}
     event = {"outcome": res.outcome, "reason": res.reason,
              "bundle_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
@@ -67,7 +83,7 @@ def _record(link: BoardLink, args: argparse.Namespace, res: deploy.DeployResult,
              # what the board runs afterwards (after a rollback: the previous app)
              "runs": {k: st.get(k) for k in ("app", "ver", "seq")} if st else None}
     try:
-        records.record_board_event(link, proj.root, "deploy", event, args.db)
+        records.record_event(ident, proj.root, "deploy", event, args.db)
     except MpguardError as e:
         print(f"mpguard: deploy not recorded in the inventory: {e}", file=sys.stderr)
 
@@ -129,9 +145,10 @@ def run(args: argparse.Namespace) -> Result:
     progress = None if args.json else Progress(f"transfer to {args.port}")
     with BoardLink(resolve_port(args.port)) as link:
         pushed = _anchors_first(link, args)
+        ident = _identity(link, args)
         res = deploy.deploy(link, data, progress=progress, wait=args.wait,
                             deadline=args.deadline)
-        _record(link, args, res, data)
+    _record(ident, args, res, data)
     if pushed:
         res.warnings.insert(0, f"trust-anchor statements {pushed} accepted before the bundle")
     rc = EXIT_BY_OUTCOME.get(res.outcome, reasons.EXIT_ERROR)

@@ -61,11 +61,10 @@ def find_device(inv: Any, ident: str) -> Any:
     return dev
 
 
-def record_board_event(link: Any, root: Path, kind: str, data: dict[str, Any],
-                       db: str | None = None) -> str | None:
-    """Append a history row (deploy, ...) for the board on `link`, if it has an identity
-    this inventory knows; returns its UEID (base64url), or None when there is nothing to
-    record it against. Inventory failures propagate (InventoryError)."""
+def board_identity(link: Any) -> tuple[str, str] | None:
+    """(UEID base64url, key id) of the board on `link`, or None without a complete identity.
+    Read before a command that leaves the board running its app (a deploy): asking the board
+    afterwards would interrupt the app it was left running."""
     from . import board
 
     # a fresh heap (what ran before, e.g. a refused install, may have left too little); in
@@ -76,10 +75,23 @@ def record_board_event(link: Any, root: Path, kind: str, data: dict[str, Any],
     st = board.status(link)
     if st.get("state") != "complete" or not st.get("ueid"):
         return None
-    ueid = board.unb64u(st["ueid"])
+    return str(st["ueid"]), str(st.get("kid"))
+
+
+def record_event(ident: tuple[str, str] | None, root: Path, kind: str, data: dict[str, Any],
+                 db: str | None = None) -> str | None:
+    """Append a history row (deploy, ...) for the board `ident` (board_identity's), if this
+    inventory knows it with that key; returns its UEID (base64url), or None when there is
+    nothing to record it against. Inventory failures propagate (InventoryError)."""
+    from . import board
+
+    if ident is None:
+        return None
+    ueid = board.unb64u(ident[0])
     with open_inventory(root, db) as inv:
         dev = inv.device(ueid)
-        if dev is None or dev.thumbprint != st.get("kid"):
+        if dev is None or dev.thumbprint != ident[1]:
             return None
         inv.add_event(ueid, kind, data)
-    return str(st["ueid"])
+    return ident[0]
+

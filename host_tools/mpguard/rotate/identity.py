@@ -75,6 +75,12 @@ def rotate_identity(link: BoardLink, ca: device_ca.DeviceCA, inv: Any, *, days: 
     if dev is None or st.get("state") != "complete":
         raise RotateError("not_provisioned", f"UEID {st['ueid']}: identity {st.get('state')}, "
                           f"{'in' if dev else 'not in'} the inventory")
+    if dev.certificate.revoked:
+        # a rotation's continuity proof is signed by the current key: a revoked one proves
+        # nothing, and a new certificate would undo the revocation
+        raise RotateError("device_revoked", f"certificate {dev.certificate.serial:x} revoked "
+                          f"({dev.certificate.revoke_reason or 'no reason given'}): "
+                          "a revoked board gets a new identity only by `provision --force`")
     certs = inv.certificates(ueid)
     if st["kid"] == dev.thumbprint:
         stale = [c for c in certs if not c.revoked and c.thumbprint != dev.thumbprint]

@@ -102,6 +102,9 @@ def target(link: BoardLink, inv: Any) -> Target:
     dev = inv.device(idboard.unb64u(st["ueid"]))
     if dev is None:
         raise RotateError("not_provisioned", f"UEID {st['ueid']} is not in the inventory")
+    if dev.certificate.revoked:  # its key is not trusted: a secret sealed to it is given away
+        raise RotateError("device_revoked", f"certificate {dev.certificate.serial:x} revoked "
+                          f"({dev.certificate.revoke_reason or 'no reason given'})")
     if dev.thumbprint == st.get("pending_kid"):
         raise RotateError("key_mismatch", "an identity rotation was cut short: finish it "
                           "with `mpguard rotate --port P identity`")

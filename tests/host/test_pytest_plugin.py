@@ -78,3 +78,20 @@ def test_a_power_cut_armed_by_a_failing_test_does_not_hit_the_next_test(pytester
         "    assert clean_board.eval(\"open('/x.py').read()\") == 'x = 1\\n'\n")
     res = pytester.runpytest("--board-scope", "module", "-p", "no:cacheprovider")
     res.assert_outcomes(failed=1, passed=1)
+
+
+@pytest.mark.timeout(300)
+def test_the_example_of_docs_hil_md_runs_as_written(pytester):
+    # the first thing a tester copies: it lacked its imports and wrote into a /lib that a
+    # fresh board does not have (a newcomer's walkthrough found it); run as the page shows it
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "hil.md").read_text()
+    code = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    pytester.makepyfile(test_doc=code)
+    app = pytester.path / "app"
+    app.mkdir()
+    (app / "main.py").write_text("import guard\nguard.confirm()\n")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    res.assert_outcomes(passed=3)

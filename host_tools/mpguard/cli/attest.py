@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p.add_argument("--window", type=seconds, default=60.0, metavar="S",
                    help="freshness window in seconds (default 60)")
     p.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
-    p.add_argument("--inventory", metavar="URL", help="inventory database URL (default: the project's)")
+    p.add_argument("--db", "--inventory", dest="inventory", metavar="URL",
+                   help="inventory database URL (default: the project's)")
     p.set_defaults(func=run)
 
 

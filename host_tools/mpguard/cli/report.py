@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
                    help="flag certificates expiring within N days (default 30)")
     add_outputs(p)
     p.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
-    p.add_argument("--inventory", metavar="URL", help="inventory database URL (default: the project's)")
+    p.add_argument("--db", "--inventory", dest="inventory", metavar="URL",
+                   help="inventory database URL (default: the project's)")
     p.set_defaults(func=run)
 
 

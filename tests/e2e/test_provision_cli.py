@@ -61,6 +61,10 @@ def test_cli_provision_devices_export_and_the_key_never_leaves_the_board(env, tm
     assert [e["kind"] for e in shown["events"]] == ["provision", "reprovision", "deploy"]
     dep = shown["events"][-1]["data"]
     assert dep["outcome"] == "confirmed" and dep["runs"] == {"app": "app", "ver": "1.0.0", "seq": 1}
+    # the same bundle again is refused; --json carries `error` as every command's failure does
+    again = cli.json("deploy", "--port", "sim:b", "app.bundle", code=4)
+    assert again["ok"] is False and again["exit_code"] == 4 and again["outcome"] == "refused"
+    assert again["error"]["type"] == "DeployRefused" and again["error"]["reason"], again
     assert "mpguard: no board" in cli("devices", "show", "AgAAAAAAAAAA", code=2).stderr
 
     # what export writes, openssl verifies (and its CRL check refuses a revoked one)

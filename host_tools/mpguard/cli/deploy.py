@@ -158,4 +158,10 @@ def run(args: argparse.Namespace) -> Result:
                      + ([f"  hint: {hint}"] if hint else []))
     data_out = res.as_dict()
     data_out.update(message=head, details=lines, hint=hint)
+    if rc != reasons.EXIT_OK:  # the README's --json contract: a failure carries `error`
+        data_out["error"] = {"type": _ERROR_TYPE.get(res.outcome, "DeployFailed"),
+                             "message": head, "reason": res.reason, "hint": hint}
     return Result(data_out, text, rc)
+
+
+_ERROR_TYPE = {"refused": "DeployRefused", "rolled_back": "RolledBack", "trial": "StillOnTrial"}

@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
         "anything. When installed, the board reboots into the new app on trial; deploy waits "
         "for the app to confirm (or the board to roll back) and reports what the agent's "
         "state says. A board that resets during the transfer keeps its old app (exit 3).",
-        epilog=reasons.epilog(*reasons.EXIT_CODES),
+        epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_ERROR, reasons.EXIT_USAGE,
+                              reasons.EXIT_LINK, reasons.EXIT_REFUSED, reasons.EXIT_ROLLED_BACK,
+                              reasons.EXIT_TRIAL),
     )
     p.add_argument("bundle")
     p.add_argument("--port", required=True, help="serial port, or sim:NAME for a virtual board")

@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 130  # Ctrl-C, as every mpguard command exits on it
 _RUN_EXIT = (reasons.EXIT_OK, reasons.EXIT_FAIL, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
+_RUN_EPILOG = reasons.epilog(*_RUN_EXIT, 130, said={
+    reasons.EXIT_FAIL: "a board failed (or was held)",
+    reasons.EXIT_INVENTORY: "inventory unreachable: boards parked (their steps in the "
+                            "station's journal), or it could not be opened at the start",
+    130: "interrupted (Ctrl-C): the boards stopped before their next step; the next run goes "
+         "on with them"})
 
 
 def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
@@ -27,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
                        "plugged in goes through the station file's steps in its own worker; "
                        "results, steps and signed travellers go to the inventory. Exit 9 from "
                        "`line run`: a board failed a step (attestation or another).",
-                       epilog=reasons.epilog(*_RUN_EXIT))
+                       epilog=_RUN_EPILOG)
     s = p.add_subparsers(dest="line_cmd", metavar="SUBCOMMAND")
     r = s.add_parser("run", help="run a station until stopped (Ctrl-C)",
                      description="Poll the ports; each board that appears runs the station's "
@@ -35,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
                      "Exit 0: every board passed; 9: a board failed; 7: boards parked because "
                      "the inventory could not be reached; 130: stopped by Ctrl-C (running "
                      "boards finish their step and start no other).",
-                     epilog=reasons.epilog(*_RUN_EXIT))
+                     epilog=_RUN_EPILOG)
     r.add_argument("--station", required=True, metavar="FILE", help="the station file (TOML)")
     r.add_argument("--ports", default=None, metavar="auto|P1,P2,sim:PATTERN",
                    help="where boards are (default: auto, or the --sims boards only)")

@@ -378,3 +378,32 @@ def test_in_and_not_in_compare_types_as_equals_does(test, expect, value, passes)
     # True == 1 and 0 in [False] in Python; a rule's list names values of the fact's type
     r = policy.Rule("r", "r", "5.1-1", "key_read_protect", "fail", test, expect)
     assert r.passes(value) is passes
+
+
+# -- an honest identity rotation is not an altered record --------------------------------------
+
+def test_an_attestation_before_an_identity_rotation_is_key_rotated_not_bad_record(
+        inv, eat, device_ca):
+    # found by a newcomer's walkthrough: attest, `rotate identity`, `report` gave bad_record
+    # ("the record was altered", exit 9) until the board was attested again
+    from cryptography.hazmat.primitives import serialization
+
+    from mpguard import files
+
+    appraise(inv, signed(eat, KEY1, U1, "nonce-before-rotation"), "nonce-before-rotation")
+    appraise(inv, signed(eat, KEY2, U2, "nonce-of-board-two"), "nonce-of-board-two")
+    new = ec.generate_private_key(ec.SECP256R1())
+    cert = device_ca.issue(new.public_key(), files.b64u_enc(U1))
+    inv.replace_identity(U1, public_key=keys.public_bytes(new),
+                         cert_der=cert.public_bytes(serialization.Encoding.DER),
+                         provisioned_by="tester@host", event="rotate_identity")
+    f = fleet.build(store.Store(inv))
+    kinds = {p["kind"] for p in f.problems}
+    assert "bad_record" not in kinds and "key_rotated" in kinds, f.problems
+    b1 = next(b for b in f.boards if b.ueid == U1.hex())
+    assert b1.claims and f.verdict() == "warn"  # its claims shown; attest it again
+    # a token the record holds that no key of the board ever signed is still bad_record
+    inv.add_event(U1, "attestation", {"token": signed(eat, KEY2, U1, "n-forged"),
+                                      "nonce": "n-forged", "verdict": "pass", "facts": {}})
+    f = fleet.build(store.Store(inv))
+    assert "bad_record" in {p["kind"] for p in f.problems} and f.verdict() == "fail"

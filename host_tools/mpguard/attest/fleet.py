@@ -8,6 +8,8 @@ per-rule counts, and the problems no single board can see:
   seq_backwards  a board's update sequence went down between two attestations (rollback)
   cert_expiry    a device certificate expires within `cert_days` (or has expired)
   never_attested a board in the inventory without any attestation in the period
+  key_rotated    the latest recorded token was signed with a key an identity rotation
+                 superseded (attest the board again)
   bad_record     a recorded token no longer verifies with the board's key (the record was
                  altered): its claims are not shown
 
@@ -55,9 +57,11 @@ class Fleet:
     def verdict(self) -> str:
         order = ["pass", "warn", "fail"]
         v = [b.verdict for b in self.boards]
-        if "refused" in v or any(p["kind"] != "never_attested" for p in self.problems):
+        kinds = {p["kind"] for p in self.problems}
+        if "refused" in v or kinds - {"never_attested", "key_rotated"}:
             return "fail"
-        return max((x for x in v if x in order), key=order.index, default="pass")
+        worst = max((x for x in v if x in order), key=order.index, default="pass")
+        return "warn" if worst == "pass" and "key_rotated" in kinds else worst
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"verdict": self.verdict()}
@@ -93,6 +97,17 @@ def _claims(tok: Any, dev: Device | None) -> dict[str, Any] | None:
         return None
 
 
+def _claims_with(tok: Any, keys: dict[str, Any]) -> dict[str, Any] | None:
+    # The recorded token's claims, verified with one of `keys` (kid -> key), or None.
+    if not isinstance(tok, str) or not keys:
+        return None
+    try:
+        _, payload = jose.verify(tok, keys)
+        return dict(json.loads(payload))
+    except (JoseError, ValueError, TypeError):
+        return None
+
+
 def build(store: Store, since: dt.datetime | None = None, cert_days: int = 30,
           now: dt.datetime | None = None) -> Fleet:
     now = now or dt.datetime.now(dt.UTC)
@@ -121,6 +136,15 @@ def build(store: Store, since: dt.datetime | None = None, cert_days: int = 30,
             b.at, last[ueid] = _iso(recent[-1].at), recent[-1].at
             add_attestation(fleet, b, recent[-1].data)
             claims = _claims(recent[-1].data.get("token"), by_ueid_dev.get(ueid))
+            if claims is None and by_ueid_dev.get(ueid) is not None:
+                # signed before an identity rotation: the key its certificate superseded
+                old = store.superseded_keys(bytes.fromhex(ueid))
+                claims = _claims_with(recent[-1].data.get("token"), old)
+                if claims is not None:
+                    fleet.problems.append({
+                        "kind": "key_rotated", "boards": [ueid],
+                        "detail": "its latest attestation was signed with the key its identity "
+                                  "rotation replaced: attest it again"})
             if claims is None:
                 fleet.problems.append({"kind": "bad_record", "boards": [ueid],
                                        "detail": "the recorded token does not verify with the "

@@ -150,6 +150,19 @@ class Store:
     def devices(self) -> list[Device]:
         return [device_from(r) for r in self.inv.devices()]
 
+    def superseded_keys(self, ueid: bytes) -> dict[str, Any]:
+        """kid -> public key of the board's earlier certificates revoked as `superseded` (an
+        identity rotation or a re-provisioning replaced them, no compromise): what its
+        earlier tokens were signed with."""
+        certs = getattr(self.inv, "certificates", None)
+        if certs is None:
+            return {}
+        out = {}
+        for c in certs(ueid):
+            if c.revoked and c.revoke_reason == "superseded":
+                out[c.thumbprint] = _public(c.public_key)
+        return out
+
     def events(self, ueid: bytes | None = None, kind: str | None = None,
                since: dt.datetime | None = None) -> list[Event]:
         got: Iterable[Any] = self.inv.events(ueid=ueid, kind=kind, since=since)

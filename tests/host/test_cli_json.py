@@ -245,3 +245,13 @@ def test_report_and_attest_take_db_as_the_other_commands_do(proj, capsys):
         cli.main(argv)
         obj = _json(capsys)
         assert obj["error"]["type"] != "UsageError", (argv, obj)
+
+
+def test_init_names_the_operator_key_it_made(tmp_path, capsys):
+    # docs/init.md lists keys/operator-1.pem; init's summary did not say it made one
+    assert cli.main(["init", str(tmp_path / "p"), "--target", "sim", "--no-passphrase"]) == 0
+    assert "operator key  " in capsys.readouterr().out
+    assert cli.main(["init", str(tmp_path / "q"), "--target", "sim", "--no-passphrase",
+                     "--json"]) == 0
+    obj = _json(capsys)
+    assert obj["operator_key"].endswith("keys/operator-1.pem") and obj["operator_kid"]

@@ -41,10 +41,16 @@ def run(args: argparse.Namespace) -> Result:
         "device_ca": str(proj.root / "devices-ca.pem"),
         "targets": proj.targets,
     }
+    ops = proj.config.get("operator_keys") or []
+    if ops:  # the key that signs secret commands (docs/rotate.md)
+        info["operator_key"] = str(proj.root / ops[0]["path"])
+        info["operator_kid"] = ops[0]["kid"]
     text = "\n".join([
         f"mpguard project in {info['project']}",
         f"  release key   {info['release_key']} (kid {info['kid']}, "
         f"{'encrypted' if info['encrypted'] else 'NOT encrypted'})",
+        *([f"  operator key  {info['operator_key']} (kid {info['operator_kid']}, signs secret "
+           "commands)"] if ops else []),
         f"  trust anchors {info['anchors']} (install on boards)",
         f"  device CA     {info['device_ca']} (key "
         f"{'encrypted' if info['encrypted'] else 'NOT encrypted'})",

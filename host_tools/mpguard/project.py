@@ -104,8 +104,12 @@ class Project:
             e.hint = "put the project's own release key back (from its backup)"
             raise e
         if kid not in self.anchors():
-            raise ProjectError(f"the release key {kid} is not one of the project's trust "
-                               f"anchors ({self.anchors_path}): boards would refuse its bundles")
+            e = ProjectError(f"the release key {kid} is not one of the project's trust "
+                             f"anchors ({self.anchors_path}): boards would refuse its bundles")
+            if (self.root / "anchors-rotation.pending.json").exists():  # rotate.anchors.PENDING
+                e.hint = ("an `anchors rotate` was cut short: `mpguard anchors status` finishes "
+                          "it, then build again")
+            raise e
         return key
 
     def anchors(self) -> dict[str, bytes]:

@@ -339,3 +339,21 @@ def test_a_board_that_took_an_orphan_is_told_how_to_recover(tmp_path):
     with pytest.raises(RotateError) as e:
         anchors.push(board, p)
     assert e.value.reason == "anchors_log" and "--force" in e.value.hint and board.sent == []
+
+
+def test_release_build_after_a_cut_rotation_says_how_to_finish_it(tmp_path, monkeypatch):
+    # cut between anchors.json (old key removed) and mpguard.json (still signs with it):
+    # the release key is no anchor; the error says that `anchors status` finishes the rotation
+    from mpguard.errors import ProjectError
+
+    p = project.init(tmp_path / "p", passphrase=None, targets=["sim"])
+    old = p.key_entry()["kid"]
+    restore = _cut_at(monkeypatch, 4)  # mpguard.json
+    with pytest.raises(PowerCut):
+        anchors.rotate(p, add="new", remove=old, passphrase=None)
+    restore()
+    with pytest.raises(ProjectError) as e:
+        project.find(p.root).release_key(None)
+    assert "anchors status" in (e.value.hint or ""), e.value
+    anchors.statements(project.find(p.root))  # what `anchors status` does first
+    assert project.find(p.root).release_key(None) is not None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from test_line_records import MACS, STATION, ueid_of  # the same batch of S1
 
 from mpguard import cli, keys, project, reasons
 from mpguard.errors import LineError
@@ -21,20 +22,6 @@ from mpguard.line import station as station_mod
 from mpguard.line import steps, traveller
 from mpguard.line.ports import Port
 from mpguard.line.worker import Journal, Worker
-
-STATION = """[station]
-name = "S1"
-operator = "alice"
-batch = "B-9"
-
-[steps]
-agent = true
-"""
-MACS = ("24:0a:c4:00:00:01", "24:0a:c4:00:00:02")
-
-
-def ueid_of(mac: str) -> bytes:
-    return b"\x02" + bytes.fromhex(mac.replace(":", ""))
 
 
 @pytest.fixture

@@ -115,9 +115,10 @@ def install_agent(board: BoardLink, proj: Project, *, force: bool = False,
     return _install.install(board, anchors, kind=kind, force=force, deadline=deadline)
 
 
-def uninstall_agent(board: BoardLink) -> UninstallReport:
-    """`mpguard agent uninstall`: the board as it was before the agent."""
-    return _uninstall.uninstall(board)
+def uninstall_agent(board: BoardLink, *, force: bool = False) -> UninstallReport:
+    """`mpguard agent uninstall`: the board as it was before the agent (a provisioned board
+    only with `force`: its identity key and secrets are deleted for good)."""
+    return _uninstall.uninstall(board, force=force)
 
 
 def deploy(board: BoardLink, bundle: Release | bytes | str | Path, *, wait: float = 30.0,

@@ -10,6 +10,9 @@ Steps (mpremote's own file operations only: it works on a board whose agent is b
    /mpguard (state, trust anchors, backups); /lib too when nothing else is left in it;
    then a soft reset, so no agent module stays loaded.
 
+A board that holds its identity (its key, a pending key, a random UEID, its secrets) is
+refused unless `force`: removing /mpguard destroys them for good.
+
 Run again after an interruption: every step is idempotent.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 
+from ..errors import CommandError
 from ..link import BoardLink
 from .install import AGENT_DIR, BACKUP
 from .status import ROOT, root_state
@@ -37,7 +41,19 @@ class UninstallReport:
         return asdict(self)
 
 
-def uninstall(link: BoardLink) -> UninstallReport:
+# What removing /mpguard destroys for good: the board's identity key (its only copy), a pending
+# one, a random UEID, its sealed secrets (guard.identity, guard.rotate via guard.store).
+IDENTITY = ("/mpguard/id", "/mpguard/id.new", "/mpguard/ueid", "/mpguard/sec")
+
+
+def uninstall(link: BoardLink, *, force: bool = False) -> UninstallReport:
+    held = [p for p in IDENTITY if link.exists(p)]
+    if held and not force:  # before anything is changed
+        raise CommandError(
+            f"the board holds its identity ({', '.join(held)}): uninstalling deletes its private "
+            "key and secrets for good, and the inventory would keep a certificate for a key "
+            "that no longer exists; revoke it first (`mpguard devices revoke UEID`), then run "
+            "again with --force")
     rep = UninstallReport(link.port)
     for path in ROOT:
         name = path[1:]

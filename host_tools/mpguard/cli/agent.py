@@ -46,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
         epilog=reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_LINK),
     )
     u.add_argument("--port", required=True, help="serial port, or sim:NAME for a virtual board")
+    u.add_argument("--force", action="store_true",
+                   help="also on a provisioned board: its identity key and secrets are deleted "
+                   "for good (revoke its certificate first)")
     u.add_argument("--json", action="store_true", help="print the result as one JSON object")
     u.set_defaults(func=run_uninstall)
     p.set_defaults(func=lambda a: p.print_help() or 2)
@@ -80,7 +83,7 @@ def run_uninstall(args: argparse.Namespace) -> Result:
     from ..link import BoardLink
 
     with BoardLink(resolve_port(args.port)) as link:
-        rep = agent_uninstall.uninstall(link)
+        rep = agent_uninstall.uninstall(link, force=args.force)
     lines = [f"agent removed from {rep.port}: {len(rep.removed)} files removed"]
     lines += [f"  {p} restored from the backup the agent install kept" for p in rep.restored]
     lines += [f"  {p} is not the agent's: kept as it is" for p in rep.kept]

@@ -119,7 +119,10 @@ class _Run:
         st = board.status(link)
         rec = self.inv.device(_ueid_bytes(st["ueid"])) if st["ueid"] else None
 
-        if st["state"] == "complete" and not st["pending_pub"]:
+        if st["state"] == "complete" and (not st["pending_pub"] or (
+                rec is not None and rec.thumbprint == st["kid"])):
+            # (a pending key left by a cut `--force` or identity rotation beside a current key
+            # its record names: the board is what the record says)
             done = self._check_current(st, rec)
             if done is not None:
                 return done
@@ -136,9 +139,15 @@ class _Run:
         if st["state"] == "complete" and not self.force:
             raise IdentityError("identity_exists")
 
+        before = st["ueid"]
         st = board.begin(link, secrets.token_bytes(32), self.force)  # step 5
+        if before and st["ueid"] != before:  # the board names another board now
+            raise IdentityError("ueid_mismatch", f"the board said {before}, then {st['ueid']}")
         ueid = _ueid_bytes(st["ueid"])
         rec = self.inv.device(ueid)
+        if rec is not None and not self.force:  # its UEID is recorded: another board's, or
+            raise IdentityError("identity_known", f"UEID {st['ueid']} is recorded with key "
+                                f"{rec.thumbprint}")  # one it gave no proof of
         pub = self._prove(st, pending=True)  # step 6
         kid = st["pending_kid"]
         other = self.inv.device_by_thumbprint(kid)  # step 7
@@ -172,7 +181,12 @@ class _Run:
     def _check_current(self, st: dict, rec: Any) -> Provisioned | None:
         """Step 3: "already" when board, certificate and record agree; refusals without --force."""
         cert_der, _ = board.certificate(self.link)
-        cert = x509.load_der_x509_certificate(cert_der)
+        try:
+            cert = x509.load_der_x509_certificate(cert_der)
+        except ValueError:  # the board's record holds something else in its place
+            if self.force:
+                return None
+            raise IdentityError("bad_store", "the board's certificate does not parse") from None
         cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         problem = None
         if cn != [st["ueid"]]:

@@ -36,7 +36,7 @@ STABLE = {
     "release": ["proj", "appdir", "version", "out", "app", "passphrase", "options"],
     "connect": ["port", "timeout"],
     "install_agent": ["board", "proj", "force", "kind", "deadline"],
-    "uninstall_agent": ["board"],
+    "uninstall_agent": ["board", "force"],  # force (keyword): 2026-11-27
     "deploy": ["board", "bundle", "wait", "deadline"],
     "explain": ["result"],
     "status": ["board"],

@@ -207,6 +207,11 @@ class BoardLink(FileOps, ResetOps):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def mark_stale(self) -> None:
+        """Connect again (interrupting whatever runs on the board) before the next operation:
+        after the board was reset or restarted, or an operation was stopped part way."""
+        self._stale = True
+
     def reconnect(self) -> None:
         """Close the port and connect again (interrupting whatever runs on the board)."""
         self.close()

@@ -273,6 +273,14 @@ class BoardLink(FileOps, ResetOps):
             # link's failure, not an internal error (mpguard.watch's read gives whole reads)
             self._stale = True
             raise TransportError(f"the board's answer was garbled ({e})") from None
+        except (TransportExecError, OSError):
+            raise  # the board answered (an exception on the board, a file's errno): in step
+        except BaseException:
+            # anything else that stops an operation part way (pytest-timeout, Ctrl-C, a bug)
+            # may leave the board running it or an answer on the port: connect again (which
+            # interrupts the board) before the next operation
+            self._stale = True
+            raise
         finally:
             w.disarm()
 
@@ -292,13 +300,27 @@ class BoardLink(FileOps, ResetOps):
 
     def _exec(self, code: str | bytes, tmo: float,
               data_consumer: Callable[[bytes], None] | None, what: str) -> str:
+        got = bytearray()  # what the code printed so far, kept when it does not end in time
+
+        def take(b: bytes) -> None:
+            got.extend(b)
+            if data_consumer:
+                data_consumer(b)
+
         try:
-            with self._op(what, tmo) as t:
-                out, err = t.exec_raw(code, timeout=tmo, data_consumer=data_consumer)
+            try:
+                with self._op(what, tmo) as t:
+                    _, err = t.exec_raw(code, timeout=tmo, data_consumer=take)
+            except (BoardReset, TransportExecError):
+                raise  # a reset's output _op recorded (the watch saw it all)
+            except BaseException:
+                self._record(bytes(got))  # a LinkDeadline's, or a test stopped meanwhile
+                raise
         except TransportExecError as e:  # pragma: no cover - exec_raw does not raise it
-            out, err = b"", e.error_output.encode()
+            err = e.error_output.encode()
         except (TransportError, OSError) as e:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+        out = bytes(got[:-1]) if got.endswith(b"\x04") else bytes(got)  # the EOF marker
         self._record(out + err)
         if err:
             raise self._device_error(err.decode("utf-8", "replace"))

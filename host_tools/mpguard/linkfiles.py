@@ -108,7 +108,11 @@ class FileOps:
         self._fs(op, remote, len(data) * 3 // 2)  # base64 at most: 4/3, and the calls around it
 
     def get(self, remote: str) -> bytes:
-        return bytes(self._fs(lambda t: t.fs_readfile(remote), remote))
+        """The file's bytes. Its deadline is the link's timeout plus time for its bytes, as
+        `put`'s: its size comes from a stat first, and each byte travels as at most 4
+        characters of a bytes literal (mpremote's fs_readfile: eval of read(256) chunks)."""
+        size = self._fs(lambda t: t.fs_stat(remote), remote).st_size
+        return bytes(self._fs(lambda t: t.fs_readfile(remote), remote, size * 4))
 
     def listdir(self, path: str = "/") -> list[str]:
         return [e.name for e in self._fs(lambda t: t.fs_listdir(path), path)]

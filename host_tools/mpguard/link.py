@@ -33,6 +33,7 @@ mpguard.watch.)
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -336,14 +337,22 @@ class BoardLink(FileOps, ResetOps):
         )
 
     def eval(self, expr: str) -> Any:
-        """Evaluate a Python-literal expression on the board (mpremote's own eval)."""
+        """Evaluate an expression on the board and return its value, which must be a Python
+        literal (mpremote's eval: the repr the board prints, read with ast.literal_eval);
+        a value that is not one (`object()`, a set) is DeviceError (`exc_type` empty)."""
         try:
             with self._op("an eval", self.timeout) as t:
-                return t.eval(expr)
+                text = t.exec("print(repr({}))".format(expr)).strip().decode("utf-8", "replace")
         except TransportExecError as e:
             raise self._device_error(e.error_output) from None
         except (TransportError, OSError) as e:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+        try:
+            return ast.literal_eval(text)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            raise DeviceError(f"eval of {expr!r}: the value is not a Python literal ({shown})",
+                              device_traceback=text) from None
 
     # -- calling the agent ------------------------------------------------------------------
 

@@ -164,13 +164,13 @@ def test_get_of_a_large_file_is_given_time_for_its_bytes(pytester):
 @pytest.mark.timeout(120)
 def test_eval_of_a_non_literal_is_a_typed_error(pytester):
     """Low: `board.eval("object()")` raises the host's builtins SyntaxError from mpremote's
-    ast.literal_eval, not an mpguard error (the docs list the link's errors as
-    MpguardError subclasses)."""
+    ast.literal_eval, not an mpguard error: it is DeviceError, saying so."""
     pytester.makepyfile(
         "import pytest\n"
-        "from mpguard.errors import MpguardError\n"
+        "from mpguard.errors import DeviceError\n"
         "def test_eval(board):\n"
-        "    with pytest.raises(MpguardError):\n"
-        "        board.eval('object()')\n")
+        "    with pytest.raises(DeviceError, match='not a Python literal'):\n"
+        "        board.eval('object()')\n"
+        "    assert board.eval('[1, None]') == [1, None]\n")
     res = pytester.runpytest("-p", "no:cacheprovider")
     res.assert_outcomes(passed=1)

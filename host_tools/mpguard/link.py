@@ -342,7 +342,7 @@ class BoardLink(FileOps, ResetOps):
         a value that is not one (`object()`, a set) is DeviceError (`exc_type` empty)."""
         try:
             with self._op("an eval", self.timeout) as t:
-                text = t.exec("print(repr({}))".format(expr)).strip().decode("utf-8", "replace")
+                text = t.exec(f"print(repr({expr}))").strip().decode("utf-8", "replace")
         except TransportExecError as e:
             raise self._device_error(e.error_output) from None
         except (TransportError, OSError) as e:

@@ -13,8 +13,8 @@ plugin's `board` fixture holds the port, so a `mpguard` subprocess could not ope
         api.uninstall_agent(board)                               # the board as it was
         api.wipe(board)                                          # or: an empty filesystem
 
-Everything here is kept stable across minor versions (tests/host/test_api.py pins the
-names and signatures); anything else in mpguard may change. Errors are the classes of
+Everything here is kept stable across minor versions (tests/host/test_cli_help.py pins
+the names and signatures); anything else in mpguard may change. Errors are the classes of
 `mpguard.errors` (`MpguardError` and below), each with an `exit_code`; the result objects
 (`Release`, `DeployResult`, `InstallReport`, `UninstallReport`, `BoardStatus`) have
 `as_dict()` giving what the CLI's `--json` gives. docs/hil.md has the whole picture.

@@ -33,6 +33,7 @@ mpguard.watch.)
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -207,6 +208,11 @@ class BoardLink(FileOps, ResetOps):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def mark_stale(self) -> None:
+        """Connect again (interrupting whatever runs on the board) before the next operation:
+        after the board was reset or restarted, or an operation was stopped part way."""
+        self._stale = True
+
     def reconnect(self) -> None:
         """Close the port and connect again (interrupting whatever runs on the board)."""
         self.close()
@@ -268,6 +274,14 @@ class BoardLink(FileOps, ResetOps):
             # link's failure, not an internal error (mpguard.watch's read gives whole reads)
             self._stale = True
             raise TransportError(f"the board's answer was garbled ({e})") from None
+        except (TransportExecError, OSError):
+            raise  # the board answered (an exception on the board, a file's errno): in step
+        except BaseException:
+            # anything else that stops an operation part way (pytest-timeout, Ctrl-C, a bug)
+            # may leave the board running it or an answer on the port: connect again (which
+            # interrupts the board) before the next operation
+            self._stale = True
+            raise
         finally:
             w.disarm()
 
@@ -287,13 +301,27 @@ class BoardLink(FileOps, ResetOps):
 
     def _exec(self, code: str | bytes, tmo: float,
               data_consumer: Callable[[bytes], None] | None, what: str) -> str:
+        got = bytearray()  # what the code printed so far, kept when it does not end in time
+
+        def take(b: bytes) -> None:
+            got.extend(b)
+            if data_consumer:
+                data_consumer(b)
+
         try:
-            with self._op(what, tmo) as t:
-                out, err = t.exec_raw(code, timeout=tmo, data_consumer=data_consumer)
+            try:
+                with self._op(what, tmo) as t:
+                    _, err = t.exec_raw(code, timeout=tmo, data_consumer=take)
+            except (BoardReset, TransportExecError):
+                raise  # a reset's output _op recorded (the watch saw it all)
+            except BaseException:
+                self._record(bytes(got))  # a LinkDeadline's, or a test stopped meanwhile
+                raise
         except TransportExecError as e:  # pragma: no cover - exec_raw does not raise it
-            out, err = b"", e.error_output.encode()
+            err = e.error_output.encode()
         except (TransportError, OSError) as e:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+        out = bytes(got[:-1]) if got.endswith(b"\x04") else bytes(got)  # the EOF marker
         self._record(out + err)
         if err:
             raise self._device_error(err.decode("utf-8", "replace"))
@@ -309,14 +337,22 @@ class BoardLink(FileOps, ResetOps):
         )
 
     def eval(self, expr: str) -> Any:
-        """Evaluate a Python-literal expression on the board (mpremote's own eval)."""
+        """Evaluate an expression on the board and return its value, which must be a Python
+        literal (mpremote's eval: the repr the board prints, read with ast.literal_eval);
+        a value that is not one (`object()`, a set) is DeviceError (`exc_type` empty)."""
         try:
             with self._op("an eval", self.timeout) as t:
-                return t.eval(expr)
+                text = t.exec(f"print(repr({expr}))").strip().decode("utf-8", "replace")
         except TransportExecError as e:
             raise self._device_error(e.error_output) from None
         except (TransportError, OSError) as e:
             raise BoardNotAnswering(f"board on {self.port} stopped answering: {e}") from None
+        try:
+            return ast.literal_eval(text)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            raise DeviceError(f"eval of {expr!r}: the value is not a Python literal ({shown})",
+                              device_traceback=text) from None
 
     # -- calling the agent ------------------------------------------------------------------
 

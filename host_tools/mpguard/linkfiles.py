@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import errno
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -108,7 +109,11 @@ class FileOps:
         self._fs(op, remote, len(data) * 3 // 2)  # base64 at most: 4/3, and the calls around it
 
     def get(self, remote: str) -> bytes:
-        return bytes(self._fs(lambda t: t.fs_readfile(remote), remote))
+        """The file's bytes. Its deadline is the link's timeout plus time for its bytes, as
+        `put`'s: its size comes from a stat first, and each byte travels as at most 4
+        characters of a bytes literal (mpremote's fs_readfile: eval of read(256) chunks)."""
+        size = self._fs(lambda t: t.fs_stat(remote), remote).st_size
+        return bytes(self._fs(lambda t: t.fs_readfile(remote), remote, size * 4))
 
     def listdir(self, path: str = "/") -> list[str]:
         return [e.name for e in self._fs(lambda t: t.fs_listdir(path), path)]
@@ -141,7 +146,8 @@ class FileOps:
         self._fs(lambda t: t.fs_rmfile(path), path)
 
     def mkdir(self, path: str, exist_ok: bool = True) -> None:
-        """Create `path` and its parents."""
+        """Create `path` and its parents. `exist_ok=False`: an existing `path` is DeviceError
+        with `errno` EEXIST (17), as the board's own file errors."""
         parts = [p for p in path.split("/") if p]
         cur = ""
         for p in parts:
@@ -149,7 +155,9 @@ class FileOps:
             if not self.exists(cur):
                 self._fs(lambda t, c=cur: t.fs_mkdir(c), cur)
             elif not exist_ok and cur == "/" + "/".join(parts):
-                raise FileExistsError(cur)
+                err = DeviceError(f"{cur}: [Errno {errno.EEXIST}] EEXIST", "OSError")
+                err.errno = errno.EEXIST  # type: ignore[attr-defined]
+                raise err
 
     def _walk(self, path: str) -> Iterator[tuple[str, bool]]:
         """(path, is_dir) of everything under `path`, children before their folder."""
@@ -178,7 +186,13 @@ class FileOps:
         """Empty the board's filesystem, as a freshly flashed board (the HIL fixtures'
         factory reset for a real board, so tests do not depend on each other); return the
         files removed. Paths in `keep` (and the folders on their way) stay. The caller
-        soft-resets afterwards if code of the removed files may still be loaded."""
+        soft-resets afterwards if code of the removed files may still be loaded. A path in
+        `keep` is absolute ("/main.py"): a relative one is ValueError, before anything is
+        removed."""
+        relative = [k for k in keep if not k.startswith("/")]
+        if relative:
+            raise ValueError(f"wipe: keep paths must be absolute (\"/{relative[0]}\"): "
+                             f"{', '.join(map(repr, relative))}")
         kept = {k.rstrip("/") for k in keep}
         on_way = {"/".join(k.split("/")[:i]) for k in kept for i in range(2, k.count("/") + 1)}
         removed = []

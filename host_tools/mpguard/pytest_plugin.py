@@ -51,7 +51,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +178,11 @@ def _is_sim(target: str) -> bool:
 
 @dataclass
 class SimControl:
-    """Controls only a virtual board has. `info` is the sim's `SimInfo`."""
+    """Controls only a virtual board has. `info` is the sim's `SimInfo`; `link` the `board`
+    fixture's link to it, which `restart` points at the restarted sim's port."""
 
     info: Any
+    link: BoardLink | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -227,11 +229,18 @@ class SimControl:
         self.set_input("pin", pin, level)
 
     def restart(self) -> None:
-        """Stop and start the sim again with the same flash (a power cycle)."""
+        """Stop and start the sim again with the same flash (a power cycle). The restarted
+        sim has a new port: the `board` link lets go of the old one (which another sim may get
+        next) and connects to the new one at its next operation."""
         from . import sim
+        if self.link is not None:
+            self.link.close()
         sim.stop(self.name)
         self.info = sim.start(name=self.name, board=self.info.board, baud=self.info.baud,
                               latency=self.info.latency_ms)
+        if self.link is not None:
+            self.link.port = self.port
+            self.link.mark_stale()
 
 
 _seq = itertools.count(1)
@@ -271,6 +280,8 @@ class _BoardProvider:
         else:
             port = self.target
         self.link = BoardLink(port, timeout=30.0)
+        if self.sim is not None:
+            self.sim.link = self.link
 
     def stop(self) -> None:
         try:

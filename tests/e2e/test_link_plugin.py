@@ -117,3 +117,19 @@ def test_sim_fixture_controls(sim, board):
     board.put(b"x" * 10000, "/wear.bin")
     after = sim.stats()
     assert after["writes"] > before["writes"]
+
+
+def test_wipe_refuses_a_relative_keep_path_before_removing_anything(board):
+    board.put(b"x = 1\n", "/c.py")
+    with pytest.raises(ValueError, match="'c.py'"):
+        board.wipe(keep=("c.py",))
+    assert board.exists("/c.py")
+    assert board.wipe(keep=("/c.py",)) == [] and board.exists("/c.py")
+
+
+def test_mkdir_of_an_existing_path_without_exist_ok_is_a_device_error_with_eexist(board):
+    board.mkdir("/d/e")
+    board.mkdir("/d/e")  # exist_ok by default
+    with pytest.raises(DeviceError) as ei:
+        board.mkdir("/d/e", exist_ok=False)
+    assert ei.value.errno == 17  # type: ignore[attr-defined]

@@ -95,3 +95,82 @@ def test_the_example_of_docs_hil_md_runs_as_written(pytester):
     (app / "main.py").write_text("import guard\nguard.confirm()\n")
     res = pytester.runpytest("-p", "no:cacheprovider")
     res.assert_outcomes(passed=3)
+
+
+@pytest.mark.timeout(120)
+def test_board_is_usable_after_sim_restart(pytester):
+    """docs/hil.md: `sim.restart()` is "a power cycle keeping the flash". The restarted sim
+    gets a new pty, but the `board` link keeps the old port: every later use fails
+    (BoardNotAnswering: write failed: [Errno 5]), or could reach another sim that got the
+    old pty number."""
+    pytester.makepyfile(
+        "def test_restart(sim, board):\n"
+        "    board.put(b'x = 1\\n', '/keep.py')\n"
+        "    sim.restart()\n"
+        "    assert board.eval(\"open('/keep.py').read()\") == 'x = 1\\n'\n")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1)
+
+
+@pytest.mark.timeout(120)
+def test_failure_report_shows_output_of_code_that_hit_its_timeout(pytester):
+    """docs/hil.md: a failed test's report has "what the board printed". Code that prints and
+    then loops past its `exec(timeout=)` is the typical hung test, but its output is dropped
+    (LinkDeadline path of BoardLink._op records nothing): the section says "(nothing)"."""
+    pytester.makepyfile(
+        "def test_hangs(board):\n"
+        "    board.exec(\"print('printed ' + 'before the hang')\\nwhile True:\\n pass\", timeout=3)\n")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "what the board printed" in out
+    section = out.split("what the board printed", 1)[1].split("short test summary")[0]
+    assert "printed before the hang" in section, section  # not only the test's source
+
+
+@pytest.mark.timeout(200)
+def test_module_scope_board_works_after_a_test_stopped_by_pytest_timeout(pytester):
+    """With --board-scope module, a test stopped by pytest-timeout while the board runs its
+    code leaves the shared link un-stale, so the next test's first operation fails: BoardNotAnswering "could not enter
+    raw repl" after ~10 s."""
+    pytester.makepyfile(
+        "import pytest\n"
+        "@pytest.mark.timeout(3)\n"
+        "def test_a(board):\n"
+        "    board.exec('while True:\\n pass', timeout=60)\n"
+        "def test_b(board):\n"
+        "    assert board.eval('1+1') == 2\n")
+    res = pytester.runpytest("-p", "no:cacheprovider", "--board-scope", "module")
+    res.assert_outcomes(failed=1, passed=1)
+
+
+@pytest.mark.timeout(200)
+def test_get_of_a_large_file_is_given_time_for_its_bytes(pytester):
+    """docs/hil.md / link.py: every operation's deadline is "its timeout, plus time for its
+    bytes"; `put` gets size/MIN_RATE more, `get` only the link's timeout. At 115200 baud a
+    32 KiB file puts fine and then `get` raises LinkDeadline (with the fixture's timeout of
+    30 s: any file over ~110 KiB at 115200 baud, measured 160 KiB -> LinkDeadline at 30 s)."""
+    pytester.makepyfile(
+        "import os\n"
+        "def test_big(board):\n"
+        "    board.timeout = 5.0\n"
+        "    data = os.urandom(32 * 1024)\n"
+        "    board.put(data, '/big.bin')\n"
+        "    assert board.get('/big.bin') == data\n")
+    res = pytester.runpytest("-p", "no:cacheprovider", "--board-baud", "115200")
+    res.assert_outcomes(passed=1)
+
+
+@pytest.mark.timeout(120)
+def test_eval_of_a_non_literal_is_a_typed_error(pytester):
+    """Low: `board.eval("object()")` raises the host's builtins SyntaxError from mpremote's
+    ast.literal_eval, not an mpguard error: it is DeviceError, saying so."""
+    pytester.makepyfile(
+        "import pytest\n"
+        "from mpguard.errors import DeviceError\n"
+        "def test_eval(board):\n"
+        "    with pytest.raises(DeviceError, match='not a Python literal'):\n"
+        "        board.eval('object()')\n"
+        "    assert board.eval('[1, None]') == [1, None]\n")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1)

@@ -274,8 +274,9 @@ class BoardLink(FileOps, ResetOps):
             # link's failure, not an internal error (mpguard.watch's read gives whole reads)
             self._stale = True
             raise TransportError(f"the board's answer was garbled ({e})") from None
-        except (TransportExecError, OSError):
-            raise  # the board answered (an exception on the board, a file's errno): in step
+        except (TransportExecError, OSError, DeviceError, DeviceRefused):
+            raise  # the board answered (an exception or a refusal on the board, a file's
+            # errno): in step, and a MemoryError's retry is the caller's (on the same heap)
         except BaseException:
             # anything else that stops an operation part way (pytest-timeout, Ctrl-C, a bug)
             # may leave the board running it or an answer on the port: connect again (which

@@ -28,7 +28,7 @@ from typing import Any
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
-from .errors import BoardNotAnswering, DeviceError
+from .errors import BoardNotAnswering, DeviceError, LinkDeadline
 from .unixport import parse_traceback
 from .xfer import WBITS, deflate
 
@@ -109,11 +109,16 @@ class FileOps:
         self._fs(op, remote, len(data) * 3 // 2)  # base64 at most: 4/3, and the calls around it
 
     def get(self, remote: str) -> bytes:
-        """The file's bytes. Its deadline is the link's timeout plus time for its bytes, as
-        `put`'s: its size comes from a stat first, and each byte travels as at most 4
-        characters of a bytes literal (mpremote's fs_readfile: eval of read(256) chunks)."""
-        size = self._fs(lambda t: t.fs_stat(remote), remote).st_size
-        return bytes(self._fs(lambda t: t.fs_readfile(remote), remote, size * 4))
+        """The file's bytes, within the link's timeout; a file too large for it on a slow
+        link is read again with time for its bytes, as `put` is given: its size from a stat,
+        each byte at most 4 characters of a bytes literal (mpremote's fs_readfile: eval of
+        read(256) chunks). (Not a stat every time: one more command on the board moved which
+        of the .py agent's secret commands fit its heap, tests/e2e/test_rotate_py_agent.py.)"""
+        try:
+            return bytes(self._fs(lambda t: t.fs_readfile(remote), remote))
+        except LinkDeadline:  # the link reconnects (interrupting the read) before the stat
+            size = self._fs(lambda t: t.fs_stat(remote), remote).st_size
+            return bytes(self._fs(lambda t: t.fs_readfile(remote), remote, size * 4))
 
     def listdir(self, path: str = "/") -> list[str]:
         return [e.name for e in self._fs(lambda t: t.fs_listdir(path), path)]

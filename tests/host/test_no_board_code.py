@@ -24,6 +24,9 @@ SKIP = HOST / "sim" / "firmware"
 ALLOWED = {
     ("link.py", "import guard.rpc"):
         "the one call line: a name and JSON arguments for guard.rpc, no code of the host's",
+    ("link.py", "print(repr(_x))"):
+        "eval: the line mpremote's own eval sends (print(repr(expression))); the host reads "
+        "the value itself so that a value that is not a literal is a typed error",
     ("link.py", "import machine"):
         "hard reset, which must work on a board without the agent (mpremote's `reset` sends "
         "the same)",

@@ -81,3 +81,22 @@ def test_board_gone_during_a_deploy_transfer_is_a_link_error(sim_factory, tmp_pa
         with pytest.raises(LinkError) as e:
             deploy.deploy(link, out.read_bytes(), progress=progress, wait=5)
     assert e.value.exit_code == 3 and sent, e.value
+
+
+def test_agent_install_keeps_a_nearer_deadline_of_its_caller(sim_factory, tmp_path):
+    # install(deadline=300) replaced a HIL test's tighter set_deadline (a review's suspicion,
+    # confirmed): the nearer of the two holds, as deploy's does, and the caller's comes back
+    import time
+
+    from mpguard.agent import install as agent_install
+    from mpguard.errors import LinkDeadline
+
+    info = sim_factory("dl", baud=115200)
+    proj = _proj(tmp_path)
+    with linkmod.BoardLink(info.port) as link:
+        link.set_deadline(1.0)
+        mine = link.deadline
+        t0 = time.monotonic()
+        with pytest.raises(LinkDeadline):
+            agent_install.install(link, proj.board_anchors(), deadline=300)
+        assert time.monotonic() - t0 < 10 and link.deadline == mine

@@ -197,6 +197,8 @@ def install(
     outer = link.deadline
     if deadline is not None:
         link.set_deadline(deadline)
+        if outer is not None and link.deadline is not None:  # a caller's nearer one holds
+            link.deadline = min(outer, link.deadline)
     try:
         return _install(link, anchors, kind, force, fmt, progress)
     except BoardReset as e:

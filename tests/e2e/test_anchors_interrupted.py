@@ -26,6 +26,22 @@ class PowerCut(BaseException):
     pass
 
 
+def _rotate_cut_at(monkeypatch, proj, old, at) -> None:
+    """`anchors rotate --add new --remove OLD` with the power cut at the write of the file
+    `at(path)` names (the writes before it done, none after)."""
+    real = anchors.write_json
+
+    def cut(path, data, **kw):
+        if at(str(path)):
+            raise PowerCut()
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(anchors, "write_json", cut)
+    with pytest.raises(PowerCut):
+        anchors.rotate(proj, add="new", remove=old, passphrase=None)
+    monkeypatch.setattr(anchors, "write_json", real)
+
+
 def test_anchors_rotate_interrupted_after_the_log_converges(sim_factory, tmp_path, monkeypatch):
     rel = Releases(tmp_path)
     with BoardLink(sim_factory("an").port, connect_timeout=20) as link:
@@ -33,17 +49,7 @@ def test_anchors_rotate_interrupted_after_the_log_converges(sim_factory, tmp_pat
         assert deploy.deploy(link, rel.build("1.0.0", GOOD), wait=20).outcome == "confirmed"
         old = rel.proj.config["release_keys"][0]["kid"]
 
-        real = anchors.write_json
-
-        def cut(path, data, **kw):
-            if str(path) == str(rel.proj.anchors_path):
-                raise PowerCut()
-            return real(path, data, **kw)
-
-        monkeypatch.setattr(anchors, "write_json", cut)
-        with pytest.raises(PowerCut):
-            anchors.rotate(rel.proj, add="new", remove=old, passphrase=None)
-        monkeypatch.setattr(anchors, "write_json", real)
+        _rotate_cut_at(monkeypatch, rel.proj, old, lambda path: path == str(rel.proj.anchors_path))
 
         # the operator runs the same command again
         rel.proj = project.find(rel.proj.root)
@@ -69,17 +75,7 @@ def test_a_push_after_a_cut_finishes_the_rotation_first(sim_factory, tmp_path, m
     with BoardLink(sim_factory("ap").port, connect_timeout=20) as link:
         agent_install.install(link, rel.anchors(), force=True)
         old = rel.proj.config["release_keys"][0]["kid"]
-        real = anchors.write_json
-
-        def cut(path, data, **kw):
-            if str(path).endswith(project.CONFIG_NAME):
-                raise PowerCut()
-            return real(path, data, **kw)
-
-        monkeypatch.setattr(anchors, "write_json", cut)
-        with pytest.raises(PowerCut):
-            anchors.rotate(rel.proj, add="new", remove=old, passphrase=None)
-        monkeypatch.setattr(anchors, "write_json", real)
+        _rotate_cut_at(monkeypatch, rel.proj, old, lambda path: path.endswith(project.CONFIG_NAME))
         rel.proj = project.find(rel.proj.root)
         assert anchors.push(link, rel.proj).applied == [1]
         assert rel.proj.key_entry()["kid"] != old

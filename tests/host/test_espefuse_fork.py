@@ -136,3 +136,26 @@ def test_a_ctrl_c_at_the_terminal_does_not_end_the_server_or_its_runs(blank_chip
     assert server.z.proc.poll() is None
     out = ef.run(ef.command(t, "--do-not-confirm", "burn-efuse", "DIS_USB_JTAG", "1"))
     assert "Successful" in out and ef._servers[os.getpid()] is server and server.ok
+
+
+def test_a_ctrl_c_during_a_burn_is_raised_after_it(blank_chip, monkeypatch):
+    # `mpguard fuse harden --burn` at a terminal: the Ctrl-C ended mpguard, and its espefuse
+    # fork server, and so the burn, part way. It is held until the run ends, then raised.
+    import signal
+
+    monkeypatch.setenv("MPGUARD_ESPEFUSE_FORK", "1")
+    t = _target(blank_chip("esp32s3"))
+    ef.summary(t)
+    real = ef._Server.run
+    handler = signal.getsignal(signal.SIGINT)
+
+    def interrupted(self, args, timeout):  # the Ctrl-C comes while the burn is under way
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(self, args, timeout)
+
+    monkeypatch.setattr(ef._Server, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ef.run(ef.command(t, "--do-not-confirm", "burn-efuse", "DIS_USB_JTAG", "1"))
+    monkeypatch.setattr(ef._Server, "run", real)
+    assert ef.summary(t)[0]["DIS_USB_JTAG"]["value"] is True  # the burn went through
+    assert signal.getsignal(signal.SIGINT) is handler  # put back as it was

@@ -12,6 +12,7 @@ MPGUARD_ESPEFUSE_FORK=0, it is the `espefuse` command itself (docs/decisions/002
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -85,8 +87,32 @@ def shell_line(argv: list[str]) -> str:
     return shlex.join(["espefuse", *argv[1:]])
 
 
+@contextlib.contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """A Ctrl-C meanwhile is held until the block ends, then raised (in the main thread;
+    elsewhere, as in a line's workers, the main thread decides): a burn is not cut short by
+    one, and mpguard leaving would end the run with it (its fork server ends with mpguard)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+    if held:
+        raise KeyboardInterrupt
+
+
 def run(argv: list[str], *, timeout: float = TIMEOUT) -> str:
-    """Run espefuse; its output, or FuseError("espefuse_failed") with its last lines."""
+    """Run espefuse; its output, or FuseError("espefuse_failed") with its last lines. A
+    Ctrl-C during the run is raised after it (_ctrl_c_after)."""
+    with _ctrl_c_after():
+        return _run(argv, timeout)
+
+
+def _run(argv: list[str], timeout: float) -> str:
     server = _server() if Path(argv[0]) == _own_espefuse() else None
     got = server.run(argv[1:], timeout) if server is not None else None
     if got is None:

@@ -148,13 +148,14 @@ def test_module_scope_board_works_after_a_test_stopped_by_pytest_timeout(pyteste
 def test_get_of_a_large_file_is_given_time_for_its_bytes(pytester):
     """docs/hil.md / link.py: every operation's deadline is "its timeout, plus time for its
     bytes"; `put` gets size/MIN_RATE more, `get` only the link's timeout. At 115200 baud a
-    32 KiB file puts fine and then `get` raises LinkDeadline (with the fixture's timeout of
-    30 s: any file over ~110 KiB at 115200 baud, measured 160 KiB -> LinkDeadline at 30 s)."""
+    16 KiB file puts fine and then `get` raised LinkDeadline past a 2 s timeout (with the
+    fixture's timeout of 30 s: any file over ~110 KiB at 115200 baud, measured 160 KiB ->
+    LinkDeadline at 30 s). It is read again with time for its bytes."""
     pytester.makepyfile(
         "import os\n"
         "def test_big(board):\n"
-        "    board.timeout = 5.0\n"
-        "    data = os.urandom(32 * 1024)\n"
+        "    board.timeout = 2.0\n"
+        "    data = os.urandom(16 * 1024)\n"
         "    board.put(data, '/big.bin')\n"
         "    assert board.get('/big.bin') == data\n")
     res = pytester.runpytest("-p", "no:cacheprovider", "--board-baud", "115200")

@@ -196,7 +196,7 @@ class InventoryError(MpguardError):
             self.exit_code = _r.EXIT_REFUSED
 
 
-_REFUSALS = ("already_revoked",)
+_REFUSALS = ("already_revoked", "crl_would_drop")
 
 
 class DuplicateIdentity(InventoryError):

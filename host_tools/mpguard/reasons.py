@@ -126,6 +126,10 @@ REASONS: dict[str, tuple[str, str]] = {
                        "re-provision it with --force (revokes its certificate, keeps its history)"),
     "no_ca": ("the project has no device CA (or its files do not match)",
               "make one: `mpguard ca init`"),
+    "crl_would_drop": ("the CRL lists revoked certificates this inventory does not hold as "
+                       "revoked: signing it from this inventory would take them back",
+                       "sign the CRL with the inventory that recorded them (`--db URL`), or check "
+                       "that this is the project's inventory"),
     "ca_mismatch": ("the device CA's key and certificate do not belong together",
                     "put back the pair from your backup (`ca init` keeps a CA it finds: a new "
                     "one would leave every board's certificate without its issuer)"),

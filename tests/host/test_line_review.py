@@ -315,3 +315,52 @@ def test_export_refuses_a_crl_that_misses_a_revocation_of_the_shared_inventory(
     assert json.loads((out / "devices.json").read_text())[0]["state"] == "revoked"
     crl = x509.load_pem_x509_crl((out / "devices-ca-crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+
+
+# --- ca crl, devices export/show with odd input (a quick review of devices/ca) --------------
+
+
+def test_crl_signing_never_takes_a_revocation_back_and_ids_are_exact(
+        tmp_path, monkeypatch, capsys, device_ca, enroll):
+    """`ca crl --db` of an empty (or mistyped) inventory signed a CRL without the revocations
+    the current one lists: a compromised certificate verified again. Refused now (exit 4,
+    the CRL untouched). And: a board's ID in a non-canonical spelling names no board; a
+    repeated ID is exported once; an -o under a file is a typed error."""
+    import shutil
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mpguard import files
+    from mpguard.identity import ca
+
+    p = project.init(tmp_path / "proj", passphrase=None, targets=["sim"])
+    for name in (ca.KEY_PATH, ca.CERT_PATH, ca.CRL_PATH):  # the project's CA: `enroll`'s
+        shutil.copyfile(device_ca.root / name, p.root / name)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    ueid = ueid_of(MACS[0])
+    with Inventory.open(url) as inv:
+        enroll(inv, ec.generate_private_key(ec.SECP256R1()), ueid)
+    monkeypatch.chdir(p.root)
+    ident = files.b64u_enc(ueid)
+    assert cli.main(["devices", "revoke", ident, "--reason", "keyCompromise", "--db", url]) == 0
+    crl = (p.root / ca.CRL_PATH).read_bytes()
+    capsys.readouterr()
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    with Inventory.open(empty):
+        pass
+    assert cli.main(["ca", "crl", "--db", empty]) == reasons.EXIT_REFUSED
+    assert "take them back" in capsys.readouterr().err
+    assert (p.root / ca.CRL_PATH).read_bytes() == crl
+    assert cli.main(["ca", "crl", "--db", url]) == 0  # the inventory that holds them: fine
+    # the same UEID spelt with its unused low bits set names no board
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other = ident[:-1] + last[last.index(ident[-1]) + 1]
+    assert cli.main(["devices", "show", other, "--db", url]) == 2
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert cli.main(["devices", "export", "-o", str(out), ident, ident, "--db", url]) == 0
+    assert len(json.loads((out / "devices.json").read_text())) == 1
+    capsys.readouterr()
+    assert cli.main(["devices", "export", "-o", str(p.root / "mpguard.json" / "x"),
+                     "--db", url]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -11,7 +11,8 @@ from .common import Result
 
 
 def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
-    codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_INVENTORY)
+    codes = reasons.epilog(reasons.EXIT_OK, reasons.EXIT_USAGE, reasons.EXIT_REFUSED,
+                           reasons.EXIT_INVENTORY)
     p = sub.add_parser("ca", help=summary,
                        epilog=codes)
     cs = p.add_subparsers(dest="ca_command", metavar="ACTION")

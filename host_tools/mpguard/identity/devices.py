@@ -114,7 +114,14 @@ def export(inv: Any, root: Path, out: Path, devs: list[Any], fmt: str = "json") 
     """Write the CA, its CRL, each board's certificate and the index; return the paths.
     CAError `crl_stale` (nothing written) if the CRL misses a revocation of the inventory."""
     check_crl(inv, root)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file on the way, a folder that cannot be made
+        from ..errors import CommandError
+
+        raise CommandError(f"cannot make the folder {out}: {e.strerror}") from None
+    seen: set[str] = set()
+    devs = [d for d in devs if not (d.ueid in seen or seen.add(d.ueid))]  # each board once
     written = []
     for name in (device_ca.CERT_PATH, device_ca.CRL_PATH):
         src = root / name

@@ -4,13 +4,12 @@ provision.py and cli/devices.py; this module only holds what both need."""
 
 from __future__ import annotations
 
-import base64
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CommandError
-from ..files import b64u_enc
+from ..errors import CAError, CommandError, InventoryError
+from ..files import b64u_dec, b64u_enc
 from . import ca as device_ca
 
 if TYPE_CHECKING:
@@ -31,8 +30,20 @@ def crl_entries(inv: Any) -> list[device_ca.Revoked]:
 
 
 def write_crl(ca: device_ca.DeviceCA, inv: Any) -> None:
-    """Sign the project's CRL again from the inventory's revoked certificates."""
-    ca.write_crl(crl_entries(inv))
+    """Sign the project's CRL again from the inventory's revoked certificates. Refused
+    (InventoryError crl_would_drop, the CRL file untouched) when the current CRL lists a
+    serial the inventory does not hold as revoked: another (or an empty, or a mistyped)
+    inventory would take revocations back."""
+    entries = crl_entries(inv)
+    try:
+        listed = {r.serial_number for r in device_ca.crl(ca.root)}
+    except CAError:  # no CRL yet (or not one): nothing to keep
+        listed = set()
+    dropped = sorted(listed - {e.serial for e in entries})
+    if dropped:
+        raise InventoryError("crl_would_drop", ", ".join(format(x, "x") for x in dropped[:5])
+                             + (" ..." if len(dropped) > 5 else ""))
+    ca.write_crl(entries)
 
 
 def ueid_b64(ueid_hex: str) -> str:
@@ -46,8 +57,8 @@ def find_device(inv: Any, ident: str) -> Any:
     if re.fullmatch(r"(?:[0-9a-fA-F]{2}){7,33}", ident):
         cands.append(bytes.fromhex(ident))
     if re.fullmatch(r"[A-Za-z0-9_-]{10,45}", ident):
-        try:
-            cands.append(base64.urlsafe_b64decode(ident + "=" * (-len(ident) % 4)))
+        try:  # strict and canonical: one board, one spelling (unused low bits zero)
+            cands.append(b64u_dec(ident))
         except ValueError:
             pass
     for raw in cands:

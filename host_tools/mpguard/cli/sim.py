@@ -64,6 +64,8 @@ def _list(args: argparse.Namespace) -> int:
 def _stop(args: argparse.Namespace) -> int:
     from .. import sim
 
+    if args.all and args.name:  # which was meant: one sim, or every one?
+        raise CommandError("give a sim's name or --all, not both")
     if args.all:
         for s in sim.stop_all():
             print(f"stopped {s.name}")

@@ -156,13 +156,15 @@ def start(
     sim's before, else "littlefs", and an image of the other kind is refused. Starting a sim
     that runs returns its info (SimError if other settings were asked for).
     """
+    if name == "":  # `--name ""`: a name given, and not one
+        raise SimError("--name is empty")
     name = name or _default_name()
     d = folder.sim_dir(name)
     img_arg = Path(image).expanduser().resolve() if image else None
     if folder.is_running(d):
         other = [opt for opt, given in (("--efuse", efuse), ("--power-cut-after", power_cut_after),
                                         ("--power-cut-seed", power_cut_seed), ("--torn", torn),
-                                        ("net", net)) if given not in (None, False)]
+                                        ("net", net)) if given is not None and given is not False]
         running_rx = (folder.read_json(d / folder.CONFIG) or {}).get("rx_buffer", folder.RX_BUFFER)
         if rx_buffer is not None and rx_buffer != running_rx:
             other.append("--rx-buffer")
@@ -186,6 +188,11 @@ def start(
     for other_sim in list_sims():
         if other_sim.running and other_sim.name != name and other_sim.image == str(img):
             raise SimError(f"image {img} is in use by sim {other_sim.name!r}")
+    cut = None  # checked before anything is made: a refused start leaves nothing behind
+    if power_cut_after is not None or power_cut_seed is not None:
+        cut = cut_plan(power_cut_after, power_cut_seed, torn)
+    elif torn:
+        raise SimError("--torn needs --power-cut-after or --power-cut-seed")
     if img.exists():
         blocks = check_image(img, bs, fs)
     else:
@@ -193,11 +200,6 @@ def start(
             raise SimError(f"--image {img}: no folder {img.parent}")
         blank_image(img, int(prof["flash_bytes"]))
         blocks = int(prof["flash_bytes"]) // bs
-    cut = None
-    if power_cut_after is not None or power_cut_seed is not None:
-        cut = cut_plan(power_cut_after, power_cut_seed, torn)
-    elif torn:
-        raise SimError("--torn needs --power-cut-after or --power-cut-seed")
     from ..unixport import micropython_path
 
     d.mkdir(parents=True, exist_ok=True)

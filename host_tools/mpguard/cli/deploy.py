@@ -49,35 +49,36 @@ def add_parser(sub: argparse._SubParsersAction, summary: str) -> None:
     p.set_defaults(func=run)
 
 
-def _identity(link: BoardLink, args: argparse.Namespace) -> tuple[str, str] | None:
-    """The board's identity, read before the deploy when this is a project (the record after
-    it must not ask the board again: that would stop the app the deploy left running)."""
+def _identity(link: BoardLink, args: argparse.Namespace) -> tuple[Path, tuple[str, str]] | None:
+    """(the project's folder, the board's identity), read before the deploy when this is a
+    project (the record after it must not ask the board again: that would stop the app the
+    deploy left running)."""
     from .. import project
     from ..identity import records
 
     try:
-        project.find(args.project)
+        root = project.find(args.project).root
     except MpguardError:
         if args.project:
             raise
         return None  # not in a project: nothing to record against
     try:
-        return records.board_identity(link)
+        ident = records.board_identity(link)
     except MpguardError as e:
         print(f"mpguard: deploy will not be recorded in the inventory: {e}", file=sys.stderr)
         return None
+    return None if ident is None else (root, ident)
 
 
-def _record(ident: tuple[str, str] | None, args: argparse.Namespace,
+def _record(known: tuple[Path, tuple[str, str]] | None, args: argparse.Namespace,
             res: deploy.DeployResult, data: bytes) -> None:
     """The outcome goes to the board's history in the inventory, when the board is a
     provisioned one of this project; a failure to record is a warning, not a failed deploy."""
-    from .. import project
     from ..identity import records
 
-    if ident is None:
+    if known is None:
         return
-    proj = project.find(args.project)
+    root, ident = known
     st = res.status or {}
     event = {"outcome": res.outcome, "reason": res.reason,
              "bundle_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
@@ -85,7 +86,7 @@ def _record(ident: tuple[str, str] | None, args: argparse.Namespace,
              # what the board runs afterwards (after a rollback: the previous app)
              "runs": {k: st.get(k) for k in ("app", "ver", "seq")} if st else None}
     try:
-        records.record_event(ident, proj.root, "deploy", event, args.db)
+        records.record_event(ident, root, "deploy", event, args.db)
     except MpguardError as e:
         print(f"mpguard: deploy not recorded in the inventory: {e}", file=sys.stderr)
 

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pybase64
+
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
                  overwrite: bool = True) -> Path:
@@ -81,8 +83,10 @@ def b64u_dec(text: str | bytes) -> bytes:
     if n == 1:
         raise ValueError("not base64url")
     std = raw.translate(_TO_STD)
-    try:  # strict_mode: only the alphabet, padding only at the end
-        out = binascii.a2b_base64(std + _PAD[n], strict_mode=True)
+    # validate: only the alphabet, padding only at the end (no spaces, no newlines); pybase64
+    # decodes a token's 2.9 KB about five times faster than binascii (docs/decisions/0032)
+    try:
+        out = pybase64.b64decode(std + _PAD[n], None, True)
     except (binascii.Error, ValueError):
         raise ValueError("not base64url") from None
     # canonical: the last character's bits beyond the data are zero (RFC 4648 3.5)

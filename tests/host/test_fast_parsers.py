@@ -191,3 +191,17 @@ def test_large_integers_stay_exact_and_typed_claims_are_still_checked(verifier, 
         with pytest.raises(AttestError) as e:
             verifier.verify(tok, "nonce-fast-0001", T0, T0 + 1)
         assert (e.value.reason, e.value.detail) == ("bad_claims", name)
+
+
+@pytest.mark.parametrize("text", [
+    b'{"a":01}', b'{"a":+1}', b'{"a":.5}', b'{"a":0x1}', b'{"a":1,}', b'[1,]', b"{'a':1}",
+    b'{"a":1}//c', b"{a:1}", b'{"a":"\t"}', b'{"a":"\\x41"}', b'{"a" 1}', b'{"a":1 "b":2}',
+    b'{"a":tru}', b'{"a":1}{}', b'{"a":"\\u12"}', b"\x00{}", b'{"a":1.}', b'{"a":-}',
+    b'{"a":1e}', b'{"a":"\xc0\x80"}', b"",
+    # what json.loads takes and RFC 8259 does not: refused by the claims parser alone
+    b'{"a":NaN}', b'{"a":Infinity}', b'{"a":1e400}', b'{"a":"\\ud800"}', b'{"a":"\xed\xa0\x80"}',
+    b"\xef\xbb\xbf{}",
+])
+def test_claims_parser_refuses_what_is_not_json(text):
+    with pytest.raises(ValueError):  # msgspec.DecodeError and UnicodeDecodeError are
+        verify._CLAIMS_JSON.decode(text)

@@ -168,6 +168,7 @@ def _jwe(text, key=None):
         h = json.loads(dec(aad))
         e = h["epk"]
         x, y = dec(e["x"]), dec(e["y"])
+        a = dec(h.get("apu", "")), dec(h.get("apv", ""))
     except (ValueError, KeyError, TypeError, GuardError):
         raise GuardError("bad_jwe")
     if h.get("alg") != "ECDH-ES" or h.get("enc") != _ENC or "zip" in h or "crit" in h \
@@ -181,8 +182,7 @@ def _jwe(text, key=None):
     # PartyVInfo (each a 32-bit length, then the bytes) || keydatalen 256
     k = sha256(b"\0\0\0\1" + p256.ecdh(d, b"\x04" + x + y) + b"\0\0\0\x0dA128CBC-HS256")
     d = 0
-    for f in ("apu", "apv"):
-        f = dec(h.get(f, ""))
+    for f in a:
         k.update(len(f).to_bytes(4, "big") + f)
     k.update(b"\0\0\1\0")
     v = _cbc(k.digest(), aad, iv, c, tag)

@@ -295,7 +295,24 @@ BAD = {
     "JWE with another enc": (lambda r: r.sign({"op": "stage", "sub": r.ueid, "seq": r.next(),
                                                "iat": 1, "name": "mqtt", "epoch": 2,
                                                "jwe": jwc_other_enc(r.pub)}), "bad_jwe"),
+    # PartyUInfo/PartyVInfo that are not base64url text: the board's TypeError before
+    "JWE with a number for apu": (lambda r: r.sign({"op": "stage", "sub": r.ueid, "seq": r.next(),
+                                                    "iat": 1, "name": "mqtt", "epoch": 2,
+                                                    "jwe": jwe_header(r.pub, apu=5)}), "bad_jwe"),
+    "JWE with a list for apv": (lambda r: r.sign({"op": "stage", "sub": r.ueid, "seq": r.next(),
+                                                  "iat": 1, "name": "mqtt", "epoch": 2,
+                                                  "jwe": jwe_header(r.pub, apv=["QQ"])}), "bad_jwe"),
 }
+
+
+def jwe_header(pub: bytes, **extra) -> str:
+    """A JWE of the host's encrypt whose protected header has `extra` members added (its tag,
+    which covers the header, no longer matches: the board must refuse before that check)."""
+    p = jwe.encrypt(NEW, pub).split(".")
+    h = json.loads(jose.b64u_dec(p[0]))
+    h.update(extra)
+    p[0] = jose.b64u_enc(json.dumps(h).encode())
+    return ".".join(p)
 
 
 def jwe_big(pub: bytes) -> str:

@@ -61,7 +61,7 @@ def test_board_gone_during_a_deploy_transfer_is_a_link_error(sim_factory, tmp_pa
     from mpguard.agent import install as agent_install
     from mpguard.updates import deploy, release
 
-    info = sim_factory("dp", baud=115200)
+    info = sim_factory("dp")  # the agent goes on at full speed (at 115200 baud: 5 s)
     proj = _proj(tmp_path)
     app = tmp_path / "app"
     app.mkdir()
@@ -71,6 +71,10 @@ def test_board_gone_during_a_deploy_transfer_is_a_link_error(sim_factory, tmp_pa
     release.build_release(proj, app, "1.0.0", out, passphrase=None, app="demo")
     with linkmod.BoardLink(info.port) as link:
         agent_install.install(link, proj.board_anchors())
+    # the same board (its flash kept) at 115200 baud: the bundle takes ~1.7 s to send
+    simlib.stop("dp")
+    info = simlib.start("dp", baud=115200)
+    with linkmod.BoardLink(info.port) as link:
         sent = []
 
         def progress(n, total):

@@ -40,6 +40,16 @@ def test_deploy_leaves_a_provisioned_board_running_its_app(tmp_path, sim_dir):
 
     from mpguard import sim as simlib
 
+    def app_output(port: str) -> bytes:
+        """What the board prints for 3 s, or until the app's first `tick` (it prints one
+        every 0.2 s while it runs): the checks below look for a `tick` only, so reading on
+        after one came changed nothing but the time (2 x 3 s every run)."""
+        with serial.Serial(port, 115200, timeout=0.2) as s:
+            end, out = time.monotonic() + 3, b""
+            while time.monotonic() < end and b"tick" not in out:
+                out += s.read(256)
+        return out
+
     cli = provisioned(tmp_path, sim_dir, "dp")
     app = cli.cwd / "app"
     app.mkdir()
@@ -48,18 +58,12 @@ def test_deploy_leaves_a_provisioned_board_running_its_app(tmp_path, sim_dir):
     cli("release", "build", "app", "--app", "demo", "--version", "1.0.0", "-o", "a.bundle")
     r = cli("deploy", "--port", "sim:dp", "a.bundle", "--wait", "20")
     assert r.stdout.startswith("confirmed"), r.stdout
-    with serial.Serial(simlib.get("dp").port, 115200, timeout=0.2) as s:
-        end, seen = time.monotonic() + 3, b""
-        while time.monotonic() < end:
-            seen += s.read(256)
+    seen = app_output(simlib.get("dp").port)
     # control: the same board, a deploy outside the project (nothing recorded): the app runs
     cli("release", "build", "app", "--app", "demo", "--version", "2.0.0", "-o", "b.bundle")
     cli.cwd = tmp_path
     r2 = cli("deploy", "--port", "sim:dp", str(tmp_path / "proj" / "b.bundle"), "--wait", "20")
-    with serial.Serial(simlib.get("dp").port, 115200, timeout=0.2) as s:
-        end, control = time.monotonic() + 3, b""
-        while time.monotonic() < end:
-            control += s.read(256)
+    control = app_output(simlib.get("dp").port)
     assert b"tick" in control, ("control failed", r2.stdout, control[-200:])
     assert b"tick" in seen, f"the app does not run after a confirmed deploy; the board printed {seen[-200:]!r}"
 

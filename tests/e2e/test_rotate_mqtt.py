@@ -28,6 +28,13 @@ pytestmark = pytest.mark.timeout(600)
 OLD = {"user": "board", "password": "first-mqtt-pw-7Hq2"}
 NEW = {"user": "board", "password": "second-mqtt-pw-Z9x4"}
 WRONG = {"user": "board", "password": "never-valid-pw-K3m8"}
+# `rotate --test` waits this long after the board's reset for the app to register its test
+# (the default, 5 s, leaves room for a real board's Wi-Fi; `mpguard demo`, and with it
+# test_cli_board's demo test, keeps the default). This app registers it as its first
+# statement: on the virtual board its "APP: mqtt" line, printed after it, comes 0.16 s
+# after the reset. A test that is not registered in time fails the test (outcome
+# "no_test"), never passes it.
+SETTLE = ("--settle", "2")
 
 
 def app_says(port: str) -> str:
@@ -72,7 +79,7 @@ def test_mqtt_password_rotation_with_a_real_broker(tmp_path, pg_server, monkeypa
 
             # 2. a wrong new password: the board's test is refused by the broker, reverted
             bad = cli.json("rotate", "--port", "sim:b", "mqtt", "--from-file",
-                           str(files["wrong"]), "--test", "--db", db, code=4)
+                           str(files["wrong"]), "--test", *SETTLE, "--db", db, code=4)
             assert bad["outcome"] == "reverted" and bad["reason"] == "test_failed"
             assert bad["test"] == {"ok": False, "why": "MQTTException"}
             assert bad["epoch"] == 1 and bad["exit_code"] == 4
@@ -83,7 +90,7 @@ def test_mqtt_password_rotation_with_a_real_broker(tmp_path, pg_server, monkeypa
             # 3. the service accepts both; the board tests the new one, commits
             broker.users({"board": [OLD["password"], NEW["password"]]})
             good = cli.json("rotate", "--port", "sim:b", "mqtt", "--from-file",
-                            str(files["new"]), "--test", "--db", db)
+                            str(files["new"]), "--test", *SETTLE, "--db", db)
             assert good["outcome"] == "committed" and good["test"] == {"ok": True, "why": None}
             assert (good["epoch"], good["previous_epoch"], good["restarted"]) == (2, 1, True)
             text = cli("secret", "status", "--port", "sim:b").stdout

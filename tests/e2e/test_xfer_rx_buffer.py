@@ -71,9 +71,13 @@ def test_a_sender_past_the_window_loses_bytes_and_installs_nothing(sim_factory, 
     # runs between frames), and some of the bytes of the one it waits on were lost. Send
     # what the host's abort would: whatever the board has of its frame, the next 256 bytes
     # hold an abort marker. Bytes it does not need fall into its REPL's input, which the
-    # link's Ctrl-C clears.
-    with serial.Serial(info.port) as s:
+    # link's Ctrl-C clears. The board's exec of the install then ends (its answer, then the
+    # raw REPL's "\x04\x04>"): at once when it reads the abort frame, or after its 5 s timeout
+    # between frames. That end is waited for, at most the 6 s this test slept before.
+    with serial.Serial(info.port, timeout=0.1) as s:
         s.write(b"\x10\x00" * 128)
-    time.sleep(6)
+        end, out = time.monotonic() + 6, b""
+        while time.monotonic() < end and b"\x04>" not in out:
+            out += s.read(256)
     with BoardLink(info.port) as board:
         assert snapshot(board) == before

@@ -62,7 +62,7 @@ ALPHABET = ("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
             "+/= \n\t\r\x00é.")
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.one_of(
     st.text(alphabet=ALPHABET, max_size=40),
     st.text(alphabet=ALPHABET, min_size=100, max_size=300),
@@ -116,7 +116,7 @@ json_values = st.recursive(
     max_leaves=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), json_values, max_size=8), st.booleans())
 def test_claims_parser_reads_the_objects_json_reads(doc, ascii_only):
     text = json.dumps(doc, ensure_ascii=ascii_only)

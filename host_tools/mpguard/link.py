@@ -78,6 +78,39 @@ _STDOUT = threading.Lock()
 _ATTEMPT = 3.0  # s: one try at entering the raw REPL
 _BUSY_GRACE = 1.0  # seconds a busy port is tried again before NoPortError (see connect)
 _BUSY = " (it may be in use by another program: mpremote, a terminal, or a test's `board` fixture)"
+_URL_PORT = ("socket://", "rfc2217://")
+_WINDOWS = os.name == "nt"  # COM3 and \\.\COM10 are names, not paths to look at
+
+
+def _not_a_port(port: str) -> str | None:
+    """Why `port`, a path that exists, cannot be a serial port mpguard may open, or None when
+    it may be one (then it is most likely busy): mpremote says only "failed to access".
+    Opens nothing: opening a board's port can pulse DTR/RTS, which resets an ESP32 that
+    another program is talking to. A character device is told a terminal or not by its
+    class in sysfs (Linux; elsewhere, and for pseudo-terminals, it is not told)."""
+    import stat
+
+    try:
+        st = os.stat(port)
+    except OSError as e:
+        return f"cannot look at {port}: {e.strerror}"
+    if stat.S_ISDIR(st.st_mode):
+        return f"{port} is a folder, not a serial port"
+    if not stat.S_ISCHR(st.st_mode):
+        return f"{port} is a file, not a serial port"
+    if not os.access(port, os.R_OK | os.W_OK):
+        try:
+            import grp
+
+            group = grp.getgrgid(st.st_gid).gr_name
+        except (ImportError, KeyError):
+            group = str(st.st_gid)
+        return (f"no permission to open {port} (its group is {group}: on Linux, "
+                f"`sudo usermod -aG {group} $USER`, then log in again)")
+    cls = f"/sys/dev/char/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}/subsystem"
+    if os.path.exists(cls) and os.path.basename(os.path.realpath(cls)) != "tty":
+        return f"{port} is not a serial port (a {os.path.basename(os.path.realpath(cls))} device)"
+    return None
 
 
 class BoardLink(FileOps, ResetOps):
@@ -124,7 +157,8 @@ class BoardLink(FileOps, ResetOps):
 
     def connect(self, soft_reset: bool = False) -> None:
         """Open the port and enter the raw REPL (interrupting whatever runs)."""
-        if not os.path.exists(self.port) and not self.port.startswith(("socket://", "rfc2217://")):
+        by_path = not self.port.startswith(_URL_PORT) and not _WINDOWS
+        if by_path and not os.path.exists(self.port):
             raise NoPortError(f"no such port: {self.port}")
         busy_until = time.monotonic() + _BUSY_GRACE
         while True:
@@ -137,6 +171,9 @@ class BoardLink(FileOps, ResetOps):
                 # moment it can be this program: a process another thread forks holds a copy
                 # of every open file, and with it the port's lock, until it execs; the lock of
                 # a link closed just before is then busy for a few milliseconds.
+                why = _not_a_port(self.port) if by_path else None
+                if why is not None:
+                    raise NoPortError(why) from None
                 if time.monotonic() >= busy_until:
                     raise NoPortError(f"cannot open {self.port}: {e}{_BUSY}") from None
                 time.sleep(0.05)

@@ -5,7 +5,10 @@
    a board that passed already is reported as such and left alone;
 2. each step the inventory does not record as completed runs; each completion is written to
    the station's journal first, then to the inventory (a step that succeeded is never run
-   again, by this station or another: line_steps is unique per board and step);
+   again, by this station or another: line_steps is unique per board and step), except
+   `attest`, a measurement that changes nothing: the station that finishes a board attests it
+   itself in that run, so a step the inventory says is done but the chip does not show
+   (recorded by whoever can write the inventory) fails the board by its policy;
 3. the end: the traveller (every step, timings, versions, the attestation) is signed with the
    station's key and stored with the board's status (pass, or fail with the reason).
 
@@ -172,7 +175,10 @@ class Worker(threading.Thread):
             return
         done = rec.done | self.journal.recorded(st.batch, self.mac)
         for name in st.order:
-            if name in done:
+            # attest is never skipped: the board's own signed posture, judged by the policy,
+            # is measured by the station that finishes it, whatever the inventory records
+            # (a step marked done by whoever can write it, harden above all, shows there)
+            if name in done and name != "attest":
                 self.emit(Event("step", self.port.device, {"step": name, "status": "skipped"}))
                 continue
             if self.stop.is_set():  # the station is stopping: no further step (above all no burn)

@@ -1,0 +1,64 @@
+"""Whoever can write the inventory can record a line step as done that no station ran: every
+station then skips it (steps are recorded once, not signed one by one). The `attest` step is
+the exception: the station that finishes a board attests it itself in that run, whatever the
+inventory records, so a step the chip does not show fails the board by the station's policy.
+
+On a virtual board with the real transport, espefuse and a SQLite inventory: `harden` and
+`attest` are recorded done by a forger before any station has seen the board; the station
+skips the burn (its eFuse file stays blank) but attests the board, whose token says JTAG is
+enabled, and the default policy's `jtag-disabled` rule fails it. No traveller says pass."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from line_helpers import Run, make_project, seed_blank, station_file  # noqa: E402
+
+from mpguard.inventory import Inventory  # noqa: E402
+from mpguard.inventory.line import Line  # noqa: E402
+from mpguard.line import ports, sims, traveller  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+STEPS = 'agent = true\nprovision = true\nharden = { profile = "production" }\nattest = true\n'
+
+
+def test_a_harden_step_forged_in_the_inventory_fails_the_board_at_its_attestation(
+        sim_dir, tmp_path, blank_chip):
+    proj = make_project(tmp_path)
+    seed_blank(proj.root, "f", blank_chip)
+    path = station_file(tmp_path, "f", STEPS)
+    sims.start(proj.root, "f", 1)
+    (port,) = ports.SimPorts("f-*").poll().values()
+    line = Line(Inventory.open(project_root=proj.root))
+    claim = line.claim("B1", port.mac, "forger")  # the board's row, as a station makes it
+    line.release(claim.board.id, "forger", "parked", "interrupted before agent")
+    now = datetime.now(UTC)
+    assert line.step_done(claim.board.id, "harden", "forger", now, now, {"profile": "production"})
+    assert line.step_done(claim.board.id, "attest", "forger", now, now, {"verdict": "pass"})
+    efuse = sims.folder(proj.root, "f") / "f-1.efuse"
+    blank = efuse.read_bytes()
+
+    run = Run(path, "sim:f-*", count=1).go()
+    row = run.row("sim:f-1")
+    assert (row.status, run.summary.passed) == ("fail", 0), row.reason
+    assert row.reason.startswith("attest: ") and "jtag-disabled" in row.reason, row.reason
+    steps = {e.data["step"]: e.data["status"] for e in run.of("sim:f-1", "step")
+             if e.data["status"] != "running"}
+    # the forged harden is skipped (no station burns twice what the inventory says is burned);
+    # the forged attest is not: the station attested the board itself, and that failed it
+    # (a failed step has no "done" event: the board's end says why)
+    assert steps == {"agent": "done", "provision": "done", "harden": "skipped"}
+    assert [e.data["step"] for e in run.of("sim:f-1", "step")
+            if e.data["status"] == "running"][-1] == "attest"
+    assert efuse.read_bytes() == blank  # nothing burned
+    rec = line.board("B1", port.mac)
+    assert rec.status == "fail"
+    body = traveller.verify(rec.traveller, line)  # the station's signed account says fail
+    assert body["result"] == "fail" and body["attestation"]["verdict"] == "fail"
+    assert "jtag-disabled" in body["attestation"]["failed"]
+    line.inv.close()

@@ -233,6 +233,35 @@ def test_build_refuses_private_keys_and_project_files(proj, tmp_path, capsys):
     assert not out.exists() and not (proj / "releases.json").exists()
 
 
+def test_build_refuses_a_copy_of_an_inventory_under_any_name(proj, tmp_path, capsys):
+    # a copy (not the project's file: another inode, another name) of an inventory holding a
+    # board; another SQLite database, not an inventory, goes in as any data file
+    import shutil
+    import sqlite3
+
+    from mpguard.inventory import Inventory
+
+    app = proj / "apps" / "blinky"
+    out = tmp_path / "inv.bundle"
+    db = tmp_path / "fleet.db"
+    with Inventory.open(f"sqlite:///{db}") as inv:
+        inv.add_event(None, "note", {"who": "operator-7Hq2"})
+    shutil.copyfile(db, app / "table.bin")
+    before = _snapshot(proj)
+    err = _refused(["release", "build", ".", "--version", "1", "-o", str(out)], capsys,
+                   "table.bin", "copy of an mpguard inventory")
+    assert "operator-7Hq2" not in err
+    assert not out.exists() and _snapshot(proj) == before
+    assert not (proj / "releases.json").exists()
+    (app / "table.bin").unlink()
+    other = sqlite3.connect(app / "notes.db")
+    other.execute("CREATE TABLE notes (t TEXT)")
+    other.commit()
+    other.close()
+    assert cli.main(["release", "build", ".", "--version", "1", "-o", str(out), "--json"]) == 0
+    capsys.readouterr()
+
+
 def test_build_symlinks_inside_followed_outside_refused(proj, tmp_path, capsys):
     app = proj / "apps" / "blinky"
     out = tmp_path / "s.bundle"

@@ -95,6 +95,32 @@ def is_private_key(data: bytes) -> bool:
     return True
 
 
+_SQLITE = b"SQLite format 3\x00"
+# tables only an mpguard inventory has together (mpguard.inventory.schema)
+_INVENTORY_TABLES = {"devices", "certificates", "events"}
+
+
+def is_inventory(data: bytes) -> bool:
+    """Whether `data` is an SQLite database with an mpguard inventory's tables (a copy of a
+    project's inventory, under any name: its boards, MACs, UEIDs, certificates and history are
+    not for every board that installs the app). Read from the bytes, never opened as a file."""
+    if not data.startswith(_SQLITE):
+        return False
+    import sqlite3
+
+    db = bytearray(data)
+    db[18:20] = b"\x01\x01"  # read as a rollback-journal database (an inventory is in WAL mode)
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.deserialize(bytes(db))
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:  # damaged, or a newer format: not told an inventory
+        return False
+    finally:
+        conn.close()
+    return _INVENTORY_TABLES <= names
+
+
 def _read_nofollow(path: Path) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as f:
@@ -110,7 +136,8 @@ def collect(appdir: str | Path, forbidden: Iterable[Path] = ()) -> list[tuple[st
     leads outside the folder or nowhere, and a symlinked folder, are refused. A file that is
     a private key (is_private_key) is refused, and so is one of `forbidden` (files, or folders
     and all below them; compared by resolved path and by inode, so a hard link is caught).
-    A refusal names the file, never its contents.
+    A copy of an mpguard inventory (is_inventory) is refused too. A refusal names the file,
+    never its contents.
     """
     root = Path(appdir)
     if not root.is_dir():
@@ -171,6 +198,11 @@ def collect(appdir: str | Path, forbidden: Iterable[Path] = ()) -> list[tuple[st
                 raise _refuse(f"{p} is a private key",
                               "private keys never go into a bundle (bundles are not "
                               "secret): move the file out of the app folder")
+            if is_inventory(data):
+                raise _refuse(f"{p} is a copy of an mpguard inventory",
+                              "an inventory (boards, MACs, certificates, history) never goes "
+                              "into a bundle (bundles are not secret): move the file out of "
+                              "the app folder")
             out.append((name, data))
     if not any(n == "main.py" for n, _ in out):
         raise BundleError("bad_app", f"{root} has no main.py (the app's entry point)")

@@ -62,3 +62,43 @@ def test_a_harden_step_forged_in_the_inventory_fails_the_board_at_its_attestatio
     assert body["result"] == "fail" and body["attestation"]["verdict"] == "fail"
     assert "jtag-disabled" in body["attestation"]["failed"]
     line.inv.close()
+
+
+def test_an_inventory_writer_who_records_a_station_key_of_their_own_skips_the_attestation(
+        sim_dir, tmp_path, blank_chip):
+    """Review (2026-11-27): the row 'who can write the inventory' says a forged step is caught
+    because the attest step is never skipped. But `line_stations` is a table of the same
+    inventory: the writer records a station key of their own, records the steps, sets the
+    board `pass` and signs its traveller with that key. The traveller verifies for the row, so
+    the station reports the board 'already passed' and never attests it: no eFuse burned, no
+    attestation, and the station's own run counts it as passed."""
+    from mpguard import keys
+
+    proj = make_project(tmp_path)
+    seed_blank(proj.root, "f", blank_chip)
+    path = station_file(tmp_path, "f", STEPS)
+    sims.start(proj.root, "f", 1)
+    (port,) = ports.SimPorts("f-*").poll().values()
+    line = Line(Inventory.open(project_root=proj.root))
+    evil = keys.generate()  # the forger's own "station" key: no passphrase, no project
+    line.register_station("qa-2", keys.public_bytes(evil), keys.thumbprint(evil))
+    claim = line.claim("B1", port.mac, "qa-2")
+    now = datetime.now(UTC)
+    for step in ("agent", "provision", "harden", "attest"):
+        assert line.step_done(claim.board.id, step, "qa-2", now, now, {"forged": True})
+    rec = line.board("B1", port.mac)
+    body = traveller.payload(rec, station="qa-2", operator="x", kind=None, result="pass",
+                             reason=None, versions={"attestation": {"verdict": "pass"}})
+    line.release(claim.board.id, "qa-2", "pass", None, traveller.sign(body, evil))
+    efuse = sims.folder(proj.root, "f") / "f-1.efuse"
+    blank = efuse.read_bytes()
+
+    run = Run(path, "sim:f-*", count=1).go()
+    row = run.row("sim:f-1")
+    ran = [e.data["step"] for e in run.of("sim:f-1", "step") if e.data["status"] == "running"]
+    assert efuse.read_bytes() == blank  # nothing burned
+    # what the row 'in part' promises: a station with an attest step attests every board it
+    # finishes, whatever the inventory says; here the station attests nothing and says pass
+    assert "attest" in ran or row.status != "pass", (
+        f"board {row.status} ({row.reason}) without any attestation: steps run {ran}")
+    line.inv.close()

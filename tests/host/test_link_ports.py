@@ -59,3 +59,68 @@ def test_on_windows_a_com_port_is_a_name_not_a_path(monkeypatch):
     with pytest.raises(NoPortError) as e:
         link.BoardLink("COM3")  # connects
     assert "no such port" not in str(e.value) and "cannot open COM3" in str(e.value)
+
+
+class _Opened(Exception):
+    pass
+
+
+@pytest.mark.parametrize("window", ["permission", "gone"])
+def test_a_port_that_comes_right_within_the_grace_is_opened_not_refused(monkeypatch, window):
+    """Review (2026-11-27): a native-USB board (ESP32-S2/S3/C3) comes back as a new device
+    node after its reset; udev gives the node its group (dialout) and mode a few milliseconds
+    after the kernel made it root:root 0600, and the node is briefly gone while it
+    re-enumerates. Before 1741529 connect tried such a port again for its 1 s grace; now the
+    first failed open is final: `no permission ... (its group is root: sudo usermod -aG root
+    $USER ...)` or `cannot look at ...`, for a port that opens 0.2 s later."""
+    import time
+
+    from mpremote.transport import TransportError
+
+    master, slave = os.openpty()  # a terminal device sysfs tells nothing of (as a board's)
+    port = os.ttyname(slave)
+    ready = time.monotonic() + 0.2  # udev applies the rule / the node is back
+    real_stat = os.stat
+
+    def transport(*a, **k):
+        if time.monotonic() < ready:
+            raise TransportError(f"failed to access {port}")
+        raise _Opened
+
+    def access(path, mode):
+        return time.monotonic() >= ready
+
+    seen = []
+
+    def stat(path, *a, **k):  # there when connect looks (os.path.exists), gone at the open
+        if path == port and time.monotonic() < ready and seen:
+            raise FileNotFoundError(2, "No such file or directory")
+        seen.append(path)
+        return real_stat(path, *a, **k)
+
+    monkeypatch.setattr(link, "SerialTransport", transport)
+    if window == "permission":
+        monkeypatch.setattr(link.os, "access", access)
+    else:
+        monkeypatch.setattr(link.os, "stat", stat)
+    try:
+        with pytest.raises(_Opened):  # the open was tried again and (here) made
+            link.BoardLink(port)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_root_only_port_does_not_advise_joining_the_root_group(monkeypatch, tmp_path):
+    """Review (2026-11-27): a device node the kernel made root:root (udev has not given it its
+    group yet, or no rule does, as in a container) made the advice `sudo usermod -aG root
+    $USER`: a careless user who follows it can read every root-group file."""
+    monkeypatch.setattr(link.os, "access", lambda path, mode: False)
+    real_stat = os.stat
+    st = real_stat("/dev/null")
+    monkeypatch.setattr(link.os, "stat", lambda p, *a, **k: os.stat_result(
+        (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0, 0, st.st_size, 0, 0, 0))
+        if p == "/dev/ttyACM0" else real_stat(p, *a, **k))
+    why = link._not_a_port("/dev/ttyACM0")
+    assert why is not None and why.startswith("no permission to open /dev/ttyACM0")
+    assert "usermod -aG root" not in why, why

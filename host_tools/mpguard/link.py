@@ -79,6 +79,10 @@ _ATTEMPT = 3.0  # s: one try at entering the raw REPL
 _BUSY_GRACE = 1.0  # seconds a busy port is tried again before NoPortError (see connect)
 _BUSY = " (it may be in use by another program: mpremote, a terminal, or a test's `board` fixture)"
 _URL_PORT = ("socket://", "rfc2217://")
+# what _not_a_port says of a port that may come right by itself within the grace: udev gives
+# a new device node (a native-USB board back from its reset) its group a few ms after the
+# kernel made it, and the node is briefly gone while the board re-enumerates
+_PASSING = ("no permission to open ", "cannot look at ")
 _WINDOWS = os.name == "nt"  # COM3 and \\.\COM10 are names, not paths to look at
 
 
@@ -99,6 +103,9 @@ def _not_a_port(port: str) -> str | None:
     if not stat.S_ISCHR(st.st_mode):
         return f"{port} is a file, not a serial port"
     if not os.access(port, os.R_OK | os.W_OK):
+        if st.st_gid == 0:  # never advise joining root's group
+            return (f"no permission to open {port} (it is root's only: a udev rule usually "
+                    "gives a serial port a group such as dialout or uucp)")
         try:
             import grp
 
@@ -172,9 +179,10 @@ class BoardLink(FileOps, ResetOps):
                 # of every open file, and with it the port's lock, until it execs; the lock of
                 # a link closed just before is then busy for a few milliseconds.
                 why = _not_a_port(self.port) if by_path else None
-                if why is not None:
+                late = time.monotonic() >= busy_until
+                if why is not None and (late or not why.startswith(_PASSING)):
                     raise NoPortError(why) from None
-                if time.monotonic() >= busy_until:
+                if late:
                     raise NoPortError(f"cannot open {self.port}: {e}{_BUSY}") from None
                 time.sleep(0.05)
         self._t.serial = Watch(self._t.serial)

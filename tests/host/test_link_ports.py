@@ -42,6 +42,13 @@ def test_a_file_a_folder_and_a_null_device_are_named_for_what_they_are(tmp_path)
 def test_a_port_the_user_may_not_open_says_which_group(monkeypatch):
     # the suite runs as root here, who may open anything: the permission is taken away
     monkeypatch.setattr(link.os, "access", lambda path, mode: False)
+    # /dev/null's group is root here: the node is given the gid of a group one may join (20,
+    # dialout on Debian; named by number where no group has it)
+    real_stat = os.stat
+    st = real_stat("/dev/null")
+    monkeypatch.setattr(link.os, "stat", lambda p, *a, **k: os.stat_result(
+        (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0, 20, st.st_size, 0, 0, 0))
+        if p == "/dev/null" else real_stat(p, *a, **k))
     why = link._not_a_port("/dev/null")
     assert why is not None and why.startswith("no permission to open /dev/null (its group is ")
     assert "usermod -aG" in why

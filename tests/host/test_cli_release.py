@@ -329,3 +329,27 @@ def test_build_writes_no_bundle_when_the_record_cannot_be_written(
     assert obj["ok"] is False and "no bundle was written" in obj["error"]["message"]
     assert out.read_bytes() == b"an older bundle"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_build_refuses_a_copy_of_an_inventory_taken_while_it_is_open(proj, tmp_path, capsys):
+    """Review (2026-11-27): an inventory copied while a program has it open (a station's
+    `line run`) holds its tables and rows in its write-ahead log: the database file is a
+    page of nothing, the `-wal` file beside it the boards, MACs, certificates and events.
+    Neither is told an inventory (is_inventory reads the database file's own tables only),
+    so a careless `cp inventory.db* apps/blinky/` builds, and the bundle carries the rows."""
+    import shutil
+
+    from mpguard.inventory import Inventory
+
+    app = proj / "apps" / "blinky"
+    out = tmp_path / "wal.bundle"
+    db = tmp_path / "fleet.db"
+    with Inventory.open(f"sqlite:///{db}") as inv:
+        inv.add_event(None, "note", {"who": "operator-7Hq2"})
+        for suffix in ("", "-wal"):  # while it is open, as a station holds it
+            shutil.copyfile(f"{db}{suffix}", app / f"fleet.db{suffix}")
+    capsys.readouterr()
+    code = cli.main(["release", "build", ".", "--version", "1", "-o", str(out), "--json"])
+    capsys.readouterr()
+    assert code == 2 or b"operator-7Hq2" not in out.read_bytes(), (
+        "built: the bundle carries the inventory's rows from its -wal copy")

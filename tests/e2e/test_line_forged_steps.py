@@ -101,4 +101,9 @@ def test_an_inventory_writer_who_records_a_station_key_of_their_own_skips_the_at
     # finishes, whatever the inventory says; here the station attests nothing and says pass
     assert "attest" in ran or row.status != "pass", (
         f"board {row.status} ({row.reason}) without any attestation: steps run {ran}")
+    # since: a board recorded passed is attested again on a station with an attest step; this
+    # one was never provisioned (no identity), so its attestation fails, and so does the board
+    assert ran == ["attest"] and row.status == "fail" and run.summary.passed == 0
+    assert row.reason.startswith("recorded as passed, but its attestation now fails"), row.reason
+    assert line.board("B1", port.mac).status == "pass"  # its row is not written (as before)
     line.inv.close()

@@ -353,3 +353,8 @@ def test_build_refuses_a_copy_of_an_inventory_taken_while_it_is_open(proj, tmp_p
     capsys.readouterr()
     assert code == 2 or b"operator-7Hq2" not in out.read_bytes(), (
         "built: the bundle carries the inventory's rows from its -wal copy")
+    # since: the log is refused by its magic, named, never its contents
+    err = _refused(["release", "build", ".", "--version", "1", "-o", str(out)], capsys,
+                   "fleet.db-wal", "write-ahead log")
+    assert "operator-7Hq2" not in err and not out.exists()
+    assert not (proj / "releases.json").exists()

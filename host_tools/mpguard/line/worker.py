@@ -2,7 +2,8 @@
 
 1. the board's MAC (the port's, or esptool read-mac) names it; the inventory's traveller for
    (batch, MAC) is claimed for this station (another station's fresh claim: held, not run);
-   a board that passed already is reported as such and left alone;
+   a board that passed already is reported as such and left alone (if its traveller verifies
+   and, on a station with an attest step, its attestation passes again);
 2. each step the inventory does not record as completed runs; each completion is written to
    the station's journal first, then to the inventory (a step that succeeded is never run
    again, by this station or another: line_steps is unique per board and step), except
@@ -169,6 +170,22 @@ class Worker(threading.Thread):
                           f"this board ({_reason(e)}): the inventory was altered? see "
                           "`mpguard line status`")
                 return
+            # a traveller proves what the inventory's station keys sign, and whoever can write
+            # the inventory can record a key: a station with an attest step measures the
+            # board again (it changes nothing) before it calls it passed
+            if "attest" in st.order:
+                self.emit(Event("step", self.port.device, {"step": "attest", "status": "running"}))
+                try:
+                    steps.RUN["attest"](b, st.steps["attest"])
+                except (LinkError, InventoryUnavailable):
+                    raise
+                except MpguardError as e:
+                    self._end("fail", "recorded as passed, but its attestation now fails "
+                              f"({_reason(e)}): the inventory or the board was altered? see "
+                              "`mpguard line status`")
+                    return
+                self.emit(Event("step", self.port.device, {"step": "attest", "status": "done",
+                                                            "ueid": b.ueid}))
             self.status, self.reason = "pass", "already passed"
             self.emit(Event("done", self.port.device, {"status": "pass", "reason": self.reason,
                                                         "mac": self.mac, "ueid": known}))

@@ -96,6 +96,9 @@ def is_private_key(data: bytes) -> bool:
 
 
 _SQLITE = b"SQLite format 3\x00"
+# an SQLite write-ahead log (its magic, either byte order of its checksums): the pages of a
+# database in use, an inventory's rows among them when it is copied while a station runs
+_SQLITE_WAL = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
 # tables only an mpguard inventory has together (mpguard.inventory.schema)
 _INVENTORY_TABLES = {"devices", "certificates", "events"}
 
@@ -198,6 +201,11 @@ def collect(appdir: str | Path, forbidden: Iterable[Path] = ()) -> list[tuple[st
                 raise _refuse(f"{p} is a private key",
                               "private keys never go into a bundle (bundles are not "
                               "secret): move the file out of the app folder")
+            if data[:4] in _SQLITE_WAL:
+                raise _refuse(f"{p} is an SQLite write-ahead log (a database copied while in "
+                              "use: an inventory's rows may be in it)",
+                              "a database's log never goes into a bundle: move the file out "
+                              "of the app folder")
             if is_inventory(data):
                 raise _refuse(f"{p} is a copy of an mpguard inventory",
                               "an inventory (boards, MACs, certificates, history) never goes "

@@ -27,14 +27,20 @@ pytestmark = pytest.mark.timeout(300)
 STEPS = 'agent = true\nprovision = true\nharden = { profile = "production" }\nattest = true\n'
 
 
-def test_a_harden_step_forged_in_the_inventory_fails_the_board_at_its_attestation(
-        sim_dir, tmp_path, blank_chip):
+def _station_and_board(tmp_path, blank_chip):
+    """A project, station f's file (STEPS), one virtual board of it running, its port and
+    the project's inventory (as a Line)."""
     proj = make_project(tmp_path)
     seed_blank(proj.root, "f", blank_chip)
     path = station_file(tmp_path, "f", STEPS)
     sims.start(proj.root, "f", 1)
     (port,) = ports.SimPorts("f-*").poll().values()
-    line = Line(Inventory.open(project_root=proj.root))
+    return proj, path, port, Line(Inventory.open(project_root=proj.root))
+
+
+def test_a_harden_step_forged_in_the_inventory_fails_the_board_at_its_attestation(
+        sim_dir, tmp_path, blank_chip):
+    proj, path, port, line = _station_and_board(tmp_path, blank_chip)
     claim = line.claim("B1", port.mac, "forger")  # the board's row, as a station makes it
     line.release(claim.board.id, "forger", "parked", "interrupted before agent")
     now = datetime.now(UTC)
@@ -74,12 +80,7 @@ def test_an_inventory_writer_who_records_a_station_key_of_their_own_skips_the_at
     attestation, and the station's own run counts it as passed."""
     from mpguard import keys
 
-    proj = make_project(tmp_path)
-    seed_blank(proj.root, "f", blank_chip)
-    path = station_file(tmp_path, "f", STEPS)
-    sims.start(proj.root, "f", 1)
-    (port,) = ports.SimPorts("f-*").poll().values()
-    line = Line(Inventory.open(project_root=proj.root))
+    proj, path, port, line = _station_and_board(tmp_path, blank_chip)
     evil = keys.generate()  # the forger's own "station" key: no passphrase, no project
     line.register_station("qa-2", keys.public_bytes(evil), keys.thumbprint(evil))
     claim = line.claim("B1", port.mac, "qa-2")

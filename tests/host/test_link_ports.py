@@ -39,16 +39,22 @@ def test_a_file_a_folder_and_a_null_device_are_named_for_what_they_are(tmp_path)
     assert "another program" not in r.stderr and "Traceback" not in r.stderr
 
 
+def _device_node(monkeypatch, path: str, *, gid: int) -> None:
+    """`path` looks, to link's os.stat, like a character device (/dev/null's) of owner root
+    and group `gid`."""
+    real_stat = os.stat
+    st = real_stat("/dev/null")
+    monkeypatch.setattr(link.os, "stat", lambda p, *a, **k: os.stat_result(
+        (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0, gid, st.st_size, 0, 0, 0))
+        if p == path else real_stat(p, *a, **k))
+
+
 def test_a_port_the_user_may_not_open_says_which_group(monkeypatch):
     # the suite runs as root here, who may open anything: the permission is taken away
     monkeypatch.setattr(link.os, "access", lambda path, mode: False)
     # /dev/null's group is root here: the node is given the gid of a group one may join (20,
     # dialout on Debian; named by number where no group has it)
-    real_stat = os.stat
-    st = real_stat("/dev/null")
-    monkeypatch.setattr(link.os, "stat", lambda p, *a, **k: os.stat_result(
-        (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0, 20, st.st_size, 0, 0, 0))
-        if p == "/dev/null" else real_stat(p, *a, **k))
+    _device_node(monkeypatch, "/dev/null", gid=20)
     why = link._not_a_port("/dev/null")
     assert why is not None and why.startswith("no permission to open /dev/null (its group is ")
     assert "usermod -aG" in why
@@ -123,11 +129,7 @@ def test_a_root_only_port_does_not_advise_joining_the_root_group(monkeypatch, tm
     group yet, or no rule does, as in a container) made the advice `sudo usermod -aG root
     $USER`: a careless user who follows it can read every root-group file."""
     monkeypatch.setattr(link.os, "access", lambda path, mode: False)
-    real_stat = os.stat
-    st = real_stat("/dev/null")
-    monkeypatch.setattr(link.os, "stat", lambda p, *a, **k: os.stat_result(
-        (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, 0, 0, st.st_size, 0, 0, 0))
-        if p == "/dev/ttyACM0" else real_stat(p, *a, **k))
+    _device_node(monkeypatch, "/dev/ttyACM0", gid=0)
     why = link._not_a_port("/dev/ttyACM0")
     assert why is not None and why.startswith("no permission to open /dev/ttyACM0")
     assert "usermod -aG root" not in why, why

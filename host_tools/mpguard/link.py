@@ -82,7 +82,9 @@ _URL_PORT = ("socket://", "rfc2217://")
 # what _not_a_port says of a port that may come right by itself within the grace: udev gives
 # a new device node (a native-USB board back from its reset) its group a few ms after the
 # kernel made it, and the node is briefly gone while the board re-enumerates
-_PASSING = ("no permission to open ", "cannot look at ")
+_NO_PERMISSION = "no permission to open "
+_CANNOT_LOOK = "cannot look at "
+_PASSING = (_NO_PERMISSION, _CANNOT_LOOK)
 _WINDOWS = os.name == "nt"  # COM3 and \\.\COM10 are names, not paths to look at
 
 
@@ -97,14 +99,14 @@ def _not_a_port(port: str) -> str | None:
     try:
         st = os.stat(port)
     except OSError as e:
-        return f"cannot look at {port}: {e.strerror}"
+        return f"{_CANNOT_LOOK}{port}: {e.strerror}"
     if stat.S_ISDIR(st.st_mode):
         return f"{port} is a folder, not a serial port"
     if not stat.S_ISCHR(st.st_mode):
         return f"{port} is a file, not a serial port"
     if not os.access(port, os.R_OK | os.W_OK):
         if st.st_gid == 0:  # never advise joining root's group
-            return (f"no permission to open {port} (it is root's only: a udev rule usually "
+            return (f"{_NO_PERMISSION}{port} (it is root's only: a udev rule usually "
                     "gives a serial port a group such as dialout or uucp)")
         try:
             import grp
@@ -112,7 +114,7 @@ def _not_a_port(port: str) -> str | None:
             group = grp.getgrgid(st.st_gid).gr_name
         except (ImportError, KeyError):
             group = str(st.st_gid)
-        return (f"no permission to open {port} (its group is {group}: on Linux, "
+        return (f"{_NO_PERMISSION}{port} (its group is {group}: on Linux, "
                 f"`sudo usermod -aG {group} $USER`, then log in again)")
     cls = f"/sys/dev/char/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}/subsystem"
     if os.path.exists(cls) and os.path.basename(os.path.realpath(cls)) != "tty":
